@@ -1,0 +1,1 @@
+//! Acceptance harness and emulators.

@@ -1,0 +1,1 @@
+//! waddle-framework (work in progress).

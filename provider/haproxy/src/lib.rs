@@ -1,0 +1,1 @@
+//! waddle-haproxy (work in progress).

@@ -1,0 +1,1 @@
+//! waddle-proxmox (work in progress).

@@ -1,0 +1,1 @@
+//! waddle-talos (work in progress).

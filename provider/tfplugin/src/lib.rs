@@ -1,0 +1,1 @@
+//! waddle-tfplugin (work in progress).

@@ -1,0 +1,1 @@
+//! The waddle provider.
