@@ -1,1 +1,2 @@
 //! Acceptance harness and emulators.
+pub mod spec;
