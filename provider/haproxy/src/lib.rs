@@ -1,1 +1,30 @@
-//! waddle-haproxy (work in progress).
+//! waddle-haproxy: the domain library behind `waddle_sni_proxy`.
+//!
+//! * [`ProxySpec`] / [`RouteSpec`]: the typed routing configuration (see [`spec`]).
+//! * [`validate`]: normalization and validation with attribute paths ([`ValidationErrors`]),
+//!   for plan-time diagnostics; hostname semantics in [`hostname`].
+//! * [`render`]: `haproxy.cfg`, the exact and wildcard map files and a `config_hash`
+//!   ([`Rendered`]); lookup design in [`render`](mod@render).
+//! * [`render_cloud_init`]: NoCloud `user-data` / `meta-data` / `network-config` for the VM.
+//! * [`check`]: runs the real `haproxy -c` on rendered files (when the binary is present).
+//!
+//! This crate depends on no other waddle crate.
+
+pub mod check;
+pub mod cloudinit;
+pub mod error;
+pub mod hostname;
+pub mod render;
+pub mod spec;
+pub mod validate;
+
+pub use check::{haproxy_check, CheckError, CheckOutput};
+pub use cloudinit::{render_cloud_init, validate_cloud_init, CloudInit, CloudInitSpec, NicSpec};
+pub use error::{AttrPath, ErrorKind, PathStep, RenderError, ValidationError, ValidationErrors};
+pub use hostname::{parse_hostname, HostPattern};
+pub use render::{config_hash, render, render_validated, Rendered, RenderedFile};
+pub use spec::{
+    format_duration, parse_duration, seed_layout, FilePaths, ListenSpec, LogTarget, ProcessSpec,
+    ProxySpec, RouteSpec, Timeouts,
+};
+pub use validate::{parse_backend, validate, Backend, NormalizedRoute, ValidatedSpec};

@@ -1,0 +1,363 @@
+//! The typed configuration of an SNI proxy (what `waddle_sni_proxy` holds as routing state).
+//!
+//! Resource attribute shape (HCL), mapped one to one onto these types:
+//!
+//! ```hcl
+//! routes = [
+//!   { hostnames = ["teleport.example.org", ".teleport.example.org"], backend = "10.10.0.2:3080",
+//!     proxy_protocol = false, check = true },
+//!   { hostnames = ["*.apps.example.org"], backend = "10.10.0.30:443" },
+//! ]
+//! http_backend = "10.10.0.30:80"          # optional; port-80 plain TCP forward
+//! listen       = { https = 443, http = 80 }
+//! maxconn      = 4096
+//! timeouts     = { connect = "5s", client = "1m", server = "1m", tunnel = "1h", inspect = "5s" }
+//! ```
+//!
+//! Hostname semantics are documented in [`crate::hostname`].
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use crate::error::ErrorKind;
+
+/// One SNI route: a set of hostnames passed, still encrypted, to one backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteSpec {
+    /// Exact names (`teleport.example.org`) and subdomain patterns (`*.apps.example.org` or
+    /// `.apps.example.org`). At least one.
+    pub hostnames: Vec<String>,
+    /// `<ipv4>:<port>` or `[<ipv6>]:<port>`. IP literals only (see [`ErrorKind::BackendNotIp`]).
+    pub backend: String,
+    /// Send a PROXY protocol v2 header to the backend (`send-proxy-v2`). Default `false`.
+    pub proxy_protocol: bool,
+    /// Layer-4 (TCP connect) health check of the backend. Default `true`.
+    pub check: bool,
+}
+
+impl RouteSpec {
+    /// A route with the defaults `proxy_protocol = false`, `check = true`.
+    pub fn new<I, S>(hostnames: I, backend: &str) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        RouteSpec {
+            hostnames: hostnames.into_iter().map(Into::into).collect(),
+            backend: backend.to_string(),
+            proxy_protocol: false,
+            check: true,
+        }
+    }
+
+    /// Builder: set `proxy_protocol`.
+    pub fn with_proxy_protocol(mut self, on: bool) -> Self {
+        self.proxy_protocol = on;
+        self
+    }
+
+    /// Builder: set `check`.
+    pub fn with_check(mut self, on: bool) -> Self {
+        self.check = on;
+        self
+    }
+}
+
+/// Listening sockets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenSpec {
+    /// Address to bind; `None` binds all IPv4 addresses (`bind :443`). Tests use a 127.30.x.y.
+    pub address: Option<IpAddr>,
+    /// TLS (SNI) port. Default 443.
+    pub https_port: u16,
+    /// Plain TCP port forwarded to `http_backend` (only rendered when `http_backend` is set).
+    /// Default 80.
+    pub http_port: u16,
+}
+
+impl Default for ListenSpec {
+    fn default() -> Self {
+        ListenSpec {
+            address: None,
+            https_port: 443,
+            http_port: 80,
+        }
+    }
+}
+
+/// Timeouts. Defaults and why:
+///
+/// * `connect` 5s — backends are on the private bridge; a healthy one answers in milliseconds.
+/// * `client` / `server` 1m — inactivity while the connection is being set up / before the
+///   tunnel is established on both sides.
+/// * `tunnel` 1h — once both sides are connected this replaces client/server inactivity:
+///   Teleport sessions, kubectl exec/port-forward and WebSockets stay idle for a long time.
+/// * `inspect` 5s — how long to wait for a complete TLS ClientHello (`tcp-request
+///   inspect-delay`); a client that sends nothing or too little is dropped after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// `timeout connect`.
+    pub connect: Duration,
+    /// `timeout client`.
+    pub client: Duration,
+    /// `timeout server`.
+    pub server: Duration,
+    /// `timeout tunnel`.
+    pub tunnel: Duration,
+    /// `tcp-request inspect-delay` on the TLS frontend.
+    pub inspect: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            connect: Duration::from_secs(5),
+            client: Duration::from_secs(60),
+            server: Duration::from_secs(60),
+            tunnel: Duration::from_secs(3600),
+            inspect: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Where HAProxy sends its logs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogTarget {
+    /// No logging at all.
+    Disabled,
+    /// `log stdout format raw` — for foreground runs (tests, containers).
+    Stdout,
+    /// Syslog to a unix socket path (`/dev/log`) or `ip:port`.
+    Syslog {
+        /// `/dev/log` or `127.0.0.1:514`.
+        address: String,
+        /// Syslog facility, e.g. `local0`.
+        facility: String,
+    },
+}
+
+impl Default for LogTarget {
+    /// `/dev/log` with facility `local0` (Debian's rsyslog/journald pick it up).
+    fn default() -> Self {
+        LogTarget::Syslog {
+            address: "/dev/log".to_string(),
+            facility: "local0".to_string(),
+        }
+    }
+}
+
+/// File locations on the machine running HAProxy. The config references the maps by these
+/// absolute paths.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FilePaths {
+    /// `/etc/haproxy/haproxy.cfg` by default.
+    pub config: String,
+    /// Exact-name map, `/etc/haproxy/maps/exact.map` by default.
+    pub exact_map: String,
+    /// Wildcard-suffix map, `/etc/haproxy/maps/wildcard.map` by default.
+    pub wildcard_map: String,
+}
+
+impl Default for FilePaths {
+    fn default() -> Self {
+        FilePaths {
+            config: "/etc/haproxy/haproxy.cfg".to_string(),
+            exact_map: "/etc/haproxy/maps/exact.map".to_string(),
+            wildcard_map: "/etc/haproxy/maps/wildcard.map".to_string(),
+        }
+    }
+}
+
+impl FilePaths {
+    /// All three files inside `dir` (`haproxy.cfg`, `exact.map`, `wildcard.map`).
+    pub fn in_dir(dir: &std::path::Path) -> Self {
+        let p = |name: &str| dir.join(name).to_string_lossy().into_owned();
+        FilePaths {
+            config: p("haproxy.cfg"),
+            exact_map: p("exact.map"),
+            wildcard_map: p("wildcard.map"),
+        }
+    }
+}
+
+/// Process settings of the `global` section. The default matches Debian's packaged service
+/// (run by systemd as root, dropping to `haproxy:haproxy` in a chroot, with an admin socket
+/// that can hand listening sockets over to the new process on reload). Tests use
+/// [`ProcessSpec::unprivileged`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessSpec {
+    /// `user` to drop privileges to.
+    pub user: Option<String>,
+    /// `group` to drop privileges to.
+    pub group: Option<String>,
+    /// `chroot` directory.
+    pub chroot: Option<String>,
+    /// `stats socket <path> mode 660 level admin expose-fd listeners` (seamless reloads).
+    pub stats_socket: Option<String>,
+}
+
+impl Default for ProcessSpec {
+    fn default() -> Self {
+        ProcessSpec {
+            user: Some("haproxy".to_string()),
+            group: Some("haproxy".to_string()),
+            chroot: Some("/var/lib/haproxy".to_string()),
+            stats_socket: Some("/run/haproxy/admin.sock".to_string()),
+        }
+    }
+}
+
+impl ProcessSpec {
+    /// No user switch, no chroot, no socket: runs as whoever starts it (tests, `-db`).
+    pub fn unprivileged() -> Self {
+        ProcessSpec {
+            user: None,
+            group: None,
+            chroot: None,
+            stats_socket: None,
+        }
+    }
+}
+
+/// Full SNI proxy configuration. `ProxySpec::default()` is an empty route table with the
+/// production defaults (ports 443/80, maxconn 4096, the [`Timeouts`] defaults, syslog to
+/// `/dev/log`, Debian file paths and process settings).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProxySpec {
+    /// SNI routes, in order (the order fixes backend names `be_route_<index>`).
+    pub routes: Vec<RouteSpec>,
+    /// Port-80 plain TCP forward target (`<ip>:<port>`); `None` renders no HTTP frontend.
+    pub http_backend: Option<String>,
+    /// Listening sockets.
+    pub listen: ListenSpec,
+    /// Process-wide and per-frontend connection limit. Default 4096 (well within a
+    /// 512 MB VM: a passthrough connection costs two 16 KB buffers plus kernel socket memory).
+    pub maxconn: u32,
+    /// Timeouts.
+    pub timeouts: Timeouts,
+    /// Logging.
+    pub log: LogTarget,
+    /// File paths.
+    pub paths: FilePaths,
+    /// Process settings.
+    pub process: ProcessSpec,
+}
+
+impl Default for ProxySpec {
+    fn default() -> Self {
+        ProxySpec {
+            routes: Vec::new(),
+            http_backend: None,
+            listen: ListenSpec::default(),
+            maxconn: 4096,
+            timeouts: Timeouts::default(),
+            log: LogTarget::default(),
+            paths: FilePaths::default(),
+            process: ProcessSpec::default(),
+        }
+    }
+}
+
+/// The seed layout for a domain (what `modules/haproxy` renders by default):
+/// `teleport.<domain>`, `.teleport.<domain>` and `proxmox.<domain>` to Teleport
+/// (`10.10.0.2:3080`), `*.apps.<domain>` to the gateway VIP (`10.10.0.30:443`), port 80 to
+/// the VIP (`10.10.0.30:80`).
+pub fn seed_layout(domain: &str) -> ProxySpec {
+    ProxySpec {
+        routes: vec![
+            RouteSpec::new(
+                [
+                    format!("teleport.{domain}"),
+                    format!(".teleport.{domain}"),
+                    format!("proxmox.{domain}"),
+                ],
+                "10.10.0.2:3080",
+            ),
+            RouteSpec::new([format!("*.apps.{domain}")], "10.10.0.30:443"),
+        ],
+        http_backend: Some("10.10.0.30:80".to_string()),
+        ..ProxySpec::default()
+    }
+}
+
+/// Parses a duration in HAProxy-like notation: a positive integer with unit `ms`, `s`, `m`,
+/// `h` or `d` (`"5s"`, `"1m"`, `"1h"`, `"250ms"`). A bare number means milliseconds, as in
+/// HAProxy.
+pub fn parse_duration(s: &str) -> Result<Duration, ErrorKind> {
+    let bad = || ErrorKind::InvalidDuration(s.to_string());
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    if num.is_empty() {
+        return Err(bad());
+    }
+    let n: u64 = num.parse().map_err(|_| bad())?;
+    let ms = match unit {
+        "" | "ms" => Some(n),
+        "s" => n.checked_mul(1000),
+        "m" => n.checked_mul(60_000),
+        "h" => n.checked_mul(3_600_000),
+        "d" => n.checked_mul(86_400_000),
+        _ => return Err(bad()),
+    }
+    .ok_or_else(bad)?;
+    Ok(Duration::from_millis(ms))
+}
+
+/// Formats a duration the way HAProxy reads it, choosing the largest exact unit
+/// (`3600000 ms` -> `1h`, `1500 ms` -> `1500ms`).
+pub fn format_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms == 0 {
+        return "0ms".to_string();
+    }
+    for (unit, size) in [
+        ("d", 86_400_000u128),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1000),
+    ] {
+        if ms % size == 0 {
+            return format!("{}{unit}", ms / size);
+        }
+    }
+    format!("{ms}ms")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_round_trip() {
+        for (s, ms) in [
+            ("5s", 5000u64),
+            ("1m", 60_000),
+            ("1h", 3_600_000),
+            ("250ms", 250),
+            ("250", 250),
+            ("2d", 172_800_000),
+        ] {
+            assert_eq!(parse_duration(s).unwrap(), Duration::from_millis(ms), "{s}");
+        }
+        assert_eq!(format_duration(Duration::from_secs(3600)), "1h");
+        assert_eq!(format_duration(Duration::from_secs(90)), "90s");
+        assert_eq!(format_duration(Duration::from_millis(1500)), "1500ms");
+        assert_eq!(format_duration(Duration::from_secs(120)), "2m");
+        for bad in ["", "s", "5x", "-1s", "1.5s", "99999999999999999999d"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn seed_layout_shape() {
+        let s = seed_layout("example.org");
+        assert_eq!(s.routes.len(), 2);
+        assert!(s.routes[0]
+            .hostnames
+            .contains(&".teleport.example.org".to_string()));
+        assert_eq!(s.routes[1].backend, "10.10.0.30:443");
+        assert_eq!(s.http_backend.as_deref(), Some("10.10.0.30:80"));
+        assert!(!s.routes[0].proxy_protocol && s.routes[0].check);
+    }
+}
