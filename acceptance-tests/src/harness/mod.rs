@@ -1,0 +1,103 @@
+//! Acceptance harness driving the real Terraform/OpenTofu CLI against the provider binary.
+//!
+//! Modelled on terraform-plugin-testing's `TestCase`/`TestStep` lifecycle:
+//!
+//! * once per test: find the CLI ([`cli`]), get the provider binary ([`provider`]), install it
+//!   into a filesystem mirror under both `registry.terraform.io` and `registry.opentofu.org`, make
+//!   a fresh work root with an isolated CLI config file;
+//! * per config step: write the files, `init -plugin-dir=<mirror>`, `validate`,
+//!   `plan -out`, `apply <plan>`, state checks, `plan -detailed-exitcode` (must be empty),
+//!   `refresh`, `plan -detailed-exitcode` again (must be empty);
+//! * per import step: a separate work dir, `import ADDR ID`, compare with the applied state;
+//! * at the end (also after a failed step): `destroy` with the last valid config, verify no
+//!   managed resource is left, then the case's `check_destroy` callback.
+//!
+//! Logs of every command (stdout, stderr, `TF_LOG=trace` file) are kept in `<root>/logs`; the
+//! root is deleted on success and kept (and printed) on failure.
+//!
+//! ```no_run
+//! use waddle_acceptance::harness::{check, TestCase, TestStep};
+//! TestCase::new()
+//!     .step(TestStep::config(r#"output "x" { value = 1 }"#).check(check::output_equals("x", 1)))
+//!     .run();
+//! ```
+
+pub mod case;
+pub mod check;
+pub mod cli;
+pub mod provider;
+pub mod state;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+pub use case::{ImportId, Phase, Report, StepFailure, TestCase, TestStep};
+pub use check::{Check, PlanCheck, Snapshot};
+pub use cli::{Cli, CliFlavor, Version};
+pub use state::{Outputs, Plan, Resource, State};
+
+/// Errors setting the harness up (before or around CLI runs).
+#[derive(Debug, thiserror::Error)]
+pub enum HarnessError {
+    #[error("terraform CLI: {0}")]
+    Cli(String),
+    #[error("provider binary: {0}")]
+    Provider(String),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Command(String),
+}
+
+impl HarnessError {
+    pub(crate) fn io(path: &Path, source: std::io::Error) -> HarnessError {
+        HarnessError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+/// The repository root (parent of `acceptance-tests/`).
+pub fn repo_root() -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().unwrap_or(manifest).to_path_buf()
+}
+
+/// The cargo target dir as the harness sees it: `CARGO_TARGET_DIR` (relative paths are taken
+/// from the repository root) or `<repo>/target`.
+pub fn target_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR").filter(|v| !v.is_empty()) {
+        Some(d) => repo_root().join(d),
+        None => repo_root().join("target"),
+    }
+}
+
+/// Where per-test work roots are created: `WADDLE_ACC_WORK_DIR` or `<target dir>/waddle-acc`.
+pub fn work_base() -> PathBuf {
+    match std::env::var_os("WADDLE_ACC_WORK_DIR").filter(|v| !v.is_empty()) {
+        Some(d) => PathBuf::from(d),
+        None => target_dir().join("waddle-acc"),
+    }
+}
+
+/// Prints a notice that must be visible even though libtest captures test output (it writes to
+/// the process's stderr directly), and appends it to `$WADDLE_ACC_SKIP_LOG` when set so
+/// `scripts/test.sh` can repeat skipped steps in its summary.
+pub fn notice(message: &str) {
+    let line = format!("waddle-acceptance: {message}\n");
+    let _ = std::io::stderr().lock().write_all(line.as_bytes());
+    if let Some(path) = std::env::var_os("WADDLE_ACC_SKIP_LOG").filter(|v| !v.is_empty()) {
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+        {
+            let _ = f.write_all(line.as_bytes());
+        }
+    }
+}
