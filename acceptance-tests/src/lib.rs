@@ -1,3 +1,3 @@
 //! Acceptance harness and emulators.
-pub mod spec;
 pub mod harness;
+pub mod spec;

@@ -208,8 +208,11 @@ fn config_dirs_and_skipped_steps() {
         .without_provider()
         .step(TestStep::config_dir(&dir).check(check::output_equals("y", "WADDLE")))
         .step(
-            TestStep::config(r#"output "never" { value = 1 }"#)
-                .skip_if(|cli| Some(format!("harness self-test of skip reporting on {cli}, not a real skip"))),
+            TestStep::config(r#"output "never" { value = 1 }"#).skip_if(|cli| {
+                Some(format!(
+                    "harness self-test of skip reporting on {cli}, not a real skip"
+                ))
+            }),
         )
         .run();
     std::fs::remove_dir_all(&dir).unwrap();
