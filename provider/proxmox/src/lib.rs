@@ -1,1 +1,53 @@
-//! waddle-proxmox (work in progress).
+//! # waddle-proxmox
+//!
+//! A Proxmox VE 9 API client for the waddle provider:
+//!
+//! * [`Client`] / [`ClientConfig`]: API token or ticket authentication (with CSRF token and
+//!   automatic re-login), TLS with an optional pinned CA or explicit `insecure` opt-in, optional
+//!   SOCKS5/HTTP proxy, keep-alive pool idle timeout below PVE's 5 s, safe retries with
+//!   bounded exponential backoff and jitter, per-node concurrency limits, and a
+//!   [`RequestRecorder`] hook that sees every HTTP exchange.
+//! * [`Error`]: PVE's reason-phrase message and 400 per-parameter `errors` map, classified
+//!   (not found, auth, permission, lock timeout, no worker UPID, validation, ...).
+//! * [`Upid`] parsing and [`Client::wait_task`] (status polling with backoff, cancellable,
+//!   `WARNINGS: n` treated as success, log tail on failure).
+//! * Typed operations: VMs ([`VmSpec`], [`Client::create_vm`], start/shutdown/stop/delete,
+//!   config and status), storage (`download-url` into `import`, ISO upload, content listing,
+//!   volume deletion), guest agent (ping, interfaces, exec, file-write), Linux bridges, SDN
+//!   simple zones/vnets/subnets, firewall options/rules/ipsets.
+//! * [`nocloud`]: a NoCloud seed ISO (ISO 9660 + Joliet, volume id `cidata`) built in Rust.
+
+mod agent;
+mod client;
+mod config;
+mod error;
+mod network;
+pub mod nocloud;
+mod params;
+pub mod props;
+mod record;
+mod retry;
+mod storage;
+mod task;
+mod upid;
+mod value;
+mod vm;
+
+pub use agent::{ExecResult, GuestInterface, GuestIp};
+pub use client::Client;
+pub use config::{parse_endpoint, ApiToken, Auth, ClientConfig, Secret, Timeouts};
+pub use error::{classify, ApiError, ApiErrorKind, Error, Result, TransportKind};
+pub use network::{sdn_subnet_id, BridgeSpec, FirewallRule, FirewallScope, IpSetEntry, SubnetSpec};
+pub use params::{api_path, encode_segment, ParamValue, Params};
+pub use props::{CdromSpec, DiskBus, DiskSpec, EfiDiskSpec, NetConfig, NetSpec, TpmStateSpec};
+pub use record::{MemoryRecorder, RecordedRequest, RequestRecorder};
+pub use reqwest::Method;
+pub use retry::RetryPolicy;
+pub use storage::{
+    validate_volume_file_name, volume_id, ChecksumAlgorithm, ContentType, DownloadUrl,
+    StorageVolume,
+};
+pub use task::{parse_exitstatus, ExitStatus, TaskLogLine, TaskOutcome, WaitOptions};
+pub use tokio_util::sync::CancellationToken;
+pub use upid::Upid;
+pub use vm::{Bios, ClusterVm, DeleteOutcome, VmConfig, VmSpec, VmStatus};
