@@ -1,0 +1,151 @@
+#!/usr/bin/env bash
+# The README's first command: build the provider (release), install it into a filesystem mirror,
+# and apply an example through the real CLI in a temp work dir, then show `terraform output`.
+#
+#   scripts/demo.sh [--destroy] [EXAMPLE_DIR]      (default: examples/talos-image)
+#
+# CLI: TF_ACC_TERRAFORM_PATH, else `tofu` on PATH, else the pinned Terraform 1.0.3 (installed by
+# scripts/install-test-deps.sh when missing) — the same order as the acceptance harness.
+# Sandbox: when the example manages Proxmox resources (any `resource "waddle_...` or `module`
+# block), or WADDLE_DEMO_SANDBOX=always, the local PVE/Talos sandbox (`waddle-sandbox`) is
+# started on loopback and its PROXMOX_VE_* variables are exported for the provider;
+# WADDLE_DEMO_SANDBOX=never disables it.
+# The work dir is kept (printed at the end) unless --destroy; WADDLE_DEMO_DIR chooses it.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT=$(pwd)
+
+DESTROY=0
+EXAMPLE=examples/talos-image
+for arg in "$@"; do
+  case "$arg" in
+    --destroy) DESTROY=1 ;;
+    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    *) EXAMPLE=$arg ;;
+  esac
+done
+EXAMPLE_DIR=$(cd "$EXAMPLE" && pwd)
+NAME=$(basename "$EXAMPLE_DIR")
+
+say() { printf '\n==> %s\n' "$*"; }
+
+# --- the CLI ---------------------------------------------------------------------------------
+if [ -n "${TF_ACC_TERRAFORM_PATH:-}" ]; then
+  TF=$TF_ACC_TERRAFORM_PATH
+elif command -v tofu >/dev/null 2>&1; then
+  TF=$(command -v tofu)
+else
+  TF="${WADDLE_CACHE_DIR:-$HOME/.cache/waddle}/terraform-1.0.3/terraform"
+  if [ ! -x "$TF" ]; then
+    say "installing the pinned Terraform (scripts/install-test-deps.sh)"
+    TF=$(bash scripts/install-test-deps.sh | tail -n 1)
+  fi
+fi
+say "CLI: $("$TF" version | head -n 1) ($TF)"
+
+# --- the provider ----------------------------------------------------------------------------
+TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+case "$TARGET_DIR" in /*) ;; *) TARGET_DIR="$ROOT/$TARGET_DIR" ;; esac
+say "building terraform-provider-waddle (release)"
+cargo build --release -p terraform-provider-waddle --bin terraform-provider-waddle
+PROVIDER_BIN="$TARGET_DIR/release/terraform-provider-waddle"
+
+VERSION=$(sed -n 's/^version *= *"\(.*\)"/\1/p' Cargo.toml | head -n 1)
+OS=$(uname -s | tr '[:upper:]' '[:lower:]')
+case "$(uname -m)" in x86_64) ARCH=amd64 ;; aarch64|arm64) ARCH=arm64 ;; *) ARCH=$(uname -m) ;; esac
+
+if [ -n "${WADDLE_DEMO_DIR:-}" ]; then
+  WORK=$WADDLE_DEMO_DIR
+  OWN_WORK=0
+  mkdir -p "$WORK"
+else
+  WORK=$(mktemp -d "${TMPDIR:-/tmp}/waddle-demo.XXXXXX")
+  OWN_WORK=1
+fi
+MIRROR="$WORK/mirror"
+for host in registry.terraform.io registry.opentofu.org; do
+  dest="$MIRROR/$host/waddle-social/waddle/$VERSION/${OS}_$ARCH"
+  mkdir -p "$dest"
+  install -m 0755 "$PROVIDER_BIN" "$dest/terraform-provider-waddle_v$VERSION"
+done
+
+# The example keeps its place relative to modules/ so `../../modules/...` sources resolve.
+DIR="$WORK/examples/$NAME"
+mkdir -p "$DIR"
+find "$EXAMPLE_DIR" -maxdepth 1 -type f ! -name 'terraform.tfstate*' ! -name '.terraform.lock.hcl' \
+  -exec cp {} "$DIR/" \;
+[ -e "$WORK/modules" ] || ln -s "$ROOT/modules" "$WORK/modules"
+
+printf '# isolated CLI configuration for the waddle demo\n' >"$WORK/cli.tfrc"
+export TF_CLI_CONFIG_FILE="$WORK/cli.tfrc" TF_IN_AUTOMATION=1 CHECKPOINT_DISABLE=1
+unset TF_PLUGIN_CACHE_DIR
+
+# --- the sandbox (local Proxmox VE / Talos emulation) ----------------------------------------
+SANDBOX_PID=""
+cleanup() {
+  if [ -n "$SANDBOX_PID" ]; then
+    kill "$SANDBOX_PID" 2>/dev/null || true
+    wait "$SANDBOX_PID" 2>/dev/null || true
+  fi
+}
+trap cleanup EXIT
+
+want_sandbox=${WADDLE_DEMO_SANDBOX:-auto}
+if [ "$want_sandbox" = auto ]; then
+  if grep -qE '^\s*(resource\s+"waddle_|module\s+")' "$DIR"/*.tf 2>/dev/null; then
+    want_sandbox=always
+  else
+    want_sandbox=never
+  fi
+fi
+if [ "$want_sandbox" = always ]; then
+  if [ ! -f acceptance-tests/src/bin/waddle-sandbox.rs ]; then
+    echo "this example needs the waddle-sandbox, which this checkout does not have" >&2
+    exit 1
+  fi
+  say "starting waddle-sandbox (loopback only)"
+  cargo build --release -p waddle-acceptance --bin waddle-sandbox
+  ENV_FILE="$WORK/sandbox.env"
+  rm -f "$ENV_FILE"
+  "$TARGET_DIR/release/waddle-sandbox" --env-file "$ENV_FILE" >"$WORK/sandbox.log" 2>&1 &
+  SANDBOX_PID=$!
+  for _ in $(seq 1 300); do
+    [ -s "$ENV_FILE" ] && break
+    if ! kill -0 "$SANDBOX_PID" 2>/dev/null; then
+      echo "waddle-sandbox exited early; log:" >&2
+      cat "$WORK/sandbox.log" >&2
+      exit 1
+    fi
+    sleep 0.2
+  done
+  [ -s "$ENV_FILE" ] || { echo "waddle-sandbox did not become ready" >&2; exit 1; }
+  set -a
+  # shellcheck disable=SC1090
+  . "$ENV_FILE"
+  set +a
+  echo "sandbox: PROXMOX_VE_ENDPOINT=${PROXMOX_VE_ENDPOINT:-?} (log: $WORK/sandbox.log)"
+fi
+
+# --- init / apply / output -------------------------------------------------------------------
+cd "$DIR"
+say "$NAME: init -plugin-dir=$MIRROR"
+"$TF" init -input=false -no-color -plugin-dir="$MIRROR"
+say "$NAME: apply"
+"$TF" apply -input=false -no-color -auto-approve
+say "$NAME: output"
+"$TF" output -no-color
+if [ "$DESTROY" = 1 ] || [ -n "$SANDBOX_PID" ]; then
+  # The sandbox lives only as long as this script: leave nothing behind that points at it.
+  say "$NAME: destroy"
+  "$TF" destroy -input=false -no-color -auto-approve
+  if [ "$OWN_WORK" = 1 ]; then
+    rm -rf "$WORK"
+    echo "work dir removed"
+  fi
+else
+  say "done"
+  echo "work dir: $DIR"
+  echo "  inspect:  cd $DIR && TF_CLI_CONFIG_FILE=$WORK/cli.tfrc $TF output -json"
+  echo "  clean up: cd $DIR && TF_CLI_CONFIG_FILE=$WORK/cli.tfrc $TF destroy -auto-approve && rm -rf $WORK"
+fi
