@@ -1,1 +1,3 @@
 //! waddle-talos (work in progress).
+
+pub mod image;
