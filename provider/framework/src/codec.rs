@@ -864,7 +864,11 @@ mod tests {
             } else {
                 digits.clone()
             };
-            let s = if x % 3 == 0 { format!("-{s}") } else { s };
+            let s = if x.is_multiple_of(3) {
+                format!("-{s}")
+            } else {
+                s
+            };
             let v = n(&s);
             let b = encode_msgpack(&v, &Type::Number).unwrap();
             assert_eq!(decode_msgpack(&b, &Type::Number).unwrap(), v, "{s}");

@@ -1,7 +1,94 @@
-//! waddle-framework: a small terraform-plugin-framework equivalent.
+//! waddle-framework: a small terraform-plugin-framework equivalent for protocol 6.
+//!
+//! # Layout
+//! - [`types`]: cty types and their JSON type encoding.
+//! - [`number`]: arbitrary-precision numbers (no silent truncation).
+//! - [`value`]: the [`Value`] model (null, unknown with refinements, `Dynamic`), path-aware
+//!   accessors (`get_attr`, `get_path`, `is_known`, `is_wholly_known`, `equals`).
+//! - [`codec`]: DynamicValue codecs: cty msgpack and cty JSON.
+//! - [`path`], [`diag`]: attribute paths and diagnostics.
+//! - [`schema`]: schema model and builders (attributes, nested attributes, blocks, plan
+//!   modifiers, defaults, implied types).
+//! - [`typed`]: serde bridge (`Value::to_typed`, `Value::from_typed`) and
+//!   [`typed::assert_roundtrip`], the test that keeps a Rust state type and its schema in sync.
+//! - [`provider`]: the traits a provider implements ([`Provider`], [`Resource`],
+//!   [`DataSource`], [`Function`]) and the per-call [`Context`] (cancellation, provider data).
+//! - `plan` / `validate` (internal): framework plan and validation semantics.
+//! - `service`: `ProviderService`, the tfplugin6 gRPC service dispatching to the traits.
+//!
+//! # Defining a data source
+//! ```
+//! use waddle_framework::prelude::*;
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Serialize, Deserialize)]
+//! struct Greeting { name: String, text: Option<String> }
+//!
+//! struct GreetingDataSource;
+//!
+//! #[async_trait]
+//! impl DataSource for GreetingDataSource {
+//!     fn type_name(&self) -> &str { "waddle_greeting" }
+//!     fn schema(&self) -> Schema {
+//!         Schema::new("Says hello.")
+//!             .attribute("name", Attribute::string().required().description("Who to greet."))
+//!             .attribute("text", Attribute::string().computed())
+//!     }
+//!     async fn validate_config(&self, _ctx: &Context, config: &Value, diags: &mut Diagnostics) {
+//!         if let Some(name) = config.get_attr("name").and_then(Value::as_str) {
+//!             if name.is_empty() {
+//!                 diags.error_at(AttributePath::attr("name"), "Invalid name", "must not be empty");
+//!             }
+//!         } // unknown or null: nothing to check yet
+//!     }
+//!     async fn read(&self, _ctx: &Context, config: Value, diags: &mut Diagnostics) -> Option<Value> {
+//!         let mut g: Greeting = match config.to_typed() {
+//!             Ok(g) => g,
+//!             Err(e) => { diags.error("Invalid configuration", e.to_string()); return None; }
+//!         };
+//!         g.text = Some(format!("hello, {}", g.name));
+//!         match self.schema().from_typed(&g) {
+//!             Ok(v) => Some(v),
+//!             Err(e) => { diags.error("Internal error", e.to_string()); None }
+//!         }
+//!     }
+//! }
+//! ```
+
 pub mod codec;
 pub mod diag;
 pub mod number;
 pub mod path;
+pub mod provider;
+pub mod schema;
+pub mod typed;
 pub mod types;
 pub mod value;
+
+pub use async_trait::async_trait;
+pub use codec::ValueError;
+pub use diag::{Diagnostic, Diagnostics, Severity};
+pub use number::Number;
+pub use path::{AttributePath, PathStep};
+pub use provider::{
+    Cancelled, Context, CreateRequest, DataSource, Function, FunctionError, FunctionSignature,
+    IdentityAttribute, IdentitySchema, ImportRequest, MoveStateRequest, Parameter, Plan,
+    PlanRequest, Provider, ProviderData, Resource, UpdateRequest,
+};
+pub use schema::{
+    Attribute, AttributeType, Block, BlockNesting, NestedBlock, NestingMode, PlanModifier, Schema,
+};
+pub use types::Type;
+pub use value::{Refinements, Value};
+
+/// Everything a provider implementation usually needs.
+pub mod prelude {
+    pub use crate::typed::assert_roundtrip;
+    pub use crate::{
+        async_trait, Attribute, AttributePath, Block, BlockNesting, Context, CreateRequest,
+        DataSource, Diagnostic, Diagnostics, Function, FunctionError, FunctionSignature,
+        IdentityAttribute, IdentitySchema, ImportRequest, MoveStateRequest, NestedBlock,
+        NestingMode, Number, Parameter, PathStep, Plan, PlanModifier, PlanRequest, Provider,
+        ProviderData, Resource, Schema, Type, UpdateRequest, Value,
+    };
+}

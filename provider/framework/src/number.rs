@@ -39,7 +39,7 @@ impl Number {
             return None;
         }
         let i = self.0.to_i64()?;
-        (BigDecimal::from(i) == self.0).then_some(i)
+        (self.0 == i).then_some(i)
     }
     /// The value as u64 when it is a non-negative integer in range.
     pub fn to_u64(&self) -> Option<u64> {
@@ -47,7 +47,7 @@ impl Number {
             return None;
         }
         let i = self.0.to_u64()?;
-        (BigDecimal::from(i) == self.0).then_some(i)
+        (self.0 == i).then_some(i)
     }
     /// The value as f64 only when the conversion is exact.
     pub fn to_f64_exact(&self) -> Option<f64> {
