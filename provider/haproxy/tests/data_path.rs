@@ -12,6 +12,7 @@
 
 mod common;
 
+use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
@@ -268,6 +269,98 @@ impl ServerCertVerifier for AcceptAnyCert {
     }
 }
 
+/// A stream whose first write sends only a few bytes and whose second write waits first, so
+/// the ClientHello reaches HAProxy in two TCP segments 300 ms apart.
+struct SplitFirstWrite {
+    inner: TcpStream,
+    writes: usize,
+    delay: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl tokio::io::AsyncRead for SplitFirstWrite {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for SplitFirstWrite {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        use std::task::Poll;
+        let this = &mut *self;
+        if this.writes == 0 {
+            let n = buf.len().min(7);
+            return match std::pin::Pin::new(&mut this.inner).poll_write(cx, &buf[..n]) {
+                Poll::Ready(Ok(n)) => {
+                    this.writes = 1;
+                    this.delay = Some(Box::pin(tokio::time::sleep(Duration::from_millis(300))));
+                    Poll::Ready(Ok(n))
+                }
+                other => other,
+            };
+        }
+        if let Some(d) = this.delay.as_mut() {
+            if d.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            this.delay = None;
+        }
+        this.writes += 1;
+        std::pin::Pin::new(&mut this.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// TLS client whose ClientHello is split across two segments.
+async fn split_hello_client(target: SocketAddr, sni: &str, ca: &Ca) -> Result<String, String> {
+    let cfg = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(ca.root_store())
+        .with_no_client_auth();
+    let tcp = timeout(T, TcpStream::connect(target))
+        .await
+        .map_err(|_| "connect timed out".to_string())?
+        .map_err(|e| e.to_string())?;
+    tcp.set_nodelay(true).map_err(|e| e.to_string())?;
+    let stream = SplitFirstWrite {
+        inner: tcp,
+        writes: 0,
+        delay: None,
+    };
+    let name = ServerName::try_from(sni.to_string()).map_err(|e| e.to_string())?;
+    let mut tls = timeout(T, TlsConnector::from(Arc::new(cfg)).connect(name, stream))
+        .await
+        .map_err(|_| "handshake timed out".to_string())?
+        .map_err(|e| format!("handshake failed: {e}"))?;
+    let mut buf = Vec::new();
+    timeout(T, tls.read_to_end(&mut buf))
+        .await
+        .map_err(|_| "read timed out".to_string())?
+        .map_err(|e| format!("read failed: {e}"))?;
+    Ok(String::from_utf8_lossy(&buf).into_owned())
+}
+
 #[derive(Clone, Copy)]
 enum Verify<'a> {
     /// Verify the chain against the test CA and the name.
@@ -486,6 +579,12 @@ async fn scenario() {
         );
         assert_eq!(ans.peer_cert, backend.cert, "{sni}: wrong certificate");
     }
+
+    // ---- a ClientHello split over two segments is waited for, not misrouted ----
+    let text = split_hello_client(front, "a.b.apps.example.org", &ca)
+        .await
+        .expect("split ClientHello");
+    assert_eq!(text, "backend=apps proxy_src=\n");
 
     // ---- PROXY v2: the backend learns the client's address ----
     let ans = tls_client(front, Some("pp.example.org"), Verify::Ca(&ca))
