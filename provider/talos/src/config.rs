@@ -1,0 +1,497 @@
+//! Per-node Talos v1.12 machine configuration: the `v1alpha1` document plus the
+//! multi-document network/volume configuration (`HostnameConfig`, `LinkAliasConfig`,
+//! `LinkConfig`, `Layer2VIPConfig`, `ResolverConfig`, `VolumeConfig`).
+//!
+//! Deprecated v1alpha1 fields (`persist`, `machine.network.hostname`,
+//! `machine.network.interfaces`, `machine.network.nameservers`) are never generated.
+
+use serde_yaml_ng::Value;
+
+use crate::issue::Issue;
+use crate::net::{normalize_mac, parse_endpoint, Cidr};
+use crate::secrets::SecretsBundle;
+use crate::spec::{ClusterSpec, NodeSpec, Role};
+use crate::versions::{self, parse_kubernetes_version};
+use crate::yaml::{map, s, strings};
+use crate::{patch, structure, validate, Error};
+
+/// Name of the link alias used when a node's NIC is selected by MAC.
+pub const LINK_ALIAS: &str = "net0";
+
+/// Default pod subnet.
+pub const POD_SUBNET: &str = "10.244.0.0/16";
+/// Default service subnet.
+pub const SERVICE_SUBNET: &str = "10.96.0.0/12";
+/// KubePrism port (Talos default).
+pub const KUBEPRISM_PORT: u64 = 7445;
+
+fn b64(v: &str) -> Value {
+    use base64::Engine as _;
+    s(base64::engine::general_purpose::STANDARD.encode(v.as_bytes()))
+}
+
+fn push_unique(list: &mut Vec<String>, v: impl Into<String>) {
+    let v = v.into();
+    if !list.contains(&v) {
+        list.push(v);
+    }
+}
+
+/// The link name the node's static address is configured on.
+pub fn link_name(node: &NodeSpec) -> String {
+    match (&node.interface, &node.mac) {
+        (Some(i), _) => i.clone(),
+        _ => LINK_ALIAS.to_string(),
+    }
+}
+
+fn internal(msg: impl Into<String>) -> Error {
+    Error::Render(msg.into())
+}
+
+/// The documents for `node_name` before any config patch is applied.
+/// The spec must have passed [`validate::validate`] (errors are reported, not panicked on).
+pub fn base_documents(
+    spec: &ClusterSpec,
+    secrets: &SecretsBundle,
+    node_name: &str,
+) -> Result<Vec<Value>, Error> {
+    let node = spec
+        .nodes
+        .get(node_name)
+        .ok_or_else(|| Error::UnknownNode(node_name.to_string()))?;
+    let addr: Cidr = node
+        .address
+        .parse()
+        .map_err(|e| internal(format!("node address: {e}")))?;
+    let k8s =
+        parse_kubernetes_version(&spec.kubernetes_version).map_err(|e| internal(e.to_string()))?;
+    let endpoint = parse_endpoint(&spec.endpoint).map_err(internal)?;
+    let cp = node.role == Role::ControlPlane;
+    let kv = format!("v{k8s}");
+
+    // ---- v1alpha1 -----------------------------------------------------------------------
+    let mut machine_sans: Vec<String> = vec![addr.addr.to_string()];
+    if cp {
+        if let Some(vip) = &spec.vip {
+            push_unique(&mut machine_sans, vip.clone());
+        }
+    }
+    for san in &spec.cert_sans {
+        push_unique(&mut machine_sans, san.clone());
+    }
+
+    let machine_ca = if cp {
+        map(vec![
+            ("crt", b64(&secrets.os_ca.crt)),
+            ("key", b64(&secrets.os_ca.key)),
+        ])
+    } else {
+        map(vec![("crt", b64(&secrets.os_ca.crt)), ("key", s(""))])
+    };
+
+    let features = vec![
+        ("diskQuotaSupport", Value::Bool(true)),
+        (
+            "kubePrism",
+            map(vec![
+                ("enabled", Value::Bool(true)),
+                ("port", Value::Number(KUBEPRISM_PORT.into())),
+            ]),
+        ),
+        (
+            "hostDNS",
+            map(vec![
+                ("enabled", Value::Bool(true)),
+                ("forwardKubeDNSToHost", Value::Bool(true)),
+            ]),
+        ),
+    ];
+
+    let mut labels = serde_yaml_ng::Mapping::new();
+    if cp {
+        labels.insert(
+            s("node.kubernetes.io/exclude-from-external-load-balancers"),
+            s(""),
+        );
+    }
+    for (k, v) in &node.node_labels {
+        labels.insert(s(k.clone()), s(v.clone()));
+    }
+
+    let mut machine = vec![
+        ("type", s(node.role.as_str())),
+        ("token", s(secrets.trustd_token.clone())),
+        ("ca", machine_ca),
+        ("certSANs", strings(machine_sans)),
+        (
+            "kubelet",
+            map(vec![
+                ("image", s(format!("{}:{kv}", versions::KUBELET_IMAGE))),
+                ("defaultRuntimeSeccompProfileEnabled", Value::Bool(true)),
+                ("disableManifestsDirectory", Value::Bool(true)),
+                (
+                    "nodeIP",
+                    map(vec![(
+                        "validSubnets",
+                        strings([addr.network().to_string()]),
+                    )]),
+                ),
+            ]),
+        ),
+        (
+            "install",
+            map(vec![
+                ("disk", s(node.install_disk.clone())),
+                ("image", s(spec.installer_image())),
+                ("wipe", Value::Bool(false)),
+            ]),
+        ),
+        ("features", map(features)),
+    ];
+    if !labels.is_empty() {
+        machine.push(("nodeLabels", Value::Mapping(labels)));
+    }
+
+    let mut cluster = vec![
+        ("id", s(secrets.cluster_id.clone())),
+        ("secret", s(secrets.cluster_secret.clone())),
+        (
+            "controlPlane",
+            map(vec![("endpoint", s(spec.endpoint.clone()))]),
+        ),
+        ("clusterName", s(spec.cluster_name.clone())),
+        (
+            "network",
+            map(vec![
+                ("cni", map(vec![("name", s(spec.cni.as_str()))])),
+                ("dnsDomain", s("cluster.local")),
+                ("podSubnets", strings([POD_SUBNET])),
+                ("serviceSubnets", strings([SERVICE_SUBNET])),
+            ]),
+        ),
+        ("token", s(secrets.bootstrap_token.clone())),
+    ];
+    if cp {
+        if let Some(sb) = &secrets.secretbox_encryption_secret {
+            cluster.push(("secretboxEncryptionSecret", s(sb.clone())));
+        }
+        if let Some(aes) = &secrets.aescbc_encryption_secret {
+            cluster.push(("aescbcEncryptionSecret", s(aes.clone())));
+        }
+        cluster.push((
+            "ca",
+            map(vec![
+                ("crt", b64(&secrets.k8s_ca.crt)),
+                ("key", b64(&secrets.k8s_ca.key)),
+            ]),
+        ));
+        cluster.push((
+            "aggregatorCA",
+            map(vec![
+                ("crt", b64(&secrets.k8s_aggregator_ca.crt)),
+                ("key", b64(&secrets.k8s_aggregator_ca.key)),
+            ]),
+        ));
+        cluster.push((
+            "serviceAccount",
+            map(vec![("key", b64(&secrets.k8s_service_account_key))]),
+        ));
+        // Talos 1.12 no longer adds the endpoint to the API server SANs: list the endpoint
+        // host, the VIP and every control plane's address explicitly.
+        let mut api_sans = vec![endpoint.host.clone()];
+        if let Some(vip) = &spec.vip {
+            push_unique(&mut api_sans, vip.clone());
+        }
+        for (_, n) in spec
+            .nodes
+            .iter()
+            .filter(|(_, n)| n.role == Role::ControlPlane)
+        {
+            if let Ok(c) = n.address.parse::<Cidr>() {
+                push_unique(&mut api_sans, c.addr.to_string());
+            }
+        }
+        for san in &spec.cert_sans {
+            push_unique(&mut api_sans, san.clone());
+        }
+        cluster.push((
+            "apiServer",
+            map(vec![
+                (
+                    "image",
+                    s(format!("{}:{kv}", versions::KUBE_APISERVER_IMAGE)),
+                ),
+                ("certSANs", strings(api_sans)),
+                (
+                    "admissionControl",
+                    Value::Sequence(vec![pod_security_admission()]),
+                ),
+            ]),
+        ));
+        cluster.push((
+            "controllerManager",
+            map(vec![(
+                "image",
+                s(format!("{}:{kv}", versions::KUBE_CONTROLLER_MANAGER_IMAGE)),
+            )]),
+        ));
+        cluster.push((
+            "proxy",
+            if spec.kube_proxy {
+                map(vec![(
+                    "image",
+                    s(format!("{}:{kv}", versions::KUBE_PROXY_IMAGE)),
+                )])
+            } else {
+                map(vec![("disabled", Value::Bool(true))])
+            },
+        ));
+        cluster.push((
+            "scheduler",
+            map(vec![(
+                "image",
+                s(format!("{}:{kv}", versions::KUBE_SCHEDULER_IMAGE)),
+            )]),
+        ));
+    } else {
+        cluster.push((
+            "ca",
+            map(vec![("crt", b64(&secrets.k8s_ca.crt)), ("key", s(""))]),
+        ));
+    }
+    cluster.push((
+        "discovery",
+        map(vec![
+            ("enabled", Value::Bool(spec.discovery)),
+            (
+                "registries",
+                map(vec![
+                    ("kubernetes", map(vec![("disabled", Value::Bool(true))])),
+                    ("service", map(vec![])),
+                ]),
+            ),
+        ]),
+    ));
+    if cp {
+        cluster.push((
+            "etcd",
+            map(vec![
+                (
+                    "ca",
+                    map(vec![
+                        ("crt", b64(&secrets.etcd_ca.crt)),
+                        ("key", b64(&secrets.etcd_ca.key)),
+                    ]),
+                ),
+                ("advertisedSubnets", strings([addr.network().to_string()])),
+            ]),
+        ));
+        if !spec.inline_manifests.is_empty() {
+            cluster.push((
+                "inlineManifests",
+                Value::Sequence(
+                    spec.inline_manifests
+                        .iter()
+                        .map(|m| {
+                            map(vec![
+                                ("name", s(m.name.clone())),
+                                ("contents", s(m.contents.clone())),
+                            ])
+                        })
+                        .collect(),
+                ),
+            ));
+        }
+        cluster.push((
+            "allowSchedulingOnControlPlanes",
+            Value::Bool(spec.allow_scheduling_on_control_planes),
+        ));
+    }
+
+    let v1alpha1 = map(vec![
+        ("version", s("v1alpha1")),
+        ("debug", Value::Bool(false)),
+        ("machine", map(machine)),
+        ("cluster", map(cluster)),
+    ]);
+
+    let mut docs = vec![v1alpha1];
+
+    // ---- HostnameConfig -----------------------------------------------------------------
+    let hostname = node
+        .hostname
+        .clone()
+        .unwrap_or_else(|| node_name.to_string());
+    docs.push(map(vec![
+        ("apiVersion", s("v1alpha1")),
+        ("kind", s("HostnameConfig")),
+        ("hostname", s(hostname)),
+    ]));
+
+    // ---- links ----------------------------------------------------------------------------
+    let link = link_name(node);
+    if node.interface.is_none() {
+        let mac = node
+            .mac
+            .as_deref()
+            .and_then(normalize_mac)
+            .ok_or_else(|| internal("node has neither a valid mac nor an interface"))?;
+        docs.push(map(vec![
+            ("apiVersion", s("v1alpha1")),
+            ("kind", s("LinkAliasConfig")),
+            ("name", s(LINK_ALIAS)),
+            (
+                "selector",
+                map(vec![(
+                    "match",
+                    s(format!("mac(link.permanent_addr) == \"{mac}\"")),
+                )]),
+            ),
+        ]));
+    }
+    let mut link_doc = vec![
+        ("apiVersion", s("v1alpha1")),
+        ("kind", s("LinkConfig")),
+        ("name", s(link.clone())),
+        ("up", Value::Bool(true)),
+        (
+            "addresses",
+            Value::Sequence(vec![map(vec![("address", s(addr.to_string()))])]),
+        ),
+    ];
+    if let Some(gw) = &node.gateway {
+        link_doc.push((
+            "routes",
+            Value::Sequence(vec![map(vec![("gateway", s(gw.clone()))])]),
+        ));
+    }
+    docs.push(map(link_doc));
+
+    if cp {
+        if let Some(vip) = &spec.vip {
+            docs.push(map(vec![
+                ("apiVersion", s("v1alpha1")),
+                ("kind", s("Layer2VIPConfig")),
+                ("name", s(vip.clone())),
+                ("link", s(link)),
+            ]));
+        }
+    }
+
+    if !spec.nameservers.is_empty() {
+        docs.push(map(vec![
+            ("apiVersion", s("v1alpha1")),
+            ("kind", s("ResolverConfig")),
+            (
+                "nameservers",
+                Value::Sequence(
+                    spec.nameservers
+                        .iter()
+                        .map(|n| map(vec![("address", s(n.clone()))]))
+                        .collect(),
+                ),
+            ),
+        ]));
+    }
+
+    // ---- disk encryption ------------------------------------------------------------------
+    if spec.disk_encryption {
+        for (volume, lock_to_state) in [("STATE", false), ("EPHEMERAL", true)] {
+            let mut key = vec![
+                ("slot", Value::Number(0u64.into())),
+                (
+                    "tpm",
+                    map(vec![(
+                        "checkSecurebootStatusOnEnroll",
+                        Value::Bool(spec.secureboot),
+                    )]),
+                ),
+            ];
+            if lock_to_state {
+                key.push(("lockToState", Value::Bool(true)));
+            }
+            docs.push(map(vec![
+                ("apiVersion", s("v1alpha1")),
+                ("kind", s("VolumeConfig")),
+                ("name", s(volume)),
+                (
+                    "encryption",
+                    map(vec![
+                        ("provider", s("luks2")),
+                        ("keys", Value::Sequence(vec![map(key)])),
+                    ]),
+                ),
+            ]));
+        }
+    }
+
+    Ok(docs)
+}
+
+fn pod_security_admission() -> Value {
+    map(vec![
+        ("name", s("PodSecurity")),
+        (
+            "configuration",
+            map(vec![
+                (
+                    "apiVersion",
+                    s("pod-security.admission.config.k8s.io/v1alpha1"),
+                ),
+                ("kind", s("PodSecurityConfiguration")),
+                (
+                    "defaults",
+                    map(vec![
+                        ("audit", s("restricted")),
+                        ("audit-version", s("latest")),
+                        ("enforce", s("baseline")),
+                        ("enforce-version", s("latest")),
+                        ("warn", s("restricted")),
+                        ("warn-version", s("latest")),
+                    ]),
+                ),
+                (
+                    "exemptions",
+                    map(vec![
+                        ("namespaces", strings(["kube-system"])),
+                        ("runtimeClasses", Value::Sequence(vec![])),
+                        ("usernames", Value::Sequence(vec![])),
+                    ]),
+                ),
+            ]),
+        ),
+    ])
+}
+
+/// The final documents for `node_name`: base documents, cluster-wide patches, then the
+/// node's patches; each step checked structurally. Refuses a spec with validation errors.
+pub fn render_node_documents(
+    spec: &ClusterSpec,
+    secrets: &SecretsBundle,
+    node_name: &str,
+) -> Result<Vec<Value>, Error> {
+    if !spec.nodes.contains_key(node_name) {
+        return Err(Error::UnknownNode(node_name.to_string()));
+    }
+    let errors: Vec<Issue> = validate::validate(spec)
+        .into_iter()
+        .filter(Issue::is_error)
+        .collect();
+    if !errors.is_empty() {
+        return Err(Error::Invalid(errors));
+    }
+    let docs = base_documents(spec, secrets, node_name)?;
+    patch::apply_all(spec, node_name, docs).map_err(|issue| Error::Invalid(vec![issue]))
+}
+
+/// The multi-document YAML machine configuration for `node_name`.
+pub fn render_node_config(
+    spec: &ClusterSpec,
+    secrets: &SecretsBundle,
+    node_name: &str,
+) -> Result<String, Error> {
+    let docs = render_node_documents(spec, secrets, node_name)?;
+    structure::check_documents(&docs).map_err(|e| internal(e.to_string()))?;
+    crate::yaml::to_multidoc(&docs).map_err(internal)
+}

@@ -1,0 +1,201 @@
+//! The desired cluster, as the `waddle_talos_cluster` resource describes it.
+//!
+//! Values are kept as the operator wrote them (strings) so validation can point at the
+//! exact attribute that is wrong.
+
+use std::collections::BTreeMap;
+
+use crate::versions;
+
+/// Node role.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// Runs etcd and the Kubernetes control plane.
+    ControlPlane,
+    /// Runs workloads only.
+    Worker,
+}
+
+impl Role {
+    /// Talos `machine.type` value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::ControlPlane => "controlplane",
+            Role::Worker => "worker",
+        }
+    }
+
+    /// Parses `controlplane` / `worker`.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "controlplane" => Some(Role::ControlPlane),
+            "worker" => Some(Role::Worker),
+            _ => None,
+        }
+    }
+}
+
+/// Cluster CNI choice.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Cni {
+    /// No CNI: the operator installs one (e.g. Cilium via inline manifests). Default.
+    #[default]
+    None,
+    /// Talos's built-in flannel.
+    Flannel,
+}
+
+impl Cni {
+    /// Talos `cluster.network.cni.name` value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Cni::None => "none",
+            Cni::Flannel => "flannel",
+        }
+    }
+
+    /// Parses `none` / `flannel`.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "none" => Some(Cni::None),
+            "flannel" => Some(Cni::Flannel),
+            _ => None,
+        }
+    }
+}
+
+/// A manifest Talos applies on bootstrap (`cluster.inlineManifests`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InlineManifest {
+    /// Unique name.
+    pub name: String,
+    /// YAML contents.
+    pub contents: String,
+}
+
+/// One node of the cluster.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeSpec {
+    /// Control plane or worker.
+    pub role: Role,
+    /// Static address with prefix, e.g. `10.10.0.10/24`.
+    pub address: String,
+    /// Default gateway, e.g. `10.10.0.1` (must be inside `address`'s subnet).
+    pub gateway: Option<String>,
+    /// MAC address of the NIC carrying `address`. The link is then selected by MAC
+    /// (a `LinkAliasConfig` named [`crate::config::LINK_ALIAS`]).
+    pub mac: Option<String>,
+    /// Interface name (e.g. `ens18`) when no MAC is given. One of `mac`/`interface` is required.
+    pub interface: Option<String>,
+    /// Install disk, e.g. `/dev/sda`.
+    pub install_disk: String,
+    /// Hostname; defaults to the node's key in `nodes`.
+    pub hostname: Option<String>,
+    /// Kubernetes node labels.
+    pub node_labels: BTreeMap<String, String>,
+    /// Config patches for this node (strategic merge YAML or JSON6902), applied after the
+    /// cluster-wide patches.
+    pub config_patches: Vec<String>,
+}
+
+impl NodeSpec {
+    /// A node with defaults: install disk `/dev/sda`, no patches.
+    pub fn new(role: Role, address: &str) -> Self {
+        NodeSpec {
+            role,
+            address: address.to_string(),
+            gateway: None,
+            mac: None,
+            interface: None,
+            install_disk: "/dev/sda".to_string(),
+            hostname: None,
+            node_labels: BTreeMap::new(),
+            config_patches: Vec::new(),
+        }
+    }
+}
+
+/// The whole cluster.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterSpec {
+    /// Cluster name (`cluster.clusterName`, talosconfig context name).
+    pub cluster_name: String,
+    /// Kubernetes API endpoint, e.g. `https://10.10.0.20:6443`.
+    pub endpoint: String,
+    /// Shared layer-2 VIP for the control planes, e.g. `10.10.0.20`.
+    pub vip: Option<String>,
+    /// Talos version, e.g. `v1.12.11`.
+    pub talos_version: String,
+    /// Kubernetes version, e.g. `1.35.0`.
+    pub kubernetes_version: String,
+    /// Installer image; `None` = `ghcr.io/siderolabs/installer:<talos_version>`.
+    pub installer_image: Option<String>,
+    /// CNI.
+    pub cni: Cni,
+    /// Run kube-proxy (default false).
+    pub kube_proxy: bool,
+    /// Allow workloads on control planes (default true).
+    pub allow_scheduling_on_control_planes: bool,
+    /// Extra SANs for the API server and Talos API certificates.
+    pub cert_sans: Vec<String>,
+    /// DNS servers (default 1.1.1.1, 8.8.8.8).
+    pub nameservers: Vec<String>,
+    /// Manifests applied on bootstrap.
+    pub inline_manifests: Vec<InlineManifest>,
+    /// TPM-sealed LUKS2 for STATE and EPHEMERAL.
+    pub disk_encryption: bool,
+    /// SecureBoot: the TPM key enrolment then checks SecureBoot is on.
+    pub secureboot: bool,
+    /// Talos discovery service (default true).
+    pub discovery: bool,
+    /// Patches applied to every node before its own.
+    pub config_patches: Vec<String>,
+    /// Nodes by name.
+    pub nodes: BTreeMap<String, NodeSpec>,
+}
+
+impl ClusterSpec {
+    /// A spec with the defaults of the resource and no nodes.
+    pub fn new(cluster_name: &str, endpoint: &str) -> Self {
+        ClusterSpec {
+            cluster_name: cluster_name.to_string(),
+            endpoint: endpoint.to_string(),
+            vip: None,
+            talos_version: versions::DEFAULT_TALOS_VERSION.to_string(),
+            kubernetes_version: versions::DEFAULT_KUBERNETES_VERSION.to_string(),
+            installer_image: None,
+            cni: Cni::None,
+            kube_proxy: false,
+            allow_scheduling_on_control_planes: true,
+            cert_sans: Vec::new(),
+            nameservers: vec!["1.1.1.1".to_string(), "8.8.8.8".to_string()],
+            inline_manifests: Vec::new(),
+            disk_encryption: false,
+            secureboot: false,
+            discovery: true,
+            config_patches: Vec::new(),
+            nodes: BTreeMap::new(),
+        }
+    }
+
+    /// Control-plane node names, sorted.
+    pub fn control_planes(&self) -> Vec<&str> {
+        self.nodes
+            .iter()
+            .filter(|(_, n)| n.role == Role::ControlPlane)
+            .map(|(k, _)| k.as_str())
+            .collect()
+    }
+
+    /// The installer image to use.
+    pub fn installer_image(&self) -> String {
+        match &self.installer_image {
+            Some(i) => i.clone(),
+            None => format!(
+                "{}:{}",
+                versions::DEFAULT_INSTALLER_REPOSITORY,
+                self.talos_version
+            ),
+        }
+    }
+}
