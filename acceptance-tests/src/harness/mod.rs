@@ -15,10 +15,33 @@
 //! Logs of every command (stdout, stderr, `TF_LOG=trace` file) are kept in `<root>/logs`; the
 //! root is deleted on success and kept (and printed) on failure.
 //!
+//! Writing a test (`acceptance-tests/tests/cli_<feature>.rs`; one `TestCase` per `#[test]`, each
+//! in its own directory, so cargo's parallel test threads are fine):
+//!
 //! ```no_run
-//! use waddle_acceptance::harness::{check, TestCase, TestStep};
+//! use waddle_acceptance::harness::{check, Phase, TestCase, TestStep};
+//!
+//! const CFG: &str = r#"
+//! terraform { required_providers { waddle = { source = "waddle-social/waddle" } } }
+//! provider "waddle" {}
+//! data "waddle_talos_image" "x" { talos_version = "v1.12.4" }
+//! output "id" { value = data.waddle_talos_image.x.schematic_id }
+//! "#;
+//!
 //! TestCase::new()
-//!     .step(TestStep::config(r#"output "x" { value = 1 }"#).check(check::output_equals("x", 1)))
+//!     .env("PROXMOX_VE_ENDPOINT", "https://127.10.0.1:8006/") // for every command of the case
+//!     .step(
+//!         TestStep::config(CFG)
+//!             .check(check::output_matches("id", "^[0-9a-f]{64}$"))
+//!             .check(check::attr_equals("data.waddle_talos_image.x", "platform", "nocloud")),
+//!     )
+//!     .step(
+//!         TestStep::config(CFG.replace("v1.12.4", "banana"))
+//!             .expect_error(r#"talos_version"#)
+//!             .expect_error_in(&[Phase::Validate, Phase::Plan]),
+//!     )
+//!     // .step(TestStep::import("waddle_sni_proxy.edge").import_verify_ignore(&["timeouts"]))
+//!     .check_destroy(|_last_state| Ok(())) // e.g. ask the PVE emulator that no VM is left
 //!     .run();
 //! ```
 

@@ -1,9 +1,10 @@
 //! The provider binary under test and the filesystem mirror `init -plugin-dir` reads.
 //!
-//! `WADDLE_PROVIDER_BIN` names a prebuilt binary (what `scripts/test.sh` passes). Without it the
-//! harness runs `cargo build -p terraform-provider-waddle` once per test process (release profile
-//! unless `WADDLE_PROVIDER_PROFILE=debug`) and takes the executable path cargo reports, so any
-//! `CARGO_TARGET_DIR` / cargo config is honoured.
+//! `WADDLE_PROVIDER_BIN` names a prebuilt binary (what `scripts/test.sh` passes: the release
+//! build). Without it the harness runs `cargo build -p terraform-provider-waddle` once per test
+//! process — dev profile by default, so a developer's `cargo test -p waddle-acceptance` reuses the
+//! debug artefacts; `WADDLE_PROVIDER_PROFILE=release` (or any cargo profile) to change — and takes
+//! the executable path cargo reports, so any `CARGO_TARGET_DIR` / cargo config is honoured.
 
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
@@ -63,7 +64,7 @@ fn locate_or_build() -> Result<PathBuf, HarnessError> {
 /// the executable cargo reports.
 pub fn build_provider() -> Result<PathBuf, HarnessError> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let profile = std::env::var("WADDLE_PROVIDER_PROFILE").unwrap_or_else(|_| "release".into());
+    let profile = std::env::var("WADDLE_PROVIDER_PROFILE").unwrap_or_else(|_| "dev".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(repo_root())
         .args(["build", "-p", PROVIDER_PACKAGE, "--bin", PROVIDER_PACKAGE])
