@@ -169,6 +169,8 @@ pub fn parse_hostname(input: &str) -> Result<HostPattern, ErrorKind> {
 mod tests {
     use super::*;
 
+    type KindCheck = fn(&ErrorKind) -> bool;
+
     fn ok(s: &str) -> HostPattern {
         parse_hostname(s).unwrap_or_else(|e| panic!("{s}: {e}"))
     }
@@ -213,7 +215,7 @@ mod tests {
     #[test]
     fn refuses_bad_names() {
         use ErrorKind as K;
-        let cases: &[(&str, fn(&ErrorKind) -> bool)] = &[
+        let cases: &[(&str, KindCheck)] = &[
             ("", |e| matches!(e, K::EmptyHostname)),
             ("*", |e| matches!(e, K::CatchAll(_))),
             ("*.", |e| matches!(e, K::CatchAll(_))),

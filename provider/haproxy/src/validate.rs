@@ -331,6 +331,8 @@ pub fn validate(spec: &ProxySpec) -> Result<ValidatedSpec, ValidationErrors> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    type KindCheck = fn(&ErrorKind) -> bool;
     use crate::spec::{seed_layout, RouteSpec};
 
     fn paths_of(e: &ValidationErrors) -> Vec<String> {
@@ -350,7 +352,7 @@ mod tests {
         );
         assert_eq!(parse_backend("10.0.0.1:65535").unwrap().port, 65535);
         use ErrorKind as K;
-        let cases: &[(&str, fn(&ErrorKind) -> bool)] = &[
+        let cases: &[(&str, KindCheck)] = &[
             ("", |e| matches!(e, K::EmptyBackend)),
             ("10.0.0.1", |e| matches!(e, K::BackendMissingPort(_))),
             ("10.0.0.1:", |e| matches!(e, K::BackendMissingPort(_))),
