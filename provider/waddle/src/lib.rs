@@ -1,1 +1,4 @@
-//! The waddle provider.
+//! The waddle provider: provider configuration, resources, data sources, functions and
+//! the registry documentation generator.
+
+pub mod provider;
