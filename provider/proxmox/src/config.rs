@@ -263,9 +263,9 @@ pub fn parse_endpoint(endpoint: &str) -> Result<url::Url, Error> {
         return Err(Error::Config(format!("endpoint {endpoint:?} has no host")));
     }
     if !url.username().is_empty() || url.password().is_some() {
-        return Err(Error::Config(format!(
-            "endpoint must not contain credentials; use the token or password settings"
-        )));
+        return Err(Error::Config(
+            "endpoint must not contain credentials; use the token or password settings".into(),
+        ));
     }
     if url.query().is_some() || url.fragment().is_some() {
         return Err(Error::Config(format!(

@@ -111,11 +111,7 @@ pub fn classify(status: u16, message: &str, errors: &BTreeMap<String, String>) -
         401 => return ApiErrorKind::Auth,
         403 => return ApiErrorKind::Permission,
         404 => return ApiErrorKind::NotFound,
-        400 => {
-            if !errors.is_empty() {
-                return ApiErrorKind::Validation;
-            }
-        }
+        400 if !errors.is_empty() => return ApiErrorKind::Validation,
         595 | 596 => return ApiErrorKind::ProxyUnreachable,
         _ => {}
     }

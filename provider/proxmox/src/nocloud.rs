@@ -208,7 +208,7 @@ struct Entry {
 
 fn dir_record(e: &Entry, date: &[u8; 7]) -> Vec<u8> {
     let len_fi = e.id.len();
-    let pad = usize::from(len_fi % 2 == 0);
+    let pad = usize::from(len_fi.is_multiple_of(2));
     let len = 33 + len_fi + pad;
     let mut r = vec![0u8; len];
     r[0] = len as u8;
