@@ -14,7 +14,7 @@
 //! - [`provider`]: the traits a provider implements ([`Provider`], [`Resource`],
 //!   [`DataSource`], [`Function`]) and the per-call [`Context`] (cancellation, provider data).
 //! - `plan` / `validate` (internal): framework plan and validation semantics.
-//! - `service`: `ProviderService`, the tfplugin6 gRPC service dispatching to the traits.
+//! - [`service`]: [`ProviderService`], the tfplugin6 gRPC service dispatching to the traits.
 //!
 //! # Defining a data source
 //! ```
@@ -59,8 +59,11 @@ pub mod codec;
 pub mod diag;
 pub mod number;
 pub mod path;
+mod plan;
+pub mod proto;
 pub mod provider;
 pub mod schema;
+pub mod service;
 pub mod typed;
 pub mod types;
 pub mod value;
@@ -78,6 +81,7 @@ pub use provider::{
 pub use schema::{
     Attribute, AttributeType, Block, BlockNesting, NestedBlock, NestingMode, PlanModifier, Schema,
 };
+pub use service::ProviderService;
 pub use types::Type;
 pub use value::{Refinements, Value};
 
