@@ -495,3 +495,27 @@ pub fn render_node_config(
     structure::check_documents(&docs).map_err(|e| internal(e.to_string()))?;
     crate::yaml::to_multidoc(&docs).map_err(internal)
 }
+
+/// Parses a multi-document machine configuration (as rendered, or as read back from a node).
+pub fn parse_config(text: &str) -> Result<Vec<Value>, Error> {
+    crate::yaml::parse_multidoc(text).map_err(Error::Render)
+}
+
+/// Whether two machine configurations are the same documents with the same contents,
+/// regardless of document order, key order and YAML formatting. Use it for drift detection.
+pub fn same_config(a: &str, b: &str) -> Result<bool, Error> {
+    let mut da = parse_config(a)?;
+    let mut db = parse_config(b)?;
+    if da.len() != db.len() {
+        return Ok(false);
+    }
+    let key = |d: &Value| structure::document_id(d);
+    da.sort_by_key(key);
+    db.sort_by_key(key);
+    Ok(da.iter().zip(db.iter()).all(|(x, y)| {
+        match (crate::yaml::to_json(x), crate::yaml::to_json(y)) {
+            (Ok(jx), Ok(jy)) => jx == jy,
+            _ => x == y,
+        }
+    }))
+}

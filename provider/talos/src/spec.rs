@@ -4,6 +4,7 @@
 //! exact attribute that is wrong.
 
 use std::collections::BTreeMap;
+use std::fmt;
 
 use crate::versions;
 
@@ -65,7 +66,7 @@ impl Cni {
 }
 
 /// A manifest Talos applies on bootstrap (`cluster.inlineManifests`).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct InlineManifest {
     /// Unique name.
     pub name: String,
@@ -73,8 +74,9 @@ pub struct InlineManifest {
     pub contents: String,
 }
 
-/// One node of the cluster.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// One node of the cluster. `Debug` shows the number of patches, not their contents
+/// (patches may carry credentials).
+#[derive(Clone, PartialEq, Eq)]
 pub struct NodeSpec {
     /// Control plane or worker.
     pub role: Role,
@@ -115,8 +117,9 @@ impl NodeSpec {
     }
 }
 
-/// The whole cluster.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// The whole cluster. `Debug` shows the number of patches and manifests, not their
+/// contents.
+#[derive(Clone, PartialEq, Eq)]
 pub struct ClusterSpec {
     /// Cluster name (`cluster.clusterName`, talosconfig context name).
     pub cluster_name: String,
@@ -194,8 +197,97 @@ impl ClusterSpec {
             None => format!(
                 "{}:{}",
                 versions::DEFAULT_INSTALLER_REPOSITORY,
-                self.talos_version
+                versions::parse_talos_version(&self.talos_version).unwrap_or(&self.talos_version)
             ),
         }
+    }
+}
+
+impl fmt::Debug for InlineManifest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("InlineManifest")
+            .field("name", &self.name)
+            .field("contents", &format_args!("<{} bytes>", self.contents.len()))
+            .finish()
+    }
+}
+
+impl fmt::Debug for NodeSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NodeSpec")
+            .field("role", &self.role)
+            .field("address", &self.address)
+            .field("gateway", &self.gateway)
+            .field("mac", &self.mac)
+            .field("interface", &self.interface)
+            .field("install_disk", &self.install_disk)
+            .field("hostname", &self.hostname)
+            .field("node_labels", &self.node_labels)
+            .field(
+                "config_patches",
+                &format_args!("<{} patches>", self.config_patches.len()),
+            )
+            .finish()
+    }
+}
+
+impl fmt::Debug for ClusterSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClusterSpec")
+            .field("cluster_name", &self.cluster_name)
+            .field("endpoint", &self.endpoint)
+            .field("vip", &self.vip)
+            .field("talos_version", &self.talos_version)
+            .field("kubernetes_version", &self.kubernetes_version)
+            .field("installer_image", &self.installer_image)
+            .field("cni", &self.cni)
+            .field("kube_proxy", &self.kube_proxy)
+            .field(
+                "allow_scheduling_on_control_planes",
+                &self.allow_scheduling_on_control_planes,
+            )
+            .field("cert_sans", &self.cert_sans)
+            .field("nameservers", &self.nameservers)
+            .field("inline_manifests", &self.inline_manifests)
+            .field("disk_encryption", &self.disk_encryption)
+            .field("secureboot", &self.secureboot)
+            .field("discovery", &self.discovery)
+            .field(
+                "config_patches",
+                &format_args!("<{} patches>", self.config_patches.len()),
+            )
+            .field("nodes", &self.nodes)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_hides_patch_and_manifest_contents() {
+        let mut spec = ClusterSpec::new("c", "https://10.0.0.1:6443");
+        spec.config_patches = vec!["secret-in-cluster-patch".into()];
+        spec.inline_manifests = vec![InlineManifest {
+            name: "m".into(),
+            contents: "secret-in-manifest".into(),
+        }];
+        let mut n = NodeSpec::new(Role::Worker, "10.0.0.2/24");
+        n.config_patches = vec!["secret-in-node-patch".into()];
+        spec.nodes.insert("w".into(), n);
+        let d = format!("{spec:?}");
+        assert!(!d.contains("secret-in"), "{d}");
+        assert!(d.contains("<1 patches>") && d.contains("10.0.0.2/24"));
+    }
+
+    #[test]
+    fn default_installer_uses_canonical_version() {
+        let mut spec = ClusterSpec::new("c", "https://10.0.0.1:6443");
+        spec.talos_version = "1.12.3".into();
+        assert_eq!(
+            spec.installer_image(),
+            "ghcr.io/siderolabs/installer:v1.12.3"
+        );
     }
 }

@@ -264,3 +264,71 @@ fn rendering_is_deterministic() {
     assert_ne!(a, c);
     assert_eq!(bundle().mask(&a), other.mask(&c));
 }
+
+#[test]
+fn same_config_ignores_order_and_formatting() {
+    let spec = original_spec();
+    let a = render_node_config(&spec, bundle(), "cp1").unwrap();
+    // reorder documents and reformat through JSON
+    let docs: Vec<serde_json::Value> = docs(&a);
+    let mut reordered = String::new();
+    for d in docs.iter().rev() {
+        reordered.push_str("---\n");
+        reordered.push_str(&serde_json::to_string(d).unwrap());
+        reordered.push('\n');
+    }
+    assert!(waddle_talos::config::same_config(&a, &reordered).unwrap());
+    let b = render_node_config(&spec, bundle(), "cp2").unwrap();
+    assert!(!waddle_talos::config::same_config(&a, &b).unwrap());
+}
+
+/// The in-crate structural checks agree with the official schema on valid and invalid
+/// variants of a generated configuration.
+#[test]
+fn structure_checks_agree_with_official_schema() {
+    use waddle_talos::{patch, structure, yaml};
+    let base = render_node_config(&original_spec(), bundle(), "cp1").unwrap();
+    let cases = [
+        "machine:\n  kubelet:\n    extraArgs:\n      rotate-server-certificates: \"true\"\n",
+        "machine:\n  install:\n    wipe: 1\n",
+        "machine:\n  certSANs: cp1.example\n",
+        "machine:\n  features:\n    kubePrism:\n      port: \"7445\"\n",
+        "machine:\n  network:\n    kubespan:\n      enabled: true\n",
+        "machine:\n  network:\n    nameservers: [1.1.1.1]\n",
+        "cluster:\n  network:\n    cni:\n      name: custom\n      urls: [https://example.com/cni.yaml]\n",
+        "cluster:\n  proxy:\n    disabled: maybe\n",
+        "cluster:\n  unknownThing: {}\n",
+        "cluster:\n  inlineManifests:\n    - name: x\n      contents: y\n",
+        "cluster:\n  etcd:\n    advertisedSubnets: 10.10.0.0/24\n",
+        "apiVersion: v1alpha1\nkind: LinkConfig\nname: net0\nmtu: 9000\n",
+        "apiVersion: v1alpha1\nkind: LinkConfig\nname: net0\nroutes:\n  - gateway: 10.10.0.1/24\n",
+        "apiVersion: v1alpha1\nkind: LinkConfig\nname: net0\nup: yes please\n",
+        "apiVersion: v1alpha1\nkind: Layer2VIPConfig\nname: 10.10.0.20\nlnk: net0\n",
+        "apiVersion: v1alpha1\nkind: ResolverConfig\nnameservers:\n  - address: dns.google\n",
+        "apiVersion: v1alpha1\nkind: VolumeConfig\nname: STATE\nencryption:\n  provider: luks1\n",
+        "apiVersion: v1alpha1\nkind: VolumeConfig\nname: EPHEMERAL\nencryption:\n  provider: luks2\n  keys:\n    - slot: 0\n      tpm: {}\n",
+    ];
+    let mut both_valid = 0;
+    let mut both_invalid = 0;
+    for p in cases {
+        let parsed = patch::parse(p).unwrap();
+        let docs = patch::apply(yaml::parse_multidoc(&base).unwrap(), &parsed).unwrap();
+        let ours = structure::check_documents(&docs);
+        let text = yaml::to_multidoc(&docs).unwrap();
+        let official = schema_errors(&text);
+        assert_eq!(
+            ours.is_ok(),
+            official.is_empty(),
+            "disagreement on patch {p:?}: ours={ours:?} official={official:?}"
+        );
+        if ours.is_ok() {
+            both_valid += 1;
+        } else {
+            both_invalid += 1;
+        }
+    }
+    assert!(
+        both_valid >= 5 && both_invalid >= 10,
+        "{both_valid} valid, {both_invalid} invalid"
+    );
+}
