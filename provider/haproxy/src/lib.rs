@@ -22,7 +22,9 @@ pub use check::{haproxy_check, CheckError, CheckOutput};
 pub use cloudinit::{render_cloud_init, validate_cloud_init, CloudInit, CloudInitSpec, NicSpec};
 pub use error::{AttrPath, ErrorKind, PathStep, RenderError, ValidationError, ValidationErrors};
 pub use hostname::{parse_hostname, HostPattern};
-pub use render::{config_hash, render, render_validated, Rendered, RenderedFile};
+pub use render::{
+    config_hash, render, render_validated, render_versioned, update_script, Rendered, RenderedFile,
+};
 pub use spec::{
     format_duration, parse_duration, seed_layout, FilePaths, ListenSpec, LogTarget, ProcessSpec,
     ProxySpec, RouteSpec, Timeouts,

@@ -127,6 +127,72 @@ fn bind_addr(spec: &ProxySpec, port: u16) -> String {
     }
 }
 
+/// Like [`render`], but the map file names carry the first 12 hex digits of their content's
+/// SHA-256 (`/etc/haproxy/maps/exact.<hash12>.map`). The config then names exactly the maps
+/// it was rendered with, so an in-place update can write the new maps beside the old ones
+/// (the running HAProxy never sees half a change), check the new config with `haproxy -c`
+/// and swap only the config file — see [`update_script`].
+pub fn render_versioned(spec: &ProxySpec) -> Result<Rendered, ValidationErrors> {
+    let v = validate(spec)?;
+    let mut spec = spec.clone();
+    spec.paths.exact_map = versioned_path(&spec.paths.exact_map, &render_exact_map(&v));
+    spec.paths.wildcard_map = versioned_path(&spec.paths.wildcard_map, &render_wildcard_map(&v));
+    Ok(render_validated(&spec, &v))
+}
+
+fn split_ext(path: &str) -> (&str, &str) {
+    let file_start = path.rfind('/').map(|i| i + 1).unwrap_or(0);
+    match path[file_start..].rfind('.') {
+        Some(dot) if dot > 0 => path.split_at(file_start + dot),
+        _ => (path, ""),
+    }
+}
+
+fn versioned_path(path: &str, content: &str) -> String {
+    let digest = hex::encode(Sha256::digest(content.as_bytes()));
+    let (stem, ext) = split_ext(path);
+    format!("{stem}.{}{ext}", &digest[..12])
+}
+
+/// Shell script (POSIX `sh`) that applies a [`render_versioned`] rendering on the VM after the
+/// caller has written both maps to their (versioned) paths and the config to
+/// `<config>.new` — e.g. through the guest agent's file calls — and the
+/// hash marker to `<marker_path>.new`:
+///
+/// 1. `haproxy -c -f <config>.new`; on failure the new config is removed, the running
+///    HAProxy and its files stay as they were, HAProxy's message goes to stderr and the script
+///    exits 1;
+/// 2. renames `<config>.new` over `<config>` and the marker likewise (atomic renames);
+/// 3. runs `reload_cmd` — on the VM `systemctl reload haproxy` (Debian's master-worker
+///    reload: new workers take over the listening sockets, old workers finish their
+///    established connections);
+/// 4. deletes older versioned maps of the same names.
+///
+/// It prints the applied `config_hash` on success.
+pub fn update_script(r: &Rendered, marker_path: &str, reload_cmd: &str) -> String {
+    let cfg = &r.paths.config;
+    let mut s = String::new();
+    s.push_str("set -u\n");
+    let _ = writeln!(
+        s,
+        "if ! out=$(haproxy -c -f {cfg}.new 2>&1); then rm -f {cfg}.new {marker_path}.new; echo \"$out\" >&2; exit 1; fi"
+    );
+    let _ = writeln!(s, "mv -f {cfg}.new {cfg}");
+    let _ = writeln!(s, "mv -f {marker_path}.new {marker_path}");
+    let _ = writeln!(s, "{reload_cmd} || exit 1");
+    for current in [&r.paths.exact_map, &r.paths.wildcard_map] {
+        let (stem, ext) = split_ext(current);
+        // stem is `<dir>/exact.<hash12>`; strip the hash to get the glob of all versions
+        let base = stem.rsplit_once('.').map(|(b, _)| b).unwrap_or(stem);
+        let _ = writeln!(
+            s,
+            "for f in {base}.*{ext}; do [ \"$f\" = {current} ] || rm -f \"$f\"; done"
+        );
+    }
+    let _ = writeln!(s, "echo {}", r.config_hash);
+    s
+}
+
 /// Renders an already validated spec (`v` must come from `validate(spec)`).
 pub fn render_validated(spec: &ProxySpec, v: &ValidatedSpec) -> Rendered {
     let exact_map = render_exact_map(v);
@@ -381,6 +447,42 @@ mod tests {
         let mut spec2 = spec.clone();
         spec2.routes[1].backend = "10.10.0.31:443".into();
         assert_ne!(render(&spec2).unwrap().config_hash, a.config_hash);
+    }
+
+    #[test]
+    fn versioned_maps_are_named_by_content() {
+        let spec = seed_layout("example.org");
+        let a = render_versioned(&spec).unwrap();
+        let plain = render(&spec).unwrap();
+        assert_eq!(a.exact_map, plain.exact_map);
+        let digest = hex::encode(Sha256::digest(a.exact_map.as_bytes()));
+        assert_eq!(
+            a.paths.exact_map,
+            format!("/etc/haproxy/maps/exact.{}.map", &digest[..12])
+        );
+        assert!(a
+            .haproxy_cfg
+            .contains(&format!("map({})", a.paths.exact_map)));
+        assert!(a
+            .haproxy_cfg
+            .contains(&format!("map_end({})", a.paths.wildcard_map)));
+        // a wildcard-only change renames only the wildcard map
+        let mut spec2 = spec.clone();
+        spec2.routes[1].hostnames.push("*.apps2.example.org".into());
+        let b = render_versioned(&spec2).unwrap();
+        assert_eq!(a.paths.exact_map, b.paths.exact_map);
+        assert_ne!(a.paths.wildcard_map, b.paths.wildcard_map);
+        assert_ne!(a.config_hash, b.config_hash);
+        let script = update_script(
+            &b,
+            "/etc/haproxy/waddle-config.sha256",
+            "systemctl reload haproxy",
+        );
+        assert!(script.contains("haproxy -c -f /etc/haproxy/haproxy.cfg.new"));
+        assert!(script.contains("for f in /etc/haproxy/maps/wildcard.*.map;"));
+        assert!(script.ends_with(&format!("echo {}\n", b.config_hash)));
+        assert_eq!(split_ext("/a.b/c"), ("/a.b/c", ""));
+        assert_eq!(split_ext("/x/exact.map"), ("/x/exact", ".map"));
     }
 
     #[test]

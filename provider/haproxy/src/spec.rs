@@ -1,18 +1,50 @@
 //! The typed configuration of an SNI proxy (what `waddle_sni_proxy` holds as routing state).
 //!
-//! Resource attribute shape (HCL), mapped one to one onto these types:
+//! # `waddle_sni_proxy` resource shape
+//!
+//! The resource (wired in `provider/waddle`) is expected to expose these attributes; the
+//! routing ones map one to one onto [`ProxySpec`], the VM ones onto [`crate::CloudInitSpec`]
+//! and the Proxmox calls. `modules/haproxy` is written against exactly this shape.
 //!
 //! ```hcl
-//! routes = [
-//!   { hostnames = ["teleport.example.org", ".teleport.example.org"], backend = "10.10.0.2:3080",
-//!     proxy_protocol = false, check = true },
-//!   { hostnames = ["*.apps.example.org"], backend = "10.10.0.30:443" },
-//! ]
-//! http_backend = "10.10.0.30:80"          # optional; port-80 plain TCP forward
-//! listen       = { https = 443, http = 80 }
-//! maxconn      = 4096
-//! timeouts     = { connect = "5s", client = "1m", server = "1m", tunnel = "1h", inspect = "5s" }
+//! resource "waddle_sni_proxy" "this" {
+//!   # --- VM (Proxmox) ---
+//!   name          = "sni-proxy"          # VM name and hostname
+//!   node          = "pve"
+//!   vmid          = 120                  # optional; null/unset = next free id (computed)
+//!   storage       = "local-lvm"          # VM disk
+//!   cores         = 1                    # default 1
+//!   memory        = 512                  # MiB, default 512
+//!   disk_size     = 8                    # GiB, default 8
+//!   image_url     = "https://.../debian-12-genericcloud-amd64.qcow2"  # Proxmox download-url
+//!   image_storage = "local"              # image + NoCloud seed ISO
+//!   public_nic  = { bridge = "vmbr0", cidr = "203.0.113.10/24", gateway = "203.0.113.1" }
+//!   private_nic = { bridge = "vmbr1", cidr = "10.10.0.10/24" }
+//!   dns_servers = ["1.1.1.1", "9.9.9.9"]
+//!   admin_user          = "waddle"
+//!   ssh_authorized_keys = ["ssh-ed25519 AAAA... ops"]
+//!
+//!   # --- routing (ProxySpec); changes are applied in place ---
+//!   routes = [
+//!     { hostnames = ["teleport.example.org", ".teleport.example.org"], backend = "10.10.0.2:3080",
+//!       proxy_protocol = false, check = true },
+//!     { hostnames = ["*.apps.example.org"], backend = "10.10.0.30:443",
+//!       proxy_protocol = false, check = true },
+//!   ]
+//!   http_backend   = "10.10.0.30:80"   # optional; port-80 plain TCP forward
+//!   listen         = { https = 443, http = 80 }
+//!   maxconn        = 4096
+//!   proxy_timeouts = { connect = "5s", client = "1m", server = "1m", tunnel = "1h", inspect = "5s" }
+//!
+//!   # --- computed ---
+//!   # haproxy_cfg, exact_map, wildcard_map, config_hash, public_address, private_address
+//! }
 //! ```
+//!
+//! Validation errors carry paths in these attribute names (`routes[1].hostnames[0]`,
+//! `routes[0].backend`, `http_backend`, `listen.https`, `maxconn`, `proxy_timeouts.tunnel`);
+//! `log`, `paths` and `process` are not resource attributes (fixed by the provider for the VM,
+//! changed by tests).
 //!
 //! Hostname semantics are documented in [`crate::hostname`].
 
@@ -116,6 +148,40 @@ impl Default for Timeouts {
             server: Duration::from_secs(60),
             tunnel: Duration::from_secs(3600),
             inspect: Duration::from_secs(5),
+        }
+    }
+}
+
+impl Timeouts {
+    /// Parses the resource's `proxy_timeouts` strings (see [`parse_duration`]); errors carry
+    /// the paths `proxy_timeouts.<name>`. Range checks happen in [`crate::validate()`].
+    pub fn parse(
+        connect: &str,
+        client: &str,
+        server: &str,
+        tunnel: &str,
+        inspect: &str,
+    ) -> Result<Timeouts, crate::error::ValidationErrors> {
+        let base = crate::error::AttrPath::attr("proxy_timeouts");
+        let mut errs = Vec::new();
+        let mut get = |name: &str, s: &str| match parse_duration(s) {
+            Ok(d) => d,
+            Err(kind) => {
+                errs.push(crate::error::ValidationError::new(base.field(name), kind));
+                Duration::ZERO
+            }
+        };
+        let t = Timeouts {
+            connect: get("connect", connect),
+            client: get("client", client),
+            server: get("server", server),
+            tunnel: get("tunnel", tunnel),
+            inspect: get("inspect", inspect),
+        };
+        if errs.is_empty() {
+            Ok(t)
+        } else {
+            Err(crate::error::ValidationErrors(errs))
         }
     }
 }
@@ -347,6 +413,13 @@ mod tests {
         for bad in ["", "s", "5x", "-1s", "1.5s", "99999999999999999999d"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
+        assert_eq!(
+            Timeouts::parse("5s", "1m", "1m", "1h", "5s").unwrap(),
+            Timeouts::default()
+        );
+        let err = Timeouts::parse("5s", "soon", "1m", "1h", "5x").unwrap_err();
+        let paths: Vec<String> = err.errors().iter().map(|e| e.path.to_string()).collect();
+        assert_eq!(paths, ["proxy_timeouts.client", "proxy_timeouts.inspect"]);
     }
 
     #[test]

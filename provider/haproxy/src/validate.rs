@@ -257,7 +257,7 @@ pub fn validate(spec: &ProxySpec) -> Result<ValidatedSpec, ValidationErrors> {
         ));
     }
     let t = &spec.timeouts;
-    let tpath = AttrPath::attr("timeouts");
+    let tpath = AttrPath::attr("proxy_timeouts");
     for (name, d) in [
         ("connect", t.connect),
         ("client", t.client),
@@ -465,8 +465,8 @@ mod tests {
                 "routes[3].backend",
                 "http_backend",
                 "maxconn",
-                "timeouts.client",
-                "timeouts.tunnel",
+                "proxy_timeouts.client",
+                "proxy_timeouts.tunnel",
                 "paths.exact_map",
                 "process.user",
             ]
