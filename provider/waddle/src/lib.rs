@@ -1,4 +1,8 @@
 //! The waddle provider: provider configuration, resources, data sources, functions and
 //! the registry documentation generator.
 
+pub mod data_sources;
+pub mod functions;
 pub mod provider;
+
+pub use provider::{ProviderConfig, WaddleProvider};

@@ -517,6 +517,199 @@ pub fn resolve(raw: &RawConfig, env: &dyn Env) -> (ProviderConfig, Vec<ConfigIss
     (cfg, issues)
 }
 
+// ---------------------------------------------------------------------------
+// The provider (framework wiring)
+// ---------------------------------------------------------------------------
+
+use std::sync::Arc;
+
+use waddle_framework::prelude::*;
+
+/// Provider type name.
+pub const PROVIDER_NAME: &str = "waddle";
+
+/// Example provider block shown in the documentation.
+pub const EXAMPLE: &str = r#"terraform {
+  required_providers {
+    waddle = {
+      source = "waddle-social/waddle"
+    }
+  }
+}
+
+# Offline features (waddle_talos_image, talos_schematic_id) need no settings.
+provider "waddle" {}
+
+# Managing Proxmox VE: settings may also come from PROXMOX_VE_* environment variables.
+# provider "waddle" {
+#   endpoint  = "https://pve.example.com:8006"
+#   api_token = var.proxmox_api_token # terraform@pve!waddle=<uuid>
+#   ca_cert   = file("pve-root-ca.pem")
+#   node      = "pve"
+# }
+"#;
+
+/// The `waddle` provider.
+#[derive(Clone)]
+pub struct WaddleProvider {
+    env: Arc<dyn Env>,
+}
+
+impl Default for WaddleProvider {
+    fn default() -> Self {
+        WaddleProvider::new()
+    }
+}
+
+impl fmt::Debug for WaddleProvider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WaddleProvider").finish_non_exhaustive()
+    }
+}
+
+impl WaddleProvider {
+    /// The provider reading fallbacks from the process environment.
+    pub fn new() -> Self {
+        WaddleProvider {
+            env: Arc::new(ProcessEnv),
+        }
+    }
+
+    /// The provider reading fallbacks from `env` (tests).
+    pub fn with_env(env: impl Env + 'static) -> Self {
+        WaddleProvider { env: Arc::new(env) }
+    }
+}
+
+/// The provider block schema.
+pub fn schema() -> Schema {
+    Schema::new(
+        "The waddle provider stands up the waddle.social platform on Proxmox VE. Every \
+         setting is optional: offline features such as the `waddle_talos_image` data source and \
+         the `talos_schematic_id` function work with an empty `provider \"waddle\" {}` block. \
+         Settings not given in the block are read from `PROXMOX_VE_*` environment variables.",
+    )
+    .attribute(
+        attr::ENDPOINT,
+        Attribute::string().optional().description(format!(
+            "Proxmox VE API endpoint, `https://HOST[:PORT]` (e.g. `https://pve.example.com:8006`; a \
+             trailing `/` or `/api2/json` is accepted). Must use `https`. Defaults to the `{ENV_ENDPOINT}` \
+             environment variable; unset otherwise."
+        )),
+    )
+    .attribute(
+        attr::API_TOKEN,
+        Attribute::string().optional().sensitive().description(format!(
+            "Proxmox VE API token, `USER@REALM!TOKENID=SECRET` (e.g. `terraform@pve!waddle=<uuid>`). \
+             Sensitive. Defaults to the `{ENV_API_TOKEN}` environment variable; unset otherwise."
+        )),
+    )
+    .attribute(
+        attr::INSECURE,
+        Attribute::bool().optional().description(format!(
+            "Skip TLS certificate verification of the Proxmox VE API. Prefer `ca_cert`; the two are \
+             mutually exclusive. Defaults to the `{ENV_INSECURE}` environment variable \
+             (`true`/`false`/`1`/`0`), else `false`."
+        )),
+    )
+    .attribute(
+        attr::CA_CERT,
+        Attribute::string().optional().description(format!(
+            "PEM-encoded CA certificate(s) to trust for the Proxmox VE API, e.g. the cluster CA \
+             `/etc/pve/pve-root-ca.pem` of a self-signed installation. When set, only these CAs are \
+             trusted. Defaults to the `{ENV_CA_CERT}` environment variable; unset otherwise (the \
+             system trust store is used)."
+        )),
+    )
+    .attribute(
+        attr::NODE,
+        Attribute::string().optional().description(format!(
+            "Default Proxmox VE node name for resources that do not name one (e.g. `pve`). \
+             Defaults to the `{ENV_NODE}` environment variable; unset otherwise."
+        )),
+    )
+    .attribute(
+        attr::PROXY_URL,
+        Attribute::string().optional().description(
+            "Proxy used to reach the Proxmox VE API and the private network behind it: \
+             `socks5://`, `socks5h://`, `http://` or `https://` URL with a host (e.g. \
+             `socks5h://127.0.0.1:1080`). Unset by default (direct connections).",
+        ),
+    )
+}
+
+fn raw_string(config: &Value, name: &str) -> Raw<String> {
+    match config.get_attr(name) {
+        None => Raw::Unset,
+        Some(v) if v.is_unknown() => Raw::Unknown,
+        Some(v) => match v.as_str() {
+            Some(s) => Raw::Known(s.to_string()),
+            None => Raw::Unset,
+        },
+    }
+}
+
+/// Read the provider block value into a [`RawConfig`].
+pub fn raw_config(config: &Value) -> RawConfig {
+    RawConfig {
+        endpoint: raw_string(config, attr::ENDPOINT),
+        api_token: raw_string(config, attr::API_TOKEN),
+        insecure: match config.get_attr(attr::INSECURE) {
+            Some(v) if v.is_unknown() => Raw::Unknown,
+            Some(v) => v.as_bool().map(Raw::Known).unwrap_or(Raw::Unset),
+            None => Raw::Unset,
+        },
+        ca_cert: raw_string(config, attr::CA_CERT),
+        node: raw_string(config, attr::NODE),
+        proxy_url: raw_string(config, attr::PROXY_URL),
+    }
+}
+
+fn push_issues(diags: &mut Diagnostics, issues: Vec<ConfigIssue>) {
+    for i in issues {
+        diags.error_at(AttributePath::attr(i.attribute), i.summary, i.detail);
+    }
+}
+
+#[async_trait]
+impl Provider for WaddleProvider {
+    fn type_name(&self) -> &str {
+        PROVIDER_NAME
+    }
+
+    fn schema(&self) -> Schema {
+        schema()
+    }
+
+    async fn validate_config(&self, _ctx: &Context, config: &Value, diags: &mut Diagnostics) {
+        push_issues(diags, validate_raw(&raw_config(config)));
+    }
+
+    async fn configure(
+        &self,
+        _ctx: &Context,
+        config: &Value,
+        diags: &mut Diagnostics,
+    ) -> Option<ProviderData> {
+        let (cfg, issues) = resolve(&raw_config(config), self.env.as_ref());
+        push_issues(diags, issues);
+        if diags.has_errors() {
+            return None;
+        }
+        Some(Arc::new(cfg))
+    }
+
+    fn data_sources(&self) -> Vec<Arc<dyn DataSource>> {
+        vec![Arc::new(crate::data_sources::talos_image::TalosImage)]
+    }
+
+    fn functions(&self) -> Vec<Arc<dyn Function>> {
+        vec![Arc::new(
+            crate::functions::talos_schematic_id::TalosSchematicId,
+        )]
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -793,5 +986,76 @@ pub(crate) mod tests {
             ..Default::default()
         };
         assert!(!format!("{raw:?}").contains("0b5c1c52"));
+    }
+
+    fn block(attrs: &[(&str, Value)]) -> Value {
+        let mut v = schema().null_value();
+        for (k, val) in attrs {
+            assert!(v.set_path(&AttributePath::attr(*k), val.clone()));
+        }
+        v
+    }
+
+    #[test]
+    fn provider_schema_is_documented() {
+        let s = schema();
+        assert!(s.check().is_empty(), "{}", s.check());
+        for (name, a) in &s.block.attributes {
+            assert!(a.optional && !a.required, "{name} must be optional");
+            assert!(!a.description.is_empty(), "{name}");
+        }
+        assert!(s.block.attributes[attr::API_TOKEN].sensitive);
+        assert!(s.block.attributes[attr::INSECURE]
+            .description
+            .contains("`false`"));
+    }
+
+    #[tokio::test]
+    async fn framework_validate_and_configure() {
+        let p = WaddleProvider::with_env(NoEnv);
+        let ctx = Context::default();
+        // Empty block: fine, configured with nothing.
+        let mut d = Diagnostics::new();
+        p.validate_config(&ctx, &schema().null_value(), &mut d)
+            .await;
+        assert!(d.is_empty());
+        let data = p
+            .configure(&ctx, &schema().null_value(), &mut d)
+            .await
+            .expect("data");
+        let cfg = data.downcast_ref::<ProviderConfig>().unwrap();
+        assert_eq!(cfg, &ProviderConfig::default());
+
+        // Bad values: errors at attribute paths.
+        let bad = block(&[
+            (attr::ENDPOINT, Value::from("http://pve:8006")),
+            (attr::PROXY_URL, Value::from("gopher://x")),
+            (attr::NODE, Value::unknown()),
+        ]);
+        let mut d = Diagnostics::new();
+        p.validate_config(&ctx, &bad, &mut d).await;
+        let paths: Vec<String> = d
+            .errors()
+            .map(|e| e.attribute.as_ref().unwrap().to_string())
+            .collect();
+        assert_eq!(paths, vec!["endpoint", "proxy_url"]);
+        let mut d = Diagnostics::new();
+        assert!(p.configure(&ctx, &bad, &mut d).await.is_none());
+        assert!(d.has_errors());
+
+        // Good values.
+        let good = block(&[
+            (attr::ENDPOINT, Value::from("https://127.10.0.1:8006")),
+            (attr::API_TOKEN, Value::from(TOKEN)),
+            (attr::INSECURE, Value::Bool(true)),
+            (attr::NODE, Value::from("pve")),
+        ]);
+        let mut d = Diagnostics::new();
+        let data = p.configure(&ctx, &good, &mut d).await.unwrap();
+        assert!(d.is_empty(), "{d}");
+        let cfg = data.downcast_ref::<ProviderConfig>().unwrap();
+        assert!(cfg.insecure);
+        assert_eq!(cfg.default_node(), Some("pve"));
+        assert!(cfg.proxmox_client().is_ok());
     }
 }

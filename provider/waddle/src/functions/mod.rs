@@ -1,0 +1,3 @@
+//! Provider-defined functions.
+
+pub mod talos_schematic_id;
