@@ -137,7 +137,7 @@ fn check(schema: &Value, rec: &RecordedRequest) -> Vec<String> {
         let ty = p["type"].as_str().unwrap_or("string");
         match ty {
             "integer" => {
-                if !v.is_i64() && !v.as_str().is_some_and(|s| s.parse::<i64>().is_ok()) {
+                if !(v.is_i64() || v.as_str().is_some_and(|s| s.parse::<i64>().is_ok())) {
                     errs.push(format!("{}: {k}={v} is not an integer", rec.path));
                 }
             }
