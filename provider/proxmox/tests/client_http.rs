@@ -661,3 +661,98 @@ async fn per_node_permits_bound_concurrency() {
     drop(a);
     assert!(client.node_permit("pve1").now_or_never().is_some());
 }
+
+/// A minimal forwarding proxy speaking HTTP CONNECT or SOCKS5 (no auth), counting tunnels.
+async fn start_proxy(ip: &str, socks: bool) -> (String, Arc<AtomicUsize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind((ip, 0)).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let tunnels = Arc::new(AtomicUsize::new(0));
+    let t2 = tunnels.clone();
+    tokio::spawn(async move {
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            let t = t2.clone();
+            tokio::spawn(async move {
+                let target = if socks {
+                    let mut hello = [0u8; 2];
+                    inbound.read_exact(&mut hello).await.ok()?;
+                    let mut methods = vec![0u8; hello[1] as usize];
+                    inbound.read_exact(&mut methods).await.ok()?;
+                    inbound.write_all(&[5, 0]).await.ok()?;
+                    let mut head = [0u8; 4];
+                    inbound.read_exact(&mut head).await.ok()?;
+                    let host = match head[3] {
+                        1 => {
+                            let mut a = [0u8; 4];
+                            inbound.read_exact(&mut a).await.ok()?;
+                            std::net::Ipv4Addr::from(a).to_string()
+                        }
+                        3 => {
+                            let mut l = [0u8; 1];
+                            inbound.read_exact(&mut l).await.ok()?;
+                            let mut n = vec![0u8; l[0] as usize];
+                            inbound.read_exact(&mut n).await.ok()?;
+                            String::from_utf8(n).ok()?
+                        }
+                        _ => return None,
+                    };
+                    let mut port = [0u8; 2];
+                    inbound.read_exact(&mut port).await.ok()?;
+                    inbound
+                        .write_all(&[5, 0, 0, 1, 0, 0, 0, 0, 0, 0])
+                        .await
+                        .ok()?;
+                    format!("{host}:{}", u16::from_be_bytes(port))
+                } else {
+                    let mut buf = Vec::new();
+                    let mut b = [0u8; 1];
+                    while !buf.ends_with(b"\r\n\r\n") {
+                        inbound.read_exact(&mut b).await.ok()?;
+                        buf.push(b[0]);
+                    }
+                    let head = String::from_utf8(buf).ok()?;
+                    let target = head
+                        .strip_prefix("CONNECT ")?
+                        .split(' ')
+                        .next()?
+                        .to_string();
+                    inbound
+                        .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                        .await
+                        .ok()?;
+                    target
+                };
+                assert!(
+                    target.starts_with("127.10.200."),
+                    "proxy asked for {target}"
+                );
+                let mut outbound = tokio::net::TcpStream::connect(&target).await.ok()?;
+                t.fetch_add(1, Ordering::SeqCst);
+                tokio::io::copy_bidirectional(&mut inbound, &mut outbound)
+                    .await
+                    .ok()?;
+                Some(())
+            });
+        }
+    });
+    let scheme = if socks { "socks5" } else { "http" };
+    (format!("{scheme}://{addr}"), tunnels)
+}
+
+#[tokio::test]
+async fn requests_go_through_http_and_socks5_proxies() {
+    let server = start("127.10.200.12", version_handler()).await;
+    for (ip, socks) in [("127.10.200.13", false), ("127.10.200.14", true)] {
+        let (proxy_url, tunnels) = start_proxy(ip, socks).await;
+        let mut cfg = token_client(&server.endpoint(), &server.ca_pem);
+        cfg.proxy_url = Some(proxy_url.clone());
+        let client = Client::new(cfg).unwrap();
+        let v: serde_json::Value = client.get("/version", &Params::new()).await.unwrap();
+        assert_eq!(v["version"], "9.1.1", "{proxy_url}");
+        assert_eq!(tunnels.load(Ordering::SeqCst), 1, "{proxy_url} used");
+    }
+    assert_eq!(server.requests().len(), 2);
+    let mut cfg = token_client(&server.endpoint(), &server.ca_pem);
+    cfg.proxy_url = Some("ftp://127.10.200.13:1".into());
+    assert!(matches!(Client::new(cfg), Err(Error::Config(_))));
+}
