@@ -3,7 +3,7 @@
 //! * [`secrets`]: the cluster secrets bundle (Talos key types, `secrets.yaml` import/export)
 //!   and Talos API client certificates.
 //! * [`spec`]: the desired cluster ([`ClusterSpec`], [`NodeSpec`]).
-//! * [`validate`]: plan-time validation with attribute paths ([`Issue`]).
+//! * [`mod@validate`]: plan-time validation with attribute paths ([`Issue`]).
 //! * [`config`]: per-node Talos v1.12 multi-document machine configuration.
 //! * [`patch`]: strategic-merge and JSON6902 config patches.
 //! * [`structure`]: in-crate structural checks of Talos documents.
@@ -11,31 +11,53 @@
 //!
 //! # Resource shape (`waddle_talos_cluster`)
 //!
-//! The resource maps its attributes onto [`ClusterSpec`] one to one:
+//! `modules/talos-cluster` is written against this shape; the resource maps it onto
+//! [`ClusterSpec`] and reports [`validate()`] findings at the same attribute paths.
 //!
-//! | attribute | type | default | field |
+//! | attribute | type | default | maps to |
 //! |---|---|---|---|
 //! | `cluster_name` | string | required | [`ClusterSpec::cluster_name`] |
-//! | `endpoint` | string | required, `https://VIP:6443` | [`ClusterSpec::endpoint`] |
-//! | `vip` | string | none | [`ClusterSpec::vip`] |
-//! | `talos_version` | string | `v1.12.11` | [`ClusterSpec::talos_version`] |
-//! | `kubernetes_version` | string | `1.35.0` | [`ClusterSpec::kubernetes_version`] |
-//! | `installer_image` | string | from `waddle_talos_image` | [`ClusterSpec::installer_image`] |
-//! | `cni` | string `none`/`flannel` | `none` | [`ClusterSpec::cni`] |
+//! | `endpoint` | string | required, e.g. `https://10.10.0.20:6443` | [`ClusterSpec::endpoint`] |
+//! | `vip` | string | null | [`ClusterSpec::vip`] (Layer2VIPConfig on control planes) |
+//! | `talos_version` | string | `v1.12.11` ([`versions::DEFAULT_TALOS_VERSION`]) | [`ClusterSpec::talos_version`] |
+//! | `kubernetes_version` | string | `1.35.0` ([`versions::DEFAULT_KUBERNETES_VERSION`]) | [`ClusterSpec::kubernetes_version`] |
+//! | `image` | object{`installer`, `disk_image_url`} | from `waddle_talos_image` (qemu-guest-agent + iscsi-tools) | `installer` -> [`ClusterSpec::installer_image`]; `disk_image_url` is what Proxmox downloads |
+//! | `cni` | string `none` / `flannel` | `none` | [`ClusterSpec::cni`] |
 //! | `kube_proxy` | bool | false | [`ClusterSpec::kube_proxy`] |
-//! | `allow_scheduling_on_control_planes` | bool | true | |
-//! | `cert_sans` | list(string) | [] | |
-//! | `nameservers` | list(string) | 1.1.1.1, 8.8.8.8 | |
-//! | `inline_manifests` | list(object{name, contents}) | [] | |
-//! | `disk_encryption` | bool | false | TPM-sealed LUKS2 STATE + EPHEMERAL |
-//! | `secureboot` | bool | false | |
-//! | `discovery` | bool | true | |
-//! | `config_patches` | list(string) | [] | applied to every node |
-//! | `nodes` | map(object) | required | [`NodeSpec`] by name |
+//! | `allow_scheduling_on_control_planes` | bool | true | [`ClusterSpec::allow_scheduling_on_control_planes`] |
+//! | `cert_sans` | list(string) | [] | [`ClusterSpec::cert_sans`] |
+//! | `nameservers` | list(string) | [`1.1.1.1`, `8.8.8.8`] | [`ClusterSpec::nameservers`] |
+//! | `inline_manifests` | list(object{`name`, `contents`}) | [] | [`ClusterSpec::inline_manifests`] |
+//! | `disk_encryption` | bool | false | [`ClusterSpec::disk_encryption`] (TPM-sealed LUKS2 STATE + EPHEMERAL) |
+//! | `secureboot` | bool | false | [`ClusterSpec::secureboot`] |
+//! | `discovery` | bool | true | [`ClusterSpec::discovery`] |
+//! | `config_patches` | list(string) | [] | [`ClusterSpec::config_patches`] (every node, before its own) |
+//! | `machine_secrets` | string, sensitive | generated | an existing `secrets.yaml` to import ([`SecretsBundle::from_yaml`]) |
+//! | `on_destroy` | string `graceful` / `forced` / `none` | `graceful` | node reset before VM deletion |
+//! | `timeouts` | object{`create`, `update`, `delete`} | | overall deadlines |
+//! | `nodes` | map(object) | required | [`ClusterSpec::nodes`] |
 //!
-//! Node object: `role` (`controlplane`/`worker`), `address` (CIDR), `gateway`, `mac`,
-//! `interface`, `install_disk` (`/dev/sda`), `hostname` (the key), `node_labels`,
-//! `config_patches`, plus Proxmox placement handled by the resource.
+//! Node object (`nodes["<name>"]`, the name is the default hostname):
+//!
+//! | attribute | type | default | maps to |
+//! |---|---|---|---|
+//! | `role` | string `controlplane` / `worker` | required | [`NodeSpec::role`] |
+//! | `address` | string CIDR | required, e.g. `10.10.0.10/24` | [`NodeSpec::address`] |
+//! | `gateway` | string | null | [`NodeSpec::gateway`] |
+//! | `mac` | string | null (generated for Proxmox VMs) | [`NodeSpec::mac`]: NIC selected by MAC |
+//! | `interface` | string | null | [`NodeSpec::interface`]: NIC by name when there is no MAC |
+//! | `install_disk` | string | `/dev/sda` | [`NodeSpec::install_disk`] |
+//! | `hostname` | string | the node's key | [`NodeSpec::hostname`] |
+//! | `node_labels` | map(string) | {} | [`NodeSpec::node_labels`] |
+//! | `config_patches` | list(string) | [] | [`NodeSpec::config_patches`] |
+//! | `proxmox` | object{`node`, `storage`, `bridge`, `vmid`, `cores`, `memory` (MiB), `disk_size` (GiB)} | null | VM placement |
+//! | `maintenance_address` | string | null | for nodes without `proxmox`: where the node answers in maintenance mode |
+//!
+//! Computed outputs: `talosconfig` (sensitive, [`talosconfig::talosconfig`]), `kubeconfig`
+//! (sensitive), `client_configuration` (object{`ca_certificate`, `client_certificate`,
+//! `client_key` (sensitive)}), `machine_secrets` (sensitive, [`SecretsBundle::to_yaml`]),
+//! `machine_configurations` (map, sensitive, [`render_node_config`]), `node_addresses`
+//! (map of node name to address without prefix).
 
 pub mod config;
 pub mod image;

@@ -398,8 +398,9 @@ fn check_ca(name: &str, ca: &CertAndKey, need_key: bool) -> Result<(), SecretsEr
 }
 
 fn check_b64(name: &str, v: &str, url_safe: bool, len: Option<usize>) -> Result<(), SecretsError> {
+    // The cluster id is URL-safe base64; accept standard base64 too (older bundles).
     let decoded = if url_safe {
-        URL_SAFE.decode(v)
+        URL_SAFE.decode(v).or_else(|_| STANDARD.decode(v))
     } else {
         STANDARD.decode(v)
     }
@@ -733,16 +734,19 @@ fn check_service_account_key(key_pem: &str) -> Result<(), SecretsError> {
 
 /// Issues a Talos API client certificate signed by the bundle's OS CA, the way
 /// `talosctl gen config` does for talosconfig: Ed25519 key (PEM `ED25519 PRIVATE KEY`),
-/// Organization = the roles (e.g. `os:admin`), key usage digitalSignature, extended key
-/// usage clientAuth, valid from `clock.now()` for `ttl`.
+/// Organization = the role (e.g. `os:admin`), key usage digitalSignature, extended key
+/// usage clientAuth, valid from `clock.now()` for `ttl`. One role per certificate.
 pub fn issue_client_certificate(
     bundle: &SecretsBundle,
-    roles: &[&str],
+    role: &str,
     clock: &dyn Clock,
     ttl: Duration,
 ) -> Result<CertAndKey, SecretsError> {
-    if roles.is_empty() {
-        return Err(field("roles", "at least one role is required"));
+    if !role.starts_with("os:") || role.len() <= 3 {
+        return Err(field(
+            "role",
+            format!("{role:?} is not a Talos role (os:admin, os:operator, os:reader, ...)"),
+        ));
     }
     let ca_key = signing_key_from_pem(&bundle.os_ca.key).map_err(|r| field("certs.os.key", r))?;
     let issuer = rcgen::Issuer::from_ca_cert_pem(&bundle.os_ca.crt, ca_key)
@@ -751,9 +755,7 @@ pub fn issue_client_certificate(
     let now = clock.now();
     let mut params = CertificateParams::default();
     let mut dn = DistinguishedName::new();
-    for r in roles {
-        dn.push(DnType::OrganizationName, *r);
-    }
+    dn.push(DnType::OrganizationName, role);
     params.distinguished_name = dn;
     params.not_before = now;
     params.not_after = now + ttl;
@@ -770,6 +772,9 @@ pub fn issue_client_certificate(
         key: key.pem,
     })
 }
+
+/// The Talos role of the talosconfig admin certificate.
+pub const ADMIN_ROLE: &str = "os:admin";
 
 /// Default validity of the talosconfig client certificate (Talos: 1 year).
 pub const CLIENT_CERT_TTL: Duration = Duration::hours(8760);

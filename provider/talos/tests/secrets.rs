@@ -2,7 +2,7 @@ mod common;
 
 use ::time::Duration;
 use waddle_talos::secrets::{
-    is_valid_token, issue_client_certificate, FixedClock, CLIENT_CERT_TTL,
+    is_valid_token, issue_client_certificate, FixedClock, ADMIN_ROLE, CLIENT_CERT_TTL,
 };
 use waddle_talos::SecretsBundle;
 use x509_parser::prelude::*;
@@ -249,7 +249,7 @@ fn mask_hides_every_secret() {
 fn admin_client_certificate() {
     let b = common::bundle();
     let clock = FixedClock(common::NOW);
-    let client = issue_client_certificate(b, &["os:admin"], &clock, CLIENT_CERT_TTL).unwrap();
+    let client = issue_client_certificate(b, ADMIN_ROLE, &clock, CLIENT_CERT_TTL).unwrap();
     let (label, _) = pem_block(&client.key);
     assert_eq!(label, "ED25519 PRIVATE KEY");
     let (_, der) = cert(&client.crt);
@@ -300,4 +300,25 @@ fn admin_client_certificate() {
     assert_eq!(ctx.crt, client.crt);
     assert_eq!(ctx.key, client.key);
     assert!(!format!("{ctx:?}").contains("PRIVATE KEY"));
+}
+
+#[test]
+fn client_certificate_roles_are_checked() {
+    let clock = FixedClock(common::NOW);
+    for bad in ["", "admin", "os:"] {
+        let err = issue_client_certificate(common::bundle(), bad, &clock, CLIENT_CERT_TTL)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not a Talos role"), "{err}");
+    }
+    let reader =
+        issue_client_certificate(common::bundle(), "os:reader", &clock, CLIENT_CERT_TTL).unwrap();
+    let (_, der) = cert(&reader.crt);
+    let (_, c) = parse_x509_certificate(&der).unwrap();
+    let orgs: Vec<_> = c
+        .subject()
+        .iter_organization()
+        .map(|o| o.as_str().unwrap())
+        .collect();
+    assert_eq!(orgs, vec!["os:reader"]);
 }
