@@ -13,7 +13,9 @@
 //!   [`typed::assert_roundtrip`], the test that keeps a Rust state type and its schema in sync.
 //! - [`provider`]: the traits a provider implements ([`Provider`], [`Resource`],
 //!   [`DataSource`], [`Function`]) and the per-call [`Context`] (cancellation, provider data).
-//! - `plan` / `validate` (internal): framework plan and validation semantics.
+//! - `plan` (internal): validation and PlanResourceChange semantics (defaults, computed
+//!   unknowns, RequiresReplace, UseStateForUnknown, write-only nulling).
+//! - [`proto`]: conversions to/from tfplugin6 messages (schemas, paths, diagnostics, values).
 //! - [`service`]: [`ProviderService`], the tfplugin6 gRPC service dispatching to the traits.
 //!
 //! # Defining a data source

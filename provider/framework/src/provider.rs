@@ -74,6 +74,21 @@ impl Context {
             .as_deref()
             .and_then(|d| d.downcast_ref::<T>())
     }
+    /// Like [`Context::provider_data`], but records an "Unconfigured Provider" error when
+    /// the provider has not been configured (yet) with data of type `T`.
+    pub fn require_provider_data<T: Any + Send + Sync>(
+        &self,
+        diags: &mut Diagnostics,
+    ) -> Option<&T> {
+        let d = self.provider_data::<T>();
+        if d.is_none() {
+            diags.error(
+                "Unconfigured Provider",
+                "The provider has not been configured with the settings this operation needs (check the provider block).",
+            );
+        }
+        d
+    }
     /// The raw shared provider data.
     pub fn provider_data_arc(&self) -> Option<ProviderData> {
         self.provider_data.clone()

@@ -273,6 +273,14 @@ fn identity_data(
         return None;
     }
     let id = entry.resource.identity(state)?;
+    // Only report identities that are fully known and not entirely null (e.g. during a
+    // create plan the ID is still unknown).
+    let all_null = id
+        .as_entries()
+        .is_some_and(|m| m.values().all(Value::is_null));
+    if !id.is_wholly_known() || id.is_null() || all_null {
+        return None;
+    }
     Some(pb::ResourceIdentityData {
         identity_data: Some(encode(&id, ty, "Resource Identity", diags)?),
     })
@@ -605,7 +613,11 @@ impl pb::provider_server::Provider for ProviderService {
                 let mut new = new.unwrap_or(Value::Null);
                 plan::null_write_only(&e.schema, &mut new);
                 check_known(&mut new, "refreshed state", &mut diags);
-                resp.new_identity = identity_data(e, &new, &mut diags);
+                resp.new_identity = if new.is_null() {
+                    None
+                } else {
+                    identity_data(e, &new, &mut diags).or(req.current_identity.clone())
+                };
                 resp.new_state = encode(&new, &e.ty, "Resource State", &mut diags);
             }
         }
@@ -770,7 +782,11 @@ impl pb::provider_server::Provider for ProviderService {
             let mut new = new;
             plan::null_write_only(&e.schema, &mut new);
             check_known(&mut new, "new state", &mut diags);
-            resp.new_identity = identity_data(e, &new, &mut diags);
+            resp.new_identity = if new.is_null() {
+                None
+            } else {
+                identity_data(e, &new, &mut diags).or(req.planned_identity.clone())
+            };
             resp.new_state = encode(&new, &e.ty, "New State", &mut diags);
         }
         resp.diagnostics = diags_to_proto(&diags);

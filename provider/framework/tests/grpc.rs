@@ -711,8 +711,8 @@ async fn create_update_replace_read_delete_lifecycle() {
         "write-only must not be planned"
     );
     assert!(
-        p.planned_identity.is_some(),
-        "identity planned (unknown id)"
+        p.planned_identity.is_none(),
+        "no identity while the id is unknown"
     );
 
     // --- apply create: the resource sees the password in config, state never holds it
