@@ -309,6 +309,12 @@ fn qemu_path(node: &str, vmid: u32, rest: &[&str]) -> String {
     api_path(&segs)
 }
 
+enum Found {
+    Ours,
+    Other,
+    Absent,
+}
+
 /// What happened in [`Client::shutdown_and_delete_vm`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeleteOutcome {
@@ -325,6 +331,13 @@ impl Client {
         let n = crate::value::v_u64(&v)
             .ok_or_else(|| Error::decode("/cluster/nextid", format!("not a number: {v}")))?;
         u32::try_from(n).map_err(|_| Error::decode("/cluster/nextid", "out of range"))
+    }
+
+    /// `GET /version`: a cheap call to check connectivity and credentials. Returns the
+    /// `version` string (e.g. `9.1.1`).
+    pub async fn version(&self) -> Result<String> {
+        let v: Value = self.get("/version", &Params::new()).await?;
+        f_str(&v, "version").ok_or_else(|| Error::decode("/version", "no version field"))
     }
 
     /// `GET /nodes`: node names with their status (`online`/`offline`).
@@ -435,9 +448,18 @@ impl Client {
                 }
                 _ if is_outcome_unknown(&err) => {
                     // The create may or may not have happened: look before retrying.
-                    if let Some(found) = self.find_created(node, vmid, &spec.name).await? {
-                        self.wait_unlocked(node, found, wait).await?;
-                        return Ok(found);
+                    match self.find_created(node, vmid, &spec.name).await? {
+                        Found::Ours => {
+                            self.wait_unlocked(node, vmid, wait).await?;
+                            return Ok(vmid);
+                        }
+                        Found::Other if spec.vmid.is_some() => {
+                            return Err(Error::InvalidArgument(format!(
+                                "VMID {vmid} exists but is not the VM being created ({})",
+                                spec.name
+                            )));
+                        }
+                        Found::Other | Found::Absent => {}
                     }
                     if !can_retry {
                         return Err(err);
@@ -451,18 +473,11 @@ impl Client {
         }
     }
 
-    async fn find_created(&self, node: &str, vmid: u32, name: &str) -> Result<Option<u32>> {
+    async fn find_created(&self, node: &str, vmid: u32, name: &str) -> Result<Found> {
         match self.vm_config(node, vmid).await {
-            Ok(cfg) => {
-                if cfg.get_str("name").as_deref() == Some(name) {
-                    Ok(Some(vmid))
-                } else {
-                    Err(Error::InvalidArgument(format!(
-                        "VMID {vmid} exists but is not the VM being created ({name})"
-                    )))
-                }
-            }
-            Err(e) if e.is_not_found() => Ok(None),
+            Ok(cfg) if cfg.get_str("name").as_deref() == Some(name) => Ok(Found::Ours),
+            Ok(_) => Ok(Found::Other),
+            Err(e) if e.is_not_found() => Ok(Found::Absent),
             Err(e) => Err(e),
         }
     }

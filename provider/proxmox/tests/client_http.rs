@@ -45,8 +45,7 @@ fn version_handler() -> support::Handler {
 async fn token_header_and_pinned_ca() {
     let server = start("127.10.200.1", version_handler()).await;
     let client = Client::new(token_client(&server.endpoint(), &server.ca_pem)).unwrap();
-    let v: serde_json::Value = client.get("/version", &Params::new()).await.unwrap();
-    assert_eq!(v["version"], "9.1.1");
+    assert_eq!(client.version().await.unwrap(), "9.1.1");
     let reqs = server.requests();
     assert_eq!(reqs.len(), 1);
     assert_eq!(
@@ -755,4 +754,57 @@ async fn requests_go_through_http_and_socks5_proxies() {
     let mut cfg = token_client(&server.endpoint(), &server.ca_pem);
     cfg.proxy_url = Some("ftp://127.10.200.13:1".into());
     assert!(matches!(Client::new(cfg), Err(Error::Config(_))));
+}
+
+#[tokio::test]
+async fn create_vm_with_unknown_outcome_checks_state_instead_of_reposting() {
+    // The create POST is processed but its connection drops before the answer; the VM then
+    // shows up (locked while the create task runs). The client must not POST again.
+    let posts = Arc::new(AtomicUsize::new(0));
+    let config_reads = Arc::new(AtomicUsize::new(0));
+    let (p2, c2) = (posts.clone(), config_reads.clone());
+    let handler: support::Handler =
+        Arc::new(move |req: &Req| match (req.method.as_str(), req.path()) {
+            ("POST", "/api2/json/nodes/pve2/qemu") => {
+                p2.fetch_add(1, Ordering::SeqCst);
+                Action::Drop
+            }
+            ("GET", "/api2/json/nodes/pve2/qemu/321/config") => {
+                if c2.fetch_add(1, Ordering::SeqCst) < 2 {
+                    Action::ok(json!({"name": "teleport", "lock": "create"}))
+                } else {
+                    Action::ok(json!({"name": "teleport", "digest": "x"}))
+                }
+            }
+            ("GET", "/api2/json/nodes/pve2/qemu/322/config") => Action::error(
+                500,
+                "Configuration file 'nodes/pve2/qemu-server/322.conf' does not exist",
+                json!({"data": null}),
+            ),
+            _ => Action::error(501, "Method not implemented", json!({"data": null})),
+        });
+    let server = start("127.10.200.15", handler).await;
+    let client = Client::new(token_client(&server.endpoint(), &server.ca_pem)).unwrap();
+    let mut spec = VmSpec::new("teleport", 2, 2048);
+    spec.vmid = Some(321);
+    let vmid = client.create_vm("pve2", &spec).await.unwrap();
+    assert_eq!(vmid, 321);
+    assert_eq!(posts.load(Ordering::SeqCst), 1, "create was not re-posted");
+    assert_eq!(
+        config_reads.load(Ordering::SeqCst),
+        3,
+        "waited for the create lock to clear"
+    );
+
+    // Same failure but the VM never appears: the create is retried, bounded.
+    posts.store(0, Ordering::SeqCst);
+    let mut spec = VmSpec::new("other", 1, 512);
+    spec.vmid = Some(322);
+    let err = client.create_vm("pve2", &spec).await.unwrap_err();
+    assert!(matches!(err, Error::Transport { .. }), "{err:?}");
+    assert_eq!(
+        posts.load(Ordering::SeqCst),
+        4,
+        "max_attempts bounded the retries"
+    );
 }
