@@ -75,7 +75,8 @@ fn parse_refinements(payload: &[u8]) -> Refinements {
     if let Ok(Mp::Map(entries)) = rmpv::decode::read_value(&mut rd) {
         for (k, v) in entries {
             match (k.as_i64(), v) {
-                (Some(1), Mp::Boolean(b)) => r.not_null = b,
+                // cty encodes "definitely not null" as nullness = false.
+                (Some(1), Mp::Boolean(is_null)) => r.not_null = !is_null,
                 (Some(2), Mp::String(s)) => r.string_prefix = s.into_str(),
                 _ => {}
             }
@@ -93,7 +94,7 @@ fn unknown_to_mp(r: &Refinements) -> Mp {
     }
     let mut entries = Vec::new();
     if r.not_null {
-        entries.push((Mp::from(1), Mp::Boolean(true)));
+        entries.push((Mp::from(1), Mp::Boolean(false)));
     }
     if let Some(p) = &r.string_prefix {
         entries.push((Mp::from(2), Mp::from(p.as_str())));
@@ -114,7 +115,10 @@ fn mp_str(m: &Mp) -> Option<&str> {
 fn from_mp(m: &Mp, ty: &Type, path: &AttributePath) -> Result<Value, ValueError> {
     match m {
         Mp::Nil => return Ok(Value::Null),
-        Mp::Ext(EXT_UNKNOWN, _) => return Ok(Value::unknown()),
+        // As cty: an extension of length <= 1 is a plain unknown whatever its type code; a
+        // longer one must be the refinements extension (ignored at dynamic positions).
+        Mp::Ext(_, payload) if payload.len() <= 1 => return Ok(Value::unknown()),
+        Mp::Ext(EXT_REFINED_UNKNOWN, _) if *ty == Type::Dynamic => return Ok(Value::unknown()),
         Mp::Ext(EXT_REFINED_UNKNOWN, payload) => {
             return Ok(Value::Unknown(parse_refinements(payload)))
         }
@@ -283,7 +287,8 @@ fn to_mp(v: &Value, ty: &Type, path: &AttributePath) -> Result<Mp, ValueError> {
     if *ty == Type::Dynamic {
         return match v {
             Value::Null => Ok(Mp::Nil),
-            Value::Unknown(r) => Ok(unknown_to_mp(r)),
+            // cty's DynamicVal never carries refinements.
+            Value::Unknown(_) => Ok(unknown_to_mp(&Refinements::default())),
             Value::Dynamic(t, inner) if *t == Type::Dynamic => to_mp(inner, t, path),
             Value::Dynamic(t, inner) => Ok(Mp::Array(vec![
                 Mp::Binary(t.to_json_bytes()),
@@ -739,7 +744,7 @@ mod tests {
         rmpv::encode::write_value(
             &mut payload,
             &Mp::Map(vec![
-                (Mp::from(1), Mp::Boolean(true)),
+                (Mp::from(1), Mp::Boolean(false)),
                 (Mp::from(2), Mp::from("ab")),
             ]),
         )
@@ -756,6 +761,23 @@ mod tests {
         }
         assert!(v.is_unknown());
         assert_eq!(encode_msgpack(&v, &Type::String).unwrap(), wire);
+        // an unknown we refine ourselves is encoded the cty way (nullness=false)
+        let mine = Value::Unknown(Refinements {
+            not_null: true,
+            string_prefix: Some("ab".into()),
+            raw: None,
+        });
+        assert_eq!(encode_msgpack(&mine, &Type::String).unwrap(), wire);
+        // any 0/1-byte extension is a plain unknown; longer non-12 extensions are refused
+        assert!(decode_msgpack(&[0xd4, 0x05, 0x00], &Type::String)
+            .unwrap()
+            .is_unknown());
+        assert!(decode_msgpack(&[0xd5, 0x05, 0x00, 0x00], &Type::String).is_err());
+        // refinements at a dynamic position are ignored, as cty does
+        assert_eq!(
+            decode_msgpack(&wire, &Type::Dynamic).unwrap(),
+            Value::unknown()
+        );
         // garbage refinement payloads are tolerated
         let mut wire2 = Vec::new();
         rmpv::encode::write_value(&mut wire2, &Mp::Ext(12, vec![0xc1])).unwrap();
