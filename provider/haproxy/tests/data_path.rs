@@ -140,6 +140,19 @@ async fn tls_backend(
     ca: &Ca,
     expect_proxy_v2: bool,
 ) -> TlsBackend {
+    tls_backend_mode(name, at, sans, ca, expect_proxy_v2, false).await
+}
+
+/// `echo`: after the greeting, echo everything back until the client closes (long-lived
+/// sessions for the reload test) instead of closing.
+async fn tls_backend_mode(
+    name: &'static str,
+    at: Ipv4Addr,
+    sans: &[&str],
+    ca: &Ca,
+    expect_proxy_v2: bool,
+    echo: bool,
+) -> TlsBackend {
     let (cert, key) = ca.leaf(sans);
     let cfg = rustls::ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
@@ -160,7 +173,7 @@ async fn tls_backend(
             let acceptor = acceptor.clone();
             let rec = rec.clone();
             tokio::spawn(async move {
-                let _ = timeout(T, async move {
+                let _ = timeout(Duration::from_secs(30), async move {
                     // Health checks connect and close: every failure here is just ignored.
                     let info = if expect_proxy_v2 {
                         match read_proxy_v2(&mut tcp).await {
@@ -178,6 +191,14 @@ async fn tls_backend(
                     let _ = tls
                         .write_all(format!("backend={name} proxy_src={src}\n").as_bytes())
                         .await;
+                    if echo {
+                        let mut buf = [0u8; 256];
+                        while let Ok(n) = tls.read(&mut buf).await {
+                            if n == 0 || tls.write_all(&buf[..n]).await.is_err() {
+                                break;
+                            }
+                        }
+                    }
                     let _ = tls.shutdown().await;
                 })
                 .await;
@@ -686,6 +707,159 @@ async fn scenario() {
         "log lines missing:\n{}",
         log.lock().unwrap().join("\n")
     );
+
+    child.kill().await.expect("haproxy killed");
+    let _ = timeout(T, child.wait()).await;
+}
+
+/// Route change applied with the update script and a real master-worker reload: the new route
+/// works and a session established before the reload keeps flowing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_keeps_established_sessions() {
+    timeout(Duration::from_secs(90), reload_scenario())
+        .await
+        .expect("reload scenario finished within 90s");
+}
+
+async fn reload_scenario() {
+    let ca = Ca::new();
+    let old = tls_backend_mode("old", ip(21), &["svc.example.org"], &ca, false, true).await;
+    let new = tls_backend("new", ip(22), &["new.example.org"], &ca, false).await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("waddle-config.sha256");
+    let https_port = free_port(ip(2));
+    let mut spec = ProxySpec {
+        routes: vec![RouteSpec::new(["svc.example.org"], &old.addr.to_string())],
+        listen: waddle_haproxy::ListenSpec {
+            address: Some(IpAddr::V4(ip(2))),
+            https_port,
+            http_port: 80,
+        },
+        log: LogTarget::Disabled,
+        paths: FilePaths::in_dir(dir.path()),
+        process: ProcessSpec::unprivileged(),
+        ..ProxySpec::default()
+    };
+    let v1 = waddle_haproxy::render_versioned(&spec).unwrap();
+    v1.write_files().unwrap();
+
+    let mut child = Command::new(common::haproxy_bin())
+        .args(["-W", "-db", "-f"])
+        .arg(&v1.paths.config)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("haproxy starts");
+    let master = child.id().expect("pid");
+    let front = SocketAddr::new(IpAddr::V4(ip(2)), https_port);
+    wait_listening(front).await;
+
+    // A long-lived session through the first config.
+    let cfg = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(ca.root_store())
+        .with_no_client_auth();
+    let tcp = timeout(T, TcpStream::connect(front))
+        .await
+        .unwrap()
+        .unwrap();
+    let mut session = timeout(
+        T,
+        TlsConnector::from(Arc::new(cfg)).connect(
+            ServerName::try_from("svc.example.org".to_string()).unwrap(),
+            tcp,
+        ),
+    )
+    .await
+    .unwrap()
+    .expect("handshake through v1");
+    let mut reader = BufReader::new(&mut session);
+    let mut greeting = String::new();
+    timeout(T, reader.read_line(&mut greeting))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(greeting, "backend=old proxy_src=\n");
+
+    // Before the change the new name is dropped.
+    assert!(tls_client(front, Some("new.example.org"), Verify::Any)
+        .await
+        .is_err());
+
+    // Route change: new maps beside the old ones, config staged as .new, checked, swapped,
+    // master-worker reload (SIGUSR2 to the master).
+    spec.routes
+        .push(RouteSpec::new(["new.example.org"], &new.addr.to_string()));
+    let v2 = waddle_haproxy::render_versioned(&spec).unwrap();
+    std::fs::write(&v2.paths.exact_map, &v2.exact_map).unwrap();
+    std::fs::write(&v2.paths.wildcard_map, &v2.wildcard_map).unwrap();
+    std::fs::write(format!("{}.new", v2.paths.config), &v2.haproxy_cfg).unwrap();
+    std::fs::write(
+        format!("{}.new", marker.display()),
+        format!("{}\n", v2.config_hash),
+    )
+    .unwrap();
+    let script = waddle_haproxy::update_script(
+        &v2,
+        &marker.to_string_lossy(),
+        &format!("kill -USR2 {master}"),
+    );
+    let bin_dir = std::path::Path::new(&common::haproxy_bin())
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let out = timeout(
+        T,
+        Command::new("sh")
+            .arg("-c")
+            .arg(&script)
+            .env(
+                "PATH",
+                format!(
+                    "{}:{}",
+                    bin_dir.display(),
+                    std::env::var("PATH").unwrap_or_default()
+                ),
+            )
+            .output(),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "update failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!std::path::Path::new(&v1.paths.exact_map).exists());
+
+    // The new route works once the new worker is up (bounded retries).
+    let mut routed = None;
+    for _ in 0..100 {
+        if let Ok(a) = tls_client(front, Some("new.example.org"), Verify::Ca(&ca)).await {
+            routed = Some(a);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let routed = routed.expect("new route reachable after reload");
+    assert_eq!(routed.text, "backend=new proxy_src=\n");
+    assert_eq!(routed.peer_cert, new.cert);
+
+    // The session established before the reload still flows, through the old worker.
+    let session = reader.into_inner();
+    session.write_all(b"still here\n").await.unwrap();
+    let mut echoed = [0u8; 11];
+    timeout(T, session.read_exact(&mut echoed))
+        .await
+        .expect("echo within 10s")
+        .expect("established session survived the reload");
+    assert_eq!(&echoed, b"still here\n");
+    assert_eq!(old.sessions.lock().unwrap().len(), 1);
 
     child.kill().await.expect("haproxy killed");
     let _ = timeout(T, child.wait()).await;
