@@ -597,6 +597,99 @@ mod tests {
     }
 
     #[test]
+    fn nested_maps_sets_and_defaults() {
+        let s = Schema::new("t")
+            .attribute(
+                "servers",
+                Attribute::nested(
+                    NestingMode::Map,
+                    [
+                        ("port", Attribute::number().default(Value::from(443))),
+                        ("ip", Attribute::string().computed()),
+                        ("key", Attribute::string().optional().write_only()),
+                    ],
+                )
+                .optional(),
+            )
+            .block(
+                "rule",
+                NestedBlock::set(
+                    Block::new()
+                        .attribute("name", Attribute::string().required().requires_replace())
+                        .attribute("uid", Attribute::string().computed()),
+                ),
+            );
+        let server = |port: Value, ip: Value, key: Value| {
+            Value::object([("port", port), ("ip", ip), ("key", key)])
+        };
+        let config = Value::object([
+            (
+                "servers",
+                Value::Map(
+                    [(
+                        "a".to_string(),
+                        server(Value::Null, Value::Null, "k".into()),
+                    )]
+                    .into(),
+                ),
+            ),
+            (
+                "rule",
+                Value::Set(vec![Value::object([
+                    ("name", "r1".into()),
+                    ("uid", Value::Null),
+                ])]),
+            ),
+        ]);
+        let (plan, rr) = plan_change(&s, &config, &Value::Null, &config);
+        assert!(rr.is_empty());
+        let a = AttributePath::attr("servers").then_key("a");
+        assert_eq!(
+            plan.get_path(&a.clone().then_attr("port"))
+                .and_then(Value::as_i64),
+            Some(443)
+        );
+        assert!(plan
+            .get_path(&a.clone().then_attr("ip"))
+            .unwrap()
+            .is_unknown());
+        assert!(plan.get_path(&a.then_attr("key")).unwrap().is_null());
+        let uid = AttributePath::attr("rule").then_index(0).then_attr("uid");
+        assert!(plan.get_path(&uid).unwrap().is_unknown());
+
+        // update: the set element's name changes -> replacement at the element path
+        let mut prior = plan.clone();
+        prior.set_path(
+            &AttributePath::attr("servers").then_key("a").then_attr("ip"),
+            "10.0.0.1".into(),
+        );
+        prior.set_path(&uid, "u1".into());
+        let mut config2 = config.clone();
+        config2.set_path(
+            &AttributePath::attr("rule").then_index(0).then_attr("name"),
+            "r2".into(),
+        );
+        let mut proposed = prior.clone();
+        proposed.set_path(
+            &AttributePath::attr("rule").then_index(0).then_attr("name"),
+            "r2".into(),
+        );
+        let (_, rr) = plan_change(&s, &config2, &prior, &proposed);
+        assert_eq!(
+            rr,
+            vec![AttributePath::attr("rule").then_index(0).then_attr("name")]
+        );
+        // an unknown planned value for a RequiresReplace attribute also forces replacement
+        let mut proposed = prior.clone();
+        proposed.set_path(
+            &AttributePath::attr("rule").then_index(0).then_attr("name"),
+            Value::unknown(),
+        );
+        let (_, rr) = plan_change(&s, &config2, &prior, &proposed);
+        assert_eq!(rr.len(), 1);
+    }
+
+    #[test]
     fn first_unknown_path() {
         let v = Value::object([("a", Value::Map([("k".into(), Value::unknown())].into()))]);
         assert_eq!(

@@ -685,6 +685,9 @@ impl pb::provider_server::Provider for ProviderService {
                 }
             }
             resp.planned_state = encode(&plan.state, &e.ty, "Planned State", &mut diags);
+            // Deterministic: sorted by rendering, duplicates removed.
+            plan.requires_replace.sort_by_key(|p| p.to_string());
+            plan.requires_replace.dedup();
             resp.requires_replace = plan
                 .requires_replace
                 .iter()
