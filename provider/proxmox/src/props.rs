@@ -198,7 +198,8 @@ pub struct DiskSpec {
     pub index: u8,
     /// Target storage id.
     pub storage: String,
-    /// Size in GiB for a new empty disk (ignored when importing; resize afterwards).
+    /// Size in GiB: of a new empty disk, or, for an imported disk, the size it is grown to after
+    /// the import ([`crate::Client::create_vm`] resizes it; never shrinks). 0 keeps the image size.
     pub size_gib: u32,
     /// Source volume to import (`import-from=`).
     pub import_from: Option<String>,
@@ -291,6 +292,27 @@ impl DiskSpec {
     }
 }
 
+/// Parse a PVE disk size (`size=` in a disk property string: `32G`, `4300M`, `512K`, `1T`,
+/// or plain bytes) into bytes.
+pub fn parse_disk_size(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let (num, mult) = match s.char_indices().last()? {
+        (i, 'K') => (&s[..i], 1u64 << 10),
+        (i, 'M') => (&s[..i], 1 << 20),
+        (i, 'G') => (&s[..i], 1 << 30),
+        (i, 'T') => (&s[..i], 1 << 40),
+        _ => (s, 1),
+    };
+    if let Ok(n) = num.parse::<u64>() {
+        return n.checked_mul(mult);
+    }
+    let f: f64 = num.parse().ok()?;
+    if !(f.is_finite() && f >= 0.0) {
+        return None;
+    }
+    Some((f * mult as f64) as u64)
+}
+
 /// `efidisk0`: OVMF variables store.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EfiDiskSpec {
@@ -299,19 +321,41 @@ pub struct EfiDiskSpec {
     /// `efitype=4m` (true, required for Secure Boot) or `2m`.
     pub efitype_4m: bool,
     /// `pre-enrolled-keys=1`: Microsoft + distribution keys enrolled, Secure Boot on.
+    /// `false` leaves the variable store in setup mode so an OS (e.g. Talos' Secure Boot ISO)
+    /// can enroll its own keys.
     pub pre_enrolled_keys: bool,
+    /// `ms-cert=` (PVE 9): which Microsoft certificate generation to enroll (`2011`, `2023`,
+    /// `2023w`, `2023k`); `None` keeps PVE's default.
+    pub ms_cert: Option<String>,
 }
 
 impl EfiDiskSpec {
+    /// A 4m EFI vars disk on `storage`.
+    pub fn new(storage: &str, pre_enrolled_keys: bool) -> Self {
+        EfiDiskSpec {
+            storage: storage.to_string(),
+            efitype_4m: true,
+            pre_enrolled_keys,
+            ms_cert: None,
+        }
+    }
+
     /// Render, e.g. `local-lvm:1,efitype=4m,pre-enrolled-keys=1`.
     pub fn render(&self) -> Result<String> {
         validate_storage(&self.storage)?;
-        Ok(format!(
+        let mut s = format!(
             "{}:1,efitype={},pre-enrolled-keys={}",
             self.storage,
             if self.efitype_4m { "4m" } else { "2m" },
             u8::from(self.pre_enrolled_keys)
-        ))
+        );
+        if let Some(m) = &self.ms_cert {
+            if !["2011", "2023", "2023w", "2023k"].contains(&m.as_str()) {
+                return Err(invalid("ms_cert", m, "must be 2011, 2023, 2023w or 2023k"));
+            }
+            s.push_str(&format!(",ms-cert={m}"));
+        }
+        Ok(s)
     }
 }
 
@@ -548,11 +592,7 @@ mod tests {
 
     #[test]
     fn efi_tpm_cdrom_strings() {
-        let e = EfiDiskSpec {
-            storage: "local-lvm".into(),
-            efitype_4m: true,
-            pre_enrolled_keys: true,
-        };
+        let e = EfiDiskSpec::new("local-lvm", true);
         assert_eq!(
             e.render().unwrap(),
             "local-lvm:1,efitype=4m,pre-enrolled-keys=1"
@@ -611,6 +651,16 @@ mod tests {
         bad.bridge = "0vmbr".into();
         assert!(bad.render().is_err());
         assert!(NetSpec::virtio(32, "vmbr0").render().is_err());
+    }
+
+    #[test]
+    fn disk_sizes() {
+        assert_eq!(parse_disk_size("10G"), Some(10 << 30));
+        assert_eq!(parse_disk_size("4300M"), Some(4300 << 20));
+        assert_eq!(parse_disk_size("1.5G"), Some(3 << 29));
+        assert_eq!(parse_disk_size("1048576"), Some(1 << 20));
+        assert_eq!(parse_disk_size("x"), None);
+        assert_eq!(parse_disk_size(""), None);
     }
 
     #[test]

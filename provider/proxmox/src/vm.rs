@@ -9,8 +9,8 @@ use crate::client::Client;
 use crate::error::{ApiErrorKind, Error, Result};
 use crate::params::{api_path, Params};
 use crate::props::{
-    validate_dns_name, validate_node, validate_tag, validate_vmid, CdromSpec, DiskSpec,
-    EfiDiskSpec, NetConfig, NetSpec, TpmStateSpec,
+    parse_disk_size, parse_property_string, validate_dns_name, validate_node, validate_tag,
+    validate_vmid, CdromSpec, DiskSpec, EfiDiskSpec, NetConfig, NetSpec, TpmStateSpec,
 };
 use crate::task::{upid_from, TaskOutcome, WaitOptions};
 use crate::value::{f_bool, f_str, f_u64, v_str};
@@ -437,6 +437,7 @@ impl Client {
                 Ok(data) => {
                     let upid = upid_from(&data)?;
                     self.wait_task(&upid, wait).await?;
+                    self.grow_imported_disks(node, vmid, spec).await?;
                     return Ok(vmid);
                 }
                 Err(e) => e,
@@ -451,6 +452,7 @@ impl Client {
                     match self.find_created(node, vmid, &spec.name).await? {
                         Found::Ours => {
                             self.wait_unlocked(node, vmid, wait).await?;
+                            self.grow_imported_disks(node, vmid, spec).await?;
                             return Ok(vmid);
                         }
                         Found::Other if spec.vmid.is_some() => {
@@ -471,6 +473,38 @@ impl Client {
             tokio::time::sleep(policy.delay(attempt)).await;
             attempt += 1;
         }
+    }
+
+    /// Imported disks come in at the image's size; grow those with `size_gib` set to that size
+    /// (never shrinks).
+    async fn grow_imported_disks(&self, node: &str, vmid: u32, spec: &VmSpec) -> Result<()> {
+        let wanted: Vec<&DiskSpec> = spec
+            .disks
+            .iter()
+            .filter(|d| d.import_from.is_some() && d.size_gib > 0)
+            .collect();
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        let cfg = self.vm_config(node, vmid).await?;
+        for d in wanted {
+            let key = d.key();
+            let current = cfg
+                .get_str(&key)
+                .and_then(|v| {
+                    parse_property_string(&v, Some("file"))
+                        .into_iter()
+                        .find(|(k, _)| k == "size")
+                        .and_then(|(_, s)| parse_disk_size(&s))
+                })
+                .unwrap_or(0);
+            let target = u64::from(d.size_gib) << 30;
+            if current < target {
+                self.resize_disk_unlimited(node, vmid, &key, &format!("{}G", d.size_gib))
+                    .await?;
+            }
+        }
+        Ok(())
     }
 
     async fn find_created(&self, node: &str, vmid: u32, name: &str) -> Result<Found> {
@@ -551,6 +585,16 @@ impl Client {
     /// `PUT /nodes/{node}/qemu/{vmid}/resize` (grow a disk; `size` like `10G` or `+2G`).
     pub async fn resize_disk(&self, node: &str, vmid: u32, disk: &str, size: &str) -> Result<()> {
         let _permit = self.node_permit(node).await;
+        self.resize_disk_unlimited(node, vmid, disk, size).await
+    }
+
+    async fn resize_disk_unlimited(
+        &self,
+        node: &str,
+        vmid: u32,
+        disk: &str,
+        size: &str,
+    ) -> Result<()> {
         let data = self
             .put(
                 &qemu_path(node, vmid, &["resize"]),
@@ -740,11 +784,7 @@ mod tests {
         s.cpu = Some("host".into());
         s.disks
             .push(DiskSpec::import(0, "local-lvm", "local:import/talos.qcow2"));
-        s.efidisk = Some(EfiDiskSpec {
-            storage: "local-lvm".into(),
-            efitype_4m: true,
-            pre_enrolled_keys: true,
-        });
+        s.efidisk = Some(EfiDiskSpec::new("local-lvm", true));
         s.tpmstate = Some(TpmStateSpec {
             storage: "local-lvm".into(),
         });

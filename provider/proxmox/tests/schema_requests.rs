@@ -254,9 +254,8 @@ async fn every_request_of_the_typed_operations_matches_the_schema() {
     spec.disks
         .push(DiskSpec::import(0, "local-lvm", "local:import/talos.qcow2"));
     spec.efidisk = Some(EfiDiskSpec {
-        storage: "local-lvm".into(),
-        efitype_4m: true,
-        pre_enrolled_keys: true,
+        ms_cert: Some("2023".into()),
+        ..EfiDiskSpec::new("local-lvm", true)
     });
     spec.tpmstate = Some(TpmStateSpec {
         storage: "local-lvm".into(),
@@ -485,4 +484,78 @@ fn checker_rejects_bad_requests() {
         json!({"vmid": 100, "net0": "virtio=BC:24:11:00:00:01,bridge=vmbr0,firewall=1", "agent": "1"}),
     );
     assert_eq!(check(&schema, &good), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn create_vm_grows_imported_disk_and_multi_node_delete_addresses_the_owner() {
+    let handler: support::Handler = Arc::new(|req: &Req| {
+        let p = req.path().trim_start_matches("/api2/json").to_string();
+        match (req.method.as_str(), p.as_str()) {
+            ("POST", "/nodes/pve-b/qemu") => Action::ok(task("qmcreate")),
+            ("GET", p) if p.contains("/tasks/") => {
+                Action::ok(json!({"status": "stopped", "exitstatus": "OK"}))
+            }
+            ("GET", "/nodes/pve-b/qemu/150/config") => Action::ok(json!({
+                "name": "cp", "scsi0": "local-lvm:vm-150-disk-1,discard=on,size=1G"
+            })),
+            ("PUT", "/nodes/pve-b/qemu/150/resize") => Action::ok(task("resize")),
+            ("GET", "/cluster/resources") => Action::ok(json!([
+                {"vmid": 150, "node": "pve-b", "type": "qemu", "status": "stopped"},
+                {"vmid": 150, "node": "pve-a", "type": "lxc", "status": "running"}
+            ])),
+            ("GET", "/nodes/pve-b/qemu/150/status/current") => {
+                Action::ok(json!({"status": "stopped"}))
+            }
+            ("DELETE", "/nodes/pve-b/qemu/150") => Action::ok(task("qmdestroy")),
+            _ => Action::error(501, "Method not implemented", json!({"data": null})),
+        }
+    });
+    let server = start("127.10.200.21", handler).await;
+    let mut cfg = ClientConfig::new(
+        server.endpoint(),
+        Auth::api_token("waddle@pve!ci=00000000-0000-4000-8000-000000000001").unwrap(),
+    );
+    cfg.ca_cert_pem = Some(server.ca_pem.clone());
+    let c = Client::new(cfg).unwrap();
+    let mut spec = VmSpec::new("cp", 3, 8192);
+    spec.vmid = Some(150);
+    let mut d = DiskSpec::import(0, "local-lvm", "local:import/talos.raw");
+    d.size_gib = 10;
+    spec.disks.push(d);
+    assert_eq!(c.create_vm("pve-b", &spec).await.unwrap(), 150);
+    let resize = server
+        .requests()
+        .into_iter()
+        .find(|r| r.path().ends_with("/resize"))
+        .expect("imported disk grown");
+    assert_eq!(resize.param("disk").as_deref(), Some("scsi0"));
+    assert_eq!(resize.param("size").as_deref(), Some("10G"));
+
+    assert_eq!(
+        c.shutdown_and_delete_vm(150, Duration::from_secs(5))
+            .await
+            .unwrap(),
+        DeleteOutcome::Deleted
+    );
+    let del = server
+        .requests()
+        .into_iter()
+        .find(|r| r.method == "DELETE")
+        .unwrap();
+    assert_eq!(del.path(), "/api2/json/nodes/pve-b/qemu/150");
+    assert_eq!(del.param("purge").as_deref(), Some("1"));
+    assert_eq!(
+        del.param("destroy-unreferenced-disks").as_deref(),
+        Some("1")
+    );
+    assert!(
+        server
+            .requests()
+            .iter()
+            .all(|r| !r.path().contains("pve-a")),
+        "the LXC with the same id on another node is not touched"
+    );
+    // absent VM
+    let c2 = c.clone();
+    assert!(c2.locate_vm(999).await.unwrap().is_none());
 }
