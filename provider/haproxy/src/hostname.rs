@@ -25,6 +25,10 @@
 //! dot, no IP literals (an all-numeric last label), `*` only as the whole leftmost label, and a
 //! wildcard suffix of at least two labels (`*.com` is refused). `*`, `.` and `*.` are refused
 //! as catch-alls: they would make the default drop unreachable.
+//!
+//! HAProxy's `map_end` would also match a (malformed) SNI that *is* `.apps.example.org` with
+//! its leading dot; such a name is not a valid hostname, TLS stacks do not send it, and
+//! [`HostPattern::matches`] does not match it.
 
 use crate::error::ErrorKind;
 use idna::uts46::{AsciiDenyList, DnsLength, Hyphens, Uts46};

@@ -1,12 +1,28 @@
 //! waddle-haproxy: the domain library behind `waddle_sni_proxy`.
 //!
 //! * [`ProxySpec`] / [`RouteSpec`]: the typed routing configuration (see [`spec`]).
-//! * [`validate`]: normalization and validation with attribute paths ([`ValidationErrors`]),
+//! * [`validate()`]: normalization and validation with attribute paths ([`ValidationErrors`]),
 //!   for plan-time diagnostics; hostname semantics in [`hostname`].
-//! * [`render`]: `haproxy.cfg`, the exact and wildcard map files and a `config_hash`
+//! * [`render()`]: `haproxy.cfg`, the exact and wildcard map files and a `config_hash`
 //!   ([`Rendered`]); lookup design in [`render`](mod@render).
 //! * [`render_cloud_init`]: NoCloud `user-data` / `meta-data` / `network-config` for the VM.
 //! * [`check`]: runs the real `haproxy -c` on rendered files (when the binary is present).
+//!
+//! # How `waddle_sni_proxy` uses it
+//!
+//! * **Plan / validate**: build a [`ProxySpec`] from the configuration ([`Timeouts::parse`]
+//!   for `proxy_timeouts`) and call [`validate()`]; turn each [`ValidationError`] into a
+//!   diagnostic at its [`AttrPath`]. Same for [`validate_cloud_init`].
+//! * **Create**: [`render_versioned`] (map names carry their content hash), then
+//!   [`render_cloud_init`] -> NoCloud seed ISO (`user-data`, `meta-data`, `network-config`).
+//!   Computed attributes: `haproxy_cfg`, `exact_map`, `wildcard_map`, `config_hash`.
+//! * **Update routes in place** (guest agent): write both maps to their new paths, the config
+//!   to `<config>.new` and the hash to `<marker>.new`, then run [`update_script`] with
+//!   `systemctl reload haproxy`; a non-zero exit leaves the old config running and stderr
+//!   carries HAProxy's message for the diagnostic.
+//! * **Read / drift**: read the live config, [`live_map_paths`] to find the maps, read them,
+//!   and compare [`config_hash`] with the state (or read
+//!   [`cloudinit::HASH_MARKER_PATH`] for the last applied hash).
 //!
 //! This crate depends on no other waddle crate.
 
@@ -23,7 +39,8 @@ pub use cloudinit::{render_cloud_init, validate_cloud_init, CloudInit, CloudInit
 pub use error::{AttrPath, ErrorKind, PathStep, RenderError, ValidationError, ValidationErrors};
 pub use hostname::{parse_hostname, HostPattern};
 pub use render::{
-    config_hash, render, render_validated, render_versioned, update_script, Rendered, RenderedFile,
+    config_hash, live_map_paths, render, render_validated, render_versioned, update_script,
+    Rendered, RenderedFile,
 };
 pub use spec::{
     format_duration, parse_duration, seed_layout, FilePaths, ListenSpec, LogTarget, ProcessSpec,

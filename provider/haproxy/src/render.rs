@@ -193,6 +193,25 @@ pub fn update_script(r: &Rendered, marker_path: &str, reload_cmd: &str) -> Strin
     s
 }
 
+/// The exact and wildcard map paths a rendered `haproxy.cfg` refers to (from its
+/// `use_backend` lookups), or `None` if `cfg` is not one of ours. For drift detection: read the
+/// live config through the guest agent, then these two files, and compare
+/// [`config_hash`]`(cfg, exact, wildcard)` with the state's `config_hash`.
+pub fn live_map_paths(cfg: &str) -> Option<(String, String)> {
+    let find = |conv: &str| {
+        let needle = format!("req.ssl_sni,lower,{conv}(");
+        cfg.lines()
+            .map(str::trim_start)
+            .filter(|l| l.starts_with("use_backend "))
+            .find_map(|l| {
+                let start = l.find(&needle)? + needle.len();
+                let len = l[start..].find(')')?;
+                Some(l[start..start + len].to_string())
+            })
+    };
+    Some((find("map")?, find("map_end")?))
+}
+
 /// Renders an already validated spec (`v` must come from `validate(spec)`).
 pub fn render_validated(spec: &ProxySpec, v: &ValidatedSpec) -> Rendered {
     let exact_map = render_exact_map(v);
@@ -483,6 +502,25 @@ mod tests {
         assert!(script.ends_with(&format!("echo {}\n", b.config_hash)));
         assert_eq!(split_ext("/a.b/c"), ("/a.b/c", ""));
         assert_eq!(split_ext("/x/exact.map"), ("/x/exact", ".map"));
+    }
+
+    #[test]
+    fn live_map_paths_are_read_back_from_the_config() {
+        let r = render_versioned(&seed_layout("example.org")).unwrap();
+        assert_eq!(
+            live_map_paths(&r.haproxy_cfg),
+            Some((r.paths.exact_map.clone(), r.paths.wildcard_map.clone()))
+        );
+        assert_eq!(live_map_paths("global\n    maxconn 10\n"), None);
+    }
+
+    #[test]
+    fn no_http_frontend_without_http_backend() {
+        let mut spec = seed_layout("example.org");
+        spec.http_backend = None;
+        let cfg = render(&spec).unwrap().haproxy_cfg;
+        assert!(!cfg.contains("ft_http") && !cfg.contains("be_http") && !cfg.contains(":80\n"));
+        assert_eq!(cfg.matches("bind ").count(), 1);
     }
 
     #[test]
