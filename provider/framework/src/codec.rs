@@ -867,6 +867,99 @@ mod tests {
         assert_eq!(encode_json_bytes(&v, &t).unwrap(), big.to_vec());
     }
 
+    /// Tiny deterministic PRNG for property-style tests.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n
+        }
+    }
+
+    fn gen_type(r: &mut Rng, depth: u32) -> Type {
+        let k = if depth == 0 { r.below(4) } else { r.below(10) };
+        match k {
+            0 => Type::String,
+            1 => Type::Number,
+            2 => Type::Bool,
+            3 => Type::Dynamic,
+            4 => Type::list(gen_type(r, depth - 1)),
+            5 => Type::set(gen_type(r, depth - 1)),
+            6 => Type::map(gen_type(r, depth - 1)),
+            7 => Type::Tuple((0..r.below(3)).map(|_| gen_type(r, depth - 1)).collect()),
+            _ => Type::object((0..r.below(4)).map(|i| (format!("a{i}"), gen_type(r, depth - 1)))),
+        }
+    }
+
+    fn gen_value(r: &mut Rng, t: &Type, depth: u32) -> Value {
+        match r.below(12) {
+            0 => return Value::Null,
+            1 => return Value::unknown(),
+            _ => {}
+        }
+        match t {
+            Type::String => Value::String(format!("s{}", r.below(1000))),
+            Type::Bool => Value::Bool(r.below(2) == 1),
+            Type::Number => {
+                let s = match r.below(4) {
+                    0 => format!("{}", r.next() as i64),
+                    1 => format!("{}{}", r.next(), r.next()),
+                    2 => format!("-{}.{}", r.below(1000), r.below(1000) + 1),
+                    _ => format!("{}", f64::from_bits(r.next() >> 2)),
+                };
+                Value::Number(s.parse().unwrap())
+            }
+            Type::Dynamic => {
+                // A concrete type (a `Dynamic(dynamic, ..)` wrapper normalises away).
+                let mut inner_t = gen_type(r, depth.min(1));
+                while inner_t == Type::Dynamic {
+                    inner_t = gen_type(r, depth.min(1));
+                }
+                let inner = gen_value(r, &inner_t, depth.min(1));
+                Value::Dynamic(inner_t, Box::new(inner))
+            }
+            Type::List(e) => Value::List((0..r.below(3)).map(|_| gen_value(r, e, depth)).collect()),
+            Type::Set(e) => Value::Set((0..r.below(3)).map(|_| gen_value(r, e, depth)).collect()),
+            Type::Map(e) => Value::Map(
+                (0..r.below(3))
+                    .map(|i| (format!("k{i}"), gen_value(r, e, depth)))
+                    .collect(),
+            ),
+            Type::Tuple(es) => Value::Tuple(es.iter().map(|e| gen_value(r, e, depth)).collect()),
+            Type::Object(o) => Value::Object(
+                o.attrs
+                    .iter()
+                    .map(|(k, e)| (k.clone(), gen_value(r, e, depth)))
+                    .collect(),
+            ),
+        }
+    }
+
+    #[test]
+    fn property_style_value_roundtrips() {
+        let mut r = Rng(0x2545_F491_4F6C_DD1D);
+        let mut json_checked = 0;
+        for _ in 0..2000 {
+            let t = gen_type(&mut r, 3);
+            let v = gen_value(&mut r, &t, 3);
+            let b = encode_msgpack(&v, &t).unwrap_or_else(|e| panic!("{t}: {v:?}: {e}"));
+            let back = decode_msgpack(&b, &t).unwrap_or_else(|e| panic!("{t}: {e}"));
+            assert_eq!(back, v, "msgpack round trip of {t}");
+            if v.is_wholly_known() {
+                let j = encode_json(&v, &t).unwrap();
+                let back = decode_json(&j, &t, Default::default()).unwrap();
+                assert_eq!(back, v, "JSON round trip of {t}: {j}");
+                json_checked += 1;
+            }
+        }
+        assert!(json_checked > 200, "{json_checked}");
+    }
+
     #[test]
     fn property_style_number_roundtrips() {
         // Deterministic pseudo-random numbers of many shapes through both codecs.
