@@ -808,3 +808,82 @@ async fn create_vm_with_unknown_outcome_checks_state_instead_of_reposting() {
         "max_attempts bounded the retries"
     );
 }
+
+#[tokio::test]
+async fn parallel_creates_respect_the_per_node_limit() {
+    // Each create task runs for three status polls. Track how many tasks are in flight on the
+    // node at once: it must never exceed per_node_concurrency.
+    #[derive(Default)]
+    struct S {
+        next_upid: u32,
+        running: std::collections::HashMap<String, u32>,
+        max_in_flight: usize,
+    }
+    let state = Arc::new(Mutex::new(S::default()));
+    let st = state.clone();
+    let handler: support::Handler = Arc::new(move |req: &Req| {
+        let mut s = st.lock().unwrap();
+        let p = req.path().to_string();
+        if req.method == "POST" && p == "/api2/json/nodes/pve/qemu" {
+            s.next_upid += 1;
+            let u = upid(s.next_upid, "qmcreate", &req.param("vmid").unwrap());
+            s.running.insert(u.clone(), 0);
+            s.max_in_flight = s.max_in_flight.max(s.running.len());
+            return Action::ok(json!(u));
+        }
+        if p.contains("/tasks/") && p.ends_with("/status") {
+            let u = p
+                .trim_start_matches("/api2/json/nodes/pve/tasks/")
+                .trim_end_matches("/status")
+                .to_string();
+            let polls = s.running.get_mut(&u).map(|n| {
+                *n += 1;
+                *n
+            });
+            return match polls {
+                Some(n) if n < 3 => Action::ok(json!({"status": "running"})),
+                Some(_) => {
+                    s.running.remove(&u);
+                    Action::ok(json!({"status": "stopped", "exitstatus": "OK"}))
+                }
+                None => Action::error(500, "no such task", json!({"data": null})),
+            };
+        }
+        Action::error(501, "Method not implemented", json!({"data": null}))
+    });
+    let server = start("127.10.200.16", handler).await;
+    let mut cfg = token_client(&server.endpoint(), &server.ca_pem);
+    cfg.per_node_concurrency = 2;
+    let client = Client::new(cfg).unwrap();
+    let mut joins = Vec::new();
+    for i in 0..6u32 {
+        let c = client.clone();
+        joins.push(tokio::spawn(async move {
+            let mut spec = VmSpec::new(&format!("vm-{i}"), 1, 512);
+            spec.vmid = Some(200 + i);
+            c.create_vm_with(
+                "pve",
+                &spec,
+                &WaitOptions {
+                    initial_poll: Duration::from_millis(5),
+                    max_poll: Duration::from_millis(10),
+                    ..Default::default()
+                },
+            )
+            .await
+        }));
+    }
+    let mut ids = Vec::new();
+    for j in joins {
+        ids.push(j.await.unwrap().unwrap());
+    }
+    ids.sort();
+    assert_eq!(ids, (200..206).collect::<Vec<_>>());
+    let s = state.lock().unwrap();
+    assert_eq!(s.next_upid, 6);
+    assert!(s.running.is_empty());
+    assert_eq!(
+        s.max_in_flight, 2,
+        "never more than 2 create tasks at once on the node"
+    );
+}
