@@ -681,6 +681,10 @@ impl Client {
         if !self.vm_status(node, vmid).await?.is_running() {
             return Ok(());
         }
+        self.shutdown_running(node, vmid, timeout).await
+    }
+
+    async fn shutdown_running(&self, node: &str, vmid: u32, timeout: Duration) -> Result<()> {
         let secs = timeout.as_secs().max(1);
         let params = Params::new()
             .int("timeout", secs as i64)
@@ -746,9 +750,10 @@ impl Client {
         match self.vm_status(&node, vmid).await {
             Ok(st) if st.is_running() => {
                 if shutdown_timeout.is_zero() {
-                    self.stop_vm(&node, vmid).await?;
+                    self.power_action(&node, vmid, "stop", &Params::new(), &WaitOptions::default())
+                        .await?;
                 } else {
-                    self.shutdown_vm(&node, vmid, shutdown_timeout).await?;
+                    self.shutdown_running(&node, vmid, shutdown_timeout).await?;
                 }
             }
             Ok(_) => {}
