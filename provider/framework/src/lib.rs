@@ -66,6 +66,7 @@ pub mod proto;
 pub mod provider;
 pub mod schema;
 pub mod service;
+pub mod testing;
 pub mod typed;
 pub mod types;
 pub mod value;

@@ -329,6 +329,10 @@ pub(crate) fn plan_change(
         },
     );
 
+    // Write-only values are never part of the plan; null them before looking for changes
+    // (otherwise a configured write-only value would look like a change on every plan).
+    null_write_only(schema, &mut plan);
+
     // 2. computed attributes not configured become unknown when anything changes
     let changing = prior.is_null() || !plan.equals(prior);
     if changing {
@@ -376,7 +380,7 @@ pub(crate) fn plan_change(
         },
     );
 
-    // 4. write-only values never reach the plan
+    // 4. in case a plan modifier copied one back
     null_write_only(schema, &mut plan);
     (plan, requires_replace)
 }

@@ -57,6 +57,24 @@ pub(crate) fn diag_to_proto(d: &Diagnostic) -> pb::Diagnostic {
     }
 }
 
+/// Convert protobuf diagnostics back (used by tests and the testing harness).
+pub fn diags_from_proto(ds: &[pb::Diagnostic]) -> Diagnostics {
+    Diagnostics(
+        ds.iter()
+            .map(|d| Diagnostic {
+                severity: if d.severity == pb::diagnostic::Severity::Warning as i32 {
+                    Severity::Warning
+                } else {
+                    Severity::Error
+                },
+                summary: d.summary.clone(),
+                detail: d.detail.clone(),
+                attribute: d.attribute.as_ref().map(path_from_proto),
+            })
+            .collect(),
+    )
+}
+
 pub(crate) fn diags_to_proto(d: &Diagnostics) -> Vec<pb::Diagnostic> {
     d.iter().map(diag_to_proto).collect()
 }

@@ -153,6 +153,23 @@ impl ProviderService {
         pb::provider_server::ProviderServer::new(self)
     }
 
+    /// The provider configuration schema.
+    pub fn provider_schema(&self) -> &Schema {
+        &self.inner.provider_schema
+    }
+    /// Schema of a resource type.
+    pub fn resource_schema(&self, type_name: &str) -> Option<&Schema> {
+        self.inner.resources.get(type_name).map(|e| &e.schema)
+    }
+    /// Schema of a data source type.
+    pub fn data_source_schema(&self, type_name: &str) -> Option<&Schema> {
+        self.inner.data_sources.get(type_name).map(|e| &e.schema)
+    }
+    /// Signature of a function.
+    pub fn function_signature(&self, name: &str) -> Option<&FunctionSignature> {
+        self.inner.functions.get(name).map(|e| &e.signature)
+    }
+
     /// Problems found in the provider's definitions (schemas, duplicate names).
     pub fn definition_diagnostics(&self) -> &Diagnostics {
         &self.inner.definition_diags

@@ -1,0 +1,420 @@
+//! Test helpers for provider authors: an in-process [`Harness`] that drives a provider
+//! through the real [`ProviderService`] RPC handlers (no network), computing the CLI's
+//! proposed new state the way OpenTofu/Terraform do, plus [`assert_roundtrip`].
+//!
+//! ```
+//! # use waddle_framework::prelude::*;
+//! # use waddle_framework::testing::Harness;
+//! # struct P;
+//! # #[async_trait] impl Provider for P {
+//! #   fn type_name(&self) -> &str { "p" }
+//! #   fn schema(&self) -> Schema { Schema::new("") }
+//! # }
+//! # tokio_test_block(async {
+//! let h = Harness::new(P);
+//! let d = h.validate_provider(Value::object([] as [(&str, Value); 0])).await;
+//! assert!(d.is_empty());
+//! # });
+//! # fn tokio_test_block<F: std::future::Future>(f: F) { tokio::runtime::Runtime::new().unwrap().block_on(f); }
+//! ```
+
+use tonic::Request;
+use waddle_tfplugin::tfplugin6 as pb;
+use waddle_tfplugin::tfplugin6::provider_server::Provider as _;
+
+pub use crate::typed::{assert_roundtrip, check_roundtrip};
+
+use crate::codec;
+use crate::diag::Diagnostics;
+use crate::path::AttributePath;
+use crate::proto::{diags_from_proto, encode_dynamic, path_from_proto};
+use crate::provider::{FunctionError, Provider};
+use crate::schema::{AttributeType, Block, BlockNesting, NestingMode, Schema};
+use crate::service::ProviderService;
+use crate::types::Type;
+use crate::value::Value;
+
+/// Result of [`Harness::plan`].
+#[derive(Clone, Debug)]
+pub struct PlanResult {
+    pub planned_state: Value,
+    pub requires_replace: Vec<AttributePath>,
+    pub diagnostics: Diagnostics,
+}
+
+/// Result of [`Harness::apply`] / [`Harness::read`].
+#[derive(Clone, Debug)]
+pub struct StateResult {
+    pub state: Value,
+    pub diagnostics: Diagnostics,
+}
+
+/// Drives a provider through the service's RPC handlers in process.
+#[derive(Clone)]
+pub struct Harness {
+    svc: ProviderService,
+}
+
+fn dv(v: &Value, t: &Type) -> Option<pb::DynamicValue> {
+    Some(
+        encode_dynamic(v, t)
+            .unwrap_or_else(|e| panic!("test value does not match its schema: {e}")),
+    )
+}
+
+fn undv(d: Option<pb::DynamicValue>, t: &Type) -> Value {
+    match d {
+        Some(d) if !d.msgpack.is_empty() => codec::decode_msgpack(&d.msgpack, t)
+            .unwrap_or_else(|e| panic!("service returned an undecodable value: {e}")),
+        _ => Value::Null,
+    }
+}
+
+fn caps() -> Option<pb::ClientCapabilities> {
+    Some(pb::ClientCapabilities {
+        deferral_allowed: false,
+        write_only_attributes_allowed: true,
+    })
+}
+
+impl Harness {
+    pub fn new<P: Provider>(p: P) -> Self {
+        Harness {
+            svc: ProviderService::new(p),
+        }
+    }
+    pub fn service(&self) -> &ProviderService {
+        &self.svc
+    }
+    fn resource_type(&self, t: &str) -> (Schema, Type) {
+        let s = self
+            .svc
+            .resource_schema(t)
+            .unwrap_or_else(|| panic!("no resource type {t}"))
+            .clone();
+        let ty = s.implied_type();
+        (s, ty)
+    }
+
+    /// ValidateProviderConfig.
+    pub async fn validate_provider(&self, config: Value) -> Diagnostics {
+        let ty = self.svc.provider_schema().implied_type();
+        let r = self
+            .svc
+            .validate_provider_config(Request::new(pb::validate_provider_config::Request {
+                config: dv(&config, &ty),
+            }))
+            .await
+            .expect("rpc")
+            .into_inner();
+        diags_from_proto(&r.diagnostics)
+    }
+
+    /// ConfigureProvider (as OpenTofu 1.11 would call it).
+    pub async fn configure(&self, config: Value) -> Diagnostics {
+        let ty = self.svc.provider_schema().implied_type();
+        let r = self
+            .svc
+            .configure_provider(Request::new(pb::configure_provider::Request {
+                terraform_version: "1.11.0".into(),
+                config: dv(&config, &ty),
+                client_capabilities: caps(),
+            }))
+            .await
+            .expect("rpc")
+            .into_inner();
+        diags_from_proto(&r.diagnostics)
+    }
+
+    /// ValidateResourceConfig (client supporting write-only attributes).
+    pub async fn validate_resource(&self, type_name: &str, config: Value) -> Diagnostics {
+        let (_, ty) = self.resource_type(type_name);
+        let r = self
+            .svc
+            .validate_resource_config(Request::new(pb::validate_resource_config::Request {
+                type_name: type_name.into(),
+                config: dv(&config, &ty),
+                client_capabilities: caps(),
+            }))
+            .await
+            .expect("rpc")
+            .into_inner();
+        diags_from_proto(&r.diagnostics)
+    }
+
+    /// PlanResourceChange with the proposed new state computed from `prior` and `config` as
+    /// the CLI does (null `config` plans a destroy).
+    pub async fn plan(&self, type_name: &str, prior: &Value, config: &Value) -> PlanResult {
+        let (schema, ty) = self.resource_type(type_name);
+        let proposed = proposed_new_state(&schema, prior, config);
+        let r = self
+            .svc
+            .plan_resource_change(Request::new(pb::plan_resource_change::Request {
+                type_name: type_name.into(),
+                prior_state: dv(prior, &ty),
+                proposed_new_state: dv(&proposed, &ty),
+                config: dv(config, &ty),
+                client_capabilities: caps(),
+                ..Default::default()
+            }))
+            .await
+            .expect("rpc")
+            .into_inner();
+        PlanResult {
+            planned_state: undv(r.planned_state, &ty),
+            requires_replace: r.requires_replace.iter().map(path_from_proto).collect(),
+            diagnostics: diags_from_proto(&r.diagnostics),
+        }
+    }
+
+    /// ApplyResourceChange.
+    pub async fn apply(
+        &self,
+        type_name: &str,
+        prior: &Value,
+        config: &Value,
+        planned: &Value,
+    ) -> StateResult {
+        let (_, ty) = self.resource_type(type_name);
+        let r = self
+            .svc
+            .apply_resource_change(Request::new(pb::apply_resource_change::Request {
+                type_name: type_name.into(),
+                prior_state: dv(prior, &ty),
+                planned_state: dv(planned, &ty),
+                config: dv(config, &ty),
+                ..Default::default()
+            }))
+            .await
+            .expect("rpc")
+            .into_inner();
+        StateResult {
+            state: undv(r.new_state, &ty),
+            diagnostics: diags_from_proto(&r.diagnostics),
+        }
+    }
+
+    /// Validate, plan and apply `config` over `prior` (null prior = create, null config =
+    /// destroy). Returns the new state, or all diagnostics when any step failed.
+    pub async fn plan_and_apply(
+        &self,
+        type_name: &str,
+        prior: &Value,
+        config: &Value,
+    ) -> Result<Value, Diagnostics> {
+        if !config.is_null() {
+            let d = self.validate_resource(type_name, config.clone()).await;
+            if d.has_errors() {
+                return Err(d);
+            }
+        }
+        let p = self.plan(type_name, prior, config).await;
+        if p.diagnostics.has_errors() {
+            return Err(p.diagnostics);
+        }
+        let a = self.apply(type_name, prior, config, &p.planned_state).await;
+        if a.diagnostics.has_errors() {
+            return Err(a.diagnostics);
+        }
+        Ok(a.state)
+    }
+
+    /// ReadResource.
+    pub async fn read(&self, type_name: &str, state: &Value) -> StateResult {
+        let (_, ty) = self.resource_type(type_name);
+        let r = self
+            .svc
+            .read_resource(Request::new(pb::read_resource::Request {
+                type_name: type_name.into(),
+                current_state: dv(state, &ty),
+                client_capabilities: caps(),
+                ..Default::default()
+            }))
+            .await
+            .expect("rpc")
+            .into_inner();
+        StateResult {
+            state: undv(r.new_state, &ty),
+            diagnostics: diags_from_proto(&r.diagnostics),
+        }
+    }
+
+    /// ValidateDataResourceConfig.
+    pub async fn validate_data_source(&self, type_name: &str, config: Value) -> Diagnostics {
+        let ty = self
+            .svc
+            .data_source_schema(type_name)
+            .unwrap_or_else(|| panic!("no data source {type_name}"))
+            .implied_type();
+        let r = self
+            .svc
+            .validate_data_resource_config(Request::new(
+                pb::validate_data_resource_config::Request {
+                    type_name: type_name.into(),
+                    config: dv(&config, &ty),
+                },
+            ))
+            .await
+            .expect("rpc")
+            .into_inner();
+        diags_from_proto(&r.diagnostics)
+    }
+
+    /// ReadDataSource.
+    pub async fn read_data_source(&self, type_name: &str, config: Value) -> StateResult {
+        let ty = self
+            .svc
+            .data_source_schema(type_name)
+            .unwrap_or_else(|| panic!("no data source {type_name}"))
+            .implied_type();
+        let r = self
+            .svc
+            .read_data_source(Request::new(pb::read_data_source::Request {
+                type_name: type_name.into(),
+                config: dv(&config, &ty),
+                client_capabilities: caps(),
+                ..Default::default()
+            }))
+            .await
+            .expect("rpc")
+            .into_inner();
+        StateResult {
+            state: undv(r.state, &ty),
+            diagnostics: diags_from_proto(&r.diagnostics),
+        }
+    }
+
+    /// CallFunction.
+    pub async fn call_function(
+        &self,
+        name: &str,
+        args: Vec<Value>,
+    ) -> Result<Value, FunctionError> {
+        let sig = self
+            .svc
+            .function_signature(name)
+            .unwrap_or_else(|| panic!("no function {name}"))
+            .clone();
+        let arguments = args
+            .iter()
+            .enumerate()
+            .map(|(i, a)| {
+                let t = sig
+                    .parameters
+                    .get(i)
+                    .or(sig.variadic.as_ref())
+                    .map_or(Type::Dynamic, |p| p.ty.clone());
+                dv(a, &t).unwrap_or_default()
+            })
+            .collect();
+        let r = self
+            .svc
+            .call_function(Request::new(pb::call_function::Request {
+                name: name.into(),
+                arguments,
+            }))
+            .await
+            .expect("rpc")
+            .into_inner();
+        match r.error {
+            Some(e) => Err(FunctionError {
+                message: e.text,
+                argument: e.function_argument,
+            }),
+            None => Ok(undv(r.result, &sig.return_type)),
+        }
+    }
+
+    /// StopProvider.
+    pub fn stop(&self) {
+        self.svc.stop();
+    }
+}
+
+/// The CLI's proposed new state: configuration values, except computed attributes left
+/// null in the configuration, which keep their prior value. A null config (destroy) gives
+/// null.
+pub fn proposed_new_state(schema: &Schema, prior: &Value, config: &Value) -> Value {
+    if config.is_null() {
+        return Value::Null;
+    }
+    proposed_block(&schema.block, prior, config)
+}
+
+fn proposed_block(b: &Block, prior: &Value, config: &Value) -> Value {
+    if !config.is_known() || config.is_null() {
+        return config.clone();
+    }
+    let Some(cfg) = config.as_entries() else {
+        return config.clone();
+    };
+    let mut out = cfg.clone();
+    for (name, a) in &b.attributes {
+        let c = cfg.get(name).cloned().unwrap_or(Value::Null);
+        let p = prior.get_attr(name).cloned().unwrap_or(Value::Null);
+        let v = if a.computed && c.is_null() {
+            p
+        } else if let AttributeType::Nested(n) = &a.ty {
+            let inner = Block {
+                attributes: n.attributes.clone(),
+                ..Block::default()
+            };
+            proposed_nested(n.nesting, &inner, &p, &c)
+        } else {
+            c
+        };
+        out.insert(name.clone(), v);
+    }
+    for (name, nb) in &b.blocks {
+        let c = cfg.get(name).cloned().unwrap_or(Value::Null);
+        let p = prior.get_attr(name).cloned().unwrap_or(Value::Null);
+        let mode = match nb.nesting {
+            BlockNesting::Single | BlockNesting::Group => NestingMode::Single,
+            BlockNesting::List => NestingMode::List,
+            BlockNesting::Set => NestingMode::Set,
+            BlockNesting::Map => NestingMode::Map,
+        };
+        out.insert(name.clone(), proposed_nested(mode, &nb.block, &p, &c));
+    }
+    Value::Object(out)
+}
+
+fn proposed_nested(mode: NestingMode, b: &Block, prior: &Value, config: &Value) -> Value {
+    if !config.is_known() || config.is_null() {
+        return config.clone();
+    }
+    match (mode, config) {
+        (NestingMode::Single, c) => proposed_block(b, prior, c),
+        (NestingMode::List, Value::List(cs)) => Value::List(
+            cs.iter()
+                .enumerate()
+                .map(|(i, c)| {
+                    let p = prior
+                        .as_elements()
+                        .and_then(|e| e.get(i))
+                        .cloned()
+                        .unwrap_or(Value::Null);
+                    proposed_block(b, &p, c)
+                })
+                .collect(),
+        ),
+        (NestingMode::Map, Value::Map(cs)) => Value::Map(
+            cs.iter()
+                .map(|(k, c)| {
+                    let p = prior
+                        .as_entries()
+                        .and_then(|m| m.get(k))
+                        .cloned()
+                        .unwrap_or(Value::Null);
+                    (k.clone(), proposed_block(b, &p, c))
+                })
+                .collect(),
+        ),
+        (NestingMode::Set, Value::Set(cs)) => Value::Set(
+            cs.iter()
+                .map(|c| proposed_block(b, &Value::Null, c))
+                .collect(),
+        ),
+        (_, c) => c.clone(),
+    }
+}
