@@ -8,6 +8,7 @@
 //! * [`patch`]: strategic-merge and JSON6902 config patches.
 //! * [`structure`]: in-crate structural checks of Talos documents.
 //! * [`talosconfig`]: the talosctl client configuration.
+//! * [`api`]: the Talos API (apid) gRPC client: maintenance and mTLS connections, proxies.
 //!
 //! # Resource shape (`waddle_talos_cluster`)
 //!
@@ -59,6 +60,7 @@
 //! `machine_configurations` (map, sensitive, [`render_node_config`]), `node_addresses`
 //! (map of node name to address without prefix).
 
+pub mod api;
 pub mod config;
 pub mod image;
 pub mod issue;
