@@ -16,7 +16,23 @@
 //! - `plan` (internal): validation and PlanResourceChange semantics (defaults, computed
 //!   unknowns, RequiresReplace, UseStateForUnknown, write-only nulling).
 //! - [`proto`]: conversions to/from tfplugin6 messages (schemas, paths, diagnostics, values).
+//! - [`testing`]: [`testing::Harness`] drives a provider through the RPC handlers in process
+//!   (validate/plan/apply/read/data sources/functions) for provider unit tests.
 //! - [`service`]: [`ProviderService`], the tfplugin6 gRPC service dispatching to the traits.
+//!
+//! # Semantics (terraform-plugin-framework is the reference)
+//! - Validate: required attributes must be non-null, read-only (computed-only) attributes must
+//!   be unset, block min/max items, deprecated attributes warn; write-only attributes are
+//!   refused unless the client advertises `write_only_attributes_allowed` (OpenTofu/Terraform
+//!   1.11+). Unknown values never fail framework validation.
+//! - Plan (create/update): defaults where config is null; when anything changes, computed
+//!   attributes that are null in config become unknown; then `UseStateForUnknown` and
+//!   `RequiresReplace`; then [`Resource::modify_plan`]. Destroy plans pass through (the hook
+//!   still sees them). Write-only values are nulled in every planned/new/imported/upgraded
+//!   state, whatever the client. No deferrals are ever returned.
+//! - Numbers are arbitrary-precision decimals; the wire form is int, exact float64 or decimal
+//!   string (as cty), so nothing is silently truncated. Infinities are refused.
+//! - [`Value`]'s `Debug` shows contents: never log values of sensitive attributes.
 //!
 //! # Defining a data source
 //! ```
