@@ -2,6 +2,7 @@
 //! the registry documentation generator.
 
 pub mod data_sources;
+pub mod docs;
 pub mod functions;
 pub mod provider;
 

@@ -7,23 +7,6 @@ use waddle_talos::image::schematic_id_from_yaml;
 /// Function name.
 pub const NAME: &str = "talos_schematic_id";
 
-/// Example shown in the documentation.
-pub const EXAMPLE: &str = r#"locals {
-  schematic = yamlencode({
-    customization = {
-      systemExtensions = {
-        officialExtensions = ["siderolabs/qemu-guest-agent"]
-      }
-    }
-  })
-}
-
-output "schematic_id" {
-  # ce4c980550dd2ab1b17bbf2b08801c7eb59418eafe8f279833297925d67c7515
-  value = provider::waddle::talos_schematic_id(local.schematic)
-}
-"#;
-
 /// The function.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct TalosSchematicId;
