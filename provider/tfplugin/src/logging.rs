@@ -46,11 +46,34 @@ pub fn level_filter_from_env() -> LevelFilter {
     level_filter(provider.as_deref(), core.as_deref())
 }
 
+/// Crates whose own events are capped at WARN: at TRACE they would flood the
+/// host with HTTP/2 and TLS frame details.
+const NOISY_TARGETS: &[&str] = &[
+    "h2",
+    "hyper",
+    "hyper_util",
+    "tonic",
+    "tower",
+    "rustls",
+    "mio",
+];
+
+/// The per-target filter for `level`: everything at `level`, noisy transport
+/// crates at most at WARN.
+pub fn targets_filter(level: LevelFilter) -> tracing_subscriber::filter::Targets {
+    let capped = std::cmp::min(level, LevelFilter::WARN);
+    NOISY_TARGETS.iter().fold(
+        tracing_subscriber::filter::Targets::new().with_default(level),
+        |t, target| t.with_target(*target, capped),
+    )
+}
+
 /// Installs the go-hclog JSON subscriber on stderr as the global default,
 /// with the level from the environment. Does nothing if a global subscriber
 /// is already set.
 pub fn try_init(module: &str) {
-    let layer = HclogLayer::new(module, std::io::stderr).with_filter(level_filter_from_env());
+    let layer = HclogLayer::new(module, std::io::stderr)
+        .with_filter(targets_filter(level_filter_from_env()));
     let subscriber = tracing_subscriber::registry().with(layer);
     let _ = tracing::subscriber::set_global_default(subscriber);
 }
@@ -358,6 +381,23 @@ mod tests {
         assert_eq!(lines.len(), 1);
         assert_eq!(lines[0]["@level"], "error");
         assert_eq!(lines[0]["@message"], "shown");
+    }
+
+    #[test]
+    fn transport_crates_are_capped_at_warn() {
+        let buf = Buf::default();
+        let layer =
+            HclogLayer::new("m", buf.clone()).with_filter(targets_filter(LevelFilter::TRACE));
+        let subscriber = tracing_subscriber::registry().with(layer);
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::trace!(target: "h2::codec", "frame");
+            tracing::warn!(target: "h2::proto", "goaway");
+            tracing::trace!(target: "waddle_framework::rpc", "mine");
+        });
+        let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        assert!(!text.contains("frame"), "{text}");
+        assert!(text.contains("goaway"), "{text}");
+        assert!(text.contains("mine"), "{text}");
     }
 
     #[test]
