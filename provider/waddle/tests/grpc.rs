@@ -113,7 +113,6 @@ async fn schema_lists_data_source_and_function() {
         .unwrap();
     assert!(token.sensitive && token.optional);
     assert!(s.functions.contains_key("talos_schematic_id"));
-    assert!(s.resource_schemas.is_empty());
 
     let m = h
         .client

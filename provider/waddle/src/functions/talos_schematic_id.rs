@@ -24,8 +24,9 @@ pub fn signature() -> FunctionSignature {
              Supported fields: `customization.extraKernelArgs`, `customization.meta` \
              (`key`, `value`), `customization.systemExtensions.officialExtensions`, \
              `customization.secureboot.includeWellKnownCertificates`, `overlay.image`, \
-             `overlay.name` and `owner`. Unknown fields are refused (as the factory refuses \
-             them); non-empty `overlay.options` are not supported. Key order and formatting of \
+             `overlay.name` and `owner` (accepted by the Enterprise Image Factory only). Unknown \
+             fields (including fields newer than these, such as a bootloader choice) are \
+             refused rather than hashed wrongly; non-empty `overlay.options` are not supported. Key order and formatting of \
              the input do not matter; list order does.",
         )
         .param(
