@@ -1,9 +1,11 @@
 //! The waddle provider: provider configuration, resources, data sources, functions and
 //! the registry documentation generator.
 
+pub mod clients;
 pub mod data_sources;
 pub mod docs;
 pub mod functions;
 pub mod provider;
+pub mod resources;
 
 pub use provider::{ProviderConfig, WaddleProvider};

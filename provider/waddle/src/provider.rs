@@ -678,6 +678,10 @@ impl Provider for WaddleProvider {
         Some(Arc::new(cfg))
     }
 
+    fn resources(&self) -> Vec<Arc<dyn Resource>> {
+        crate::resources::all()
+    }
+
     fn data_sources(&self) -> Vec<Arc<dyn DataSource>> {
         vec![Arc::new(crate::data_sources::talos_image::TalosImage)]
     }

@@ -1,0 +1,12 @@
+//! Managed resources (one file per resource, unit tests beside it).
+
+use std::sync::Arc;
+
+use waddle_framework::Resource;
+
+pub mod sni_proxy;
+
+/// Every managed resource of the provider.
+pub fn all() -> Vec<Arc<dyn Resource>> {
+    vec![Arc::new(sni_proxy::SniProxy)]
+}
