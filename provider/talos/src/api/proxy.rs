@@ -56,6 +56,15 @@ pub enum ProxyError {
         #[source]
         source: std::io::Error,
     },
+    /// Direct (unproxied) connection failed.
+    #[error("{address}: {source}")]
+    Direct {
+        /// Target address.
+        address: SocketAddr,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
     /// The proxy refused or answered nonsense.
     #[error("proxy {address} refused the connection to {target}: {reason}")]
     Refused {
