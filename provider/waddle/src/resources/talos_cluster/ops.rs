@@ -1,0 +1,1364 @@
+//! Orchestration of `waddle_talos_cluster`: Proxmox VMs, Talos API calls, health.
+//!
+//! Every node is handled concurrently (Proxmox mutations are bounded by the client's
+//! per-node permits); waiting uses short, growing poll intervals under one overall deadline
+//! so the wall time stays close to the slowest node. A failure part-way still returns a
+//! state listing every VM and image that exists, so the next apply or destroy cleans up.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use waddle_framework::prelude::*;
+use waddle_proxmox::{
+    Bios, ContentType, DiskSpec, DownloadUrl, EfiDiskSpec, NetSpec, TpmStateSpec, VmSpec,
+    WaitOptions,
+};
+use waddle_talos::api::{
+    ApplyMode, ConnectOptions, Credentials, Proxy, ResetOptions, TalosClient, TalosError,
+    CONFIG_PATH,
+};
+use waddle_talos::secrets::{issue_client_certificate, ADMIN_ROLE, CLIENT_CERT_TTL};
+use waddle_talos::{SecretsBundle, SystemClock};
+
+use super::{
+    build_spec, image_file_name, model_of, needs_recreate, node_ip, to_value, ClientConfigModel,
+    ClusterModel, ImageRef, NodeModel, VmRef,
+};
+use crate::provider::ProviderConfig;
+
+type R<T> = Result<T, String>;
+
+/// Poll intervals: start small so a fast step is noticed quickly, grow to a cap.
+#[derive(Clone, Copy, Debug)]
+pub struct Poll {
+    pub initial: Duration,
+    pub max: Duration,
+}
+
+impl Default for Poll {
+    fn default() -> Self {
+        Poll {
+            initial: Duration::from_millis(50),
+            max: Duration::from_secs(1),
+        }
+    }
+}
+
+/// What one operation works with.
+#[derive(Clone)]
+pub struct Env {
+    pub pve: Option<waddle_proxmox::Client>,
+    pub connect: ConnectOptions,
+    pub creds: Credentials,
+    pub deadline: Instant,
+    pub poll: Poll,
+    pub cancel: waddle_proxmox::CancellationToken,
+    /// The provider's `proxy_url` (Talos connections and the Kubernetes `/readyz` check).
+    pub proxy_url: Option<String>,
+}
+
+/// One attempt's outcome in [`Env::retry`].
+pub enum Attempt<T> {
+    Done(T),
+    Again(String),
+    Fatal(String),
+}
+
+impl Env {
+    fn remaining(&self) -> Duration {
+        self.deadline.saturating_duration_since(Instant::now())
+    }
+
+    async fn sleep(&self, d: Duration) -> R<()> {
+        let d = d.min(self.remaining());
+        tokio::select! {
+            _ = self.cancel.cancelled() => Err("cancelled: the provider is stopping".into()),
+            _ = tokio::time::sleep(d) => Ok(()),
+        }
+    }
+
+    /// Repeat `f` until it is done, fails fatally, or the overall deadline passes.
+    pub async fn retry<T, F, Fut>(&self, what: &str, mut f: F) -> R<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Attempt<T>>,
+    {
+        let mut interval = self.poll.initial;
+        let mut last_reason = String::new();
+        loop {
+            if self.cancel.is_cancelled() {
+                return Err(format!("{what}: cancelled: the provider is stopping"));
+            }
+            let attempt = tokio::select! {
+                _ = self.cancel.cancelled() => Attempt::Fatal("cancelled: the provider is stopping".into()),
+                _ = tokio::time::sleep(self.remaining()) => Attempt::Again("deadline reached".into()),
+                a = f() => a,
+            };
+            match attempt {
+                Attempt::Done(t) => return Ok(t),
+                Attempt::Fatal(e) => return Err(format!("{what}: {e}")),
+                Attempt::Again(reason) => {
+                    if reason != last_reason {
+                        tracing::info!(step = what, "waiting: {reason}");
+                        last_reason = reason.clone();
+                    }
+                    if self.remaining().is_zero() {
+                        return Err(format!(
+                            "{what}: timed out (the operation's deadline passed); last state: {last_reason}"
+                        ));
+                    }
+                }
+            }
+            self.sleep(interval).await?;
+            interval = (interval.mul_f32(1.5)).min(self.poll.max);
+        }
+    }
+
+    fn opts(&self) -> ConnectOptions {
+        let mut o = self.connect.clone();
+        o.cancel = self.cancel.clone();
+        o
+    }
+
+    async fn mtls(&self, ip: &str) -> Result<TalosClient, TalosError> {
+        TalosClient::connect(api_addr(ip)?, &self.creds, &self.opts()).await
+    }
+
+    fn pve(&self) -> R<&waddle_proxmox::Client> {
+        self.pve.as_ref().ok_or_else(|| {
+            "the provider has no Proxmox VE connection configured (endpoint/api_token)".to_string()
+        })
+    }
+}
+
+fn api_addr(ip_or_endpoint: &str) -> Result<SocketAddr, TalosError> {
+    waddle_talos::api::parse_endpoint(ip_or_endpoint)
+}
+
+fn classify<T>(e: TalosError) -> Attempt<T> {
+    if e.is_transient() {
+        Attempt::Again(e.to_string())
+    } else {
+        Attempt::Fatal(e.to_string())
+    }
+}
+
+/// Provider config, optional Proxmox client and the Talos connection options.
+fn provider_parts(ctx: &Context, needs_pve: bool, diags: &mut Diagnostics) -> Option<Parts> {
+    let cfg = ctx
+        .provider_data::<ProviderConfig>()
+        .cloned()
+        .unwrap_or_default();
+    let mut opts = ConnectOptions {
+        cancel: ctx.cancellation().clone(),
+        ..Default::default()
+    };
+    if let Some(p) = &cfg.proxy_url {
+        match Proxy::parse(p) {
+            Ok(p) => opts.proxy = Some(p),
+            Err(e) => {
+                diags.error("Invalid proxy_url", format!("provider proxy_url: {e}"));
+                return None;
+            }
+        }
+    }
+    let pve = if needs_pve {
+        match crate::clients::proxmox_for(&cfg) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                diags.error(
+                    "Proxmox VE client not configured",
+                    format!(
+                        "provider \"waddle\" attribute `{}`: {e}",
+                        crate::clients::attribute_of(&e)
+                    ),
+                );
+                return None;
+            }
+        }
+    } else {
+        crate::clients::proxmox_for(&cfg).ok()
+    };
+    Some(Parts {
+        pve,
+        connect: opts,
+        proxy_url: cfg.proxy_url.clone(),
+    })
+}
+
+/// What the provider configuration gives an operation.
+#[derive(Clone)]
+pub struct Parts {
+    pub pve: Option<waddle_proxmox::Client>,
+    pub connect: ConnectOptions,
+    pub proxy_url: Option<String>,
+}
+
+fn credentials(m: &ClusterModel, bundle: &SecretsBundle) -> R<(Credentials, ClientConfigModel)> {
+    if let Some(c) = &m.client_configuration {
+        if !c.client_key.is_empty() {
+            return Ok((
+                Credentials::new(&c.ca_certificate, &c.client_certificate, &c.client_key),
+                c.clone(),
+            ));
+        }
+    }
+    let ck = issue_client_certificate(bundle, ADMIN_ROLE, &SystemClock, CLIENT_CERT_TTL)
+        .map_err(|e| format!("issuing the admin client certificate: {e}"))?;
+    let cc = ClientConfigModel {
+        ca_certificate: bundle.os_ca.crt.clone(),
+        client_certificate: ck.crt.clone(),
+        client_key: ck.key.clone(),
+    };
+    Ok((Credentials::new(&bundle.os_ca.crt, ck.crt, ck.key), cc))
+}
+
+fn control_planes(m: &ClusterModel) -> Vec<(String, NodeModel)> {
+    m.nodes()
+        .into_iter()
+        .filter(|(_, n)| n.role == "controlplane")
+        .collect()
+}
+
+fn talosconfig_of(m: &ClusterModel, bundle: &SecretsBundle, cc: &ClientConfigModel) -> R<String> {
+    let eps: Vec<String> = control_planes(m)
+        .iter()
+        .map(|(_, n)| node_ip(n).to_string())
+        .collect();
+    let all: Vec<String> = m.nodes().values().map(|n| node_ip(n).to_string()).collect();
+    waddle_talos::talosconfig::talosconfig(
+        &m.cluster_name,
+        &eps,
+        &all,
+        bundle,
+        &waddle_talos::CertAndKey {
+            crt: cc.client_certificate.clone(),
+            key: cc.client_key.clone(),
+        },
+    )
+    .map_err(|e| format!("talosconfig: {e}"))
+}
+
+fn render_all(m: &ClusterModel, bundle: &SecretsBundle) -> R<BTreeMap<String, String>> {
+    let spec = build_spec(m);
+    let mut out = BTreeMap::new();
+    for name in spec.nodes.keys() {
+        let c = waddle_talos::render_node_config(&spec, bundle, name)
+            .map_err(|e| format!("nodes[{name:?}]: {e}"))?;
+        out.insert(name.clone(), c);
+    }
+    Ok(out)
+}
+
+/// Shared, partially filled record of what exists in Proxmox.
+#[derive(Default)]
+pub struct Created {
+    pub vms: Mutex<BTreeMap<String, VmRef>>,
+    pub images: Mutex<BTreeSet<ImageRef>>,
+}
+
+impl Created {
+    fn from_model(m: &ClusterModel) -> Self {
+        Created {
+            vms: Mutex::new(m.proxmox_vms.clone().unwrap_or_default()),
+            images: Mutex::new(
+                m.proxmox_images
+                    .clone()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .collect(),
+            ),
+        }
+    }
+    fn add_vm(&self, name: &str, r: VmRef) {
+        if let Ok(mut v) = self.vms.lock() {
+            v.insert(name.to_string(), r);
+        }
+    }
+    fn remove_vm(&self, name: &str) {
+        if let Ok(mut v) = self.vms.lock() {
+            v.remove(name);
+        }
+    }
+    fn write_into(&self, m: &mut ClusterModel) {
+        let vms = self.vms.lock().map(|v| v.clone()).unwrap_or_default();
+        if let Some(nodes) = m.nodes.as_mut() {
+            for (name, n) in nodes.iter_mut() {
+                if let (Some(p), Some(vm)) = (n.proxmox.as_mut(), vms.get(name)) {
+                    p.vmid = Some(vm.vmid);
+                    p.node = Some(vm.node.clone());
+                }
+            }
+        }
+        m.proxmox_vms = Some(vms);
+        m.proxmox_images = Some(
+            self.images
+                .lock()
+                .map(|v| v.iter().cloned().collect())
+                .unwrap_or_default(),
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Proxmox side
+// ---------------------------------------------------------------------------------------
+
+/// Downloads the disk image once per (Proxmox node, image storage) used by `nodes`; returns
+/// the volume ids. Images that did not exist before are recorded in `created`.
+async fn ensure_images(
+    env: &Env,
+    m: &ClusterModel,
+    nodes: &[(String, NodeModel)],
+    created: &Created,
+) -> R<BTreeMap<(String, String), String>> {
+    let pairs: BTreeSet<(String, String)> = nodes
+        .iter()
+        .filter_map(|(_, n)| n.proxmox.as_ref())
+        .map(|p| {
+            (
+                p.node.clone().unwrap_or_default(),
+                p.image_storage
+                    .clone()
+                    .unwrap_or_else(|| super::defaults::IMAGE_STORAGE.into()),
+            )
+        })
+        .collect();
+    if pairs.is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    let url = m
+        .disk_image_url()
+        .ok_or("image.disk_image_url is required for Proxmox nodes")?;
+    let (filename, compression) = image_file_name(&url)?;
+    let pve = env.pve()?.clone();
+    let req = DownloadUrl {
+        content: ContentType::Import,
+        filename,
+        url,
+        checksum: None,
+        verify_certificates: None,
+        compression,
+    };
+    let wait = WaitOptions::with_cancel(env.cancel.clone());
+    let futs = pairs.into_iter().map(|(node, storage)| {
+        let pve = pve.clone();
+        let req = req.clone();
+        let wait = wait.clone();
+        async move {
+            let volid = waddle_proxmox::volume_id(&storage, ContentType::Import, &req.filename);
+            let existed = pve
+                .list_storage_content(&node, &storage, Some("import"))
+                .await
+                .map(|v| v.iter().any(|x| x.volid == volid))
+                .unwrap_or(false);
+            tracing::info!(
+                node,
+                storage,
+                volid,
+                existed,
+                "ensuring the Talos disk image"
+            );
+            let volid = pve
+                .ensure_image_downloaded(&node, &storage, &req, &wait)
+                .await
+                .map_err(|e| format!("downloading the Talos image to {node}/{storage}: {e}"))?;
+            Ok::<_, String>((node, storage, volid, existed))
+        }
+    });
+    let mut out = BTreeMap::new();
+    for r in futures::future::join_all(futs).await {
+        let (node, storage, volid, existed) = r?;
+        if !existed {
+            if let Ok(mut i) = created.images.lock() {
+                i.insert(ImageRef {
+                    node: node.clone(),
+                    volume: volid.clone(),
+                });
+            }
+        }
+        out.insert((node, storage), volid);
+    }
+    Ok(out)
+}
+
+/// The VM definition of a node.
+pub fn vm_spec(m: &ClusterModel, name: &str, n: &NodeModel, volid: &str) -> R<VmSpec> {
+    let p = n.proxmox.clone().unwrap_or_default();
+    let storage = p
+        .storage
+        .clone()
+        .unwrap_or_else(|| super::defaults::STORAGE.into());
+    let hostname = n.hostname.clone().unwrap_or_else(|| name.to_string());
+    let mut spec = VmSpec::new(
+        &hostname,
+        p.cores.unwrap_or(super::defaults::CORES as u32),
+        p.memory.unwrap_or(super::defaults::MEMORY_MIB as u64),
+    );
+    spec.vmid = p.vmid;
+    spec.cpu = Some("host".into());
+    spec.machine = Some("q35".into());
+    let mut disk = DiskSpec::import(0, &storage, volid);
+    disk.size_gib = p.disk_size.unwrap_or(super::defaults::DISK_GIB as u32);
+    disk.ssd = true;
+    disk.iothread = true;
+    spec.disks = vec![disk];
+    let mut net = NetSpec::virtio(0, p.bridge.as_deref().unwrap_or(super::defaults::BRIDGE));
+    net.mac = n.mac.clone();
+    spec.nets = vec![net];
+    spec.agent = true;
+    spec.boot_order = vec!["scsi0".into()];
+    let secure = m.secureboot.unwrap_or(false);
+    let encrypted = m.disk_encryption.unwrap_or(false);
+    if secure || encrypted {
+        spec.bios = Bios::Ovmf;
+        // Keys not pre-enrolled: Talos' SecureBoot image enrolls its own in setup mode.
+        spec.efidisk = Some(EfiDiskSpec::new(&storage, !secure));
+        spec.tpmstate = Some(TpmStateSpec {
+            storage: storage.clone(),
+        });
+    }
+    let tag = m
+        .cluster_name
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+        .collect::<String>();
+    spec.tags = vec!["talos".into(), tag];
+    spec.description = Some(format!(
+        "Talos node {name} of cluster {} (managed by waddle_talos_cluster)",
+        m.cluster_name
+    ));
+    spec.onboot = Some(true);
+    Ok(spec)
+}
+
+/// The DHCP (maintenance) address the guest agent reports for the NIC with `mac`.
+async fn dhcp_address(env: &Env, node: &str, vmid: u32, mac: Option<&str>) -> R<String> {
+    let pve = env.pve()?.clone();
+    let want = mac.map(|m| m.to_ascii_uppercase());
+    env.retry(&format!("guest agent of VM {vmid}"), || {
+        let pve = pve.clone();
+        let want = want.clone();
+        async move {
+            match pve.agent_network_interfaces(node, vmid).await {
+                Ok(ifs) => {
+                    let pick = ifs
+                        .iter()
+                        .filter(|i| i.name != "lo")
+                        .filter(|i| match (&want, &i.mac) {
+                            (Some(w), Some(m)) => w == m,
+                            (Some(_), None) => false,
+                            (None, _) => true,
+                        })
+                        .flat_map(|i| i.ips.iter())
+                        .find(|ip| ip.kind == "ipv4" && ip.address != "127.0.0.1")
+                        .map(|ip| ip.address.clone());
+                    match pick {
+                        Some(a) => Attempt::Done(a),
+                        None => Attempt::Again("no IPv4 address on the node's NIC yet".into()),
+                    }
+                }
+                Err(e) if e.is_not_found() => Attempt::Fatal(e.to_string()),
+                Err(e) => Attempt::Again(format!("guest agent not answering: {e}")),
+            }
+        }
+    })
+    .await
+}
+
+// ---------------------------------------------------------------------------------------
+// Talos side
+// ---------------------------------------------------------------------------------------
+
+async fn apply_maintenance(env: &Env, name: &str, addr: &str, config: &str) -> R<()> {
+    let ep = api_addr(addr).map_err(|e| e.to_string())?;
+    let opts = env.opts();
+    env.retry(
+        &format!("nodes[{name:?}]: apply in maintenance mode at {ep}"),
+        || {
+            let opts = opts.clone();
+            async move {
+                let c = match TalosClient::connect_maintenance(ep, &opts).await {
+                    Ok(c) => c,
+                    Err(e) => return classify(e),
+                };
+                match c.apply_configuration(config, ApplyMode::Auto).await {
+                    Ok(_) => Attempt::Done(()),
+                    Err(e) => classify(e),
+                }
+            }
+        },
+    )
+    .await
+}
+
+/// Waits until the node answers with mTLS on `ip`.
+async fn wait_configured(env: &Env, name: &str, ip: &str) -> R<()> {
+    env.retry(
+        &format!("nodes[{name:?}]: Talos API with mTLS at {ip}"),
+        || async {
+            match env.mtls(ip).await {
+                Ok(c) => match c.version().await {
+                    Ok(_) => Attempt::Done(()),
+                    Err(e) => Attempt::Again(e.to_string()),
+                },
+                Err(e) => Attempt::Again(e.to_string()),
+            }
+        },
+    )
+    .await
+}
+
+/// Applies `config` to a configured node reached at `ip` (mode AUTO: the node picks the least
+/// disruptive way). Returns whether it reboots.
+async fn apply_configured(env: &Env, name: &str, ip: &str, config: &str) -> R<bool> {
+    env.retry(&format!("nodes[{name:?}]: apply configuration"), || async {
+        let c = match env.mtls(ip).await {
+            Ok(c) => c,
+            Err(e) => return classify(e),
+        };
+        match c.apply_configuration(config, ApplyMode::Auto).await {
+            Ok(o) => Attempt::Done(o.mode == Some(ApplyMode::Reboot)),
+            Err(e) => classify(e),
+        }
+    })
+    .await
+}
+
+/// Whether the node already answers with the cluster's credentials (quick, one attempt).
+async fn answers_mtls(env: &Env, ip: &str) -> bool {
+    match env.mtls(ip).await {
+        Ok(c) => c.version().await.is_ok(),
+        Err(_) => false,
+    }
+}
+
+/// Brings one node from nothing (or an existing machine) to a configured Talos node.
+async fn provision_node(
+    env: &Env,
+    m: &ClusterModel,
+    name: &str,
+    n: &NodeModel,
+    config: &str,
+    images: &BTreeMap<(String, String), String>,
+    created: &Created,
+) -> R<()> {
+    let started = Instant::now();
+    let ip = node_ip(n).to_string();
+    let mut maintenance = n.maintenance_address.clone();
+    if let Some(p) = &n.proxmox {
+        let pve = env.pve()?.clone();
+        let pnode = p.node.clone().ok_or("proxmox.node is not set")?;
+        let existing = match p.vmid {
+            Some(v) => pve.locate_vm(v).await.map_err(|e| e.to_string())?,
+            None => None,
+        };
+        let vmid = match existing {
+            Some(vm) => {
+                tracing::info!(node = name, vmid = vm.vmid, "adopting the existing VM");
+                created.add_vm(
+                    name,
+                    VmRef {
+                        node: vm.node.clone(),
+                        vmid: vm.vmid,
+                    },
+                );
+                if answers_mtls(env, &ip).await {
+                    apply_configured(env, name, &ip, config).await?;
+                    return wait_configured(env, name, &ip).await;
+                }
+                vm.vmid
+            }
+            None => {
+                let storage = p
+                    .image_storage
+                    .clone()
+                    .unwrap_or_else(|| super::defaults::IMAGE_STORAGE.into());
+                let volid = images
+                    .get(&(pnode.clone(), storage))
+                    .ok_or("the disk image was not downloaded")?;
+                let spec = vm_spec(m, name, n, volid)?;
+                let wait = WaitOptions::with_cancel(env.cancel.clone());
+                let vmid = pve
+                    .create_vm_with(&pnode, &spec, &wait)
+                    .await
+                    .map_err(|e| format!("creating the VM: {e}"))?;
+                created.add_vm(
+                    name,
+                    VmRef {
+                        node: pnode.clone(),
+                        vmid,
+                    },
+                );
+                tracing::info!(node = name, vmid, "VM created");
+                vmid
+            }
+        };
+        pve.start_vm(&pnode, vmid)
+            .await
+            .map_err(|e| format!("starting VM {vmid}: {e}"))?;
+        let addr = dhcp_address(env, &pnode, vmid, n.mac.as_deref()).await?;
+        tracing::info!(
+            node = name,
+            vmid,
+            addr,
+            "maintenance address from the guest agent"
+        );
+        maintenance = Some(addr);
+    }
+    match maintenance {
+        Some(addr) => {
+            apply_maintenance(env, name, &addr, config).await?;
+            wait_configured(env, name, &ip).await?;
+        }
+        None => {
+            // An existing, configured node.
+            apply_configured(env, name, &ip, config).await?;
+            wait_configured(env, name, &ip).await?;
+        }
+    }
+    tracing::info!(
+        node = name,
+        seconds = started.elapsed().as_secs_f64(),
+        "node configured"
+    );
+    Ok(())
+}
+
+async fn provision_all(
+    env: &Env,
+    m: &ClusterModel,
+    nodes: &[(String, NodeModel)],
+    configs: &BTreeMap<String, String>,
+    created: &Created,
+) -> Vec<String> {
+    let images = match ensure_images(env, m, nodes, created).await {
+        Ok(i) => i,
+        Err(e) => return vec![e],
+    };
+    let futs = nodes.iter().map(|(name, n)| {
+        let images = &images;
+        async move {
+            let cfg = configs.get(name).map(String::as_str).unwrap_or_default();
+            provision_node(env, m, name, n, cfg, images, created)
+                .await
+                .map_err(|e| format!("nodes[{name:?}]: {e}"))
+        }
+    });
+    futures::future::join_all(futs)
+        .await
+        .into_iter()
+        .filter_map(Result::err)
+        .collect()
+}
+
+/// Bootstraps etcd on `ip` (FailedPrecondition: retry; AlreadyExists: done).
+pub async fn bootstrap(env: &Env, ip: &str) -> R<()> {
+    env.retry(&format!("bootstrap etcd on {ip}"), || async {
+        let c = match env.mtls(ip).await {
+            Ok(c) => c,
+            Err(e) => return Attempt::Again(e.to_string()),
+        };
+        match c.bootstrap().await {
+            Ok(()) => Attempt::Done(()),
+            Err(e) if e.is_already_exists() => Attempt::Done(()),
+            Err(e) if e.is_failed_precondition() || e.is_transient() => {
+                Attempt::Again(e.to_string())
+            }
+            Err(e) => Attempt::Fatal(e.to_string()),
+        }
+    })
+    .await
+}
+
+async fn node_health(env: &Env, name: &str, n: &NodeModel) -> Result<(), String> {
+    let c = env
+        .mtls(node_ip(n))
+        .await
+        .map_err(|e| format!("nodes[{name:?}]: {e}"))?;
+    let services = c
+        .services()
+        .await
+        .map_err(|e| format!("nodes[{name:?}]: {e}"))?;
+    let mut want = vec!["apid", "kubelet"];
+    if n.role == "controlplane" {
+        want.push("etcd");
+    }
+    for id in want {
+        match services.iter().find(|s| s.id == id) {
+            Some(s) if s.state == "Running" && s.healthy != Some(false) => {}
+            Some(s) => {
+                return Err(format!(
+                    "nodes[{name:?}]: service {id} is {} ({})",
+                    s.state, s.message
+                ))
+            }
+            None => return Err(format!("nodes[{name:?}]: service {id} not started yet")),
+        }
+    }
+    Ok(())
+}
+
+async fn readyz(env: &Env, endpoint: &str, bundle: &SecretsBundle) -> Result<(), String> {
+    let ca = reqwest::Certificate::from_pem(bundle.k8s_ca.crt.as_bytes())
+        .map_err(|e| format!("kubernetes CA: {e}"))?;
+    let mut b = reqwest::Client::builder()
+        .tls_certs_only([ca])
+        .timeout(Duration::from_secs(5));
+    b = match &env.proxy_url {
+        Some(u) => b.proxy(reqwest::Proxy::all(u).map_err(|e| e.to_string())?),
+        None => b.no_proxy(),
+    };
+    let client = b.build().map_err(|e| e.to_string())?;
+    let url = format!("{}/readyz", endpoint.trim_end_matches('/'));
+    let r = client
+        .get(&url)
+        .send()
+        .await
+        .map_err(|e| format!("Kubernetes API {url}: {e}"))?;
+    if r.status().is_success() {
+        Ok(())
+    } else {
+        Err(format!("Kubernetes API {url}: HTTP {}", r.status()))
+    }
+}
+
+/// Health wait: etcd members == control planes, apid/kubelet (and etcd) running on every
+/// node, Kubernetes `/readyz` through the endpoint.
+pub async fn health(env: &Env, m: &ClusterModel, bundle: &SecretsBundle) -> R<()> {
+    let cps = control_planes(m);
+    let Some((_, first)) = cps.first().cloned() else {
+        return Err("no control plane".into());
+    };
+    let nodes = m.nodes();
+    let started = Instant::now();
+    env.retry("cluster health", || async {
+        let c = match env.mtls(node_ip(&first)).await {
+            Ok(c) => c,
+            Err(e) => return Attempt::Again(e.to_string()),
+        };
+        match c.etcd_members().await {
+            Ok(members) if members.len() == cps.len() => {}
+            Ok(members) => {
+                return Attempt::Again(format!(
+                    "etcd has {} of {} members",
+                    members.len(),
+                    cps.len()
+                ))
+            }
+            Err(e) => return Attempt::Again(format!("etcd members: {e}")),
+        }
+        let checks = nodes.iter().map(|(k, n)| node_health(env, k, n));
+        if let Some(e) = futures::future::join_all(checks)
+            .await
+            .into_iter()
+            .find_map(Result::err)
+        {
+            return Attempt::Again(e);
+        }
+        match readyz(env, &m.endpoint, bundle).await {
+            Ok(()) => Attempt::Done(()),
+            Err(e) => Attempt::Again(e),
+        }
+    })
+    .await?;
+    tracing::info!(seconds = started.elapsed().as_secs_f64(), "cluster healthy");
+    Ok(())
+}
+
+async fn fetch_kubeconfig(env: &Env, ip: &str) -> R<String> {
+    env.retry("kubeconfig", || async {
+        let c = match env.mtls(ip).await {
+            Ok(c) => c,
+            Err(e) => return Attempt::Again(e.to_string()),
+        };
+        match c.kubeconfig().await {
+            Ok(b) => match String::from_utf8(b) {
+                Ok(s) => Attempt::Done(s),
+                Err(_) => Attempt::Fatal("the kubeconfig is not UTF-8".into()),
+            },
+            Err(e) if e.is_transient() || e.is_failed_precondition() => {
+                Attempt::Again(e.to_string())
+            }
+            Err(e) => Attempt::Fatal(e.to_string()),
+        }
+    })
+    .await
+}
+
+/// Bootstrap (unless done), health, kubeconfig.
+async fn finish(
+    env: &Env,
+    m: &mut ClusterModel,
+    bundle: &SecretsBundle,
+    refresh_kubeconfig: bool,
+) -> R<()> {
+    let cps = control_planes(m);
+    let Some((_, first)) = cps.first().cloned() else {
+        return Err("no control plane".into());
+    };
+    if m.bootstrapped != Some(true) {
+        bootstrap(env, node_ip(&first)).await?;
+        m.bootstrapped = Some(true);
+        tracing::info!("etcd bootstrapped");
+    }
+    health(env, m, bundle).await?;
+    if refresh_kubeconfig || m.kubeconfig.is_none() {
+        m.kubeconfig = Some(fetch_kubeconfig(env, node_ip(&first)).await?);
+    }
+    Ok(())
+}
+
+fn make_env(parts: Parts, creds: Credentials, timeout: Duration, ctx: &Context) -> Env {
+    Env {
+        pve: parts.pve,
+        connect: parts.connect,
+        creds,
+        deadline: Instant::now() + timeout,
+        poll: Poll::default(),
+        cancel: ctx.cancellation().clone(),
+        proxy_url: parts.proxy_url,
+    }
+}
+
+fn bundle_of(m: &ClusterModel) -> R<SecretsBundle> {
+    let s = m
+        .machine_secrets
+        .as_deref()
+        .ok_or("the state has no machine_secrets")?;
+    SecretsBundle::from_yaml(s).map_err(|e| format!("machine_secrets: {e}"))
+}
+
+// ---------------------------------------------------------------------------------------
+// Create
+// ---------------------------------------------------------------------------------------
+
+pub async fn create(ctx: &Context, req: CreateRequest, diags: &mut Diagnostics) -> Option<Value> {
+    let mut m = model_of(&req.planned_state)?;
+    let nodes = m.nodes();
+    let needs_pve = nodes.values().any(|n| n.proxmox.is_some());
+    let parts = provider_parts(ctx, needs_pve, diags)?;
+
+    let bundle = match &m.machine_secrets {
+        Some(s) => match SecretsBundle::from_yaml(s) {
+            Ok(b) => b,
+            Err(e) => {
+                diags.error_at(
+                    AttributePath::attr("machine_secrets"),
+                    "Invalid secrets bundle",
+                    e.to_string(),
+                );
+                return None;
+            }
+        },
+        None => match tokio::task::spawn_blocking(|| SecretsBundle::generate(&SystemClock)).await {
+            Ok(Ok(b)) => b,
+            Ok(Err(e)) => {
+                diags.error("Generating the cluster secrets failed", e.to_string());
+                return None;
+            }
+            Err(e) => {
+                diags.error("Generating the cluster secrets failed", e.to_string());
+                return None;
+            }
+        },
+    };
+    let yaml = match bundle.to_yaml() {
+        Ok(y) => y,
+        Err(e) => {
+            diags.error("Encoding the cluster secrets failed", e.to_string());
+            return None;
+        }
+    };
+    m.machine_secrets = Some(yaml);
+    m.id = Some(m.cluster_name.clone());
+    let configs = match render_all(&m, &bundle) {
+        Ok(c) => c,
+        Err(e) => {
+            diags.error("Rendering the machine configuration failed", e);
+            return None;
+        }
+    };
+    m.machine_configurations = Some(configs.clone());
+    m.node_addresses = Some(
+        nodes
+            .iter()
+            .map(|(k, n)| (k.clone(), node_ip(n).to_string()))
+            .collect(),
+    );
+    let (creds, cc) = match credentials(&m, &bundle) {
+        Ok(x) => x,
+        Err(e) => {
+            diags.error("Client certificate", e);
+            return None;
+        }
+    };
+    m.client_configuration = Some(cc.clone());
+    match talosconfig_of(&m, &bundle, &cc) {
+        Ok(t) => m.talosconfig = Some(t),
+        Err(e) => {
+            diags.error("talosconfig", e);
+            return None;
+        }
+    }
+    m.bootstrapped = Some(false);
+    let env = make_env(parts, creds, m.timeout("create"), ctx);
+    let created = Created::default();
+    let started = Instant::now();
+    let list: Vec<(String, NodeModel)> = nodes.into_iter().collect();
+    let errors = provision_all(&env, &m, &list, &configs, &created).await;
+    created.write_into(&mut m);
+    if !errors.is_empty() {
+        for e in errors {
+            diags.error("Creating the Talos cluster failed", e);
+        }
+        m.kubeconfig = Some(String::new());
+        return to_value(&m, diags);
+    }
+    tracing::info!(
+        seconds = started.elapsed().as_secs_f64(),
+        "all nodes configured"
+    );
+    if let Err(e) = finish(&env, &mut m, &bundle, true).await {
+        diags.error("Creating the Talos cluster failed", e);
+        if m.kubeconfig.is_none() {
+            m.kubeconfig = Some(String::new());
+        }
+    }
+    tracing::info!(seconds = started.elapsed().as_secs_f64(), "create done");
+    to_value(&m, diags)
+}
+
+// ---------------------------------------------------------------------------------------
+// Update
+// ---------------------------------------------------------------------------------------
+
+async fn reset_node(env: &Env, name: &str, ip: &str, graceful: bool) -> R<()> {
+    let c = env
+        .mtls(ip)
+        .await
+        .map_err(|e| format!("nodes[{name:?}]: {e}"))?;
+    c.reset(&ResetOptions {
+        graceful,
+        reboot: false,
+        system_partitions_to_wipe: Vec::new(),
+    })
+    .await
+    .map_err(|e| format!("nodes[{name:?}]: reset: {e}"))
+}
+
+/// Removes a node from the cluster: leave etcd (control planes), reset, delete its VM.
+async fn remove_node(
+    env: &Env,
+    m: &ClusterModel,
+    name: &str,
+    n: &NodeModel,
+    remaining_cp: Option<&NodeModel>,
+    created: &Created,
+    warnings: &mut Vec<String>,
+) -> R<()> {
+    let ip = node_ip(n).to_string();
+    let hostname = n.hostname.clone().unwrap_or_else(|| name.to_string());
+    if n.role == "controlplane" {
+        match env.mtls(&ip).await {
+            Ok(c) => {
+                if let Err(e) = c.etcd_leave().await {
+                    warnings.push(format!("nodes[{name:?}]: etcd leave: {e}"));
+                }
+            }
+            Err(e) => warnings.push(format!("nodes[{name:?}]: {e}")),
+        }
+        // Make sure the member is gone (the node may have been unreachable).
+        if let Some(cp) = remaining_cp {
+            if let Ok(c) = env.mtls(node_ip(cp)).await {
+                if let Ok(members) = c.etcd_members().await {
+                    for mem in members.iter().filter(|x| x.hostname == hostname) {
+                        if let Err(e) = c.etcd_remove_member(mem.id).await {
+                            warnings.push(format!("nodes[{name:?}]: etcd remove member: {e}"));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    if m.on_destroy() != "none" {
+        let graceful = m.on_destroy() == "graceful" && n.role != "controlplane";
+        if let Err(e) = reset_node(env, name, &ip, graceful).await {
+            warnings.push(e);
+        }
+    }
+    let vm = created.vms.lock().ok().and_then(|v| v.get(name).cloned());
+    if let Some(vm) = vm {
+        let pve = env.pve()?;
+        pve.shutdown_and_delete_vm(vm.vmid, Duration::from_secs(30))
+            .await
+            .map_err(|e| format!("nodes[{name:?}]: deleting VM {}: {e}", vm.vmid))?;
+        created.remove_vm(name);
+        tracing::info!(node = name, vmid = vm.vmid, "VM deleted");
+    }
+    Ok(())
+}
+
+pub async fn update(ctx: &Context, req: UpdateRequest, diags: &mut Diagnostics) -> Option<Value> {
+    let prior = model_of(&req.prior_state)?;
+    let mut m = model_of(&req.planned_state)?;
+    // Keep computed values the plan left unknown.
+    m.machine_secrets = m.machine_secrets.or(prior.machine_secrets.clone());
+    m.client_configuration = prior.client_configuration.clone();
+    m.kubeconfig = prior.kubeconfig.clone().filter(|k| !k.is_empty());
+    m.bootstrapped = prior.bootstrapped;
+    m.id = Some(m.cluster_name.clone());
+    let bundle = match bundle_of(&m) {
+        Ok(b) => b,
+        Err(e) => {
+            diags.error("Updating the Talos cluster failed", e);
+            return None;
+        }
+    };
+    let new_nodes = m.nodes();
+    let old_nodes = prior.nodes();
+    let needs_pve = new_nodes
+        .values()
+        .chain(old_nodes.values())
+        .any(|n| n.proxmox.is_some())
+        || prior.proxmox_vms.as_ref().is_some_and(|v| !v.is_empty());
+    let parts = provider_parts(ctx, needs_pve, diags)?;
+    let configs = match render_all(&m, &bundle) {
+        Ok(c) => c,
+        Err(e) => {
+            diags.error("Rendering the machine configuration failed", e);
+            return None;
+        }
+    };
+    let (creds, cc) = match credentials(&m, &bundle) {
+        Ok(x) => x,
+        Err(e) => {
+            diags.error("Client certificate", e);
+            return None;
+        }
+    };
+    m.client_configuration = Some(cc.clone());
+    m.machine_configurations = Some(configs.clone());
+    m.node_addresses = Some(
+        new_nodes
+            .iter()
+            .map(|(k, n)| (k.clone(), node_ip(n).to_string()))
+            .collect(),
+    );
+    match talosconfig_of(&m, &bundle, &cc) {
+        Ok(t) => m.talosconfig = Some(t),
+        Err(e) => {
+            diags.error("talosconfig", e);
+            return None;
+        }
+    }
+    let env = make_env(parts, creds, m.timeout("update"), ctx);
+    let created = Created::from_model(&prior);
+    let mut errors = Vec::new();
+    let mut warnings = Vec::new();
+
+    let recreate: BTreeSet<String> = old_nodes
+        .iter()
+        .filter(|(k, o)| new_nodes.get(*k).is_some_and(|n| needs_recreate(o, n)))
+        .map(|(k, _)| k.clone())
+        .collect();
+    // 1. removals (workers first, then control planes one at a time)
+    let mut removed: Vec<(String, NodeModel)> = old_nodes
+        .iter()
+        .filter(|(k, _)| !new_nodes.contains_key(*k) || recreate.contains(*k))
+        .map(|(k, n)| (k.clone(), n.clone()))
+        .collect();
+    removed.sort_by_key(|(_, n)| n.role == "controlplane");
+    let remaining_cp = new_nodes
+        .iter()
+        .find(|(k, n)| {
+            n.role == "controlplane" && !recreate.contains(*k) && old_nodes.contains_key(*k)
+        })
+        .map(|(_, n)| n.clone());
+    for (name, n) in &removed {
+        tracing::info!(node = name, "removing node");
+        if let Err(e) = remove_node(
+            &env,
+            &prior,
+            name,
+            n,
+            remaining_cp.as_ref(),
+            &created,
+            &mut warnings,
+        )
+        .await
+        {
+            errors.push(e);
+        }
+    }
+    // 2. additions (concurrently)
+    let added: Vec<(String, NodeModel)> = new_nodes
+        .iter()
+        .filter(|(k, _)| !old_nodes.contains_key(*k) || recreate.contains(*k))
+        .map(|(k, n)| (k.clone(), n.clone()))
+        .collect();
+    if errors.is_empty() && !added.is_empty() {
+        errors.extend(provision_all(&env, &m, &added, &configs, &created).await);
+    }
+    // 3. configuration changes: workers concurrently, then control planes one at a time
+    let old_configs = prior.machine_configurations.clone().unwrap_or_default();
+    let changed: Vec<(String, NodeModel)> = new_nodes
+        .iter()
+        .filter(|(k, _)| old_nodes.contains_key(*k) && !recreate.contains(*k))
+        .filter(|(k, _)| match (old_configs.get(*k), configs.get(*k)) {
+            (Some(a), Some(b)) => !waddle_talos::config::same_config(a, b).unwrap_or(false),
+            _ => true,
+        })
+        .map(|(k, n)| (k.clone(), n.clone()))
+        .collect();
+    if errors.is_empty() {
+        let apply_one = |name: String, n: NodeModel| {
+            let env = &env;
+            let configs = &configs;
+            let old_ip = old_nodes
+                .get(&name)
+                .map(|o| node_ip(o).to_string())
+                .unwrap_or_else(|| node_ip(&n).to_string());
+            async move {
+                let cfg = configs.get(&name).cloned().unwrap_or_default();
+                let rebooting = apply_configured(env, &name, &old_ip, &cfg).await?;
+                if rebooting {
+                    tracing::info!(node = name, "configuration applied, node reboots");
+                }
+                wait_configured(env, &name, node_ip(&n)).await?;
+                if n.role == "controlplane" {
+                    env.retry(&format!("nodes[{name:?}]: etcd"), || async {
+                        match node_health(env, &name, &n).await {
+                            Ok(()) => Attempt::Done(()),
+                            Err(e) => Attempt::Again(e),
+                        }
+                    })
+                    .await?;
+                }
+                Ok::<_, String>(())
+            }
+        };
+        let (cps, workers): (Vec<_>, Vec<_>) = changed
+            .into_iter()
+            .partition(|(_, n)| n.role == "controlplane");
+        let results =
+            futures::future::join_all(workers.into_iter().map(|(k, n)| apply_one(k, n))).await;
+        errors.extend(results.into_iter().filter_map(Result::err));
+        for (k, n) in cps {
+            if let Err(e) = apply_one(k, n).await {
+                errors.push(e);
+                break;
+            }
+        }
+    }
+    for w in warnings {
+        diags.warning("Node removal", w);
+    }
+    created.write_into(&mut m);
+    if errors.is_empty() {
+        let endpoint_changed = prior.endpoint != m.endpoint;
+        if let Err(e) = finish(&env, &mut m, &bundle, endpoint_changed).await {
+            errors.push(e);
+        }
+    }
+    if m.kubeconfig.is_none() {
+        m.kubeconfig = Some(String::new());
+    }
+    for e in errors {
+        diags.error("Updating the Talos cluster failed", e);
+    }
+    to_value(&m, diags)
+}
+
+// ---------------------------------------------------------------------------------------
+// Read
+// ---------------------------------------------------------------------------------------
+
+pub async fn read(ctx: &Context, state: Value, diags: &mut Diagnostics) -> Option<Value> {
+    let Some(mut m) = model_of(&state) else {
+        return Some(state);
+    };
+    let Some(nodes) = m.nodes.clone() else {
+        return Some(state); // imported, nodes not known yet
+    };
+    let Some(parts) = provider_parts(ctx, false, &mut Diagnostics::new()) else {
+        return Some(state);
+    };
+    let pve = parts.pve.clone();
+    let mut vms = m.proxmox_vms.clone().unwrap_or_default();
+    let mut nodes = nodes;
+    if let Some(pve) = &pve {
+        let checks = vms.iter().map(|(name, vm)| {
+            let pve = pve.clone();
+            let name = name.clone();
+            let vmid = vm.vmid;
+            async move { (name, pve.locate_vm(vmid).await) }
+        });
+        for (name, r) in futures::future::join_all(checks).await {
+            match r {
+                Ok(None) => {
+                    tracing::info!(node = name, "VM is gone");
+                    vms.remove(&name);
+                    nodes.remove(&name);
+                }
+                Ok(Some(_)) => {}
+                Err(e) => diags.warning(
+                    "Could not check a node's VM",
+                    format!("nodes[{name:?}]: {e}"),
+                ),
+            }
+        }
+    }
+    // Configuration drift: what the node runs vs what was applied.
+    let bundle = bundle_of(&m).ok();
+    if let (Some(bundle), Some(expected)) = (bundle, m.machine_configurations.clone()) {
+        if let Ok((creds, _)) = credentials(&m, &bundle) {
+            let mut p = parts.clone();
+            p.pve = None;
+            p.connect.connect_timeout = Duration::from_secs(5);
+            p.connect.request_timeout = Some(Duration::from_secs(15));
+            let env = make_env(p, creds, Duration::from_secs(30), ctx);
+            let checks = nodes.iter().map(|(name, n)| {
+                let env = &env;
+                let want = expected.get(name).cloned();
+                async move {
+                    let c = env.mtls(node_ip(n)).await.ok()?;
+                    let got = c.read_file(CONFIG_PATH).await.ok()?;
+                    let got = String::from_utf8(got).ok()?;
+                    let want = want?;
+                    match waddle_talos::config::same_config(&got, &want) {
+                        Ok(true) => None,
+                        _ => Some((name.clone(), got)),
+                    }
+                }
+            });
+            let mut configs = expected.clone();
+            for (name, got) in futures::future::join_all(checks)
+                .await
+                .into_iter()
+                .flatten()
+            {
+                tracing::info!(node = name, "machine configuration on the node differs");
+                configs.insert(name, got);
+            }
+            m.machine_configurations = Some(configs);
+        }
+    }
+    m.proxmox_vms = Some(vms);
+    m.nodes = Some(nodes);
+    to_value(&m, diags)
+}
+
+// ---------------------------------------------------------------------------------------
+// Delete
+// ---------------------------------------------------------------------------------------
+
+pub async fn delete(ctx: &Context, prior_state: Value, diags: &mut Diagnostics) {
+    let Some(m) = model_of(&prior_state) else {
+        return;
+    };
+    let has_vms = m.proxmox_vms.as_ref().is_some_and(|v| !v.is_empty())
+        || m.proxmox_images.as_ref().is_some_and(|v| !v.is_empty());
+    let Some(mut parts) = provider_parts(ctx, has_vms, diags) else {
+        return;
+    };
+    let pve = parts.pve.clone();
+    let creds = bundle_of(&m)
+        .and_then(|b| credentials(&m, &b))
+        .map(|(c, _)| c)
+        .ok();
+    let nodes = m.nodes();
+    parts.connect.connect_timeout = Duration::from_secs(10);
+    parts.connect.request_timeout = Some(Duration::from_secs(60));
+    if let (Some(creds), true) = (creds, m.on_destroy() != "none") {
+        let env = make_env(parts, creds, m.timeout("delete"), ctx);
+        let graceful = m.on_destroy() == "graceful";
+        let workers = nodes
+            .iter()
+            .filter(|(_, n)| n.role != "controlplane")
+            .map(|(k, n)| reset_node(&env, k, node_ip(n), graceful));
+        for r in futures::future::join_all(workers).await {
+            if let Err(e) = r {
+                diags.warning("Node reset failed (the VM is deleted anyway)", e);
+            }
+        }
+        let cps = control_planes(&m);
+        let last = cps.len().saturating_sub(1);
+        for (i, (k, n)) in cps.iter().enumerate() {
+            // The last etcd member cannot leave gracefully.
+            if let Err(e) = reset_node(&env, k, node_ip(n), graceful && i != last).await {
+                diags.warning("Node reset failed (the VM is deleted anyway)", e);
+            }
+        }
+    }
+    let Some(pve) = pve else {
+        return;
+    };
+    let vms = m.proxmox_vms.clone().unwrap_or_default();
+    let dels = vms.iter().map(|(name, vm)| {
+        let pve = pve.clone();
+        async move {
+            pve.shutdown_and_delete_vm(vm.vmid, Duration::from_secs(30))
+                .await
+                .map_err(|e| format!("nodes[{name:?}]: deleting VM {}: {e}", vm.vmid))
+        }
+    });
+    for r in futures::future::join_all(dels).await {
+        if let Err(e) = r {
+            diags.error("Deleting a Talos node VM failed", e);
+        }
+    }
+    if diags.has_errors() {
+        return;
+    }
+    for img in m.proxmox_images.clone().unwrap_or_default() {
+        let storage = img.volume.split(':').next().unwrap_or_default().to_string();
+        if let Err(e) = pve.delete_volume(&img.node, &storage, &img.volume).await {
+            diags.error(
+                "Deleting the downloaded Talos image failed",
+                format!("{} on {}: {e}", img.volume, img.node),
+            );
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Import
+// ---------------------------------------------------------------------------------------
+
+/// `<cluster_name>:<path to secrets.yaml>`.
+pub fn import(id: &str, diags: &mut Diagnostics) -> Option<Value> {
+    let Some((name, path)) = id.split_once(':') else {
+        diags.error(
+            "Invalid import ID",
+            format!("{id:?}: expected <cluster_name>:<path to secrets.yaml>"),
+        );
+        return None;
+    };
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => {
+            diags.error("Invalid import ID", format!("reading {path:?}: {e}"));
+            return None;
+        }
+    };
+    let bundle = match SecretsBundle::from_yaml(&text) {
+        Ok(b) => b,
+        Err(e) => {
+            diags.error("Invalid secrets.yaml", format!("{path}: {e}"));
+            return None;
+        }
+    };
+    let yaml = bundle.to_yaml().ok()?;
+    let m = ClusterModel {
+        id: Some(name.to_string()),
+        cluster_name: name.to_string(),
+        machine_secrets: Some(yaml),
+        bootstrapped: Some(true),
+        ..Default::default()
+    };
+    to_value(&m, diags)
+}
