@@ -1,3 +1,4 @@
 //! Acceptance harness and emulators.
 pub mod harness;
+pub mod pve;
 pub mod spec;

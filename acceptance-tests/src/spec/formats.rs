@@ -32,7 +32,9 @@ fn check_cidr(s: &str, v4: bool, v6: bool) -> Result<(), String> {
     if v6 && is_ipv6(addr) && len <= 128 {
         return Ok(());
     }
-    Err(format!("value does not look like a valid CIDR network: '{s}'"))
+    Err(format!(
+        "value does not look like a valid CIDR network: '{s}'"
+    ))
 }
 
 fn list(s: &str) -> impl Iterator<Item = &str> {
@@ -112,7 +114,11 @@ pub(crate) fn format_from_typetext(typetext: &str) -> Option<Map<String, Value>>
             continue;
         };
         let key = key.trim_start_matches(['[', ',']);
-        if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+        if key.is_empty()
+            || !key
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
             continue;
         }
         let v = value.trim_start_matches('<').trim_end_matches(['>', ']']);
@@ -283,7 +289,11 @@ pub fn check_named_format(name: &str, v: &str, typetext: Option<&str>) -> Result
         }
         "pve-qm-ide" => {
             // cdrom alias: a volume, 'cdrom' or 'none'
-            if !(v == "none" || v == "cdrom" || v.starts_with('/') || is_volume_id(v.split(',').next().unwrap_or(""))) {
+            if !(v == "none"
+                || v == "cdrom"
+                || v.starts_with('/')
+                || is_volume_id(v.split(',').next().unwrap_or("")))
+            {
                 return Err(format!("unable to parse volume ID '{v}'"));
             }
         }
@@ -378,7 +388,8 @@ pub fn check_named_format(name: &str, v: &str, typetext: Option<&str>) -> Result
             static S: OnceLock<Regex> = OnceLock::new();
             for p in v.split(',') {
                 let numeric = re(&R, r"^\d+(:\d+)?$").is_match(p)
-                    && p.split(':').all(|n| n.parse::<u32>().map(|n| n <= 65535).unwrap_or(false));
+                    && p.split(':')
+                        .all(|n| n.parse::<u32>().map(|n| n <= 65535).unwrap_or(false));
                 let service = re(&S, r"^[a-z][a-z0-9\-]*$").is_match(p);
                 if !(numeric || service) {
                     return Err(format!("invalid port '{p}'"));
@@ -389,12 +400,18 @@ pub fn check_named_format(name: &str, v: &str, typetext: Option<&str>) -> Result
             static A: OnceLock<Regex> = OnceLock::new();
             for a in v.split(',') {
                 let item = a.strip_prefix('+').unwrap_or(a);
-                let ipset_or_alias = re(&A, r"^(?:(?:dc|guest)/)?[A-Za-z][A-Za-z0-9\-_]+$").is_match(item);
+                let ipset_or_alias =
+                    re(&A, r"^(?:(?:dc|guest)/)?[A-Za-z][A-Za-z0-9\-_]+$").is_match(item);
                 let range = item
                     .split_once('-')
                     .map(|(x, y)| is_ipv4(x) && is_ipv4(y))
                     .unwrap_or(false);
-                if !(is_ipv4(item) || is_ipv6(item) || check_cidr(item, true, true).is_ok() || ipset_or_alias || range) {
+                if !(is_ipv4(item)
+                    || is_ipv6(item)
+                    || check_cidr(item, true, true).is_ok()
+                    || ipset_or_alias
+                    || range)
+                {
                     return Err(format!("invalid address spec '{a}'"));
                 }
             }
@@ -407,7 +424,11 @@ pub fn check_named_format(name: &str, v: &str, typetext: Option<&str>) -> Result
         }
         "pve-vlan-id-or-range-list" => {
             for p in list(v) {
-                let ok = p.split('-').all(|n| n.parse::<u32>().map(|n| (1..=4094).contains(&n)).unwrap_or(false));
+                let ok = p.split('-').all(|n| {
+                    n.parse::<u32>()
+                        .map(|n| (1..=4094).contains(&n))
+                        .unwrap_or(false)
+                });
                 if !ok {
                     return Err(format!("invalid VLAN tag or range '{p}'"));
                 }
@@ -446,7 +467,9 @@ mod tests {
         assert!(check_named_format("pve-storage-id", "1local", None).is_err());
         assert!(check_named_format("pve-configid-list", "net1,scsi2", None).is_ok());
         assert!(check_named_format("pve-configid-list", "net1,9x", None).is_err());
-        assert!(check_named_format("pve-qm-ipconfig", "ip=10.10.0.5/24,gw=10.10.0.1", None).is_ok());
+        assert!(
+            check_named_format("pve-qm-ipconfig", "ip=10.10.0.5/24,gw=10.10.0.1", None).is_ok()
+        );
         assert!(check_named_format("pve-qm-ipconfig", "ip=dhcp", None).is_ok());
         assert!(check_named_format("pve-qm-ipconfig", "ip=10.10.0.5", None).is_err());
         assert!(check_named_format("pve-qm-ipconfig", "foo=1", None).is_err());

@@ -48,7 +48,9 @@ pub fn parse_property_string(
                 return Err(format!("invalid key in comma-separated list property: {k}"));
             }
             if res.contains_key(&key) {
-                return Err(format!("duplicate key in comma-separated list property: {key}"));
+                return Err(format!(
+                    "duplicate key in comma-separated list property: {key}"
+                ));
             }
             if key.is_empty() {
                 return Err("empty key".into());
@@ -60,7 +62,9 @@ pub fn parse_property_string(
                 return Err("value without key, but schema does not define a default key".into());
             };
             if res.contains_key(dk) {
-                return Err(format!("duplicate key in comma-separated list property: {dk}"));
+                return Err(format!(
+                    "duplicate key in comma-separated list property: {dk}"
+                ));
             }
             res.insert(dk.to_string(), part.to_string());
         }
