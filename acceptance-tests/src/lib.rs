@@ -2,3 +2,4 @@
 pub mod harness;
 pub mod pve;
 pub mod spec;
+pub mod talos;

@@ -1,0 +1,313 @@
+//! Listeners of the emulated nodes: gRPC over TLS (tonic) whose connections all drop when
+//! the node "reboots", and the Kubernetes API `/readyz` endpoint on the VIP.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+use tokio_rustls::server::TlsStream;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+use tonic::transport::server::Connected;
+
+use waddle_talos::api::proto::machine::machine_service_server::{
+    MachineService, MachineServiceServer,
+};
+
+/// An I/O stream that fails (connection reset) once its token is cancelled, even while a
+/// read is pending: this is how a "reboot" drops established connections.
+pub struct KillableIo<T> {
+    inner: T,
+    killed: Pin<Box<WaitForCancellationFutureOwned>>,
+}
+
+impl<T> KillableIo<T> {
+    fn new(inner: T, token: &CancellationToken) -> Self {
+        KillableIo {
+            inner,
+            killed: Box::pin(token.clone().cancelled_owned()),
+        }
+    }
+
+    fn check(&mut self, cx: &mut Context<'_>) -> Result<(), io::Error> {
+        if self.killed.as_mut().poll(cx).is_ready() {
+            return Err(io::Error::new(
+                io::ErrorKind::ConnectionReset,
+                "emulated node went down",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for KillableIo<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if let Err(e) = this.check(cx) {
+            return Poll::Ready(Err(e));
+        }
+        Pin::new(&mut this.inner).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for KillableIo<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        if let Err(e) = this.check(cx) {
+            return Poll::Ready(Err(e));
+        }
+        Pin::new(&mut this.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if let Err(e) = this.check(cx) {
+            return Poll::Ready(Err(e));
+        }
+        Pin::new(&mut this.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+impl<T> Connected for KillableIo<T> {
+    type ConnectInfo = ();
+    fn connect_info(&self) -> Self::ConnectInfo {}
+}
+
+/// A running listener; [`Listener::stop`] closes it and drops its connections.
+#[derive(Debug)]
+pub struct Listener {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    cancel: CancellationToken,
+    task: Option<JoinHandle<()>>,
+}
+
+impl Listener {
+    /// Stops accepting, kills established connections and waits until the port is free.
+    pub async fn stop(mut self) {
+        self.cancel.cancel();
+        if let Some(t) = self.task.take() {
+            let abort = t.abort_handle();
+            if tokio::time::timeout(Duration::from_secs(2), t)
+                .await
+                .is_err()
+            {
+                abort.abort();
+            }
+        }
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+        if let Some(t) = self.task.take() {
+            t.abort();
+        }
+    }
+}
+
+async fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+    let sock = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    sock.set_reuseaddr(true)?;
+    sock.bind(addr)?;
+    sock.listen(128)
+}
+
+fn accept_loop(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    cancel: CancellationToken,
+) -> tokio::sync::mpsc::Receiver<Result<KillableIo<TlsStream<TcpStream>>, io::Error>> {
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    let acceptor = TlsAcceptor::from(tls);
+    tokio::spawn(async move {
+        loop {
+            let accepted = tokio::select! {
+                _ = cancel.cancelled() => break,
+                a = listener.accept() => a,
+            };
+            let Ok((tcp, _)) = accepted else { continue };
+            let _ = tcp.set_nodelay(true);
+            let acceptor = acceptor.clone();
+            let tx = tx.clone();
+            let cancel = cancel.clone();
+            tokio::spawn(async move {
+                let hs = tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp));
+                let res = tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    r = hs => r,
+                };
+                // Handshake failures (e.g. a missing or foreign client certificate) only
+                // close that connection.
+                if let Ok(Ok(tls)) = res {
+                    let _ = tx.send(Ok(KillableIo::new(tls, &cancel))).await;
+                }
+            });
+        }
+    });
+    rx
+}
+
+/// Serves `svc` with gRPC over TLS on `addr`.
+pub async fn serve_grpc<S: MachineService>(
+    addr: SocketAddr,
+    tls: Arc<rustls::ServerConfig>,
+    svc: S,
+) -> io::Result<Listener> {
+    let listener = bind(addr).await?;
+    let addr = listener.local_addr()?;
+    let cancel = CancellationToken::new();
+    let rx = accept_loop(listener, tls, cancel.clone());
+    let incoming = tokio_stream::wrappers::ReceiverStream::new(rx);
+    let shutdown = cancel.clone().cancelled_owned();
+    let task = tokio::spawn(async move {
+        let _ = tonic::transport::Server::builder()
+            .add_service(MachineServiceServer::new(svc).max_decoding_message_size(64 << 20))
+            .serve_with_incoming_shutdown(incoming, shutdown)
+            .await;
+    });
+    Ok(Listener {
+        addr,
+        cancel,
+        task: Some(task),
+    })
+}
+
+/// Serves a minimal HTTPS endpoint on `addr`: `GET /readyz` (and `/livez`, `/healthz`)
+/// answer `200 ok` when `ready()` says so, `500` with the failing check otherwise; every
+/// other path is `404`.
+pub async fn serve_readyz<F>(
+    addr: SocketAddr,
+    tls: Arc<rustls::ServerConfig>,
+    ready: F,
+) -> io::Result<Listener>
+where
+    F: Fn() -> Result<(), String> + Send + Sync + 'static,
+{
+    let listener = bind(addr).await?;
+    let addr = listener.local_addr()?;
+    let cancel = CancellationToken::new();
+    let mut rx = accept_loop(listener, tls, cancel.clone());
+    let ready = Arc::new(ready);
+    let task = tokio::spawn(async move {
+        while let Some(Ok(mut io)) = rx.recv().await {
+            let ready = ready.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 16 * 1024 {
+                    match io.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let text = String::from_utf8_lossy(&head);
+                let mut first = text.lines().next().unwrap_or("").split_whitespace();
+                let method = first.next().unwrap_or("");
+                let path = first
+                    .next()
+                    .unwrap_or("")
+                    .split('?')
+                    .next()
+                    .unwrap_or("")
+                    .to_string();
+                let (status, body) = if method != "GET" {
+                    ("405 Method Not Allowed", "method not allowed\n".to_string())
+                } else if matches!(path.as_str(), "/readyz" | "/livez" | "/healthz") {
+                    match ready() {
+                        Ok(()) => ("200 OK", "ok".to_string()),
+                        Err(why) => (
+                            "500 Internal Server Error",
+                            format!("[-]{why}\n{} check failed\n", path.trim_start_matches('/')),
+                        ),
+                    }
+                } else {
+                    ("404 Not Found", "404 page not found\n".to_string())
+                };
+                let resp = format!(
+                    "HTTP/1.1 {status}\r\nContent-Type: text/plain; charset=utf-8\r\nX-Content-Type-Options: nosniff\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = io.write_all(resp.as_bytes()).await;
+                let _ = io.shutdown().await;
+            });
+        }
+    });
+    Ok(Listener {
+        addr,
+        cancel,
+        task: Some(task),
+    })
+}
+
+/// Server TLS with no client authentication.
+pub fn server_tls(
+    crt_pem: &str,
+    key_pem: &str,
+    alpn_h2: bool,
+) -> Result<Arc<rustls::ServerConfig>, String> {
+    let chain = waddle_talos::api::tls::certs_from_pem(crt_pem)?;
+    let key = waddle_talos::api::tls::private_key_from_pem(key_pem)?;
+    let mut cfg = rustls::ServerConfig::builder_with_provider(waddle_talos::api::tls::provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(|e| e.to_string())?;
+    if alpn_h2 {
+        cfg.alpn_protocols = vec![b"h2".to_vec()];
+    }
+    Ok(Arc::new(cfg))
+}
+
+/// Server TLS requiring a client certificate signed by `client_ca_pem`.
+pub fn server_mtls(
+    crt_pem: &str,
+    key_pem: &str,
+    client_ca_pem: &str,
+) -> Result<Arc<rustls::ServerConfig>, String> {
+    let provider = waddle_talos::api::tls::provider();
+    let mut roots = rustls::RootCertStore::empty();
+    for c in waddle_talos::api::tls::certs_from_pem(client_ca_pem)? {
+        roots.add(c).map_err(|e| e.to_string())?;
+    }
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .build()
+    .map_err(|e| e.to_string())?;
+    let chain = waddle_talos::api::tls::certs_from_pem(crt_pem)?;
+    let key = waddle_talos::api::tls::private_key_from_pem(key_pem)?;
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)
+        .map_err(|e| e.to_string())?;
+    cfg.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(Arc::new(cfg))
+}

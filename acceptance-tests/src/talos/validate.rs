@@ -1,0 +1,354 @@
+//! Machine-configuration validation as a Talos v1.12 node performs it on ApplyConfiguration:
+//! every document against the official JSON schema (when the spec file is available) plus
+//! the cross-field rules Talos enforces itself. Independent of the provider's own checks.
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
+
+use serde_json::Value;
+
+/// The official schema location relative to the repository root.
+pub const SCHEMA_REL_PATH: &str = "../shared/specs/talos-v1.12/config.schema.json";
+
+/// Where the official Talos schema is read from: `WADDLE_SPECS_DIR/talos-v1.12/...` if
+/// set, else `../shared/specs/...` from the repository root (found from this crate's
+/// manifest directory or the current directory). `None` when absent.
+pub fn default_schema_path() -> Option<PathBuf> {
+    if let Ok(d) = std::env::var("WADDLE_SPECS_DIR") {
+        let p = Path::new(&d).join("talos-v1.12/config.schema.json");
+        if p.is_file() {
+            return Some(p);
+        }
+    }
+    let mut starts = vec![PathBuf::from(env!("CARGO_MANIFEST_DIR"))];
+    if let Ok(cwd) = std::env::current_dir() {
+        starts.push(cwd);
+    }
+    for start in starts {
+        let mut dir = start;
+        loop {
+            let cargo = dir.join("Cargo.toml");
+            if std::fs::read_to_string(&cargo)
+                .map(|s| s.contains("[workspace]"))
+                .unwrap_or(false)
+            {
+                let p = dir.join(SCHEMA_REL_PATH);
+                if p.is_file() {
+                    return Some(p);
+                }
+                break;
+            }
+            if !dir.pop() {
+                break;
+            }
+        }
+    }
+    None
+}
+
+/// The official schema compiled per `$defs` entry.
+pub struct Schema {
+    root: Value,
+    validators: Mutex<HashMap<String, &'static jsonschema::Validator>>,
+}
+
+impl std::fmt::Debug for Schema {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Schema").finish_non_exhaustive()
+    }
+}
+
+impl Schema {
+    /// Loads the schema file.
+    pub fn load(path: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("reading {}: {e}", path.display()))?;
+        let root: Value =
+            serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        if !root.get("$defs").is_some_and(Value::is_object) {
+            return Err(format!("{}: no $defs", path.display()));
+        }
+        Ok(Schema {
+            root,
+            validators: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The schema at the default location, loaded once per process (None if absent).
+    pub fn shared() -> Option<&'static Schema> {
+        static S: OnceLock<Option<Schema>> = OnceLock::new();
+        S.get_or_init(|| default_schema_path().and_then(|p| Schema::load(&p).ok()))
+            .as_ref()
+    }
+
+    fn def_for(&self, doc: &Value) -> Result<String, String> {
+        let Some(kind) = doc.get("kind").and_then(Value::as_str) else {
+            return Ok("v1alpha1.Config".to_string());
+        };
+        let defs = self.root["$defs"]
+            .as_object()
+            .ok_or("schema has no $defs")?;
+        for (name, def) in defs {
+            if def["properties"]["kind"]["enum"]
+                .as_array()
+                .is_some_and(|ks| ks.iter().any(|k| k == kind))
+            {
+                return Ok(name.clone());
+            }
+        }
+        Err(format!("unknown document kind {kind:?}"))
+    }
+
+    fn validator(&self, def: &str) -> Result<&'static jsonschema::Validator, String> {
+        let mut m = self.validators.lock().map_err(|_| "schema lock poisoned")?;
+        if let Some(v) = m.get(def) {
+            return Ok(v);
+        }
+        let wrapper = serde_json::json!({
+            "$schema": self.root["$schema"],
+            "$defs": self.root["$defs"],
+            "$ref": format!("#/$defs/{def}"),
+        });
+        let v = jsonschema::draft202012::new(&wrapper).map_err(|e| e.to_string())?;
+        // Leaked once per definition per process (bounded by the number of $defs).
+        let v: &'static jsonschema::Validator = Box::leak(Box::new(v));
+        m.insert(def.to_string(), v);
+        Ok(v)
+    }
+
+    /// Schema errors of one document.
+    pub fn errors(&self, doc: &Value) -> Vec<String> {
+        let def = match self.def_for(doc) {
+            Ok(d) => d,
+            Err(e) => return vec![e],
+        };
+        match self.validator(&def) {
+            Ok(v) => v
+                .iter_errors(doc)
+                .map(|e| {
+                    let p = e.instance_path().to_string();
+                    format!("{def} at {}: {e}", if p.is_empty() { "/" } else { &p })
+                })
+                .collect(),
+            Err(e) => vec![format!("schema {def}: {e}")],
+        }
+    }
+}
+
+/// Parses a multi-document YAML machine configuration into JSON values (empty documents
+/// skipped).
+pub fn parse_documents(text: &str) -> Result<Vec<Value>, String> {
+    let mut out = Vec::new();
+    for de in serde_yaml_ng::Deserializer::from_str(text) {
+        let v: Value = serde::Deserialize::deserialize(de)
+            .map_err(|e| format!("failed to parse config: {e}"))?;
+        if !v.is_null() {
+            out.push(v);
+        }
+    }
+    if out.is_empty() {
+        return Err("failed to parse config: no documents".into());
+    }
+    Ok(out)
+}
+
+fn is_cidr(s: &str) -> bool {
+    let Some((ip, len)) = s.split_once('/') else {
+        return false;
+    };
+    let Ok(ip) = ip.parse::<IpAddr>() else {
+        return false;
+    };
+    let Ok(len) = len.parse::<u8>() else {
+        return false;
+    };
+    match ip {
+        IpAddr::V4(_) => len <= 32,
+        IpAddr::V6(_) => len <= 128,
+    }
+}
+
+fn is_b64_pem(v: &Value) -> bool {
+    use base64::Engine as _;
+    v.as_str()
+        .and_then(|s| base64::engine::general_purpose::STANDARD.decode(s).ok())
+        .and_then(|b| String::from_utf8(b).ok())
+        .is_some_and(|s| s.contains("-----BEGIN "))
+}
+
+fn nonempty(v: &Value) -> bool {
+    v.as_str().is_some_and(|s| !s.is_empty())
+}
+
+/// Cross-field rules Talos enforces beyond the schema.
+pub fn rule_errors(docs: &[Value]) -> Vec<String> {
+    let mut errs = Vec::new();
+    let v1: Vec<&Value> = docs.iter().filter(|d| d.get("kind").is_none()).collect();
+    match v1.len() {
+        0 => errs.push("v1alpha1 config document is required".into()),
+        1 => {}
+        _ => errs.push("duplicate v1alpha1 config document".into()),
+    }
+    if let Some(c) = v1.first() {
+        if c.get("version").and_then(Value::as_str) != Some("v1alpha1") {
+            errs.push(format!("unknown config version {:?}", c.get("version")));
+        }
+        let m = &c["machine"];
+        let ty = m["type"].as_str().unwrap_or("");
+        let cp = matches!(ty, "init" | "controlplane");
+        if !matches!(ty, "init" | "controlplane" | "worker") {
+            errs.push(format!(
+                "machine.type: invalid machine type {ty:?}, expected one of init, controlplane, worker"
+            ));
+        }
+        if !nonempty(&m["token"]) {
+            errs.push("machine.token: trustd token is required".into());
+        }
+        if !is_b64_pem(&m["ca"]["crt"]) {
+            errs.push("machine.ca.crt: the OS CA certificate is required (base64 PEM)".into());
+        }
+        if cp && !is_b64_pem(&m["ca"]["key"]) {
+            errs.push("machine.ca.key: the OS CA key is required on control plane nodes".into());
+        }
+        let cl = &c["cluster"];
+        if !is_b64_pem(&cl["ca"]["crt"]) {
+            errs.push("cluster.ca.crt: the Kubernetes CA certificate is required".into());
+        }
+        if cp {
+            if !is_b64_pem(&cl["ca"]["key"]) {
+                errs.push(
+                    "cluster.ca.key: the Kubernetes CA key is required on control plane nodes"
+                        .into(),
+                );
+            }
+            if !nonempty(&cl["clusterName"]) {
+                errs.push("cluster.clusterName: cluster name is required".into());
+            }
+            if !is_b64_pem(&cl["etcd"]["ca"]["key"]) {
+                errs.push("cluster.etcd.ca: etcd CA key is required on control plane nodes".into());
+            }
+        }
+        match cl["controlPlane"]["endpoint"].as_str() {
+            Some(ep) => match url::Url::parse(ep) {
+                Ok(u) if u.scheme() == "https" && u.host_str().is_some() => {}
+                _ => errs.push(format!(
+                    "cluster.controlPlane.endpoint: {ep:?} is not a valid https URL"
+                )),
+            },
+            None => errs.push("cluster.controlPlane.endpoint: is required".into()),
+        }
+        if !nonempty(&cl["id"]) || !nonempty(&cl["secret"]) {
+            errs.push("cluster.id and cluster.secret are required".into());
+        }
+        if m["network"].get("hostname").is_some()
+            && docs.iter().any(|d| d["kind"] == "HostnameConfig")
+        {
+            errs.push(
+                "static hostname is already set in v1alpha1 config (machine.network.hostname) and in HostnameConfig"
+                    .into(),
+            );
+        }
+    }
+    let mut seen = BTreeSet::new();
+    for d in docs.iter().filter(|d| d.get("kind").is_some()) {
+        let kind = d["kind"].as_str().unwrap_or("");
+        let name = d.get("name").and_then(Value::as_str).unwrap_or("");
+        if !seen.insert((kind.to_string(), name.to_string())) {
+            errs.push(format!("duplicate document {kind}/{name:?}"));
+        }
+        match kind {
+            "HostnameConfig" => {
+                let has_host = d.get("hostname").is_some_and(|h| !h.is_null());
+                let has_auto = d.get("auto").is_some_and(|a| !a.is_null());
+                if has_host && has_auto {
+                    errs.push("HostnameConfig: hostname and auto are mutually exclusive".into());
+                }
+                if !has_host && !has_auto {
+                    errs.push("HostnameConfig: either hostname or auto must be set".into());
+                }
+            }
+            "LinkConfig" | "DummyLinkConfig" | "BondConfig" | "VLANConfig" | "BridgeConfig" => {
+                for (i, a) in d["addresses"].as_array().into_iter().flatten().enumerate() {
+                    let s = a["address"].as_str().unwrap_or("");
+                    if !is_cidr(s) {
+                        errs.push(format!(
+                            "{kind} {name:?}: addresses[{i}].address {s:?} is not a valid CIDR (ip/prefix)"
+                        ));
+                    }
+                }
+                for (i, r) in d["routes"].as_array().into_iter().flatten().enumerate() {
+                    if let Some(g) = r.get("gateway").and_then(Value::as_str) {
+                        if g.parse::<IpAddr>().is_err() {
+                            errs.push(format!(
+                                "{kind} {name:?}: routes[{i}].gateway {g:?} is not an IP address"
+                            ));
+                        }
+                    }
+                    if let Some(dst) = r.get("destination").and_then(Value::as_str) {
+                        if !is_cidr(dst) {
+                            errs.push(format!(
+                                "{kind} {name:?}: routes[{i}].destination {dst:?} is not a valid CIDR"
+                            ));
+                        }
+                    }
+                }
+            }
+            "Layer2VIPConfig" => {
+                if name.parse::<IpAddr>().is_err() {
+                    errs.push(format!(
+                        "Layer2VIPConfig: name {name:?} must be the VIP address"
+                    ));
+                }
+                if !nonempty(&d["link"]) {
+                    errs.push(format!("Layer2VIPConfig {name:?}: link is required"));
+                }
+            }
+            "ResolverConfig" => {
+                for (i, n) in d["nameservers"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .enumerate()
+                {
+                    let s = n["address"].as_str().unwrap_or("");
+                    if s.parse::<IpAddr>().is_err() {
+                        errs.push(format!(
+                            "ResolverConfig: nameservers[{i}].address {s:?} is not an IP address"
+                        ));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    errs
+}
+
+/// Validates a configuration the way a node does on ApplyConfiguration. `Err` carries the
+/// text Talos puts after `configuration validation failed: `.
+pub fn validate(text: &str, schema: Option<&Schema>) -> Result<Vec<Value>, String> {
+    let docs = parse_documents(text)?;
+    let mut errs = Vec::new();
+    if let Some(s) = schema {
+        for (i, d) in docs.iter().enumerate() {
+            for e in s.errors(d) {
+                errs.push(format!("document {i}: {e}"));
+            }
+        }
+    }
+    errs.extend(rule_errors(&docs));
+    if errs.is_empty() {
+        Ok(docs)
+    } else {
+        let n = errs.len();
+        let mut msg = format!("{n} error{} occurred:", if n == 1 { "" } else { "s" });
+        for e in errs {
+            msg.push_str("\n\t* ");
+            msg.push_str(&e);
+        }
+        msg.push_str("\n\n");
+        Err(msg)
+    }
+}

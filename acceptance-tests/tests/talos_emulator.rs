@@ -1,0 +1,643 @@
+//! Talos emulator driven by the real Talos API client (`waddle_talos::api`) with configs
+//! rendered by waddle-talos: maintenance apply, validation, reboot onto the static address,
+//! mTLS, bootstrap, etcd membership, kubeconfig, /readyz on the VIP, reset, faults, proxy.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use base64::Engine as _;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use waddle_acceptance::talos::{
+    Faults, FleetOptions, NodeOptions, Schema, Stage, TalosFleet, TalosNode, Timings,
+};
+use waddle_talos::api::{
+    ApplyMode, ConnectOptions, Credentials, Proxy, ResetOptions, TalosClient, TalosError,
+    CONFIG_PATH,
+};
+use waddle_talos::secrets::{FixedClock, SystemClock};
+use waddle_talos::{render_node_config, ClusterSpec, NodeSpec, Role, SecretsBundle};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+fn bundle() -> &'static SecretsBundle {
+    static B: OnceLock<SecretsBundle> = OnceLock::new();
+    B.get_or_init(|| {
+        SecretsBundle::generate(&FixedClock(time::OffsetDateTime::now_utc())).expect("bundle")
+    })
+}
+
+/// 3 control planes + 1 worker on 127.20.<net>.0/24, VIP .100.
+fn spec(net: u8) -> ClusterSpec {
+    let vip = format!("127.20.{net}.100");
+    let mut s = ClusterSpec::new("emu", &format!("https://{vip}:6443"));
+    s.vip = Some(vip);
+    for (name, role, host) in [
+        ("cp1", Role::ControlPlane, 10),
+        ("cp2", Role::ControlPlane, 11),
+        ("cp3", Role::ControlPlane, 12),
+        ("w1", Role::Worker, 20),
+    ] {
+        let mut n = NodeSpec::new(role, &format!("127.20.{net}.{host}/24"));
+        n.gateway = Some(format!("127.20.{net}.1"));
+        n.mac = Some(format!("bc:24:11:00:{net:02x}:{host:02x}"));
+        s.nodes.insert(name.into(), n);
+    }
+    s
+}
+
+fn fleet(net: u8, timings: Timings) -> TalosFleet {
+    TalosFleet::new(FleetOptions {
+        timings,
+        dhcp_pool_start: Some(Ipv4Addr::new(127, 20, net, 200)),
+        ..FleetOptions::default()
+    })
+}
+
+fn fast() -> Timings {
+    Timings {
+        boot: Duration::from_millis(20),
+        apply: Duration::ZERO,
+        reboot: Duration::from_millis(50),
+        bootstrap_ready: Duration::ZERO,
+        rpc: Duration::ZERO,
+    }
+}
+
+fn ep(ip: Ipv4Addr) -> SocketAddr {
+    SocketAddr::new(ip.into(), 50000)
+}
+
+async fn maintenance(node: &TalosNode) -> TalosClient {
+    assert!(node.wait_stage(Stage::Maintenance, WAIT).await, "{node:?}");
+    TalosClient::connect_maintenance(ep(node.dhcp_address()), &ConnectOptions::default())
+        .await
+        .expect("maintenance connection")
+}
+
+fn creds() -> Credentials {
+    Credentials::admin(bundle(), &SystemClock).unwrap()
+}
+
+async fn secure(ip: Ipv4Addr) -> TalosClient {
+    TalosClient::connect(ep(ip), &creds(), &ConnectOptions::default())
+        .await
+        .expect("mTLS connection")
+}
+
+/// Connect + one call; the error of whichever fails.
+async fn refused(ip: Ipv4Addr, c: Result<Credentials, ()>) -> TalosError {
+    let opts = ConnectOptions {
+        connect_timeout: Duration::from_secs(3),
+        ..ConnectOptions::default()
+    };
+    let client = match c {
+        Ok(c) => TalosClient::connect(ep(ip), &c, &opts).await,
+        Err(()) => TalosClient::connect_maintenance(ep(ip), &opts).await,
+    };
+    match client {
+        Err(e) => e,
+        Ok(cl) => cl.version().await.expect_err("call must be refused"),
+    }
+}
+
+fn cluster_id(s: &ClusterSpec) -> String {
+    let _ = s;
+    bundle().cluster_id.clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_cluster_lifecycle() {
+    let net = 1;
+    let spec = spec(net);
+    assert!(
+        waddle_talos::validate(&spec).iter().all(|i| !i.is_error()),
+        "waddle-talos must accept loopback addresses: {:?}",
+        waddle_talos::validate(&spec)
+    );
+    let fleet = fleet(net, fast());
+    let names = ["cp1", "cp2", "cp3", "w1"];
+    let nodes: Vec<TalosNode> = names
+        .iter()
+        .map(|_| fleet.start_node(NodeOptions::default()))
+        .collect();
+
+    // Maintenance mode: apply each node's rendered config with AUTO.
+    for (name, node) in names.iter().zip(&nodes) {
+        let c = maintenance(node).await;
+        let cfg = render_node_config(&spec, bundle(), name).unwrap();
+        // Only admin APIs over SideroLink: Version is not available in maintenance mode.
+        let e = c.version().await.unwrap_err();
+        assert_eq!(e.code(), Some(tonic::Code::Unimplemented), "{e}");
+        // NO_REBOOT / STAGED are refused in maintenance mode with Talos's message.
+        let e = c
+            .apply_configuration(&cfg, ApplyMode::NoReboot)
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Some(tonic::Code::Unimplemented), "{e}");
+        assert_eq!(
+            e.rpc_message(),
+            Some("apply configuration --mode='no-reboot' is not supported in maintenance mode")
+        );
+        let e = c
+            .apply_configuration(&cfg, ApplyMode::Staged)
+            .await
+            .unwrap_err();
+        assert!(e.rpc_message().unwrap().contains("--mode='staged'"), "{e}");
+        // Dry run changes nothing.
+        let out = c
+            .apply_configuration_with(
+                &cfg,
+                ApplyMode::Auto,
+                waddle_talos::api::ApplyOptions {
+                    dry_run: true,
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert!(out.mode_details.contains("Dry run"), "{out:?}");
+        assert_eq!(node.stage(), Stage::Maintenance);
+        let out = c.apply_configuration(&cfg, ApplyMode::Auto).await.unwrap();
+        assert_eq!(
+            out.mode,
+            Some(ApplyMode::Reboot),
+            "maintenance apply reboots"
+        );
+    }
+
+    // Each node reboots onto its static address.
+    for (i, node) in nodes.iter().enumerate() {
+        assert!(node.wait_stage(Stage::Running, WAIT).await, "{node:?}");
+        let want: Ipv4Addr = spec.nodes[names[i]]
+            .address
+            .split('/')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(node.address(), Some(want));
+        assert_eq!(node.hostname(), names[i]);
+    }
+    let cp1_ip = nodes[0].address().unwrap();
+
+    // mTLS is required: no client certificate, and a certificate from another CA, fail.
+    let e = refused(cp1_ip, Err(())).await;
+    assert!(
+        !matches!(
+            e,
+            TalosError::Rpc {
+                code: tonic::Code::Ok,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    let other_ca = {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+        let mut p = rcgen::CertificateParams::default();
+        p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let _ca = p.self_signed(&key).unwrap();
+        let issuer = rcgen::Issuer::new(p, key);
+        let ck = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+        let mut cp = rcgen::CertificateParams::default();
+        let mut dn = rcgen::DistinguishedName::new();
+        dn.push(rcgen::DnType::OrganizationName, "os:admin");
+        cp.distinguished_name = dn;
+        let crt = cp.signed_by(&ck, &issuer).unwrap();
+        // Trust the node's real CA so only the client side is wrong.
+        Credentials::new(bundle().os_ca.crt.clone(), crt.pem(), ck.serialize_pem())
+    };
+    let _ = refused(cp1_ip, Ok(other_ca)).await;
+    // The node answered no call without a proper client certificate.
+    assert!(
+        !nodes[0].calls().iter().any(|c| c.authenticated),
+        "{:?}",
+        nodes[0].calls()
+    );
+
+    let cp1 = secure(cp1_ip).await;
+    assert!(cp1.is_authenticated());
+    let v = cp1.version().await.unwrap();
+    assert_eq!(v.tag, "v1.12.11");
+
+    // Workers cannot bootstrap; cp1 bootstraps once; AlreadyExists afterwards everywhere.
+    let w1 = secure(nodes[3].address().unwrap()).await;
+    assert!(w1.bootstrap().await.unwrap_err().is_failed_precondition());
+    cp1.bootstrap().await.unwrap();
+    assert!(cp1.bootstrap().await.unwrap_err().is_already_exists());
+    let cp2 = secure(nodes[1].address().unwrap()).await;
+    assert!(cp2.bootstrap().await.unwrap_err().is_already_exists());
+
+    // etcd members track the control planes.
+    let mut members: Vec<String> = cp2
+        .etcd_members()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.hostname)
+        .collect();
+    members.sort();
+    assert_eq!(members, ["cp1", "cp2", "cp3"]);
+    assert!(w1
+        .etcd_members()
+        .await
+        .unwrap_err()
+        .is_failed_precondition());
+
+    // Services: etcd healthy on control planes, none on workers; kubelet and apid everywhere.
+    let svcs = cp1.services().await.unwrap();
+    for want in ["apid", "etcd", "kubelet", "machined", "trustd"] {
+        assert!(
+            svcs.iter().any(|s| s.id == want && s.state == "Running"),
+            "{want}: {svcs:?}"
+        );
+    }
+    assert_eq!(
+        svcs.iter().find(|s| s.id == "etcd").unwrap().healthy,
+        Some(true)
+    );
+    let wsvcs = w1.services().await.unwrap();
+    assert!(!wsvcs.iter().any(|s| s.id == "etcd"));
+    assert!(wsvcs
+        .iter()
+        .any(|s| s.id == "kubelet" && s.healthy == Some(true)));
+
+    // The active configuration reads back identical (drift detection).
+    let cfg1 = render_node_config(&spec, bundle(), "cp1").unwrap();
+    let read = String::from_utf8(cp1.read_file(CONFIG_PATH).await.unwrap()).unwrap();
+    assert!(waddle_talos::config::same_config(&read, &cfg1).unwrap());
+    assert_eq!(
+        cp1.read_file("/nope").await.unwrap_err().code(),
+        Some(tonic::Code::NotFound)
+    );
+
+    // Kubeconfig: client certificate O=system:masters signed by the cluster's Kubernetes CA.
+    let kc = String::from_utf8(cp1.kubeconfig().await.unwrap()).unwrap();
+    let kv: serde_json::Value = serde_yaml_ng::from_str(&kc).unwrap();
+    assert_eq!(
+        kv["clusters"][0]["cluster"]["server"],
+        "https://127.20.1.100:6443"
+    );
+    let b64 = |v: &serde_json::Value| {
+        String::from_utf8(
+            base64::engine::general_purpose::STANDARD
+                .decode(v.as_str().unwrap())
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    assert_eq!(
+        b64(&kv["clusters"][0]["cluster"]["certificate-authority-data"]),
+        bundle().k8s_ca.crt
+    );
+    let crt_pem = b64(&kv["users"][0]["user"]["client-certificate-data"]);
+    let (_, crt_p) = x509_parser::pem::parse_x509_pem(crt_pem.as_bytes()).unwrap();
+    let crt = crt_p.parse_x509().unwrap();
+    let (_, ca_p) = x509_parser::pem::parse_x509_pem(bundle().k8s_ca.crt.as_bytes()).unwrap();
+    let ca = ca_p.parse_x509().unwrap();
+    crt.verify_signature(Some(ca.public_key()))
+        .expect("signed by the Kubernetes CA");
+    let orgs: Vec<&str> = crt
+        .subject()
+        .iter_organization()
+        .map(|o| o.as_str().unwrap())
+        .collect();
+    assert_eq!(orgs, ["system:masters"]);
+    // ...and not by the OS CA.
+    let (_, os_p) = x509_parser::pem::parse_x509_pem(bundle().os_ca.crt.as_bytes()).unwrap();
+    assert!(crt
+        .verify_signature(Some(os_p.parse_x509().unwrap().public_key()))
+        .is_err());
+
+    // Kubernetes API /readyz on the VIP, served with a cert from the Kubernetes CA.
+    let http = reqwest::Client::builder()
+        .add_root_certificate(
+            reqwest::Certificate::from_pem(bundle().k8s_ca.crt.as_bytes()).unwrap(),
+        )
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let readyz = |http: reqwest::Client| async move {
+        let r = http
+            .get("https://127.20.1.100:6443/readyz")
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    };
+    // The VIP listener starts right after bootstrap.
+    let mut tries = 0;
+    while fleet.kube_api_addr(&cluster_id(&spec)).is_none() && tries < 100 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        tries += 1;
+    }
+    assert_eq!(readyz(http.clone()).await, (200, "ok".to_string()));
+
+    // A config change applied with AUTO on a running node needs no reboot.
+    let mut spec2 = spec.clone();
+    spec2
+        .nodes
+        .get_mut("w1")
+        .unwrap()
+        .node_labels
+        .insert("tier".into(), "edge".into());
+    let cfg_w1 = render_node_config(&spec2, bundle(), "w1").unwrap();
+    let out = w1
+        .apply_configuration(&cfg_w1, ApplyMode::Auto)
+        .await
+        .unwrap();
+    assert_eq!(out.mode, Some(ApplyMode::NoReboot), "{out:?}");
+    assert_eq!(nodes[3].stage(), Stage::Running);
+    assert_eq!(nodes[3].config_yaml().unwrap(), cfg_w1);
+
+    // cp3 leaves etcd, then is reset gracefully: back to maintenance on its DHCP address.
+    let cp3 = secure(nodes[2].address().unwrap()).await;
+    cp3.etcd_leave().await.unwrap();
+    assert_eq!(fleet.etcd_members(&cluster_id(&spec)).len(), 2);
+    cp3.reset(&ResetOptions::default()).await.unwrap();
+    assert!(nodes[2].wait_stage(Stage::Maintenance, WAIT).await);
+    assert_eq!(nodes[2].address(), Some(nodes[2].dhcp_address()));
+    assert!(nodes[2].config_yaml().is_none());
+
+    // cp2 is reset without leaving: its member stays (stale) until removed by id.
+    let cp2_id = cp1
+        .etcd_members()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|m| m.hostname == "cp2")
+        .unwrap()
+        .id;
+    cp2.reset(&ResetOptions {
+        graceful: false,
+        ..ResetOptions::default()
+    })
+    .await
+    .unwrap();
+    assert!(nodes[1].wait_stage(Stage::Maintenance, WAIT).await);
+    assert_eq!(
+        fleet.etcd_members(&cluster_id(&spec)).len(),
+        2,
+        "stale member kept"
+    );
+    // One of two members up: no quorum.
+    let (code, body) = readyz(http.clone()).await;
+    assert_eq!(code, 500, "{body}");
+    assert!(body.contains("quorum"), "{body}");
+    let e = cp1.etcd_remove_member(12345).await.unwrap_err();
+    assert_eq!(e.code(), Some(tonic::Code::NotFound));
+    cp1.etcd_remove_member(cp2_id).await.unwrap();
+    let members = cp1.etcd_members().await.unwrap();
+    assert_eq!(members.len(), 1);
+    assert_eq!(members[0].hostname, "cp1");
+    assert_eq!(readyz(http.clone()).await.0, 200);
+
+    // The last member cannot leave gracefully.
+    let e = cp1.reset(&ResetOptions::default()).await.unwrap_err();
+    assert!(e.is_failed_precondition(), "{e}");
+
+    fleet.shutdown().await;
+}
+
+#[tokio::test]
+async fn invalid_configs_are_refused_with_messages() {
+    let net = 2;
+    let spec = spec(net);
+    let fleet = fleet(net, fast());
+    let node = fleet.start_node(NodeOptions::default());
+    let c = maintenance(&node).await;
+    let good = render_node_config(&spec, bundle(), "cp1").unwrap();
+
+    let cases: Vec<(String, &str)> = vec![
+        (
+            good.replace("type: controlplane", "type: boss"),
+            "invalid machine type",
+        ),
+        (
+            good.replace("address: 127.20.2.10/24", "address: 127.20.2.10"),
+            "not a valid CIDR",
+        ),
+        (
+            good.replace(
+                "kind: HostnameConfig\n",
+                "kind: HostnameConfig\nauto: stable\n",
+            ),
+            "mutually exclusive",
+        ),
+        ("machine: [".to_string(), "failed to parse config"),
+    ];
+    for (cfg, want) in cases {
+        assert_ne!(cfg, good, "case {want} must change the config");
+        let e = c
+            .apply_configuration(&cfg, ApplyMode::Auto)
+            .await
+            .unwrap_err();
+        assert!(e.is_invalid_argument(), "{want}: {e}");
+        assert!(e.rpc_message().unwrap().contains(want), "{want}: {e}");
+    }
+    // A worker config without machine.token.
+    let w = render_node_config(&spec, bundle(), "w1").unwrap();
+    let w_no_token = w.replace(&format!("token: {}", bundle().trustd_token), "token: ''");
+    assert_ne!(w, w_no_token);
+    let e = c
+        .apply_configuration(&w_no_token, ApplyMode::Auto)
+        .await
+        .unwrap_err();
+    assert!(e.rpc_message().unwrap().contains("machine.token"), "{e}");
+    assert_eq!(
+        node.stage(),
+        Stage::Maintenance,
+        "refused configs change nothing"
+    );
+    assert!(node.applies().is_empty());
+    fleet.shutdown().await;
+}
+
+#[tokio::test]
+async fn official_schema_is_enforced_when_present() {
+    let Some(schema) = Schema::shared() else {
+        panic!("the official schema ../shared/specs/talos-v1.12/config.schema.json is missing");
+    };
+    let net = 3;
+    let spec = spec(net);
+    let good = render_node_config(&spec, bundle(), "cp1").unwrap();
+    // An unknown field only the schema catches.
+    let bad = good.replace("kind: HostnameConfig\n", "kind: HostnameConfig\nbogus: 1\n");
+    assert_ne!(bad, good);
+    assert!(waddle_acceptance::talos::validate::validate(&good, Some(schema)).is_ok());
+    let e = waddle_acceptance::talos::validate::validate(&bad, Some(schema)).unwrap_err();
+    assert!(e.contains("bogus"), "{e}");
+    // Without the schema (sandbox without specs) only the emulator's own rules run.
+    assert!(waddle_acceptance::talos::validate::validate(&bad, None).is_ok());
+
+    let fleet = fleet(net, fast());
+    let node = fleet.start_node(NodeOptions::default());
+    let c = maintenance(&node).await;
+    let e = c
+        .apply_configuration(&bad, ApplyMode::Auto)
+        .await
+        .unwrap_err();
+    assert!(e.is_invalid_argument());
+    assert!(
+        e.rpc_message()
+            .unwrap()
+            .starts_with("configuration validation failed"),
+        "{e}"
+    );
+    fleet.shutdown().await;
+}
+
+#[tokio::test]
+async fn bootstrap_waits_for_readiness() {
+    let net = 4;
+    let spec = spec(net);
+    let fleet = fleet(
+        net,
+        Timings {
+            bootstrap_ready: Duration::from_secs(3600),
+            ..fast()
+        },
+    );
+    let node = fleet.start_node(NodeOptions::default());
+    let c = maintenance(&node).await;
+    c.apply_configuration(
+        &render_node_config(&spec, bundle(), "cp1").unwrap(),
+        ApplyMode::Auto,
+    )
+    .await
+    .unwrap();
+    assert!(node.wait_stage(Stage::Running, WAIT).await);
+    let cp = secure(node.address().unwrap()).await;
+    let e = cp.bootstrap().await.unwrap_err();
+    assert!(e.is_failed_precondition(), "{e}");
+    assert!(!fleet.is_bootstrapped(&bundle().cluster_id));
+    // Not bootstrapped: etcd is not running, /readyz not served yet.
+    assert!(cp
+        .etcd_members()
+        .await
+        .unwrap_err()
+        .is_failed_precondition());
+    assert!(fleet.readyz(&bundle().cluster_id).is_err());
+    fleet.shutdown().await;
+}
+
+#[tokio::test]
+async fn faults_are_injected_deterministically() {
+    let net = 5;
+    let spec = spec(net);
+    let fleet = fleet(net, fast());
+    let node = fleet.start_node(NodeOptions::default());
+    let c = maintenance(&node).await;
+    let cfg = render_node_config(&spec, bundle(), "cp1").unwrap();
+
+    node.fail_next("ApplyConfiguration", tonic::Code::Unavailable, "try later");
+    let e = c
+        .apply_configuration(&cfg, ApplyMode::Auto)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some(tonic::Code::Unavailable));
+    assert!(e.is_transient());
+    assert_eq!(e.rpc_message(), Some("try later"));
+
+    fleet.shutdown().await;
+
+    // Same seed, same decisions: two fresh fleets replay the same pattern.
+    let mut runs = Vec::new();
+    for net in [5u8, 7] {
+        let mut rate = std::collections::BTreeMap::new();
+        rate.insert("Version".to_string(), 0.5);
+        let f = TalosFleet::new(FleetOptions {
+            timings: fast(),
+            dhcp_pool_start: Some(Ipv4Addr::new(127, 20, net, 210)),
+            faults: Faults {
+                seed: 42,
+                error_rate: rate,
+                code: tonic::Code::Unavailable,
+            },
+            ..FleetOptions::default()
+        });
+        let n = f.start_node(NodeOptions::default());
+        let cl = maintenance(&n).await;
+        let mut pattern = Vec::new();
+        for _ in 0..24 {
+            // Unimplemented in maintenance mode unless the injected fault hits first.
+            let code = cl.version().await.unwrap_err().code();
+            pattern.push(code == Some(tonic::Code::Unavailable));
+        }
+        runs.push(pattern);
+        f.shutdown().await;
+    }
+    assert_eq!(runs[0], runs[1]);
+    assert!(
+        runs[0].iter().any(|x| *x) && runs[0].iter().any(|x| !*x),
+        "{:?}",
+        runs[0]
+    );
+}
+
+/// A tiny SOCKS5 proxy on 127.x counting tunnels (loopback targets only).
+async fn socks5_proxy(ip: &str) -> (SocketAddr, Arc<AtomicUsize>) {
+    let l = TcpListener::bind((ip, 0)).await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let count = Arc::new(AtomicUsize::new(0));
+    let c2 = count.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            let count = c2.clone();
+            tokio::spawn(async move {
+                let mut h = [0u8; 3];
+                s.read_exact(&mut h).await.unwrap();
+                s.write_all(&[5, 0]).await.unwrap();
+                let mut r = [0u8; 10];
+                s.read_exact(&mut r).await.unwrap();
+                let ip = Ipv4Addr::new(r[4], r[5], r[6], r[7]);
+                assert_eq!(ip.octets()[0], 127);
+                let port = u16::from_be_bytes([r[8], r[9]]);
+                let mut up = TcpStream::connect((ip, port)).await.unwrap();
+                count.fetch_add(1, Ordering::SeqCst);
+                s.write_all(&[5, 0, 0, 1, 127, 0, 0, 1, 0, 0])
+                    .await
+                    .unwrap();
+                let _ = tokio::io::copy_bidirectional(&mut s, &mut up).await;
+            });
+        }
+    });
+    (addr, count)
+}
+
+#[tokio::test]
+async fn client_reaches_nodes_through_a_socks5_proxy() {
+    let net = 6;
+    let spec = spec(net);
+    let fleet = fleet(net, fast());
+    let node = fleet.start_node(NodeOptions::default());
+    assert!(node.wait_stage(Stage::Maintenance, WAIT).await);
+    let (paddr, count) = socks5_proxy("127.20.6.250").await;
+    let opts = ConnectOptions {
+        proxy: Some(Proxy::parse(&format!("socks5://{paddr}")).unwrap()),
+        ..ConnectOptions::default()
+    };
+    let c = TalosClient::connect_maintenance(ep(node.dhcp_address()), &opts)
+        .await
+        .unwrap();
+    c.apply_configuration(
+        &render_node_config(&spec, bundle(), "cp1").unwrap(),
+        ApplyMode::Auto,
+    )
+    .await
+    .unwrap();
+    assert!(node.wait_stage(Stage::Running, WAIT).await);
+    let s = TalosClient::connect(ep(node.address().unwrap()), &creds(), &opts)
+        .await
+        .unwrap();
+    assert_eq!(s.version().await.unwrap().tag, "v1.12.11");
+    assert_eq!(
+        count.load(Ordering::SeqCst),
+        2,
+        "both connections were tunnelled"
+    );
+    fleet.shutdown().await;
+}
