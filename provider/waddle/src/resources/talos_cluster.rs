@@ -282,7 +282,7 @@ pub fn schema() -> Schema {
                 "node",
                 s("Proxmox VE node to create the VM on. Defaults to the provider's `node`.")
                     .optional()
-                    .computed(),
+                    ,
             ),
             (
                 "storage",
@@ -290,7 +290,7 @@ pub fn schema() -> Schema {
                     "Storage for the VM's disks (system disk, EFI vars, TPM state). Defaults to `\"{}\"`.",
                     defaults::STORAGE
                 ))
-                .default(defaults::STORAGE),
+                .optional(),
             ),
             (
                 "image_storage",
@@ -298,7 +298,7 @@ pub fn schema() -> Schema {
                     "Storage with `import` content where the Talos disk image is downloaded once per node. Defaults to `\"{}\"`.",
                     defaults::IMAGE_STORAGE
                 ))
-                .default(defaults::IMAGE_STORAGE),
+                .optional(),
             ),
             (
                 "bridge",
@@ -306,25 +306,24 @@ pub fn schema() -> Schema {
                     "Bridge of the VM's NIC. Defaults to `\"{}\"`.",
                     defaults::BRIDGE
                 ))
-                .default(defaults::BRIDGE),
+                .optional(),
             ),
             (
                 "vmid",
-                Attribute::number()
-                    .optional()
-                    .computed()
-                    .description("VM id. Defaults to the next free id (kept once allocated)."),
+                Attribute::number().optional().description(
+                    "VM id. Defaults to the next free id (kept once allocated, see `proxmox_vms`).",
+                ),
             ),
             (
                 "cores",
                 Attribute::number()
-                    .default(Value::from(defaults::CORES))
+                    .optional()
                     .description(format!("vCPU cores. Defaults to `{}`.", defaults::CORES)),
             ),
             (
                 "memory",
                 Attribute::number()
-                    .default(Value::from(defaults::MEMORY_MIB))
+                    .optional()
                     .description(format!(
                         "Memory in MiB. Defaults to `{}`.",
                         defaults::MEMORY_MIB
@@ -333,7 +332,7 @@ pub fn schema() -> Schema {
             (
                 "disk_size",
                 Attribute::number()
-                    .default(Value::from(defaults::DISK_GIB))
+                    .optional()
                     .description(format!(
                         "System disk size in GiB (the image is grown to it). Defaults to `{}`.",
                         defaults::DISK_GIB
@@ -375,7 +374,7 @@ pub fn schema() -> Schema {
                     defaults::MAC_PREFIX
                 ))
                 .optional()
-                .computed(),
+                ,
             ),
             (
                 "interface",
@@ -388,7 +387,7 @@ pub fn schema() -> Schema {
                     "Disk Talos installs to. Defaults to `\"{}\"`.",
                     defaults::INSTALL_DISK
                 ))
-                .default(defaults::INSTALL_DISK),
+                .optional(),
             ),
             (
                 "hostname",
@@ -419,10 +418,14 @@ pub fn schema() -> Schema {
             ),
         ],
     )
-    .required()
+    // Required in effect (validation refuses null). Declared optional + computed because
+    // Terraform < 1.0.9 crashes planning a new required/optional nested attribute (it descends
+    // into a null prior object); optional + computed nested attributes are taken as configured.
+    .optional()
+    .computed()
     .description(
-        "Nodes by name (the name is the default hostname). Adding a node creates it and joins \
-         it to the cluster; removing one makes it leave etcd, resets it and deletes its VM.",
+        "Required. Nodes by name (the name is the default hostname). Adding a node creates it \
+         and joins it to the cluster; removing one makes it leave etcd, resets it and deletes its VM.",
     );
 
     Schema::new(
@@ -488,6 +491,7 @@ pub fn schema() -> Schema {
             ],
         )
         .optional()
+        .computed()
         .description(
             "Talos image, normally from `data.waddle_talos_image` (extensions \
              qemu-guest-agent + iscsi-tools).",
@@ -533,6 +537,7 @@ pub fn schema() -> Schema {
             ],
         )
         .optional()
+        .computed()
         .description("Manifests applied at bootstrap. Defaults to none."),
     )
     .attribute(
@@ -610,6 +615,7 @@ pub fn schema() -> Schema {
             ],
         )
         .optional()
+        .computed()
         .description("Deadlines such as `30m` or `1h30m`."),
     )
     .attribute("nodes", node)
@@ -709,6 +715,7 @@ pub fn to_attr_path(p: &waddle_talos::AttrPath) -> AttributePath {
 /// / `none` so the caller's own checks report them).
 pub fn build_spec(m: &ClusterModel) -> ClusterSpec {
     let mut spec = ClusterSpec::new(&m.cluster_name, &m.endpoint);
+    let cluster = m.cluster_name.clone();
     spec.vip = m.vip.clone();
     if let Some(v) = &m.talos_version {
         spec.talos_version = v.clone();
@@ -741,7 +748,7 @@ pub fn build_spec(m: &ClusterModel) -> ClusterSpec {
     for (name, n) in m.nodes() {
         let mut ns = NodeSpec::new(Role::parse(&n.role).unwrap_or(Role::Worker), &n.address);
         ns.gateway = n.gateway.clone();
-        ns.mac = n.mac.clone();
+        ns.mac = effective_mac(&cluster, &name, &n);
         ns.interface = n.interface.clone();
         if let Some(d) = &n.install_disk {
             ns.install_disk = d.clone();
@@ -752,6 +759,42 @@ pub fn build_spec(m: &ClusterModel) -> ClusterSpec {
         spec.nodes.insert(name, ns);
     }
     spec
+}
+
+/// The node's MAC: configured, or generated for a Proxmox VM without `mac` and `interface`.
+pub fn effective_mac(cluster_name: &str, node_name: &str, n: &NodeModel) -> Option<String> {
+    match (&n.mac, &n.interface, &n.proxmox) {
+        (Some(m), _, _) => Some(m.clone()),
+        (None, None, Some(_)) => Some(generated_mac(cluster_name, node_name)),
+        _ => None,
+    }
+}
+
+impl PlacementModel {
+    pub fn storage(&self) -> String {
+        self.storage
+            .clone()
+            .unwrap_or_else(|| defaults::STORAGE.into())
+    }
+    pub fn image_storage(&self) -> String {
+        self.image_storage
+            .clone()
+            .unwrap_or_else(|| defaults::IMAGE_STORAGE.into())
+    }
+    pub fn bridge(&self) -> String {
+        self.bridge
+            .clone()
+            .unwrap_or_else(|| defaults::BRIDGE.into())
+    }
+    pub fn cores(&self) -> u32 {
+        self.cores.unwrap_or(defaults::CORES as u32)
+    }
+    pub fn memory(&self) -> u64 {
+        self.memory.unwrap_or(defaults::MEMORY_MIB as u64)
+    }
+    pub fn disk_size(&self) -> u32 {
+        self.disk_size.unwrap_or(defaults::DISK_GIB as u32)
+    }
 }
 
 /// The node's address without prefix length.
@@ -875,6 +918,13 @@ fn check_resource_attrs(config: &Value, diags: &mut Diagnostics) {
         if let Err(e) = image_file_name(u) {
             diags.error_at(url_path.clone(), "Invalid disk image URL", e);
         }
+    }
+    if config.get_attr("nodes").is_some_and(Value::is_null) {
+        diags.error_at(
+            AttributePath::attr("nodes"),
+            "Missing required argument",
+            "The argument \"nodes\" is required: at least one control plane node.",
+        );
     }
     let Some(nodes) = config.get_attr("nodes").and_then(Value::as_entries) else {
         return;
@@ -1024,18 +1074,9 @@ pub fn validate_value(config: &Value, diags: &mut Diagnostics) {
     if !spec_inputs_known(config) {
         return;
     }
-    let Some(mut m) = model_of(config) else {
+    let Some(m) = model_of(config) else {
         return;
     };
-    // A Proxmox node without a MAC gets a generated one at plan: validate with it.
-    let cluster = m.cluster_name.clone();
-    if let Some(nodes) = m.nodes.as_mut() {
-        for (name, n) in nodes.iter_mut() {
-            if n.mac.is_none() && n.interface.is_none() && n.proxmox.is_some() {
-                n.mac = Some(generated_mac(&cluster, name));
-            }
-        }
-    }
     if let Some(s) = config.get_attr("machine_secrets").and_then(Value::as_str) {
         if let Err(e) = SecretsBundle::from_yaml(s) {
             diags.error_at(
@@ -1081,6 +1122,9 @@ pub fn needs_recreate(old: &NodeModel, new: &NodeModel) -> bool {
         || old.install_disk != new.install_disk
 }
 
+/// Nested attributes that are optional + computed only to work around Terraform < 1.0.9.
+const NESTED_AS_CONFIGURED: &[&str] = &["nodes", "image", "inline_manifests", "timeouts"];
+
 /// Computes the plan-time values: generated MACs, defaulted placement node, kept VM ids,
 /// node addresses, machine configurations when the secrets are known, and what the update
 /// will leave unchanged.
@@ -1091,6 +1135,13 @@ pub fn plan_values(
     plan: &mut Value,
     diags: &mut Diagnostics,
 ) {
+    // Nested attributes declared optional + computed for old Terraform versions (see the
+    // schema) are planned exactly as configured.
+    for a in NESTED_AS_CONFIGURED {
+        if let Some(v) = config.get_attr(a) {
+            plan.set_path(&AttributePath::attr(*a), v.clone());
+        }
+    }
     let cluster_name = plan
         .get_attr("cluster_name")
         .and_then(Value::as_str)
@@ -1099,85 +1150,29 @@ pub fn plan_values(
         plan.set_path(&AttributePath::attr("id"), Value::from(c.as_str()));
     }
     let prior_nodes = prior.map(|p| p.nodes()).unwrap_or_default();
-
-    // Per-node computed inputs.
-    let names: Vec<String> = plan
-        .get_attr("nodes")
-        .and_then(Value::as_entries)
-        .map(|e| e.keys().cloned().collect())
-        .unwrap_or_default();
-    for name in &names {
-        let base = AttributePath::attr("nodes").then_key(name);
-        let cfg_node = config.get_path(&base).cloned().unwrap_or(Value::Null);
-        let has_proxmox = plan
-            .get_path(&base.clone().then_attr("proxmox"))
-            .is_some_and(|p| !p.is_null());
-        // mac
-        let mac_cfg = cfg_node.get_attr("mac").cloned().unwrap_or(Value::Null);
-        let iface = plan
-            .get_path(&base.clone().then_attr("interface"))
-            .cloned()
-            .unwrap_or(Value::Null);
-        if mac_cfg.is_null() {
-            let v = match (&cluster_name, has_proxmox && iface.is_null()) {
-                (Some(c), true) => Value::from(generated_mac(c, name).as_str()),
-                (None, true) => Value::unknown(),
-                _ => Value::Null,
-            };
-            plan.set_path(&base.clone().then_attr("mac"), v);
-        }
-        if !has_proxmox {
-            continue;
-        }
-        let px = base.clone().then_attr("proxmox");
-        // node: provider default
-        let node_cfg = cfg_node
-            .get_attr("proxmox")
-            .and_then(|p| p.get_attr("node"))
-            .cloned()
-            .unwrap_or(Value::Null);
-        if node_cfg.is_null() {
-            let v = match provider {
-                Some(p) if p.unknown.contains(&crate::provider::attr::NODE) => Value::unknown(),
-                Some(p) => match p.default_node() {
-                    Some(n) => Value::from(n),
-                    None => {
-                        diags.error_at(
-                            px.clone().then_attr("node"),
-                            "Missing Proxmox node",
-                            "set nodes[...].proxmox.node or the provider's `node`",
-                        );
-                        Value::Null
-                    }
-                },
-                None => Value::unknown(),
-            };
-            plan.set_path(&px.clone().then_attr("node"), v);
-        }
-        // vmid: keep the allocated one
-        let vmid_cfg = cfg_node
-            .get_attr("proxmox")
-            .and_then(|p| p.get_attr("vmid"))
-            .cloned()
-            .unwrap_or(Value::Null);
-        if vmid_cfg.is_null() {
-            let kept = prior_nodes
-                .get(name)
-                .and_then(|n| n.proxmox.as_ref())
-                .and_then(|p| p.vmid)
-                .or_else(|| {
-                    prior
-                        .and_then(|p| p.proxmox_vms.as_ref())
-                        .and_then(|v| v.get(name))
-                        .map(|v| v.vmid)
-                });
-            plan.set_path(
-                &px.then_attr("vmid"),
-                match kept {
-                    Some(v) => Value::from(i64::from(v)),
-                    None => Value::unknown(),
-                },
-            );
+    // Proxmox nodes need a Proxmox VE node: the placement's or the provider's default.
+    let provider_node_known =
+        provider.is_some_and(|p| !p.unknown.contains(&crate::provider::attr::NODE));
+    let provider_node = provider.and_then(|p| p.default_node());
+    if let Some(entries) = config.get_attr("nodes").and_then(Value::as_entries) {
+        for (name, n) in entries {
+            let px = n.get_attr("proxmox").cloned().unwrap_or(Value::Null);
+            if px.is_null() || !px.is_known() {
+                continue;
+            }
+            if px.get_attr("node").is_some_and(Value::is_null)
+                && provider_node_known
+                && provider_node.is_none()
+            {
+                diags.error_at(
+                    AttributePath::attr("nodes")
+                        .then_key(name)
+                        .then_attr("proxmox")
+                        .then_attr("node"),
+                    "Missing Proxmox node",
+                    "set nodes[...].proxmox.node or the provider's `node` (PROXMOX_VE_NODE)",
+                );
+            }
         }
     }
 

@@ -24,8 +24,8 @@ use waddle_talos::secrets::{issue_client_certificate, ADMIN_ROLE, CLIENT_CERT_TT
 use waddle_talos::{SecretsBundle, SystemClock};
 
 use super::{
-    build_spec, image_file_name, model_of, needs_recreate, node_ip, to_value, ClientConfigModel,
-    ClusterModel, ImageRef, NodeModel, VmRef,
+    build_spec, effective_mac, image_file_name, model_of, needs_recreate, node_ip, to_value,
+    ClientConfigModel, ClusterModel, ImageRef, NodeModel, PlacementModel, VmRef,
 };
 use crate::provider::ProviderConfig;
 
@@ -58,6 +58,8 @@ pub struct Env {
     pub cancel: waddle_proxmox::CancellationToken,
     /// The provider's `proxy_url` (Talos connections and the Kubernetes `/readyz` check).
     pub proxy_url: Option<String>,
+    /// The provider's default Proxmox VE node.
+    pub default_node: Option<String>,
 }
 
 /// One attempt's outcome in [`Env::retry`].
@@ -127,6 +129,14 @@ impl Env {
         TalosClient::connect(api_addr(ip)?, &self.creds, &self.opts()).await
     }
 
+    /// The Proxmox VE node of a placement (the provider's `node` when not set).
+    pub fn pve_node(&self, p: &PlacementModel) -> String {
+        p.node
+            .clone()
+            .or_else(|| self.default_node.clone())
+            .unwrap_or_default()
+    }
+
     fn pve(&self) -> R<&waddle_proxmox::Client> {
         self.pve.as_ref().ok_or_else(|| {
             "the provider has no Proxmox VE connection configured (endpoint/api_token)".to_string()
@@ -186,6 +196,7 @@ fn provider_parts(ctx: &Context, needs_pve: bool, diags: &mut Diagnostics) -> Op
         pve,
         connect: opts,
         proxy_url: cfg.proxy_url.clone(),
+        default_node: cfg.node.clone(),
     })
 }
 
@@ -195,6 +206,7 @@ pub struct Parts {
     pub pve: Option<waddle_proxmox::Client>,
     pub connect: ConnectOptions,
     pub proxy_url: Option<String>,
+    pub default_node: Option<String>,
 }
 
 fn credentials(m: &ClusterModel, bundle: &SecretsBundle) -> R<(Credentials, ClientConfigModel)> {
@@ -285,14 +297,6 @@ impl Created {
     }
     fn write_into(&self, m: &mut ClusterModel) {
         let vms = self.vms.lock().map(|v| v.clone()).unwrap_or_default();
-        if let Some(nodes) = m.nodes.as_mut() {
-            for (name, n) in nodes.iter_mut() {
-                if let (Some(p), Some(vm)) = (n.proxmox.as_mut(), vms.get(name)) {
-                    p.vmid = Some(vm.vmid);
-                    p.node = Some(vm.node.clone());
-                }
-            }
-        }
         m.proxmox_vms = Some(vms);
         m.proxmox_images = Some(
             self.images
@@ -318,14 +322,7 @@ async fn ensure_images(
     let pairs: BTreeSet<(String, String)> = nodes
         .iter()
         .filter_map(|(_, n)| n.proxmox.as_ref())
-        .map(|p| {
-            (
-                p.node.clone().unwrap_or_default(),
-                p.image_storage
-                    .clone()
-                    .unwrap_or_else(|| super::defaults::IMAGE_STORAGE.into()),
-            )
-        })
+        .map(|p| (env.pve_node(p), p.image_storage()))
         .collect();
     if pairs.is_empty() {
         return Ok(BTreeMap::new());
@@ -388,26 +385,19 @@ async fn ensure_images(
 /// The VM definition of a node.
 pub fn vm_spec(m: &ClusterModel, name: &str, n: &NodeModel, volid: &str) -> R<VmSpec> {
     let p = n.proxmox.clone().unwrap_or_default();
-    let storage = p
-        .storage
-        .clone()
-        .unwrap_or_else(|| super::defaults::STORAGE.into());
+    let storage = p.storage();
     let hostname = n.hostname.clone().unwrap_or_else(|| name.to_string());
-    let mut spec = VmSpec::new(
-        &hostname,
-        p.cores.unwrap_or(super::defaults::CORES as u32),
-        p.memory.unwrap_or(super::defaults::MEMORY_MIB as u64),
-    );
+    let mut spec = VmSpec::new(&hostname, p.cores(), p.memory());
     spec.vmid = p.vmid;
     spec.cpu = Some("host".into());
     spec.machine = Some("q35".into());
     let mut disk = DiskSpec::import(0, &storage, volid);
-    disk.size_gib = p.disk_size.unwrap_or(super::defaults::DISK_GIB as u32);
+    disk.size_gib = p.disk_size();
     disk.ssd = true;
     disk.iothread = true;
     spec.disks = vec![disk];
-    let mut net = NetSpec::virtio(0, p.bridge.as_deref().unwrap_or(super::defaults::BRIDGE));
-    net.mac = n.mac.clone();
+    let mut net = NetSpec::virtio(0, &p.bridge());
+    net.mac = effective_mac(&m.cluster_name, name, n);
     spec.nets = vec![net];
     spec.agent = true;
     spec.boot_order = vec!["scsi0".into()];
@@ -551,8 +541,18 @@ async fn provision_node(
     let mut maintenance = n.maintenance_address.clone();
     if let Some(p) = &n.proxmox {
         let pve = env.pve()?.clone();
-        let pnode = p.node.clone().ok_or("proxmox.node is not set")?;
-        let existing = match p.vmid {
+        let pnode = env.pve_node(p);
+        if pnode.is_empty() {
+            return Err("no Proxmox VE node: set proxmox.node or the provider's node".into());
+        }
+        let known_vmid = p.vmid.or_else(|| {
+            created
+                .vms
+                .lock()
+                .ok()
+                .and_then(|v| v.get(name).map(|x| x.vmid))
+        });
+        let existing = match known_vmid {
             Some(v) => pve.locate_vm(v).await.map_err(|e| e.to_string())?,
             None => None,
         };
@@ -573,12 +573,8 @@ async fn provision_node(
                 vm.vmid
             }
             None => {
-                let storage = p
-                    .image_storage
-                    .clone()
-                    .unwrap_or_else(|| super::defaults::IMAGE_STORAGE.into());
                 let volid = images
-                    .get(&(pnode.clone(), storage))
+                    .get(&(pnode.clone(), p.image_storage()))
                     .ok_or("the disk image was not downloaded")?;
                 let spec = vm_spec(m, name, n, volid)?;
                 let wait = WaitOptions::with_cancel(env.cancel.clone());
@@ -600,7 +596,8 @@ async fn provision_node(
         pve.start_vm(&pnode, vmid)
             .await
             .map_err(|e| format!("starting VM {vmid}: {e}"))?;
-        let addr = dhcp_address(env, &pnode, vmid, n.mac.as_deref()).await?;
+        let mac = effective_mac(&m.cluster_name, name, n);
+        let addr = dhcp_address(env, &pnode, vmid, mac.as_deref()).await?;
         tracing::info!(
             node = name,
             vmid,
@@ -821,6 +818,7 @@ fn make_env(parts: Parts, creds: Credentials, timeout: Duration, ctx: &Context) 
         poll: Poll::default(),
         cancel: ctx.cancellation().clone(),
         proxy_url: parts.proxy_url,
+        default_node: parts.default_node,
     }
 }
 

@@ -459,27 +459,16 @@ async fn create_plan_generates_macs_and_defers_secrets() {
     assert!(!r.diagnostics.has_errors(), "{:?}", r.diagnostics);
     let p = &r.planned_state;
     assert_eq!(p.get_attr("id").and_then(Value::as_str), Some("waddle"));
-    let cp1 = AttributePath::attr("nodes").then_key("cp1");
-    assert_eq!(
-        p.get_path(&cp1.clone().then_attr("mac"))
-            .and_then(Value::as_str),
-        Some(generated_mac("waddle", "cp1").as_str())
-    );
-    assert_eq!(
-        p.get_path(&cp1.clone().then_attr("proxmox").then_attr("node"))
-            .and_then(Value::as_str),
-        Some("pve")
-    );
-    assert_eq!(
-        p.get_path(&cp1.clone().then_attr("proxmox").then_attr("cores"))
-            .and_then(Value::as_i64),
-        Some(2)
-    );
-    assert_eq!(
-        p.get_path(&cp1.then_attr("install_disk"))
-            .and_then(Value::as_str),
-        Some("/dev/sda")
-    );
+    // Nested attributes are planned exactly as configured (Terraform 1.0 requires it).
+    assert!(p
+        .get_attr("nodes")
+        .unwrap()
+        .equals(config.get_attr("nodes").unwrap()));
+    assert!(p
+        .get_attr("image")
+        .unwrap()
+        .equals(config.get_attr("image").unwrap()));
+    assert!(p.get_attr("timeouts").unwrap().is_null());
     for a in [
         "machine_secrets",
         "machine_configurations",
@@ -500,19 +489,6 @@ fn applied_state(m: &ClusterModel, bundle: &SecretsBundle) -> ClusterModel {
     let mut s = m.clone();
     s.id = Some(m.cluster_name.clone());
     s.machine_secrets = Some(bundle.to_yaml().unwrap());
-    let cluster = s.cluster_name.clone();
-    for (name, n) in s.nodes.as_mut().unwrap().iter_mut() {
-        n.mac = Some(generated_mac(&cluster, name));
-        n.install_disk = Some("/dev/sda".into());
-        let p = n.proxmox.as_mut().unwrap();
-        p.node = Some("pve".into());
-        p.storage = Some("local-lvm".into());
-        p.image_storage = Some("local".into());
-        p.bridge = Some("vmbr0".into());
-        p.cores = Some(2);
-        p.memory = Some(4096);
-        p.disk_size = Some(10);
-    }
     s.talos_version = Some(versions::DEFAULT_TALOS_VERSION.into());
     s.kubernetes_version = Some(versions::DEFAULT_KUBERNETES_VERSION.into());
     s.cni = Some("none".into());
@@ -613,25 +589,15 @@ async fn update_plans_are_empty_when_nothing_changed_and_precise_otherwise() {
                 .unwrap()
         ));
     assert!(p.get_attr("proxmox_vms").unwrap().is_unknown());
-    assert!(p
-        .get_path(
-            &AttributePath::attr("nodes")
-                .then_key("w1")
-                .then_attr("proxmox")
-                .then_attr("vmid")
-        )
-        .unwrap()
-        .is_unknown());
-    // cp1 keeps its VM id.
-    assert_eq!(
-        p.get_path(
-            &AttributePath::attr("nodes")
-                .then_key("cp1")
-                .then_attr("proxmox")
-                .then_attr("vmid")
-        )
-        .and_then(Value::as_i64),
-        Some(110)
+    // The generated MAC of a Proxmox node without one selects its link.
+    let mac = generated_mac("waddle", "w1").to_ascii_lowercase();
+    let w1 = cfgs
+        .get_step(&waddle_framework::PathStep::Key("w1".into()))
+        .and_then(Value::as_str)
+        .unwrap();
+    assert!(
+        w1.to_ascii_lowercase().contains(&mac),
+        "{mac} not in the w1 config"
     );
 
     // A config change (nameservers) shows as a configuration diff, not a replacement.

@@ -1,0 +1,309 @@
+//! `waddle_talos_cluster` through the real CLI: `examples/homelab-single-node` and
+//! `examples/three-node` applied against the PVE emulator with the Talos emulator plugged in
+//! as its guest appliance (both in this test process, PVE on 127.40.4x.1, Talos node
+//! addresses in 127.20.4x.0/24, maintenance "DHCP" addresses from the Talos emulator's pool).
+//!
+//! Each case: apply (VMs created from the downloaded image, config applied in maintenance
+//! mode, bootstrap, health through the VIP), the harness's empty plan / refresh / empty plan,
+//! checks against both emulators (VM config, etcd membership, kubeconfig client certificate
+//! signed by the cluster's Kubernetes CA), then for the three-node example a worker added and
+//! removed in place, and finally destroy with nothing left in Proxmox (no VM, no volume).
+
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+use base64::Engine as _;
+use waddle_acceptance::harness::{check, repo_root, Snapshot, TestCase, TestStep};
+use waddle_acceptance::pve::{EmulatorConfig, PveEmulator};
+use waddle_acceptance::talos::{appliance, FleetOptions, TalosFleet};
+use waddle_talos::SecretsBundle;
+
+struct Env {
+    rt: tokio::runtime::Runtime,
+    emu: Arc<PveEmulator>,
+    fleet: TalosFleet,
+}
+
+fn start(pve_ip: Ipv4Addr) -> Env {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let fleet = TalosFleet::new(FleetOptions::default());
+    let emu = rt
+        .block_on(PveEmulator::start(
+            EmulatorConfig::builder().ip(pve_ip).bridge("vmbr1").build(),
+        ))
+        .expect("start the PVE emulator");
+    appliance::register(emu.appliances(), fleet.clone());
+    Env {
+        rt,
+        emu: Arc::new(emu),
+        fleet,
+    }
+}
+
+fn case(env: &Env) -> TestCase {
+    TestCase::new()
+        .env("PROXMOX_VE_ENDPOINT", env.emu.endpoint())
+        .env(
+            "PROXMOX_VE_API_TOKEN",
+            env.emu.api_token().expect("emulator token"),
+        )
+        .env("PROXMOX_VE_CA_CERT", env.emu.ca_pem())
+        .env("PROXMOX_VE_NODE", env.emu.node())
+}
+
+fn example(name: &str) -> String {
+    std::fs::read_to_string(repo_root().join("examples").join(name).join("main.tf"))
+        .expect("example main.tf")
+}
+
+fn pem_der(pem: &str) -> Result<Vec<u8>, String> {
+    let (_, p) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).map_err(|e| e.to_string())?;
+    Ok(p.contents)
+}
+
+/// The cluster secrets from the state.
+fn secrets(s: &Snapshot, addr: &str) -> Result<SecretsBundle, String> {
+    let r = s.resource(addr)?;
+    let y = r
+        .str_attr("machine_secrets")
+        .ok_or("machine_secrets missing")?;
+    SecretsBundle::from_yaml(y).map_err(|e| e.to_string())
+}
+
+/// The kubeconfig's client certificate is signed by the cluster's Kubernetes CA.
+fn kubeconfig_verifies(s: &Snapshot, addr: &str) -> Result<(), String> {
+    let r = s.resource(addr)?;
+    let kc = r.str_attr("kubeconfig").ok_or("kubeconfig missing")?;
+    let v: serde_json::Value =
+        serde_yaml_ng::from_str(kc).map_err(|e| format!("kubeconfig: {e}"))?;
+    let b64 = v["users"][0]["user"]["client-certificate-data"]
+        .as_str()
+        .ok_or("kubeconfig has no client-certificate-data")?;
+    let crt_pem = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .map_err(|e| e.to_string())?;
+    let crt_pem = String::from_utf8(crt_pem).map_err(|e| e.to_string())?;
+    let bundle = secrets(s, addr)?;
+    let ca_der = pem_der(&bundle.k8s_ca.crt)?;
+    let crt_der = pem_der(&crt_pem)?;
+    let (_, ca) = x509_parser::parse_x509_certificate(&ca_der).map_err(|e| e.to_string())?;
+    let (_, crt) = x509_parser::parse_x509_certificate(&crt_der).map_err(|e| e.to_string())?;
+    crt.verify_signature(Some(ca.public_key()))
+        .map_err(|e| format!("kubeconfig client certificate not signed by the cluster CA: {e}"))?;
+    let server = v["clusters"][0]["cluster"]["server"]
+        .as_str()
+        .unwrap_or_default();
+    let endpoint = r.str_attr("endpoint").unwrap_or_default();
+    if server.trim_end_matches('/') != endpoint.trim_end_matches('/') {
+        return Err(format!("kubeconfig server {server} != endpoint {endpoint}"));
+    }
+    Ok(())
+}
+
+fn vmids(s: &Snapshot, addr: &str) -> Result<Vec<(String, u32)>, String> {
+    let r = s.resource(addr)?;
+    let vms = r
+        .attr("proxmox_vms")
+        .and_then(|v| v.as_object())
+        .ok_or("proxmox_vms missing")?;
+    Ok(vms
+        .iter()
+        .map(|(k, v)| (k.clone(), v["vmid"].as_u64().unwrap_or(0) as u32))
+        .collect())
+}
+
+/// Every VM of the state runs in the emulator, and etcd has `cps` members.
+fn cluster_matches(
+    emu: &PveEmulator,
+    fleet: &TalosFleet,
+    s: &Snapshot,
+    addr: &str,
+    nodes: usize,
+    cps: usize,
+) -> Result<(), String> {
+    let ids = vmids(s, addr)?;
+    if ids.len() != nodes {
+        return Err(format!("{} VMs in the state, expected {nodes}", ids.len()));
+    }
+    if emu.vms().len() != nodes {
+        return Err(format!(
+            "{} VMs in the emulator, expected {nodes}",
+            emu.vms().len()
+        ));
+    }
+    for (name, id) in &ids {
+        let vm = emu
+            .vm(*id)
+            .ok_or(format!("VM {id} ({name}) not in the emulator"))?;
+        if !vm.running {
+            return Err(format!("VM {id} ({name}) is not running"));
+        }
+        if vm.config.get("agent").map(String::as_str) != Some("1") {
+            return Err(format!("VM {id}: agent = {:?}", vm.config.get("agent")));
+        }
+    }
+    let bundle = secrets(s, addr)?;
+    let members = fleet.etcd_members(&bundle.cluster_id);
+    if members.len() != cps {
+        return Err(format!(
+            "etcd has {} members, expected {cps}",
+            members.len()
+        ));
+    }
+    if !fleet.is_bootstrapped(&bundle.cluster_id) {
+        return Err("the cluster was not bootstrapped".into());
+    }
+    kubeconfig_verifies(s, addr)
+}
+
+fn nothing_left(emu: &PveEmulator) -> Result<(), String> {
+    if !emu.vms().is_empty() {
+        return Err(format!(
+            "VMs left: {:?}",
+            emu.vms().iter().map(|v| v.vmid).collect::<Vec<_>>()
+        ));
+    }
+    let vols: Vec<String> = emu.volumes().into_iter().map(|v| v.volid).collect();
+    if !vols.is_empty() {
+        return Err(format!("volumes left: {vols:?}"));
+    }
+    Ok(())
+}
+
+const HOMELAB: &str = "waddle_talos_cluster.homelab";
+
+#[test]
+fn homelab_single_node_example() {
+    let env = start(Ipv4Addr::new(127, 40, 41, 1));
+    let tfvars = r#"
+address = "127.20.41.10/24"
+gateway = "127.20.41.1"
+vip     = "127.20.41.20"
+mac     = "BC:24:11:4C:AB:01"
+vmid    = 150
+"#;
+    let (emu, fleet) = (env.emu.clone(), env.fleet.clone());
+    let emu2 = env.emu.clone();
+    case(&env)
+        .step(
+            TestStep::config(example("homelab-single-node"))
+                .file("terraform.tfvars", tfvars)
+                .describe("create")
+                .check(check::attr_equals(
+                    HOMELAB,
+                    "node_addresses.talos1",
+                    "127.20.41.10",
+                ))
+                .check(check::func(move |s| {
+                    cluster_matches(&emu, &fleet, s, HOMELAB, 1, 1)?;
+                    let vm = emu.vm(150).ok_or("VM 150 missing")?;
+                    let get = |k: &str| vm.config.get(k).cloned().unwrap_or_default();
+                    if !get("net0")
+                        .to_ascii_uppercase()
+                        .contains("BC:24:11:4C:AB:01")
+                    {
+                        return Err(format!("net0 = {:?}: fixed MAC expected", get("net0")));
+                    }
+                    if get("bios") != "ovmf" {
+                        return Err(format!(
+                            "bios = {:?}: UEFI expected for SecureBoot",
+                            get("bios")
+                        ));
+                    }
+                    if !get("efidisk0").contains("pre-enrolled-keys=0") {
+                        return Err(format!("efidisk0 = {:?}", get("efidisk0")));
+                    }
+                    if !get("tpmstate0").contains("version=v2.0") {
+                        return Err(format!("tpmstate0 = {:?}", get("tpmstate0")));
+                    }
+                    let r = s.resource(HOMELAB)?;
+                    let cfg = r
+                        .str_attr("machine_configurations.talos1")
+                        .ok_or("machine configuration missing")?;
+                    if !cfg.contains("VolumeConfig") || !cfg.contains("tpm") {
+                        return Err("disk encryption missing from the machine configuration".into());
+                    }
+                    if !emu.downloads().iter().any(|u| u.contains("secureboot")) {
+                        return Err(format!(
+                            "no SecureBoot image downloaded: {:?}",
+                            emu.downloads()
+                        ));
+                    }
+                    Ok(())
+                })),
+        )
+        .check_destroy(move |_| nothing_left(&emu2))
+        .run();
+    env.rt.block_on(env.fleet.shutdown());
+}
+
+const THREE: &str = "waddle_talos_cluster.this";
+
+fn three_node_vars(workers: &str) -> String {
+    format!(
+        r#"
+control_planes = {{
+  cp1 = {{ address = "127.20.42.10/24", vmid = 210 }}
+  cp2 = {{ address = "127.20.42.11/24", vmid = 211 }}
+  cp3 = {{ address = "127.20.42.12/24", vmid = 212 }}
+}}
+workers = {{ {workers} }}
+gateway = "127.20.42.1"
+vip     = "127.20.42.20"
+"#
+    )
+}
+
+#[test]
+fn three_node_example_add_and_remove_a_worker() {
+    let env = start(Ipv4Addr::new(127, 40, 42, 1));
+    let step = |workers: &str| {
+        TestStep::config(example("three-node")).file("terraform.tfvars", three_node_vars(workers))
+    };
+    let (e1, f1) = (env.emu.clone(), env.fleet.clone());
+    let (e2, f2) = (env.emu.clone(), env.fleet.clone());
+    let (e3, f3) = (env.emu.clone(), env.fleet.clone());
+    let e4 = env.emu.clone();
+    case(&env)
+        .step(
+            step("")
+                .describe("create three control planes")
+                .check(check::func(move |s| {
+                    cluster_matches(&e1, &f1, s, THREE, 3, 3)
+                })),
+        )
+        .step(
+            step(r#"w1 = { address = "127.20.42.13/24", vmid = 213 }"#)
+                .describe("add a worker")
+                .plan_check(check::plan_actions(THREE, &["update"]))
+                .check(check::func(move |s| {
+                    cluster_matches(&e2, &f2, s, THREE, 4, 3)?;
+                    let ids = vmids(s, THREE)?;
+                    for (n, id) in [("cp1", 210), ("cp2", 211), ("cp3", 212), ("w1", 213)] {
+                        if !ids.contains(&(n.to_string(), id)) {
+                            return Err(format!("{n} should be VM {id}: {ids:?}"));
+                        }
+                    }
+                    Ok(())
+                })),
+        )
+        .step(
+            step("")
+                .describe("remove the worker")
+                .plan_check(check::plan_actions(THREE, &["update"]))
+                .check(check::func(move |s| {
+                    cluster_matches(&e3, &f3, s, THREE, 3, 3)?;
+                    if e3.vm(213).is_some() {
+                        return Err("the removed worker's VM still exists".into());
+                    }
+                    Ok(())
+                })),
+        )
+        .check_destroy(move |_| nothing_left(&e4))
+        .run();
+    env.rt.block_on(env.fleet.shutdown());
+}
