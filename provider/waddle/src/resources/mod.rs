@@ -5,8 +5,12 @@ use std::sync::Arc;
 use waddle_framework::Resource;
 
 pub mod sni_proxy;
+pub mod talos_cluster;
 
 /// Every managed resource of the provider.
 pub fn all() -> Vec<Arc<dyn Resource>> {
-    vec![Arc::new(sni_proxy::SniProxy)]
+    vec![
+        Arc::new(sni_proxy::SniProxy),
+        Arc::new(talos_cluster::TalosCluster),
+    ]
 }
