@@ -837,12 +837,35 @@ fn normalize_net(ctx: &Ctx, vmid: u32, key: &str, raw: &str) -> Result<String, A
     Ok(parts.join(","))
 }
 
+/// Config updates in the order PVE allocates drives (ide, sata, scsi, virtio, efidisk0,
+/// tpmstate0), other keys after.
 fn config_updates(ctx: &Ctx) -> Vec<(String, String)> {
-    ctx.params
+    let rank = |k: &str| -> (u8, u32) {
+        let num = |p: &str| k.strip_prefix(p).and_then(|n| n.parse::<u32>().ok());
+        if let Some(n) = num("ide") {
+            (0, n)
+        } else if let Some(n) = num("sata") {
+            (1, n)
+        } else if let Some(n) = num("scsi") {
+            (2, n)
+        } else if let Some(n) = num("virtio") {
+            (3, n)
+        } else if k == "efidisk0" {
+            (4, 0)
+        } else if k == "tpmstate0" {
+            (5, 0)
+        } else {
+            (6, 0)
+        }
+    };
+    let mut v: Vec<(String, String)> = ctx
+        .params
         .iter()
         .filter(|(k, _)| !NON_CONFIG.contains(&k.as_str()))
         .map(|(k, v)| (k.clone(), v.as_str().to_string()))
-        .collect()
+        .collect();
+    v.sort_by(|a, b| rank(&a.0).cmp(&rank(&b.0)).then_with(|| a.0.cmp(&b.0)));
+    v
 }
 
 async fn qemu_create(ctx: &mut Ctx) -> R {
@@ -1218,10 +1241,10 @@ fn qemu_pending(ctx: &Ctx) -> R {
     for k in keys {
         let mut o = json!({"key": k});
         if let Some(v) = vm.config.get(k) {
-            o["value"] = typed_config_value(ctx, k, v);
+            o["value"] = json!(v);
         }
         if let Some(v) = vm.pending.get(k) {
-            o["pending"] = typed_config_value(ctx, k, v);
+            o["pending"] = json!(v);
         }
         if vm.pending_delete.contains(k) {
             o["delete"] = json!(1);
