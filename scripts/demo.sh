@@ -6,10 +6,11 @@
 #
 # CLI: TF_ACC_TERRAFORM_PATH, else `tofu` on PATH, else the pinned Terraform 1.0.3 (installed by
 # scripts/install-test-deps.sh when missing) — the same order as the acceptance harness.
-# Sandbox: when the example manages Proxmox resources (any `resource "waddle_...` or `module`
-# block), or WADDLE_DEMO_SANDBOX=always, the local PVE/Talos sandbox (`waddle-sandbox`) is
-# started on loopback and its PROXMOX_VE_* variables are exported for the provider;
-# WADDLE_DEMO_SANDBOX=never disables it.
+# Sandbox: the local PVE/Talos emulation (`waddle-sandbox`, loopback only) is started and its
+# PROXMOX_VE_* variables exported for the provider when the example manages Proxmox objects
+# (a `resource "waddle_...` or `module` block; WADDLE_DEMO_SANDBOX=auto, the default), always
+# with WADDLE_DEMO_SANDBOX=always, never with =never. With the sandbox, the example is
+# destroyed at the end (the emulator's state ends with this script).
 # The work dir is kept (printed at the end) unless --destroy; WADDLE_DEMO_DIR chooses it.
 set -euo pipefail
 
@@ -21,7 +22,7 @@ EXAMPLE=examples/talos-image
 for arg in "$@"; do
   case "$arg" in
     --destroy) DESTROY=1 ;;
-    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
     *) EXAMPLE=$arg ;;
   esac
 done
@@ -91,41 +92,52 @@ cleanup() {
 }
 trap cleanup EXIT
 
-want_sandbox=${WADDLE_DEMO_SANDBOX:-auto}
-if [ "$want_sandbox" = auto ]; then
-  if grep -qE '^\s*(resource\s+"waddle_|module\s+")' "$DIR"/*.tf 2>/dev/null; then
-    want_sandbox=always
-  else
-    want_sandbox=never
-  fi
-fi
-if [ "$want_sandbox" = always ]; then
-  if [ ! -f acceptance-tests/src/bin/waddle-sandbox.rs ]; then
-    echo "this example needs the waddle-sandbox, which this checkout does not have" >&2
-    exit 1
-  fi
+# Start the sandbox and export its PROXMOX_VE_* variables; returns non-zero if it cannot.
+start_sandbox() {
+  [ -f acceptance-tests/src/bin/waddle-sandbox.rs ] || { echo "no waddle-sandbox in this checkout" >&2; return 1; }
   say "starting waddle-sandbox (loopback only)"
-  cargo build --release -p waddle-acceptance --bin waddle-sandbox
-  ENV_FILE="$WORK/sandbox.env"
-  rm -f "$ENV_FILE"
-  "$TARGET_DIR/release/waddle-sandbox" --env-file "$ENV_FILE" >"$WORK/sandbox.log" 2>&1 &
+  cargo build -p waddle-acceptance --bin waddle-sandbox || return 1
+  local env_file="$WORK/sandbox.env"
+  rm -f "$env_file"
+  "$TARGET_DIR/debug/waddle-sandbox" --env-file "$env_file" >"$WORK/sandbox.log" 2>&1 &
   SANDBOX_PID=$!
   for _ in $(seq 1 300); do
-    [ -s "$ENV_FILE" ] && break
+    [ -s "$env_file" ] && break
     if ! kill -0 "$SANDBOX_PID" 2>/dev/null; then
-      echo "waddle-sandbox exited early; log:" >&2
-      cat "$WORK/sandbox.log" >&2
-      exit 1
+      wait "$SANDBOX_PID" 2>/dev/null || true
+      SANDBOX_PID=""
+      echo "waddle-sandbox exited before it was ready; log ($WORK/sandbox.log):" >&2
+      tail -n 20 "$WORK/sandbox.log" >&2
+      return 1
     fi
     sleep 0.2
   done
-  [ -s "$ENV_FILE" ] || { echo "waddle-sandbox did not become ready" >&2; exit 1; }
+  if [ ! -s "$env_file" ]; then
+    echo "waddle-sandbox did not become ready within 60s" >&2
+    return 1
+  fi
   set -a
   # shellcheck disable=SC1090
-  . "$ENV_FILE"
+  . "$env_file"
   set +a
-  echo "sandbox: PROXMOX_VE_ENDPOINT=${PROXMOX_VE_ENDPOINT:-?} (log: $WORK/sandbox.log)"
-fi
+  echo "sandbox: PROXMOX_VE_ENDPOINT=${PROXMOX_VE_ENDPOINT:-?} node=${PROXMOX_VE_NODE:-?} (log: $WORK/sandbox.log)"
+}
+
+# Does the example manage Proxmox objects (resources or modules), or only offline features?
+needs_sandbox=0
+if grep -qE '^\s*(resource\s+"waddle_|module\s+")' "$DIR"/*.tf 2>/dev/null; then needs_sandbox=1; fi
+case "${WADDLE_DEMO_SANDBOX:-auto}" in
+  never) ;;
+  always) start_sandbox ;;
+  auto)
+    if [ "$needs_sandbox" = 1 ]; then
+      start_sandbox
+    else
+      echo "note: $NAME uses only offline features; the sandbox is not started (WADDLE_DEMO_SANDBOX=always starts it)"
+    fi
+    ;;
+  *) echo "WADDLE_DEMO_SANDBOX must be auto, always or never" >&2; exit 2 ;;
+esac
 
 # --- init / apply / output -------------------------------------------------------------------
 cd "$DIR"

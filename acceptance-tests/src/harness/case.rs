@@ -491,6 +491,50 @@ struct CmdOutput {
     stdout: String,
     stderr: String,
     label: String,
+    /// The CLI panicked (Go panics exit with 2, which `-detailed-exitcode` would read as
+    /// "changes present").
+    crashed: bool,
+}
+
+/// Does CLI output show a Go panic / crash banner?
+fn is_crash(text: &str) -> bool {
+    text.contains("TERRAFORM CRASH")
+        || text.contains("OPENTOFU CRASH")
+        || text.lines().any(|l| l.starts_with("panic: "))
+}
+
+/// Kills (SIGKILL, by pid) every process other than this one whose working directory is inside
+/// `root` — only processes the harness started there (the CLI and the providers it launched).
+/// Returns the pids killed. Linux only (uses /proc); elsewhere a no-op.
+fn kill_processes_in(root: &Path) -> Vec<u32> {
+    let me = std::process::id();
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut killed = Vec::new();
+    for e in entries.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        let Ok(cwd) = fs::read_link(e.path().join("cwd")) else {
+            continue;
+        };
+        if cwd.starts_with(root) {
+            let ok = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            if ok {
+                killed.push(pid);
+            }
+        }
+    }
+    killed
 }
 
 impl CmdOutput {
@@ -698,8 +742,6 @@ impl Runner {
         for (k, v) in self.case_env.iter().chain(step_env) {
             cmd.env(k, v);
         }
-        // Own process group so a hung command can be killed with its provider children.
-        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
 
         let label = format!("{} {}", self.cli.path.display(), args.join(" "));
         let started = Instant::now();
@@ -710,11 +752,12 @@ impl Runner {
             match child.try_wait() {
                 Ok(Some(st)) => break st,
                 Ok(None) if started.elapsed() > self.timeout => {
-                    let pgid = child.id();
-                    let _ = Command::new("kill")
-                        .args(["-KILL", "--", &format!("-{pgid}")])
-                        .status();
+                    let _ = child.kill();
                     let _ = child.wait();
+                    for pid in kill_processes_in(&self.root) {
+                        self.transcript
+                            .push(format!("killed leftover process {pid} (cwd in work root)"));
+                    }
                     let _ = fs::write(self.logs.join("transcript.txt"), self.transcript.join("\n"));
                     return Err(HarnessError::Command(format!(
                         "{label} did not finish within {:?} (killed); see {}",
@@ -729,19 +772,28 @@ impl Runner {
         let elapsed = started.elapsed();
         let stdout = fs::read_to_string(&out_path).unwrap_or_default();
         let stderr = fs::read_to_string(&err_path).unwrap_or_default();
+        let crashed = is_crash(&stdout) || is_crash(&stderr);
         self.transcript.push(format!(
-            "{stem}: (cd {}; {label}) -> {} in {:.2}s",
+            "{stem}: (cd {}; {label}) -> {}{} in {:.2}s",
             dir.display(),
             status
                 .code()
                 .map_or("signal".to_string(), |c| format!("exit {c}")),
+            if crashed { " CRASHED" } else { "" },
             elapsed.as_secs_f64()
         ));
+        // The CLI is gone: nothing may still run in our work root (a crashed CLI leaves its
+        // provider processes behind).
+        for pid in kill_processes_in(&self.root) {
+            self.transcript
+                .push(format!("killed leftover process {pid} (cwd in work root)"));
+        }
         Ok(CmdOutput {
             code: status.code(),
             stdout,
             stderr,
             label,
+            crashed,
         })
     }
 
@@ -846,6 +898,16 @@ impl Runner {
     /// Classifies a failed command against the step's expectation: Ok(true) = expected error
     /// (the step ends successfully), Err = real failure.
     fn command_failed(step: &TestStep, phase: Phase, out: &CmdOutput) -> Result<(), Fail> {
+        if out.crashed {
+            return Err(Fail::new(
+                phase,
+                format!(
+                    "the CLI crashed (Go panic; crash.*.log in the work dir). With a provider \
+                     this usually means a response the CLI cannot handle.\n{}",
+                    out.excerpt()
+                ),
+            ));
+        }
         let Some(re) = &step.expect_error else {
             return Err(Fail::new(
                 phase,
@@ -891,7 +953,7 @@ impl Runner {
             ($phase:expr, $args:expr, $ok:expr) => {{
                 let out = self.tf(&work, Some(i), $phase, $args, env)?;
                 let ok: fn(Option<i32>) -> bool = $ok;
-                if !ok(out.code) {
+                if out.crashed || !ok(out.code) {
                     return Self::command_failed(step, $phase, &out);
                 }
                 out
@@ -1209,5 +1271,61 @@ impl Runner {
                 Err(failure)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn detects_cli_crashes() {
+        assert!(is_crash(
+            "\n!!!!!!!!!!!!!!!!!!!!!!!!!!! TERRAFORM CRASH !!!!!!!!!!!!!!!!!!!!!!!!!!!!\n"
+        ));
+        assert!(is_crash(
+            "panic: interface conversion: interface {} is nil\n\ngoroutine 132 [running]:\n"
+        ));
+        assert!(!is_crash(
+            "Error: Invalid Talos version\n  panic: not at line start\n"
+        ));
+        assert!(!is_crash(""));
+    }
+
+    #[test]
+    fn kills_only_processes_inside_the_root() {
+        let base = std::env::temp_dir().join(format!("waddle-kill-test-{}", std::process::id()));
+        let inside = base.join("root").join("w");
+        let outside = base.join("root-other");
+        fs::create_dir_all(&inside).unwrap();
+        fs::create_dir_all(&outside).unwrap();
+        let mut a = Command::new("sleep")
+            .arg("30")
+            .current_dir(&inside)
+            .spawn()
+            .unwrap();
+        let mut b = Command::new("sleep")
+            .arg("30")
+            .current_dir(&outside)
+            .spawn()
+            .unwrap();
+        // wait until /proc shows the new cwd
+        std::thread::sleep(Duration::from_millis(100));
+        let killed = kill_processes_in(&base.join("root"));
+        assert_eq!(killed, vec![a.id()]);
+        assert!(!a.wait().unwrap().success());
+        assert!(
+            b.try_wait().unwrap().is_none(),
+            "the process outside the root must live"
+        );
+        b.kill().unwrap();
+        b.wait().unwrap();
+        fs::remove_dir_all(&base).unwrap();
+    }
+
+    #[test]
+    fn sanitizes_names() {
+        assert_eq!(sanitize("mod::test name"), "mod__test_name");
+        assert_eq!(sanitize(&"x".repeat(200)).len(), 80);
     }
 }
