@@ -501,3 +501,72 @@ async fn connect_errors_are_typed() {
         .unwrap_err();
     assert!(matches!(e, TalosError::Credentials(_)), "{e}");
 }
+
+/// Wire facts of the Talos API (siderolabs/talos api/machine/machine.proto): enum values and
+/// field numbers, checked on the encoded bytes.
+#[test]
+fn wire_format_matches_talos() {
+    use prost::Message as _;
+    use waddle_talos::api::proto::machine::apply_configuration_request::Mode;
+    assert_eq!(
+        [
+            Mode::Reboot,
+            Mode::Auto,
+            Mode::NoReboot,
+            Mode::Staged,
+            Mode::Try
+        ]
+        .map(|m| m as i32),
+        [0, 1, 2, 3, 4]
+    );
+    let req = pm::ApplyConfigurationRequest {
+        data: b"x".to_vec(),
+        mode: Mode::Auto as i32,
+        dry_run: true,
+        try_mode_timeout: Some(prost_types::Duration {
+            seconds: 1,
+            nanos: 0,
+        }),
+    };
+    // data=1 (len), mode=4 (varint), dry_run=5 (varint), try_mode_timeout=6 (len).
+    assert_eq!(
+        req.encode_to_vec(),
+        [0x0a, 1, b'x', 0x20, 1, 0x28, 1, 0x32, 2, 0x08, 1]
+    );
+    let m = pm::EtcdMember {
+        id: 7,
+        hostname: "a".into(),
+        peer_urls: vec![],
+        client_urls: vec![],
+        is_learner: true,
+    };
+    // id=2, hostname=3, is_learner=6.
+    assert_eq!(m.encode_to_vec(), [0x10, 7, 0x1a, 1, b'a', 0x30, 1]);
+    let r = pm::ResetRequest {
+        graceful: true,
+        reboot: true,
+        system_partitions_to_wipe: vec![pm::ResetPartitionSpec {
+            label: "S".into(),
+            wipe: true,
+        }],
+        user_disks_to_wipe: vec![],
+        mode: pm::reset_request::WipeMode::SystemDisk as i32,
+    };
+    assert_eq!(
+        r.encode_to_vec(),
+        [0x08, 1, 0x10, 1, 0x1a, 5, 0x0a, 1, b'S', 0x10, 1, 0x28, 1]
+    );
+    let d = waddle_talos::api::proto::common::Data {
+        metadata: Some(waddle_talos::api::proto::common::Metadata {
+            hostname: "h".into(),
+            error: String::new(),
+            status: None,
+        }),
+        bytes: b"z".to_vec(),
+    };
+    assert_eq!(d.encode_to_vec(), [0x0a, 3, 0x0a, 1, b'h', 0x12, 1, b'z']);
+    assert_eq!(
+        pm::EtcdRemoveMemberByIdRequest { member_id: 9 }.encode_to_vec(),
+        [0x08, 9]
+    );
+}
