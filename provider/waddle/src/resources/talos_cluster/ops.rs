@@ -240,11 +240,12 @@ fn talosconfig_of(m: &ClusterModel, bundle: &SecretsBundle, cc: &ClientConfigMod
         .iter()
         .map(|(_, n)| node_ip(n).to_string())
         .collect();
-    let all: Vec<String> = m.nodes().values().map(|n| node_ip(n).to_string()).collect();
+    // Endpoints and default nodes are the control planes: the talosconfig only changes
+    // when they do.
     waddle_talos::talosconfig::talosconfig(
         &m.cluster_name,
         &eps,
-        &all,
+        &eps,
         bundle,
         &waddle_talos::CertAndKey {
             crt: cc.client_certificate.clone(),
@@ -1046,11 +1047,13 @@ pub async fn update(ctx: &Context, req: UpdateRequest, diags: &mut Diagnostics) 
             .map(|(k, n)| (k.clone(), node_ip(n).to_string()))
             .collect(),
     );
-    match talosconfig_of(&m, &bundle, &cc) {
-        Ok(t) => m.talosconfig = Some(t),
-        Err(e) => {
-            diags.error("talosconfig", e);
-            return None;
+    if m.talosconfig.is_none() {
+        match talosconfig_of(&m, &bundle, &cc) {
+            Ok(t) => m.talosconfig = Some(t),
+            Err(e) => {
+                diags.error("talosconfig", e);
+                return None;
+            }
         }
     }
     let env = make_env(parts, creds, m.timeout("update"), ctx);
