@@ -345,6 +345,8 @@ struct DebInner {
     users: Vec<String>,
     hostname: Option<String>,
     haproxy_loaded: Option<String>,
+    /// From network-config: (lower-case MAC or None, interface name, IPv4 addresses).
+    static_addrs: Vec<(Option<String>, String, Vec<(Ipv4Addr, u8)>)>,
 }
 
 /// A Debian 12 cloud image: applies NoCloud user-data from an attached `cidata` ISO at first
@@ -573,42 +575,25 @@ impl DebianAppliance {
 
     /// Point absolute paths that exist in the guest at the guest root.
     fn rewrite_paths(&self, text: &str) -> String {
+        // Any absolute path (also inside `map(...)`, `-f`, quotes) that exists in the guest.
+        static RE: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+        let re = RE.get_or_init(|| {
+            regex::Regex::new(r"(^|[^A-Za-z0-9_.\-/])(/[A-Za-z0-9_.\-/]+)").expect("static regex")
+        });
+        let root = self.root.path().to_string_lossy().to_string();
         let mut out = String::with_capacity(text.len());
         for line in text.lines() {
-            let mut new_line = String::new();
-            for (i, tok) in line.split(' ').enumerate() {
-                if i > 0 {
-                    new_line.push(' ');
-                }
-                let (pre, body) = match tok.find('/') {
-                    Some(pos)
-                        if tok[..pos]
-                            .chars()
-                            .all(|c| c == '"' || c == '\'' || c == '(' || c == '@' || c == '=') =>
-                    {
-                        (&tok[..pos], &tok[pos..])
-                    }
-                    _ => ("", tok),
-                };
-                let path_part: String = body
-                    .chars()
-                    .take_while(|c| !matches!(c, '"' | '\'' | ')' | ','))
-                    .collect();
-                if path_part.starts_with('/')
-                    && path_part.len() > 1
-                    && self
-                        .host_path(&path_part)
-                        .map(|p| p.exists())
-                        .unwrap_or(false)
-                {
-                    new_line.push_str(pre);
-                    new_line.push_str(&self.root.path().to_string_lossy());
-                    new_line.push_str(body);
+            let replaced = re.replace_all(line, |c: &regex::Captures<'_>| {
+                let path = &c[2];
+                let exists =
+                    path.len() > 1 && self.host_path(path).map(|p| p.exists()).unwrap_or(false);
+                if exists {
+                    format!("{}{root}{path}", &c[1])
                 } else {
-                    new_line.push_str(tok);
+                    c[0].to_string()
                 }
-            }
-            out.push_str(&new_line);
+            });
+            out.push_str(&replaced);
             out.push('\n');
         }
         out
@@ -987,7 +972,7 @@ impl DebianAppliance {
             "ls" => {
                 let mut out = String::new();
                 for f in args.iter().filter(|a| !a.starts_with('-')) {
-                    match self.host_path(f).map(|p| std::fs::read_dir(p)) {
+                    match self.host_path(f).map(std::fs::read_dir) {
                         Ok(Ok(rd)) => {
                             let mut names: Vec<String> = rd
                                 .filter_map(|e| e.ok())
@@ -1257,6 +1242,8 @@ impl GuestAppliance for DebianAppliance {
                         .map(|d| String::from_utf8_lossy(d).into_owned());
                     if let Some(nc) = iso.files.get("network-config") {
                         let _ = self.write_file("/etc/cloud/network-config.yaml", nc, false);
+                        let parsed = parse_network_config(&String::from_utf8_lossy(nc));
+                        self.lock().static_addrs = parsed;
                     }
                     match ud {
                         Some(ud) => self.apply_user_data(&ud, md.as_deref()),
@@ -1289,6 +1276,23 @@ impl GuestAppliance for DebianAppliance {
         for s in self.lock().services.values_mut() {
             s.state = Unit::Inactive;
         }
+    }
+
+    fn interfaces(&self, ctx: &GuestContext) -> Vec<GuestInterface> {
+        let mut list = ctx.default_interfaces();
+        let statics = self.lock().static_addrs.clone();
+        for iface in list.iter_mut().filter(|i| i.name != "lo") {
+            let by_mac = statics
+                .iter()
+                .find(|(m, _, _)| m.as_deref() == Some(iface.mac.as_str()));
+            let by_name = statics
+                .iter()
+                .find(|(m, n, _)| m.is_none() && n == &iface.name);
+            if let Some((_, _, addrs)) = by_mac.or(by_name) {
+                iface.ipv4 = addrs.clone();
+            }
+        }
+        list
     }
 
     fn agent_running(&self) -> bool {
@@ -1324,5 +1328,112 @@ impl GuestAppliance for DebianAppliance {
 
     fn as_any(&self) -> &dyn Any {
         self
+    }
+}
+
+fn parse_v4(s: &str) -> Option<(Ipv4Addr, u8)> {
+    let (a, l) = s.split_once('/')?;
+    Some((a.parse().ok()?, l.parse().ok()?))
+}
+
+/// Static IPv4 addresses from a NoCloud network-config (v1 or v2).
+fn parse_network_config(text: &str) -> Vec<(Option<String>, String, Vec<(Ipv4Addr, u8)>)> {
+    let Ok(doc) = serde_yaml_ng::from_str::<Value>(text) else {
+        return Vec::new();
+    };
+    let doc = doc.get("network").cloned().unwrap_or(doc);
+    let mut out = Vec::new();
+    if let Some(eths) = doc.get("ethernets").and_then(Value::as_object) {
+        for (name, e) in eths {
+            let mac = e
+                .get("match")
+                .and_then(|m| m.get("macaddress"))
+                .and_then(Value::as_str)
+                .map(str::to_ascii_lowercase);
+            let addrs: Vec<(Ipv4Addr, u8)> = e
+                .get("addresses")
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(Value::as_str)
+                        .filter_map(parse_v4)
+                        .collect()
+                })
+                .unwrap_or_default();
+            if !addrs.is_empty() {
+                out.push((mac, name.clone(), addrs));
+            }
+        }
+    }
+    if let Some(cfg) = doc.get("config").and_then(Value::as_array) {
+        for c in cfg {
+            if c.get("type").and_then(Value::as_str) != Some("physical") {
+                continue;
+            }
+            let name = c
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
+            let mac = c
+                .get("mac_address")
+                .and_then(Value::as_str)
+                .map(str::to_ascii_lowercase);
+            let addrs: Vec<(Ipv4Addr, u8)> = c
+                .get("subnets")
+                .and_then(Value::as_array)
+                .map(|subs| {
+                    subs.iter()
+                        .filter(|s| s.get("type").and_then(Value::as_str) == Some("static"))
+                        .filter_map(|s| s.get("address").and_then(Value::as_str))
+                        .filter_map(|a| parse_v4(a).or_else(|| Some((a.parse().ok()?, 24))))
+                        .collect()
+                })
+                .unwrap_or_default();
+            if !addrs.is_empty() {
+                out.push((mac, name, addrs));
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn network_config_v1_and_v2() {
+        let v2 = "version: 2\nethernets:\n  pub:\n    match:\n      macaddress: \"BC:24:11:00:00:01\"\n    addresses: [203.0.113.5/24]\n  eth1:\n    addresses: [10.10.0.2/24]\n";
+        let p = parse_network_config(v2);
+        assert_eq!(p.len(), 2);
+        assert!(p
+            .iter()
+            .any(|(m, _, a)| m.as_deref() == Some("bc:24:11:00:00:01")
+                && a == &vec![(Ipv4Addr::new(203, 0, 113, 5), 24)]));
+        let v1 = "version: 1\nconfig:\n  - type: physical\n    name: eth0\n    mac_address: bc:24:11:00:00:02\n    subnets:\n      - type: static\n        address: 10.10.0.3/24\n";
+        let p = parse_network_config(v1);
+        assert_eq!(
+            p,
+            vec![(
+                Some("bc:24:11:00:00:02".into()),
+                "eth0".into(),
+                vec![(Ipv4Addr::new(10, 10, 0, 3), 24)]
+            )]
+        );
+    }
+
+    #[test]
+    fn rewrites_paths_inside_fetch_expressions() {
+        let d = DebianAppliance::new(true, None, "t");
+        d.write_file("/etc/haproxy/maps/exact.map", b"a b\n", false)
+            .expect("write");
+        let out = d.rewrite_paths("  use_backend %[req.ssl_sni,lower,map(/etc/haproxy/maps/exact.map)] if x\n  log /dev/log local0");
+        let root = d.root().to_string_lossy().to_string();
+        assert!(
+            out.contains(&format!("map({root}/etc/haproxy/maps/exact.map)")),
+            "{out}"
+        );
+        assert!(out.contains("log /dev/log local0"), "{out}");
     }
 }

@@ -164,11 +164,11 @@ fn vm_exists(ctx: &Ctx) -> Result<(String, u32), ApiError> {
 
 fn size_str(bytes: u64) -> String {
     const K: u64 = 1024;
-    if bytes > 0 && bytes % (K * K * K) == 0 {
+    if bytes > 0 && bytes.is_multiple_of(K * K * K) {
         format!("{}G", bytes / (K * K * K))
-    } else if bytes > 0 && bytes % (K * K) == 0 {
+    } else if bytes > 0 && bytes.is_multiple_of(K * K) {
         format!("{}M", bytes / (K * K))
-    } else if bytes > 0 && bytes % K == 0 {
+    } else if bytes > 0 && bytes.is_multiple_of(K) {
         format!("{}K", bytes / K)
     } else {
         bytes.to_string()
@@ -1278,7 +1278,7 @@ async fn qemu_resize(ctx: &mut Ctx) -> R {
             parse_size(&size).ok_or_else(|| ApiError::param("size", "invalid size"))?
         };
         if new < old {
-            return Err(ApiError::die(format!("shrinking disks is not supported")));
+            return Err(ApiError::die("shrinking disks is not supported"));
         }
         d.insert("size".into(), size_str(new));
         let volid = d.get("file").cloned().unwrap_or_default();
@@ -1794,7 +1794,7 @@ fn agent_exec_status(ctx: &Ctx) -> R {
     let rec = vm
         .exec
         .get(&pid)
-        .ok_or_else(|| ApiError::die(format!("Agent error: Invalid parameter 'pid'")))?;
+        .ok_or_else(|| ApiError::die("Agent error: Invalid parameter 'pid'"))?;
     let mut o = json!({"exited": rec.exited, "exitcode": rec.exitcode});
     if !rec.out.is_empty() {
         o["out-data"] = json!(rec.out);
@@ -1851,7 +1851,7 @@ fn task_get(ctx: &Ctx) -> Result<Task, ApiError> {
         .iter()
         .find(|t| t.upid == upid && t.node == node)
         .cloned()
-        .ok_or_else(|| ApiError::die(format!("no such task")))?;
+        .ok_or_else(|| ApiError::die("no such task"))?;
     if t.user != ctx.caller.id && !ctx.caller.has(&format!("/nodes/{node}"), "Sys.Audit") {
         return Err(ApiError::forbidden(&format!("/nodes/{node}"), "Sys.Audit"));
     }
@@ -2404,10 +2404,7 @@ fn net_create(ctx: &Ctx) -> R {
     let nn = st.net.entry(node).or_default();
     let staged = nn.staged.get_or_insert_with(|| nn.active.clone());
     if staged.contains_key(&iface) {
-        return Err(ApiError::param(
-            "iface",
-            format!("interface already exists"),
-        ));
+        return Err(ApiError::param("iface", "interface already exists"));
     }
     staged.insert(iface, m);
     Ok(Value::Null)
@@ -2422,7 +2419,7 @@ fn net_update(ctx: &Ctx) -> R {
         let view = nn.staged.unwrap_or(nn.active);
         view.get(&iface)
             .cloned()
-            .ok_or_else(|| ApiError::param("iface", format!("interface does not exist")))?
+            .ok_or_else(|| ApiError::param("iface", "interface does not exist"))?
     };
     let m = iface_from_params(ctx, Some(base))?;
     let mut st = ctx.shared.st();
@@ -2539,16 +2536,11 @@ fn sdn_list_json(
         objs.clone()
     };
     let mut out: Vec<Value> = src
-        .iter()
-        .map(|(_, o)| {
+        .values()
+        .map(|o| {
             let mut v = Value::Object(o.clone());
             if digest {
                 v["digest"] = json!(digest_of(o.iter().map(|(k, v)| (k.clone(), v.to_string()))));
-            }
-            if show_pending {
-                let name_running = running
-                    .and_then(|r| r.get(o.values().next().and_then(Value::as_str).unwrap_or("")));
-                let _ = name_running;
             }
             v
         })

@@ -99,21 +99,20 @@ pub(crate) struct Sdn {
     pub vnets: BTreeMap<String, Map<String, Value>>,
     /// subnet id (`zone-10.0.0.0-24`) -> object (includes `vnet`)
     pub subnets: BTreeMap<String, Map<String, Value>>,
-    pub running: Option<
-        Box<(
-            BTreeMap<String, Map<String, Value>>,
-            BTreeMap<String, Map<String, Value>>,
-            BTreeMap<String, Map<String, Value>>,
-        )>,
-    >,
+    /// Applied (zones, vnets, subnets), set by `PUT /cluster/sdn`.
+    pub running: Option<Box<SdnSnapshot>>,
 }
+
+pub(crate) type Objects = BTreeMap<String, Map<String, Value>>;
+pub(crate) type SdnSnapshot = (Objects, Objects, Objects);
+/// (comment, entries)
+pub(crate) type IpSet = (Option<String>, Vec<Map<String, Value>>);
 
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Firewall {
     pub options: Map<String, Value>,
     pub rules: Vec<Map<String, Value>>,
-    /// name -> (comment, entries)
-    pub ipsets: BTreeMap<String, (Option<String>, Vec<Map<String, Value>>)>,
+    pub ipsets: BTreeMap<String, IpSet>,
 }
 
 /// A request as received (for contract tests and API-call counting).

@@ -748,10 +748,7 @@ pub fn validate_return_value(schema: &Value, v: &Value, path: &str, errors: &mut
     let ty = schema.get("type").and_then(Value::as_str).unwrap_or("any");
     let optional = truthy(schema.get("optional")).unwrap_or(false);
     if v.is_null() {
-        if ty == "null" || ty == "any" || optional || path == "data" && ty == "null" {
-            return;
-        }
-        if path != "data" || !optional {
+        if !(ty == "null" || ty == "any" || optional) {
             errors.insert(path.to_string(), format!("expected {ty}, got null"));
         }
         return;
