@@ -427,7 +427,6 @@ async fn invalid_configs_are_refused_with_messages() {
             ),
             "mutually exclusive",
         ),
-        ("machine: [".to_string(), "failed to parse config"),
     ];
     for (cfg, want) in cases {
         assert_ne!(cfg, good, "case {want} must change the config");
@@ -438,6 +437,18 @@ async fn invalid_configs_are_refused_with_messages() {
         assert!(e.is_invalid_argument(), "{want}: {e}");
         assert!(e.rpc_message().unwrap().contains(want), "{want}: {e}");
     }
+    // Undecodable YAML: a plain error (gRPC Unknown) as real Talos answers.
+    let e = c
+        .apply_configuration("machine: [", ApplyMode::Auto)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some(tonic::Code::Unknown), "{e}");
+    assert!(
+        e.rpc_message()
+            .unwrap()
+            .starts_with("failed to parse config: "),
+        "{e}"
+    );
     // A worker config without machine.token.
     let w = render_node_config(&spec, bundle(), "w1").unwrap();
     let w_no_token = w.replace(&format!("token: {}", bundle().trustd_token), "token: ''");
@@ -464,23 +475,45 @@ async fn official_schema_is_enforced_when_present() {
     let net = 3;
     let spec = spec(net);
     let good = render_node_config(&spec, bundle(), "cp1").unwrap();
-    // An unknown field only the schema catches.
-    let bad = good.replace("kind: HostnameConfig\n", "kind: HostnameConfig\nbogus: 1\n");
-    assert_ne!(bad, good);
-    assert!(waddle_acceptance::talos::validate::validate(&good, Some(schema)).is_ok());
-    let e = waddle_acceptance::talos::validate::validate(&bad, Some(schema)).unwrap_err();
-    assert!(e.contains("bogus"), "{e}");
+    use waddle_acceptance::talos::validate::{validate, Refusal};
+    // An unknown key: Talos's strict decoder refuses it ("failed to parse config").
+    let unknown = good.replace("kind: HostnameConfig\n", "kind: HostnameConfig\nbogus: 1\n");
+    assert_ne!(unknown, good);
+    assert!(validate(&good, Some(schema)).is_ok());
+    match validate(&unknown, Some(schema)) {
+        Err(Refusal::Parse(m)) => assert!(m.contains("bogus"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    // A value the schema refuses by pattern/enum: a validation error.
+    let bad_enum = good.replace("cni:\n      name: none", "cni:\n      name: calico");
+    assert_ne!(bad_enum, good, "rendered config has cni none");
+    match validate(&bad_enum, Some(schema)) {
+        Err(Refusal::Invalid(m)) => assert!(m.contains("/cluster/network/cni/name"), "{m}"),
+        other => panic!("{other:?}"),
+    }
     // Without the schema (sandbox without specs) only the emulator's own rules run.
-    assert!(waddle_acceptance::talos::validate::validate(&bad, None).is_ok());
+    assert!(validate(&unknown, None).is_ok());
+    assert!(validate(&bad_enum, None).is_ok());
 
     let fleet = fleet(net, fast());
     let node = fleet.start_node(NodeOptions::default());
     let c = maintenance(&node).await;
     let e = c
-        .apply_configuration(&bad, ApplyMode::Auto)
+        .apply_configuration(&unknown, ApplyMode::Auto)
         .await
         .unwrap_err();
-    assert!(e.is_invalid_argument());
+    assert_eq!(e.code(), Some(tonic::Code::Unknown), "{e}");
+    assert!(
+        e.rpc_message()
+            .unwrap()
+            .starts_with("failed to parse config"),
+        "{e}"
+    );
+    let e = c
+        .apply_configuration(&bad_enum, ApplyMode::Auto)
+        .await
+        .unwrap_err();
+    assert!(e.is_invalid_argument(), "{e}");
     assert!(
         e.rpc_message()
             .unwrap()

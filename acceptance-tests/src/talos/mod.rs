@@ -8,8 +8,11 @@
 //!    a self-signed Ed25519 certificate, no client certificate. `ApplyConfiguration`
 //!    accepts REBOOT/AUTO/TRY (NO_REBOOT/STAGED: `Unimplemented`, Talos's message) and
 //!    validates the configuration ([`validate`]: the official schema when present + Talos's
-//!    cross-field rules; `InvalidArgument` "configuration validation failed: ..."). Other
-//!    calls answer `Unimplemented` "API is not implemented in maintenance mode".
+//!    cross-field rules). Like real Talos, what its strict decoder refuses (YAML syntax,
+//!    unknown keys, wrong types) is a plain error (gRPC `Unknown`) "failed to parse config:
+//!    ...", and what its validation refuses is `InvalidArgument` "configuration validation
+//!    failed: ..." listing every finding. Other calls answer `Unimplemented` "API is not
+//!    implemented in maintenance mode" (maintenance mode grants no admin role).
 //! 2. **Rebooting** for [`Timings::reboot`] (all connections dropped), then **Running** on
 //!    the static address of its `LinkConfig` (falls back to the DHCP address): mutual TLS,
 //!    client certificate signed by the configuration's OS CA (`machine.ca`) required, server

@@ -95,22 +95,12 @@ impl NodeService {
             )));
         }
         let text = String::from_utf8(req.data)
-            .map_err(|_| Status::invalid_argument("failed to parse config: not UTF-8"))?;
+            .map_err(|_| Status::unknown("failed to parse config: not UTF-8"))?;
         let delay = self.node.timings().apply;
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;
         }
-        let docs = match validate::validate(&text, fleet.opts.schema) {
-            Ok(d) => d,
-            Err(e) if e.starts_with("failed to parse config") => {
-                return Err(Status::invalid_argument(e))
-            }
-            Err(e) => {
-                return Err(Status::invalid_argument(format!(
-                    "configuration validation failed: {e}"
-                )))
-            }
-        };
+        let docs = validate::validate(&text, fleet.opts.schema).map_err(|r| r.status())?;
         let cfg = NodeConfig::from_docs(&text, docs, &self.node.inner.name).map_err(|e| {
             Status::invalid_argument(format!("configuration validation failed: {e}"))
         })?;

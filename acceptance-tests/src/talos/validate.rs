@@ -118,23 +118,94 @@ impl Schema {
         Ok(v)
     }
 
-    /// Schema errors of one document.
-    pub fn errors(&self, doc: &Value) -> Vec<String> {
+    /// Schema errors of one document. `decode` errors are those Talos's strict YAML decoder
+    /// already refuses (unknown keys, wrong types, unknown kinds); the others are caught by
+    /// its validation.
+    pub fn errors(&self, doc: &Value) -> Vec<SchemaError> {
         let def = match self.def_for(doc) {
             Ok(d) => d,
-            Err(e) => return vec![e],
+            Err(e) => {
+                return vec![SchemaError {
+                    decode: true,
+                    message: e,
+                }]
+            }
         };
         match self.validator(&def) {
             Ok(v) => v
                 .iter_errors(doc)
                 .map(|e| {
                     let p = e.instance_path().to_string();
-                    format!("{def} at {}: {e}", if p.is_empty() { "/" } else { &p })
+                    let at = if p.is_empty() { "/" } else { &p };
+                    let decode = matches!(
+                        e.kind(),
+                        jsonschema::error::ValidationErrorKind::AdditionalProperties { .. }
+                            | jsonschema::error::ValidationErrorKind::Type { .. }
+                    );
+                    SchemaError {
+                        decode,
+                        message: format!("{def} at {at}: {e}"),
+                    }
                 })
                 .collect(),
-            Err(e) => vec![format!("schema {def}: {e}")],
+            Err(e) => vec![SchemaError {
+                decode: false,
+                message: format!("schema {def}: {e}"),
+            }],
         }
     }
+}
+
+/// One schema finding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SchemaError {
+    /// Whether Talos's decoder refuses it (`failed to parse config`) rather than its
+    /// validation.
+    pub decode: bool,
+    /// The finding with its `$defs` entry and instance path.
+    pub message: String,
+}
+
+/// Why a node refuses a configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// Not decodable (YAML syntax, unknown keys, wrong types, unknown kinds): real Talos
+    /// answers a plain error (gRPC `Unknown`) `failed to parse config: ...`.
+    Parse(String),
+    /// Decoded but invalid: `InvalidArgument` `configuration validation failed: ...`.
+    Invalid(String),
+}
+
+impl Refusal {
+    /// The gRPC status a node answers.
+    pub fn status(&self) -> tonic::Status {
+        match self {
+            Refusal::Parse(m) => tonic::Status::unknown(format!("failed to parse config: {m}")),
+            Refusal::Invalid(m) => {
+                tonic::Status::invalid_argument(format!("configuration validation failed: {m}"))
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refusal::Parse(m) => write!(f, "failed to parse config: {m}"),
+            Refusal::Invalid(m) => write!(f, "configuration validation failed: {m}"),
+        }
+    }
+}
+
+fn multierror(errs: Vec<String>) -> String {
+    let n = errs.len();
+    let mut msg = format!("{n} error{} occurred:", if n == 1 { "" } else { "s" });
+    for e in errs {
+        msg.push_str("\n\t* ");
+        msg.push_str(&e);
+    }
+    msg.push_str("\n\n");
+    msg
 }
 
 /// Parses a multi-document YAML machine configuration into JSON values (empty documents
@@ -142,14 +213,13 @@ impl Schema {
 pub fn parse_documents(text: &str) -> Result<Vec<Value>, String> {
     let mut out = Vec::new();
     for de in serde_yaml_ng::Deserializer::from_str(text) {
-        let v: Value = serde::Deserialize::deserialize(de)
-            .map_err(|e| format!("failed to parse config: {e}"))?;
+        let v: Value = serde::Deserialize::deserialize(de).map_err(|e| e.to_string())?;
         if !v.is_null() {
             out.push(v);
         }
     }
     if out.is_empty() {
-        return Err("failed to parse config: no documents".into());
+        return Err("no documents".into());
     }
     Ok(out)
 }
@@ -326,29 +396,33 @@ pub fn rule_errors(docs: &[Value]) -> Vec<String> {
     errs
 }
 
-/// Validates a configuration the way a node does on ApplyConfiguration. `Err` carries the
-/// text Talos puts after `configuration validation failed: `.
-pub fn validate(text: &str, schema: Option<&Schema>) -> Result<Vec<Value>, String> {
-    let docs = parse_documents(text)?;
+/// Validates a configuration the way a node does on ApplyConfiguration.
+pub fn validate(text: &str, schema: Option<&Schema>) -> Result<Vec<Value>, Refusal> {
+    let docs = parse_documents(text).map_err(Refusal::Parse)?;
+    let mut decode = Vec::new();
     let mut errs = Vec::new();
     if let Some(s) = schema {
         for (i, d) in docs.iter().enumerate() {
             for e in s.errors(d) {
-                errs.push(format!("document {i}: {e}"));
+                let m = format!("document {i}: {}", e.message);
+                if e.decode {
+                    decode.push(m);
+                } else {
+                    errs.push(m);
+                }
             }
         }
+    }
+    if !decode.is_empty() {
+        return Err(Refusal::Parse(format!(
+            "unknown keys or wrong types found during decoding: {}",
+            decode.join("; ")
+        )));
     }
     errs.extend(rule_errors(&docs));
     if errs.is_empty() {
         Ok(docs)
     } else {
-        let n = errs.len();
-        let mut msg = format!("{n} error{} occurred:", if n == 1 { "" } else { "s" });
-        for e in errs {
-            msg.push_str("\n\t* ");
-            msg.push_str(&e);
-        }
-        msg.push_str("\n\n");
-        Err(msg)
+        Err(Refusal::Invalid(multierror(errs)))
     }
 }
