@@ -426,3 +426,86 @@ pub fn validate(text: &str, schema: Option<&Schema>) -> Result<Vec<Value>, Refus
         Err(Refusal::Invalid(multierror(errs)))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pem_b64() -> String {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD
+            .encode("-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n")
+    }
+
+    fn v1(ty: &str, with_keys: bool) -> Value {
+        let p = pem_b64();
+        let key = if with_keys { p.clone() } else { String::new() };
+        json!({
+            "version": "v1alpha1",
+            "machine": {"type": ty, "token": "abcdef.0123456789abcdef",
+                        "ca": {"crt": p, "key": key}},
+            "cluster": {"id": "x", "secret": "y", "clusterName": "c",
+                        "controlPlane": {"endpoint": "https://127.20.0.1:6443"},
+                        "ca": {"crt": p, "key": key},
+                        "etcd": {"ca": {"crt": p, "key": key}}}
+        })
+    }
+
+    #[test]
+    fn valid_documents_pass() {
+        assert!(rule_errors(&[v1("controlplane", true)]).is_empty());
+        assert!(rule_errors(&[v1("worker", false)]).is_empty());
+    }
+
+    #[test]
+    fn cross_field_rules() {
+        let e = rule_errors(&[v1("controlplane", false)]).join("\n");
+        assert!(e.contains("cluster.ca.key"), "{e}");
+        assert!(e.contains("machine.ca.key"), "{e}");
+        let mut no_ep = v1("worker", false);
+        no_ep["cluster"]["controlPlane"]["endpoint"] = json!("127.20.0.1:6443");
+        assert!(rule_errors(&[no_ep])
+            .join("\n")
+            .contains("not a valid https URL"));
+        assert!(rule_errors(&[])
+            .join("\n")
+            .contains("v1alpha1 config document is required"));
+        let docs = vec![
+            v1("worker", false),
+            json!({"apiVersion": "v1alpha1", "kind": "LinkConfig", "name": "eth0",
+                   "addresses": [{"address": "127.20.0.5/33"}],
+                   "routes": [{"gateway": "nope"}]}),
+            json!({"apiVersion": "v1alpha1", "kind": "LinkConfig", "name": "eth0"}),
+            json!({"apiVersion": "v1alpha1", "kind": "Layer2VIPConfig", "name": "vip", "link": "eth0"}),
+            json!({"apiVersion": "v1alpha1", "kind": "ResolverConfig",
+                   "nameservers": [{"address": "1.1.1"}]}),
+            json!({"apiVersion": "v1alpha1", "kind": "HostnameConfig"}),
+        ];
+        let e = rule_errors(&docs).join("\n");
+        for want in [
+            "addresses[0].address \"127.20.0.5/33\" is not a valid CIDR",
+            "routes[0].gateway \"nope\" is not an IP address",
+            "duplicate document LinkConfig/\"eth0\"",
+            "name \"vip\" must be the VIP address",
+            "nameservers[0].address \"1.1.1\" is not an IP address",
+            "either hostname or auto must be set",
+        ] {
+            assert!(e.contains(&want), "missing {want:?} in:\n{e}");
+        }
+    }
+
+    #[test]
+    fn refusals_map_to_talos_status_codes() {
+        assert_eq!(
+            validate("a: [", None).unwrap_err().status().code(),
+            tonic::Code::Unknown
+        );
+        let text = serde_yaml_ng::to_string(&v1("boss", true)).unwrap();
+        let r = validate(&text, None).unwrap_err();
+        assert_eq!(r.status().code(), tonic::Code::InvalidArgument);
+        assert!(r
+            .to_string()
+            .starts_with("configuration validation failed: 1 error occurred:"));
+    }
+}
