@@ -491,7 +491,7 @@ mod tests {
             "nameservers[0].address \"1.1.1\" is not an IP address",
             "either hostname or auto must be set",
         ] {
-            assert!(e.contains(&want), "missing {want:?} in:\n{e}");
+            assert!(e.contains(want), "missing {want:?} in:\n{e}");
         }
     }
 
