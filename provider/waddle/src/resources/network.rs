@@ -168,29 +168,17 @@ pub fn schema() -> Schema {
     )
     .attribute(
         "dhcp_range",
-        Attribute::nested(
-            NestingMode::Single,
-            [
-                (
-                    "start",
-                    Attribute::string()
-                        .required()
-                        .description("First address handed out (inside `cidr`)."),
-                ),
-                (
-                    "end",
-                    Attribute::string()
-                        .required()
-                        .description("Last address handed out (inside `cidr`, not before `start`)."),
-                ),
-            ],
-        )
-        .optional()
-        .description(
-            "DHCP range served by dnsmasq on the vnet (the zone then gets `dhcp = dnsmasq`, with \
-             PVE IPAM; the `dnsmasq` package must be installed on the nodes). Must not contain \
-             the gateway. Unset (default): no DHCP. Updated in place.",
-        ),
+        // An object-typed attribute, not a nested attribute: Terraform 1.0's plan crashes on a
+        // null single nested attribute.
+        Attribute::new(Type::object([("start", Type::String), ("end", Type::String)]))
+            .optional()
+            .description(
+                "DHCP range `{ start = \"10.10.0.100\", end = \"10.10.0.200\" }` (both inside \
+                 `cidr`, `end` not before `start`) served by dnsmasq on the vnet (the zone then \
+                 gets `dhcp = dnsmasq`, with PVE IPAM; the `dnsmasq` package must be installed on \
+                 the nodes). Must not contain the gateway. Unset (default): no DHCP. Updated in \
+                 place.",
+            ),
     )
     .attribute(
         "nodes",
@@ -1116,6 +1104,11 @@ mod tests {
             );
         }
         assert!(s.block.description.contains("<zone>/<vnet>"));
+        // Terraform 1.0 crashes planning a null single nested attribute: plain object type.
+        assert!(matches!(
+            s.block.attributes["dhcp_range"].ty,
+            waddle_framework::AttributeType::Type(_)
+        ));
         for a in s.block.attributes.values() {
             assert!(!a.description.is_empty());
         }

@@ -1,0 +1,29 @@
+output "id" {
+  description = "\"<zone>/<vnet>\" (the import ID of the waddle_network resource)."
+  value       = waddle_network.this.id
+}
+
+output "bridge" {
+  description = "Bridge name for VM NICs on the private network (the vnet id)."
+  value       = waddle_network.this.bridge
+}
+
+output "cidr" {
+  description = "IPv4 subnet of the private network."
+  value       = waddle_network.this.cidr
+}
+
+output "prefix_length" {
+  description = "Prefix length of cidr (e.g. 24), for static guest addresses."
+  value       = tonumber(split("/", waddle_network.this.cidr)[1])
+}
+
+output "gateway" {
+  description = "Gateway (NAT router) address of the private network."
+  value       = waddle_network.this.gateway
+}
+
+output "snat" {
+  description = "Whether traffic leaving the private network is source-NATed."
+  value       = waddle_network.this.snat
+}
