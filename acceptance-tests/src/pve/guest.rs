@@ -335,6 +335,9 @@ struct Service {
     state: Unit,
 }
 
+/// (lower-case MAC to match, or None to match by name; interface name; IPv4 addresses)
+type StaticAddrs = (Option<String>, String, Vec<(Ipv4Addr, u8)>);
+
 #[derive(Debug, Default)]
 struct DebInner {
     packages: BTreeSet<String>,
@@ -346,7 +349,7 @@ struct DebInner {
     hostname: Option<String>,
     haproxy_loaded: Option<String>,
     /// From network-config: (lower-case MAC or None, interface name, IPv4 addresses).
-    static_addrs: Vec<(Option<String>, String, Vec<(Ipv4Addr, u8)>)>,
+    static_addrs: Vec<StaticAddrs>,
 }
 
 /// A Debian 12 cloud image: applies NoCloud user-data from an attached `cidata` ISO at first
@@ -1337,7 +1340,7 @@ fn parse_v4(s: &str) -> Option<(Ipv4Addr, u8)> {
 }
 
 /// Static IPv4 addresses from a NoCloud network-config (v1 or v2).
-fn parse_network_config(text: &str) -> Vec<(Option<String>, String, Vec<(Ipv4Addr, u8)>)> {
+fn parse_network_config(text: &str) -> Vec<StaticAddrs> {
     let Ok(doc) = serde_yaml_ng::from_str::<Value>(text) else {
         return Vec::new();
     };

@@ -725,7 +725,14 @@ pub(crate) fn pve_regex(pat: &str) -> Option<regex::Regex> {
     }
     // Perl's `(?^:...)` / `(?^i:...)` (default flags) -> `(?:...)` / `(?i:...)`.
     let translated = pat.replace("(?^:", "(?:").replace("(?^i:", "(?i:");
-    let re = regex::Regex::new(&format!("^(?:{translated})$")).ok();
+    let anchored = format!("^(?:{translated})$");
+    // Bounded repetitions of Unicode classes (`[\w\d\s]{0,256}`) exceed the default size.
+    let re = regex::Regex::new(&anchored).ok().or_else(|| {
+        regex::RegexBuilder::new(&anchored)
+            .size_limit(1 << 28)
+            .build()
+            .ok()
+    });
     if let Ok(mut c) = cache.lock() {
         c.insert(pat.to_string(), re.clone());
     }
@@ -938,6 +945,15 @@ mod tests {
                 .expect_err(bad);
             assert!(e.contains_key("net0"), "{bad}: {e:?}");
         }
+    }
+
+    #[test]
+    fn perl_patterns_compile() {
+        let re = pve_regex(r"(?^i:[\(\)-_.\w\d\s]{0,256})").expect("vnet alias pattern");
+        assert!(re.is_match("waddle private net"));
+        assert!(!re.is_match("bad|pipe"));
+        let re = pve_regex(r"(?^:^(0x)[0-9a-fA-F]{16})").expect("wwn pattern");
+        assert!(re.is_match("0x0123456789abcdef"));
     }
 
     #[test]
