@@ -1682,8 +1682,31 @@ mod tests {
         assert!(r.diagnostics.is_empty(), "{:?}", r.diagnostics);
         assert!(r.state.equals(&st2), "imported {:?} != {:?}", r.state, st2);
 
+        // Back to the defaults in place: DHCP off (range, then the zone's dnsmasq), every node.
+        let p = h.plan(TYPE_NAME, &st2, &cfg).await;
+        assert!(p.requires_replace.is_empty(), "{:?}", p.requires_replace);
+        let st3 = h
+            .plan_and_apply(TYPE_NAME, &st2, &cfg)
+            .await
+            .unwrap_or_else(|d| panic!("update back: {d:?}"));
+        let (_, _, subnets) = sdn_objects(&c, "wdlnet").await;
+        assert!(subnets[0].get("dhcp-range").is_none(), "{:?}", subnets[0]);
+        assert!(api_bool(subnets[0].get("snat")));
+        assert_eq!(
+            api_str(&subnets[0], "gateway").as_deref(),
+            Some("10.10.0.1")
+        );
+        let zone = c.get_sdn_zone("waddle").await.unwrap().unwrap();
+        assert!(
+            zone.get("dhcp").is_none() && zone.get("nodes").is_none(),
+            "{zone}"
+        );
+        assert!(applied(&c).await);
+        let r = h.read(TYPE_NAME, &st3).await;
+        assert!(r.state.equals(&st3), "read after update back differs");
+
         // Destroy: nothing left, applied.
-        h.plan_and_apply(TYPE_NAME, &st2, &Value::Null)
+        h.plan_and_apply(TYPE_NAME, &st3, &Value::Null)
             .await
             .unwrap_or_else(|d| panic!("destroy: {d:?}"));
         let (zones, vnets, subnets) = sdn_objects(&c, "wdlnet").await;
@@ -1696,7 +1719,7 @@ mod tests {
             "destroy must apply the SDN configuration"
         );
         // Gone -> removed from state.
-        let r = h.read(TYPE_NAME, &st2).await;
+        let r = h.read(TYPE_NAME, &st3).await;
         assert!(r.state.is_null(), "a deleted network must leave the state");
 
         // Subnet deleted outside Terraform: read keeps the network but plans a replacement,
