@@ -97,6 +97,17 @@ pub const DEFAULT_MAXCONN: i64 = 4096;
 
 /// How long create waits for the VM to report HAProxy running with the expected config.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(900);
+/// Environment variable overriding [`READY_TIMEOUT`] (whole seconds), for tests.
+pub const ENV_READY_TIMEOUT: &str = "WADDLE_SNI_PROXY_READY_TIMEOUT";
+
+fn ready_timeout() -> Duration {
+    std::env::var(ENV_READY_TIMEOUT)
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .map(Duration::from_secs)
+        .unwrap_or(READY_TIMEOUT)
+}
+
 /// ACPI shutdown timeout before the VM is stopped on delete.
 pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(60);
 /// Timeout of one guest-agent command.
@@ -1224,7 +1235,7 @@ impl Guest<'_> {
             ));
         }
         let swap = format!(
-            "mv -f {cfg_new} {cfg} && mv -f {marker_new} {HASH_MARKER_PATH} && systemctl reload haproxy"
+            "mv -f {cfg_new} {cfg} && mv -f {marker_new} {HASH_MARKER_PATH} && systemctl reload-or-restart haproxy"
         );
         let res = self
             .exec(&["sh", "-c", &swap])
@@ -1252,6 +1263,47 @@ impl Guest<'_> {
         Ok(())
     }
 
+    /// HAProxy is not active although the config files are in place: when cloud-init is no
+    /// longer running, `haproxy -c` the live config (error: Err with HAProxy's message) and
+    /// enable + restart HAProxy. Returns a status line while cloud-init is still running.
+    async fn recover_haproxy(&self) -> Result<Option<String>, String> {
+        let ci = self
+            .exec(&["cloud-init", "status"])
+            .await
+            .map(|r| r.out_data)
+            .unwrap_or_default();
+        if ci.contains("running") || ci.contains("not started") {
+            return Ok(Some(format!("cloud-init is still running ({})", ci.trim())));
+        }
+        let cfg = waddle_haproxy::FilePaths::default().config;
+        let check = self
+            .exec(&["haproxy", "-c", "-f", &cfg])
+            .await
+            .map_err(|e| format!("running haproxy -c on the VM: {e}"))?;
+        if !check.success() {
+            return Err(format!(
+                "haproxy -c rejected {cfg} on the VM:\n{}{}",
+                check.err_data.trim(),
+                check.out_data.trim()
+            ));
+        }
+        let start = self
+            .exec(&[
+                "sh",
+                "-c",
+                "systemctl enable haproxy && systemctl restart haproxy",
+            ])
+            .await
+            .map_err(|e| format!("starting haproxy: {e}"))?;
+        if !start.success() {
+            return Ok(Some(format!(
+                "starting haproxy failed: {}",
+                start.err_data.trim()
+            )));
+        }
+        Ok(None)
+    }
+
     /// Wait until the VM reports `hash` in the marker and HAProxy active.
     async fn wait_ready(&self, hash: &str, timeout: Duration) -> Result<(), String> {
         let started = Instant::now();
@@ -1265,7 +1317,17 @@ impl Guest<'_> {
                 Ok(Some(h)) if h.trim() == hash => {
                     match self.exec(&["systemctl", "is-active", "haproxy"]).await {
                         Ok(r) if r.success() => return Ok(()),
-                        Ok(r) => last = format!("haproxy is {}", r.out_data.trim()),
+                        Ok(r) => {
+                            last = format!("haproxy is {}", r.out_data.trim());
+                            // Our files are in place but HAProxy is not running them. Once
+                            // cloud-init has finished (its enable step failed or never ran),
+                            // check the config ourselves: a bad config fails the create now,
+                            // with HAProxy's message, instead of at the timeout; a good one is
+                            // enabled and started.
+                            if let Some(msg) = self.recover_haproxy().await? {
+                                last = msg;
+                            }
+                        }
                         Err(e) => last = e.to_string(),
                     }
                 }
@@ -1279,6 +1341,7 @@ impl Guest<'_> {
                 Err(e) if e.is_not_found() => return Err(e.to_string()),
                 Err(e) => last = e.to_string(),
             }
+            tracing::debug!(vmid = self.vmid, status = %last, "waiting for the SNI proxy VM");
             if started.elapsed() >= timeout {
                 let ci = match self.exec(&["cloud-init", "status"]).await {
                     Ok(r) => format!("; cloud-init: {}", r.out_data.trim()),
@@ -1565,7 +1628,9 @@ impl SniProxy {
             vmid,
             ctx,
         };
-        guest.wait_ready(&rendered.config_hash, READY_TIMEOUT).await
+        guest
+            .wait_ready(&rendered.config_hash, ready_timeout())
+            .await
     }
 }
 
@@ -1791,7 +1856,7 @@ impl Resource for SniProxy {
                     .await
                     .map_err(|e| format!("starting the VM: {e}"))?;
                 client
-                    .wait_agent(&node, vmid, READY_TIMEOUT, Some(ctx.cancellation()))
+                    .wait_agent(&node, vmid, ready_timeout(), Some(ctx.cancellation()))
                     .await
                     .map_err(|e| format!("waiting for the guest agent: {e}"))?;
             }

@@ -1,0 +1,381 @@
+//! `waddle_sni_proxy` through the real CLI: `modules/haproxy` applied against the PVE emulator
+//! (started in this test process on a 127.40.x.y address, its CA pinned as `ca_cert`).
+//!
+//! Steps: create (image download, VM with two NICs, seed ISO, boot, guest agent reports the
+//! config hash) -> empty plans -> a route change applied in place (same VM id, files swapped in
+//! the guest, `haproxy -c` run by the emulated Debian guest with the real binary) -> drift in
+//! the guest shows as a non-empty plan -> the next apply repairs it in place -> destroy, and
+//! nothing is left in the emulator (no VM, no seed ISO).
+//!
+//! API calls per create and per destroy are counted from the emulator's request log (every
+//! HTTP request it received, including task polling and guest-agent exec-status polls) and
+//! printed as `waddle-acceptance: sni_proxy api-calls ...` lines.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::sync::{Arc, Mutex};
+
+use waddle_acceptance::harness::{check, notice, repo_root, Snapshot, TestCase, TestStep};
+use waddle_acceptance::pve::{DebianAppliance, EmulatorConfig, PveEmulator, RequestRecord};
+
+const ADDR: &str = "module.sni_proxy.waddle_sni_proxy.this";
+const KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHWaddleAcceptanceTestKeyNotARealOne0 test";
+
+fn module_files() -> Vec<(String, String)> {
+    let dir = repo_root().join("modules/haproxy");
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(&dir).expect("modules/haproxy") {
+        let p = e.expect("dir entry").path();
+        if p.extension().is_some_and(|x| x == "tf") {
+            let name = p.file_name().unwrap().to_string_lossy().to_string();
+            out.push((
+                format!("modules/haproxy/{name}"),
+                std::fs::read_to_string(&p).expect("read module file"),
+            ));
+        }
+    }
+    assert!(out.len() >= 3, "modules/haproxy has no .tf files");
+    out
+}
+
+fn config(emu: &PveEmulator, extra_routes: &str) -> String {
+    format!(
+        r#"
+terraform {{
+  required_providers {{
+    waddle = {{
+      source = "waddle-social/waddle"
+    }}
+  }}
+}}
+
+provider "waddle" {{
+  endpoint  = "{endpoint}"
+  api_token = "{token}"
+  ca_cert   = file("${{path.module}}/pve-ca.pem")
+  node      = "{node}"
+}}
+
+module "sni_proxy" {{
+  source          = "./modules/haproxy"
+  domain          = "example.org"
+  public_cidr     = "203.0.113.10/24"
+  public_gateway  = "203.0.113.1"
+  ssh_public_keys = ["{KEY}"]
+  extra_routes    = [{extra_routes}]
+}}
+
+output "vmid" {{
+  value = module.sni_proxy.vmid
+}}
+
+output "config_hash" {{
+  value = module.sni_proxy.config_hash
+}}
+"#,
+        endpoint = emu.endpoint(),
+        token = emu.api_token().expect("emulator token"),
+        node = emu.node(),
+    )
+}
+
+fn step(emu: &PveEmulator, extra_routes: &str) -> TestStep {
+    let mut s = TestStep::config(config(emu, extra_routes)).file("pve-ca.pem", emu.ca_pem());
+    for (name, content) in module_files() {
+        s = s.file(name, content);
+    }
+    s
+}
+
+const ROUTE_GIT: &str = r#"{
+    hostnames      = ["git.example.org"]
+    backend        = "10.10.0.40:443"
+    proxy_protocol = true
+    check          = true
+  }"#;
+
+/// The Debian guest of a VM.
+fn guest_file(emu: &PveEmulator, vmid: u32, path: &str) -> Result<String, String> {
+    let app = emu
+        .appliance(vmid)
+        .ok_or_else(|| format!("VM {vmid} has no running appliance"))?;
+    let deb = app
+        .as_any()
+        .downcast_ref::<DebianAppliance>()
+        .ok_or_else(|| format!("VM {vmid} runs {}, not the Debian appliance", app.kind()))?;
+    let host = deb.host_path(path)?;
+    std::fs::read_to_string(&host).map_err(|e| format!("guest {path}: {e}"))
+}
+
+/// The exact-name map a rendered config looks names up in (`...,map(<path>)]`).
+fn exact_map_path(cfg: &str) -> Option<String> {
+    let start = cfg.find("lower,map(")? + "lower,map(".len();
+    let len = cfg[start..].find(')')?;
+    Some(cfg[start..start + len].to_string())
+}
+
+fn vmid_of(s: &Snapshot) -> Result<u32, String> {
+    let r = s.resource(ADDR)?;
+    r.attr("vmid")
+        .and_then(|v| v.as_u64())
+        .and_then(|v| u32::try_from(v).ok())
+        .ok_or_else(|| "vmid missing".to_string())
+}
+
+fn summarize(log: &[RequestRecord]) -> String {
+    let mut by: BTreeMap<String, usize> = BTreeMap::new();
+    for r in log {
+        let key = format!(
+            "{} {}",
+            r.method,
+            r.template.clone().unwrap_or(r.path.clone())
+        );
+        *by.entry(key).or_default() += 1;
+    }
+    by.iter()
+        .map(|(k, n)| format!("    {n:>3}  {k}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn sni_proxy_module_lifecycle_on_the_emulator() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let emu = rt
+        .block_on(PveEmulator::start(
+            EmulatorConfig::builder()
+                .ip(Ipv4Addr::new(127, 40, 5, 1))
+                .bridge("vmbr1")
+                .build(),
+        ))
+        .expect("start the PVE emulator");
+    let emu = Arc::new(emu);
+    let first_vmid: Arc<Mutex<Option<u32>>> = Arc::default();
+    let counts: Arc<Mutex<Vec<String>>> = Arc::default();
+
+    // Step 1: create. The request log at check time holds exactly the create's calls (plan and
+    // configure make none).
+    let (e, v, c) = (emu.clone(), first_vmid.clone(), counts.clone());
+    let create = step(&emu, "")
+        .describe("create")
+        .check(check::func(move |s| {
+            let log = e.request_log();
+            let line = format!(
+                "sni_proxy api-calls create: {} requests\n{}",
+                log.len(),
+                summarize(&log)
+            );
+            c.lock().unwrap().push(line);
+            e.clear_request_log();
+            let vmid = vmid_of(s)?;
+            *v.lock().unwrap() = Some(vmid);
+            let r = s.resource(ADDR)?;
+            let vm = e.vm(vmid).ok_or("VM not in the emulator")?;
+            if !vm.running {
+                return Err("VM is not running".into());
+            }
+            for (k, want) in [
+                ("net0", "bridge=vmbr0"),
+                ("net1", "bridge=vmbr1"),
+                ("agent", "1"),
+            ] {
+                let got = vm.config.get(k).cloned().unwrap_or_default();
+                if !got.contains(want) {
+                    return Err(format!("VM config {k} = {got:?}, expected {want:?}"));
+                }
+            }
+            let seed = r
+                .str_attr("seed_iso")
+                .ok_or("seed_iso missing")?
+                .to_string();
+            if !vm.config.get("ide2").is_some_and(|x| x.starts_with(&seed)) {
+                return Err(format!(
+                    "ide2 = {:?}, expected the seed {seed}",
+                    vm.config.get("ide2")
+                ));
+            }
+            if !e.volumes().iter().any(|x| x.volid == seed) {
+                return Err(format!("seed ISO {seed} not on the storage"));
+            }
+            if !e
+                .downloads()
+                .iter()
+                .any(|u| u.contains("debian-12-genericcloud-amd64.qcow2"))
+            {
+                return Err(format!(
+                    "the Debian image was not requested: {:?}",
+                    e.downloads()
+                ));
+            }
+            let hash = r.str_attr("config_hash").ok_or("config_hash missing")?;
+            let marker = guest_file(&e, vmid, "/etc/haproxy/waddle-config.sha256")?;
+            if marker.trim() != hash {
+                return Err(format!(
+                    "guest marker {marker:?} != state config_hash {hash}"
+                ));
+            }
+            let cfg = guest_file(&e, vmid, "/etc/haproxy/haproxy.cfg")?;
+            if Some(cfg.as_str()) != r.str_attr("haproxy_cfg") {
+                return Err("guest haproxy.cfg differs from the state's haproxy_cfg".into());
+            }
+            if !cfg.contains("req.ssl_sni") {
+                return Err("guest haproxy.cfg is not ours".into());
+            }
+            Ok(())
+        }))
+        .check(check::attr_equals(ADDR, "public_address", "203.0.113.10"))
+        .check(check::attr_equals(ADDR, "private_address", "10.10.0.10"))
+        .check(check::attr_matches(ADDR, "id", "^pve/[0-9]+$"));
+
+    // Step 2: a new route, applied in place.
+    let (e, v) = (emu.clone(), first_vmid.clone());
+    let change = step(&emu, ROUTE_GIT)
+        .describe("route change in place")
+        .plan_check(check::plan_actions(ADDR, &["update"]))
+        .plan_check(check::plan_no_replace(ADDR))
+        .check(check::func(move |s| {
+            let vmid = vmid_of(s)?;
+            let before = v.lock().unwrap().ok_or("no vmid from step 1")?;
+            if vmid != before {
+                return Err(format!(
+                    "VM id changed {before} -> {vmid}: replaced, not updated"
+                ));
+            }
+            let r = s.resource(ADDR)?;
+            let live = guest_file(&e, vmid, "/etc/haproxy/haproxy.cfg")?;
+            let exact = exact_map_path(&live).ok_or("live config names no exact map")?;
+            let map = guest_file(&e, vmid, &exact)?;
+            if !map.contains("git.example.org") {
+                return Err(format!(
+                    "the new route is not in the guest's exact map {exact}: {map}"
+                ));
+            }
+            let marker = guest_file(&e, vmid, "/etc/haproxy/waddle-config.sha256")?;
+            if Some(marker.trim()) != r.str_attr("config_hash") {
+                return Err("guest marker does not match the new config_hash".into());
+            }
+            // The previous version's maps were removed, the .new files are gone.
+            let maps = std::fs::read_dir(
+                e.appliance(vmid)
+                    .and_then(|a| {
+                        a.as_any()
+                            .downcast_ref::<DebianAppliance>()
+                            .and_then(|d| d.host_path("/etc/haproxy/maps").ok())
+                    })
+                    .ok_or("no maps dir")?,
+            )
+            .map_err(|x| x.to_string())?
+            .count();
+            if maps != 2 {
+                return Err(format!(
+                    "{maps} map files in the guest, expected 2 (old ones removed)"
+                ));
+            }
+            if guest_file(&e, vmid, "/etc/haproxy/haproxy.cfg.new").is_ok() {
+                return Err("haproxy.cfg.new left behind".into());
+            }
+            Ok(())
+        }));
+
+    // Step 3: drift inside the guest (someone edits haproxy.cfg) shows as a pending change.
+    let e = emu.clone();
+    let drift = step(&emu, ROUTE_GIT)
+        .describe("drift in the guest")
+        .expect_non_empty_plan()
+        .check(check::func(move |s| {
+            let vmid = vmid_of(s)?;
+            let app = e.appliance(vmid).ok_or("no appliance")?;
+            let deb = app
+                .as_any()
+                .downcast_ref::<DebianAppliance>()
+                .ok_or("not Debian")?;
+            let p = deb.host_path("/etc/haproxy/haproxy.cfg")?;
+            let mut cfg = std::fs::read_to_string(&p).map_err(|x| x.to_string())?;
+            cfg.push_str("# edited by hand\n");
+            std::fs::write(&p, cfg).map_err(|x| x.to_string())
+        }));
+
+    // Step 4: the next apply repairs the drift in place.
+    let (e, c) = (emu.clone(), counts.clone());
+    let repair = step(&emu, ROUTE_GIT)
+        .describe("drift repaired in place")
+        .plan_check(check::plan_actions(ADDR, &["update"]))
+        .check(check::func(move |s| {
+            let vmid = vmid_of(s)?;
+            let cfg = guest_file(&e, vmid, "/etc/haproxy/haproxy.cfg")?;
+            if cfg.contains("edited by hand") {
+                return Err("drift not repaired".into());
+            }
+            let r = s.resource(ADDR)?;
+            if Some(cfg.as_str()) != r.str_attr("haproxy_cfg") {
+                return Err("guest config differs from state after repair".into());
+            }
+            // From here, the log holds the final refresh + destroy.
+            c.lock().unwrap().push(String::new());
+            e.clear_request_log();
+            Ok(())
+        }));
+
+    let e = emu.clone();
+    let c = counts.clone();
+    let report = TestCase::new()
+        // Fail fast instead of the production 15 minutes when the VM never gets ready.
+        .env("WADDLE_SNI_PROXY_READY_TIMEOUT", "60")
+        .step(create)
+        .step(change)
+        .step(drift)
+        .step(repair)
+        .check_destroy(move |_| {
+            let log = e.request_log();
+            // The last `terraform destroy` refreshes first (GET config/status, guest-agent
+            // reads), then deletes; split at the first shutdown/stop call.
+            let delete_from = log
+                .iter()
+                .position(|r| {
+                    r.method == "POST"
+                        && (r.path.ends_with("/status/shutdown") || r.path.ends_with("/status/stop"))
+                })
+                .unwrap_or(log.len());
+            // Delete begins right after the refresh's last guest-agent call.
+            let delete_from = log[..delete_from]
+                .iter()
+                .rposition(|r| r.path.contains("/agent/"))
+                .map_or(0, |i| i + 1);
+            let delete_part = &log[delete_from..];
+            c.lock().unwrap().push(format!(
+                "sni_proxy api-calls destroy: {} requests in Delete (plus {} in the CLI's refresh and the post-step plans before it)\n{}",
+                delete_part.len(),
+                delete_from,
+                summarize(delete_part)
+            ));
+            let vms = e.vms();
+            if !vms.is_empty() {
+                return Err(format!("VMs left: {:?}", vms.iter().map(|v| v.vmid).collect::<Vec<_>>()));
+            }
+            let isos: Vec<String> = e
+                .volumes()
+                .into_iter()
+                .filter(|v| v.content == "iso" || v.content == "images")
+                .map(|v| v.volid)
+                .collect();
+            if !isos.is_empty() {
+                return Err(format!("volumes left: {isos:?}"));
+            }
+            Ok(())
+        })
+        .run();
+    for line in counts.lock().unwrap().iter().filter(|l| !l.is_empty()) {
+        notice(line);
+    }
+    assert!(report.skipped.is_empty(), "skipped: {:?}", report.skipped);
+    let violations = emu.response_violations();
+    assert!(
+        violations.is_empty(),
+        "emulator responses off-schema: {violations:?}"
+    );
+    drop(rt);
+}
