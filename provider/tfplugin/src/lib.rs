@@ -15,7 +15,7 @@
 //!   GRPCStdio, GRPCBroker, health.
 //! - `tls`: fresh server certificate and [`ExactClientCertVerifier`] (P-521).
 //! - [`logging`]: go-hclog JSON lines on stderr, [`Secret`].
-//! - [`client`] (feature `client`): go-plugin-like client for tests/benches.
+//! - `client` (feature `client`): go-plugin-like client for tests/benches.
 
 /// Generated tfplugin6 messages, `provider_server` and `provider_client`.
 #[allow(clippy::all, missing_docs)]
