@@ -58,6 +58,90 @@ async fn sandbox_writes_env_file_and_stops_on_sigterm() {
         .collect();
     assert_eq!(ids, vec!["local", "local-lvm"]);
 
+    // A VM booting a Talos image runs the Talos emulator: its agent reports a 127.20.x.y address.
+    let call = |method: &'static str, path: String, form: Vec<(&'static str, String)>| {
+        let http = http.clone();
+        let endpoint = endpoint.clone();
+        let token = token.clone();
+        async move {
+            let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            support::raw_call(&http, &endpoint, Some(&token), method, &path, &form).await
+        }
+    };
+    let wait_task = |upid: String| {
+        let call = call.clone();
+        async move {
+            for _ in 0..500 {
+                let r = call(
+                    "GET",
+                    format!("/nodes/pve/tasks/{}/status", support::url_encode(&upid)),
+                    vec![],
+                )
+                .await;
+                if r.body["data"]["status"] == "stopped" {
+                    return r.body["data"]["exitstatus"]
+                        .as_str()
+                        .unwrap_or("")
+                        .to_string();
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            panic!("task {upid} did not finish");
+        }
+    };
+    let r = call("POST", "/nodes/pve/storage/local/download-url".into(), vec![
+        ("content", "import".into()),
+        ("filename", "talos-v1.12.0-nocloud-amd64.raw".into()),
+        ("url", "https://factory.talos.dev/image/376567988ad370138ad8b2698212367b8edcb69b5fd68c80be1f2ec7d603b4ba/v1.12.0/nocloud-amd64.raw.xz".into()),
+    ])
+    .await;
+    assert_eq!(
+        wait_task(r.body["data"].as_str().expect("upid").to_string()).await,
+        "OK"
+    );
+    let r = call(
+        "POST",
+        "/nodes/pve/qemu".into(),
+        vec![
+            ("vmid", "120".into()),
+            ("name", "cp-1".into()),
+            ("agent", "1".into()),
+            (
+                "scsi0",
+                "local-lvm:0,import-from=local:import/talos-v1.12.0-nocloud-amd64.raw".into(),
+            ),
+            ("net0", "virtio,bridge=vmbr0".into()),
+            ("start", "1".into()),
+        ],
+    )
+    .await;
+    assert_eq!(
+        wait_task(r.body["data"].as_str().expect("upid").to_string()).await,
+        "OK"
+    );
+    let mut addr = None;
+    for _ in 0..500 {
+        let r = call(
+            "GET",
+            "/nodes/pve/qemu/120/agent/network-get-interfaces".into(),
+            vec![],
+        )
+        .await;
+        if r.status == 200 {
+            addr = r.body["data"]["result"]
+                .as_array()
+                .and_then(|l| l.iter().find(|i| i["name"] == "eth0"))
+                .and_then(|i| i["ip-addresses"][0]["ip-address"].as_str())
+                .map(str::to_string);
+            if addr.is_some() {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let addr = addr.expect("talos guest reports an address");
+    assert!(addr.starts_with("127.20."), "{addr}");
+
     let st = std::process::Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()

@@ -50,23 +50,7 @@ impl Api {
         path: &str,
         form: &[(&str, &str)],
     ) -> Resp {
-        let m = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
-        let mut rb = self.http.request(m, self.url(path));
-        if let Some(t) = token {
-            rb = rb.header("Authorization", format!("PVEAPIToken={t}"));
-        }
-        if method == "GET" || method == "DELETE" {
-            rb = rb.query(form);
-        } else {
-            let body = url::form_urlencoded::Serializer::new(String::new())
-                .extend_pairs(form.iter())
-                .finish();
-            rb = rb
-                .header("Content-Type", "application/x-www-form-urlencoded")
-                .body(body);
-        }
-        let r = rb.send().await.expect("request");
-        into_resp(r).await
+        raw_call(&self.http, &self.emu.endpoint(), token, method, path, form).await
     }
 
     pub async fn call(&self, method: &str, path: &str, form: &[(&str, &str)]) -> Resp {
@@ -120,4 +104,32 @@ pub async fn into_resp(r: reqwest::Response) -> Resp {
 
 pub fn url_encode(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+/// One API call against `endpoint` (`https://ip:port`).
+pub async fn raw_call(
+    http: &reqwest::Client,
+    endpoint: &str,
+    token: Option<&str>,
+    method: &str,
+    path: &str,
+    form: &[(&str, &str)],
+) -> Resp {
+    let m = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+    let mut rb = http.request(m, format!("{endpoint}/api2/json{path}"));
+    if let Some(t) = token {
+        rb = rb.header("Authorization", format!("PVEAPIToken={t}"));
+    }
+    if method == "GET" || method == "DELETE" {
+        rb = rb.query(form);
+    } else {
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(form.iter())
+            .finish();
+        rb = rb
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(body);
+    }
+    let r = rb.send().await.expect("request");
+    into_resp(r).await
 }

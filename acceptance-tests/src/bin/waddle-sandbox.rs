@@ -5,7 +5,8 @@
 //!                [--fault 'POST /nodes/{node}/qemu=lock-timeout@0.2']... [--node pve]...
 //!                [--boot-ms 2000] [--token-secret S]
 //! ```
-//! Once ready it writes `PROXMOX_VE_ENDPOINT`, `PROXMOX_VE_API_TOKEN`, `PROXMOX_VE_CA_CERT`
+//! Guests that boot a Talos image run the Talos emulator (`waddle_acceptance::talos`); other
+//! images run the Debian appliance. Once ready it writes `PROXMOX_VE_ENDPOINT`, `PROXMOX_VE_API_TOKEN`, `PROXMOX_VE_CA_CERT`
 //! (a PEM file written next to the env file) and `PROXMOX_VE_NODE` to the env file, then
 //! serves until SIGINT/SIGTERM.
 
@@ -16,6 +17,7 @@ use std::time::Duration;
 use waddle_acceptance::pve::{
     EmulatorConfig, FaultConfig, FaultRule, PveEmulator, Timings, TokenSpec,
 };
+use waddle_acceptance::talos::{FleetOptions, TalosFleet};
 
 struct Args {
     env_file: Option<PathBuf>,
@@ -132,6 +134,9 @@ async fn main() {
             std::process::exit(1);
         }
     };
+    // Guests booting a Talos image run the Talos emulator (one 127.20.x.y address per node).
+    let fleet = TalosFleet::new(FleetOptions::default());
+    waddle_acceptance::talos::appliance::register(emu.appliances(), fleet.clone());
     let token = emu.api_token().unwrap_or_default();
     if let Some(env) = &args.env_file {
         let dir = env
@@ -180,5 +185,6 @@ async fn main() {
         _ = term.recv() => {}
     }
     emu.shutdown().await;
+    fleet.shutdown().await;
     eprintln!("waddle-sandbox: stopped");
 }
