@@ -576,4 +576,26 @@ async fn dropped_connection_and_failed_task_faults() {
         api.wait_task(upid.as_str().expect("upid")).await,
         "download failed: 404 Not Found"
     );
+    // a failed create leaves nothing behind
+    api.emu.set_faults(FaultConfig::new(1).with(
+        "POST /nodes/{node}/qemu",
+        FaultKind::FailTask("storage allocation failed".into()),
+        1.0,
+    ));
+    let upid = api
+        .ok(
+            "POST",
+            "/nodes/pve/qemu",
+            &[("vmid", "130"), ("scsi0", "local-lvm:4")],
+        )
+        .await;
+    assert_eq!(
+        api.wait_task(upid.as_str().expect("upid")).await,
+        "unable to create VM 130 - storage allocation failed"
+    );
+    assert!(api.emu.vms().is_empty());
+    assert!(api.emu.volumes().iter().all(|v| v.vmid.is_none()));
+    let r = api.call("GET", "/nodes/pve/qemu/130/config", &[]).await;
+    assert_eq!(r.status, 500);
+    api.assert_no_violations();
 }

@@ -968,13 +968,18 @@ fn finish_create(
         shared.cfg.timings.download
     };
     let node2 = node.clone();
-    let slow_boot = ctx.slow_boot;
-    let caller = ctx.caller.clone();
+    // A failing create rolls back like PVE's: no config, no disks left.
+    let fail = ctx.fail_task.take();
     let upid = start_task(ctx, &node, "qmcreate", &id.to_string(), move |log| {
         Box::pin(async move {
             let lock = shared.vm_lock(id);
             let _g = lock.lock_owned().await;
             tokio::time::sleep(task_time + import_time).await;
+            if let Some(msg) = fail {
+                shared.st().vms.remove(&id);
+                log.log(format!("unable to create VM {id} - {msg}"));
+                return Err(format!("unable to create VM {id} - {msg}"));
+            }
             for v in &volumes {
                 log.log(format!(
                     "  Logical volume \"{}\" created.",
@@ -997,7 +1002,6 @@ fn finish_create(
                     return Err(format!("VM {id} vanished during create"));
                 }
             }
-            let _ = (slow_boot, caller);
             Ok(())
         })
     });
@@ -1657,7 +1661,7 @@ async fn qemu_delete(ctx: &mut Ctx) -> R {
         }
     }
     let purge = ctx.flag("purge").unwrap_or(false);
-    let unref = ctx.flag("destroy-unreferenced-disks").unwrap_or(true);
+    let unref = ctx.flag("destroy-unreferenced-disks").unwrap_or(false);
     let shared = ctx.shared.clone();
     let t = shared.cfg.timings.task;
     let node2 = node.clone();
