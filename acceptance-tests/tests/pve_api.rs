@@ -89,6 +89,25 @@ async fn ticket_auth_requires_csrf_on_writes() {
         .expect("csrf")
         .to_string();
     let cookie = format!("PVEAuthCookie={}", url_encode(&ticket));
+    // the ticket renews itself when passed as the password
+    let renewed = api
+        .call_with(
+            None,
+            "POST",
+            "/access/ticket",
+            &[("username", "admin@pve"), ("password", ticket.as_str())],
+        )
+        .await;
+    assert_eq!(renewed.status, 200);
+    let r = api
+        .call_with(
+            None,
+            "POST",
+            "/access/ticket",
+            &[("username", "root@pam"), ("password", ticket.as_str())],
+        )
+        .await;
+    assert_eq!(r.status, 401, "another user's ticket is no password");
     // GET with the cookie alone works
     let r = api
         .http

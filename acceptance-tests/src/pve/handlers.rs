@@ -350,12 +350,16 @@ fn access_ticket(ctx: &Ctx) -> R {
         }
     }
     let pw = ctx.req("password")?;
+    // A valid ticket of the same user also renews (PVE accepts the old ticket as password).
+    let renew = super::auth::verify_ticket(&ctx.shared.ticket_secret, pw, now(), 7200)
+        .map(|u| u == user)
+        .unwrap_or(false);
     let ok = ctx
         .shared
         .cfg
         .users
         .iter()
-        .any(|u| u.userid == user && u.password == pw);
+        .any(|u| u.userid == user && (u.password == pw || renew));
     if !ok {
         return Err(ApiError::new(401, "authentication failure"));
     }
