@@ -125,6 +125,30 @@ fn error_chain(err: &reqwest::Error) -> String {
     out
 }
 
+/// Make rustls' ring back-end the process-wide default crypto provider unless one is
+/// already installed, and return the provider in effect.
+///
+/// reqwest is built with `rustls-no-provider` so that the provider binary links a single
+/// crypto back-end (ring, which the plugin server and the Talos client use too) instead of
+/// also carrying aws-lc. Without a default, reqwest's client builder panics, so every code
+/// path that builds a reqwest client must call this first: [`Client::new`] does, and the
+/// provider's `main` calls it before anything else so other reqwest clients in the process
+/// are covered as well. reqwest keeps doing the verification itself (platform roots,
+/// pinned CA via `tls_certs_only`, explicit `insecure` opt-in), only the primitives come
+/// from ring. Idempotent and safe to call from several threads: when another thread wins
+/// the race, its provider is kept.
+pub fn install_crypto_provider() -> Arc<rustls::crypto::CryptoProvider> {
+    if let Some(p) = rustls::crypto::CryptoProvider::get_default() {
+        return p.clone();
+    }
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    match rustls::crypto::CryptoProvider::get_default() {
+        Some(p) => p.clone(),
+        // Unreachable: install_default only fails when a default is already set.
+        None => Arc::new(rustls::crypto::ring::default_provider()),
+    }
+}
+
 impl Client {
     /// Build a client. Validates the endpoint, credentials, CA PEM and proxy URL; makes no
     /// network call.
@@ -141,6 +165,7 @@ impl Client {
                 "per_node_concurrency must be at least 1".into(),
             ));
         }
+        install_crypto_provider();
         let mut b = reqwest::Client::builder()
             .http1_only()
             .user_agent(concat!("waddle-proxmox/", env!("CARGO_PKG_VERSION")))
@@ -599,4 +624,27 @@ fn unreachable_permit() -> OwnedSemaphorePermit {
 /// Deserialize a `data` value, mapping failures to [`Error::Decode`].
 pub(crate) fn from_data<T: DeserializeOwned>(path: &str, v: Value) -> Result<T> {
     serde_json::from_value(v).map_err(|e| Error::decode(path, e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ApiToken;
+
+    #[test]
+    fn ring_is_installed_as_the_process_crypto_provider() {
+        // reqwest is built without a crypto provider of its own; building a client must
+        // not panic, and afterwards ring (the only back-end linked in) is the default.
+        let cfg = ClientConfig::new(
+            "https://127.10.99.1:8006",
+            Auth::ApiToken(
+                ApiToken::parse("root@pam!t=00000000-0000-0000-0000-000000000000").unwrap(),
+            ),
+        );
+        Client::new(cfg).expect("client builds");
+        let installed = rustls::crypto::CryptoProvider::get_default().expect("a default provider");
+        let ring = rustls::crypto::ring::default_provider();
+        assert_eq!(installed.cipher_suites, ring.cipher_suites);
+        assert!(Arc::ptr_eq(installed, &install_crypto_provider()));
+    }
 }

@@ -34,7 +34,7 @@ mod value;
 mod vm;
 
 pub use agent::{ExecResult, GuestInterface, GuestIp};
-pub use client::Client;
+pub use client::{install_crypto_provider, Client};
 pub use config::{parse_endpoint, ApiToken, Auth, ClientConfig, Secret, Timeouts};
 pub use error::{classify, ApiError, ApiErrorKind, Error, Result, TransportKind};
 pub use network::{sdn_subnet_id, BridgeSpec, FirewallRule, FirewallScope, IpSetEntry, SubnetSpec};

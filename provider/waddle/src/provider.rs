@@ -549,13 +549,14 @@ impl fmt::Debug for WaddleProvider {
 impl WaddleProvider {
     /// The provider reading fallbacks from the process environment.
     pub fn new() -> Self {
-        WaddleProvider {
-            env: Arc::new(ProcessEnv),
-        }
+        Self::with_env(ProcessEnv)
     }
 
     /// The provider reading fallbacks from `env` (tests).
     pub fn with_env(env: impl Env + 'static) -> Self {
+        // Resources build reqwest clients (reqwest uses rustls-no-provider): make sure ring is
+        // the process's default rustls crypto provider, also when driven in process.
+        waddle_proxmox::install_crypto_provider();
         WaddleProvider { env: Arc::new(env) }
     }
 }
