@@ -374,6 +374,20 @@ impl DebianAppliance {
                 tempfile::TempDir::new_in(".")
                     .unwrap_or_else(|e| panic!("cannot create a temp dir: {e}"))
             });
+        // The skeleton of a Debian root file system.
+        for d in [
+            "etc",
+            "tmp",
+            "var/log",
+            "var/lib",
+            "root",
+            "home",
+            "run",
+            "usr/local/bin",
+            "opt",
+        ] {
+            let _ = std::fs::create_dir_all(root.path().join(d));
+        }
         Self {
             kind: kind.to_string(),
             agent_preinstalled,
