@@ -5,7 +5,7 @@
 #   2. cargo fmt --all -- --check
 #   3. cargo clippy --workspace --all-targets -- -D warnings
 #   4. cargo build --release -p terraform-provider-waddle   (the binary the CLI tests install)
-#   5. cargo test --workspace   (unit, gRPC, emulator, docs-staleness and real-CLI acceptance tests)
+#   5. cargo test --workspace --no-fail-fast   (unit, gRPC, emulator, docs-staleness and real-CLI acceptance tests)
 # Honours CARGO_TARGET_DIR. Any failure fails the command; a summary is printed at the end.
 #
 # Knobs: TF_ACC_TERRAFORM_PATH (CLI to test with; else `tofu` on PATH, else the pinned
@@ -123,7 +123,7 @@ build_provider() {
 run_tests() {
   # The acceptance harness installs exactly this binary into its filesystem mirror.
   WADDLE_PROVIDER_BIN="$PROVIDER_BIN" WADDLE_ACC_SKIP_LOG="$SKIP_LOG" \
-    cargo test --workspace "$@" 2>&1 | tee "$TEST_LOG"
+    cargo test --workspace --no-fail-fast "$@" 2>&1 | tee "$TEST_LOG"
 }
 
 stage "install test dependencies" install_deps
