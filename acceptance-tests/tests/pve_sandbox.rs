@@ -69,7 +69,6 @@ async fn sandbox_writes_env_file_and_stops_on_sigterm() {
         }
     };
     let wait_task = |upid: String| {
-        let call = call.clone();
         async move {
             for _ in 0..500 {
                 let r = call(
