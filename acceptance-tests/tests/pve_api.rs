@@ -595,6 +595,38 @@ async fn dropped_connection_and_failed_task_faults() {
         api.wait_task(upid.as_str().expect("upid")).await,
         "download failed: 404 Not Found"
     );
+    // a lost response: the create happened, the client never heard of it
+    api.emu.set_faults(FaultConfig::new(1).with(
+        "POST /nodes/{node}/qemu",
+        FaultKind::DropResponse,
+        1.0,
+    ));
+    let lost = api
+        .http
+        .post(api.url("/nodes/pve/qemu"))
+        .header("Authorization", format!("PVEAPIToken={}", api.token))
+        .form(&[("vmid", "131")])
+        .send()
+        .await;
+    assert!(lost.is_err(), "no response");
+    let mut seen = false;
+    for _ in 0..100 {
+        if api
+            .emu
+            .vm(131)
+            .map(|v| !v.config.contains_key("lock"))
+            .unwrap_or(false)
+        {
+            seen = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(seen, "VM 131 exists although the answer was lost");
+    let upid = api
+        .ok("DELETE", "/nodes/pve/qemu/131", &[("purge", "1")])
+        .await;
+    assert_eq!(api.wait_task(upid.as_str().expect("upid")).await, "OK");
     // a failed create leaves nothing behind
     api.emu.set_faults(FaultConfig::new(1).with(
         "POST /nodes/{node}/qemu",
