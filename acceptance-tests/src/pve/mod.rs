@@ -8,6 +8,26 @@
 //! storages, VMs with config/pending/power state, UPID tasks, network, SDN, firewall) and runs
 //! programmable guests ([`GuestAppliance`]) when VMs boot. Faults are injected
 //! deterministically by seed ([`FaultConfig`]).
+//!
+//! ```ignore
+//! use waddle_acceptance::pve::*;
+//! let emu = PveEmulator::start(
+//!     EmulatorConfig::builder()
+//!         .timings(Timings::fast())                       // ms instead of seconds
+//!         .nodes(&["pve1", "pve2"])
+//!         .token(TokenSpec::with_privileges("ro@pve", "t", "secret", &[("/vms", &["VM.Audit"])]))
+//!         .faults(FaultConfig::new(42).with("POST /nodes/{node}/qemu", FaultKind::LockTimeout, 0.2))
+//!         .build(),
+//! ).await?;
+//! let base = emu.endpoint();          // https://127.10.0.1:PORT  (+ /api2/json/...)
+//! let ca = emu.ca_pem();              // pin as ca_cert
+//! let token = emu.api_token();        // Some("root@pam!waddle=...")
+//! emu.appliances().register(my_factory);   // e.g. the Talos emulator
+//! emu.set_faults(FaultConfig::default());
+//! assert!(emu.response_violations().is_empty());
+//! let calls = emu.request_log();      // every request: method, path, template, params, status
+//! let vms = emu.vms();                // config, pending, running/booted, appliance kind
+//! ```
 
 mod auth;
 mod faults;
