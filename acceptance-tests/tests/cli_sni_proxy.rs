@@ -379,3 +379,123 @@ fn sni_proxy_module_lifecycle_on_the_emulator() {
     );
     drop(rt);
 }
+
+/// A create that fails after the VM exists (the start task fails) records the VM in the state
+/// (tainted) with an error; the next apply replaces it (deleting the VM and its seed ISO
+/// first), and destroy leaves nothing behind.
+#[test]
+fn sni_proxy_failed_create_is_cleaned_up_by_the_next_apply() {
+    use waddle_acceptance::harness::Phase;
+    use waddle_acceptance::pve::{FaultConfig, FaultKind, FaultRule};
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let emu = rt
+        .block_on(PveEmulator::start(
+            EmulatorConfig::builder()
+                .ip(Ipv4Addr::new(127, 40, 5, 2))
+                .bridge("vmbr1")
+                .faults(
+                    FaultConfig::new(11).rule(
+                        FaultRule::new(
+                            "POST /nodes/{node}/qemu/{vmid}/status/start",
+                            FaultKind::FailTask("start failed: injected by the test".into()),
+                            1.0,
+                        )
+                        .max_hits(1),
+                    ),
+                )
+                .build(),
+        ))
+        .expect("start the PVE emulator");
+    let emu = Arc::new(emu);
+
+    let failed = step(&emu, "")
+        .describe("create fails at VM start")
+        .expect_error("Creating the SNI proxy VM failed")
+        .expect_error_in(&[Phase::Apply]);
+
+    let (e, seen) = (emu.clone(), Arc::new(Mutex::new(None::<(u32, String)>)));
+    let s2 = seen.clone();
+    let e2 = emu.clone();
+    let replaced = step(&emu, "")
+        .describe("the tainted VM is replaced")
+        .plan_check(check::plan_actions(ADDR, &["delete", "create"]))
+        .plan_check(Box::new(move |_| {
+            // What the failed create left behind: exactly one VM and its seed ISO.
+            let vms = e2.vms();
+            let [vm] = vms.as_slice() else {
+                return Err(format!("expected the one failed VM, found {}", vms.len()));
+            };
+            let iso = e2
+                .volumes()
+                .into_iter()
+                .find(|v| v.content == "iso")
+                .ok_or("the failed create's seed ISO is not on the storage")?;
+            *s2.lock().unwrap() = Some((vm.vmid, iso.volid));
+            e2.clear_request_log();
+            Ok(())
+        }))
+        .check(check::func(move |s| {
+            let (old_vmid, _old_iso) = seen.lock().unwrap().clone().ok_or("no failed VM seen")?;
+            let log = e.request_log();
+            let deleted = log
+                .iter()
+                .any(|r| r.method == "DELETE" && r.path.ends_with(&format!("/qemu/{old_vmid}")));
+            if !deleted {
+                return Err(format!("the failed VM {old_vmid} was not deleted"));
+            }
+            if !log
+                .iter()
+                .any(|r| r.method == "DELETE" && r.path.contains("/content/"))
+            {
+                return Err("the failed create's seed ISO was not deleted".into());
+            }
+            let vms = e.vms();
+            if vms.len() != 1 || !vms[0].running {
+                return Err(format!("expected one running VM, found {vms:?}"));
+            }
+            let isos = e
+                .volumes()
+                .into_iter()
+                .filter(|v| v.content == "iso")
+                .count();
+            if isos != 1 {
+                return Err(format!("{isos} seed ISOs on the storage, expected 1"));
+            }
+            let vmid = vmid_of(s)?;
+            if vmid != vms[0].vmid {
+                return Err("state and emulator disagree on the VM id".into());
+            }
+            Ok(())
+        }));
+
+    let e = emu.clone();
+    TestCase::new()
+        .env("WADDLE_SNI_PROXY_READY_TIMEOUT", "60")
+        .step(failed)
+        .step(replaced)
+        .check_destroy(move |_| {
+            let left: Vec<String> = e
+                .volumes()
+                .into_iter()
+                .filter(|v| v.content == "iso" || v.content == "images")
+                .map(|v| v.volid)
+                .collect();
+            if !e.vms().is_empty() || !left.is_empty() {
+                return Err(format!("left behind: VMs {:?}, volumes {left:?}", e.vms()));
+            }
+            Ok(())
+        })
+        .run();
+    assert!(
+        emu.fault_log()
+            .iter()
+            .any(|f| matches!(f.kind, FaultKind::FailTask(_))),
+        "the start fault was not injected: {:?}",
+        emu.fault_log()
+    );
+    drop(rt);
+}
