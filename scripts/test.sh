@@ -21,9 +21,9 @@ case "$TARGET_DIR" in /*) ;; *) TARGET_DIR="$ROOT/$TARGET_DIR" ;; esac
 LOG_DIR="$TARGET_DIR/test-logs"
 mkdir -p "$LOG_DIR"
 TEST_LOG="$LOG_DIR/cargo-test.log"
-SKIP_LOG="$LOG_DIR/acceptance-skipped.txt"
+NOTICE_LOG="$LOG_DIR/acceptance-notices.txt"
 : >"$TEST_LOG"
-: >"$SKIP_LOG"
+: >"$NOTICE_LOG"
 
 STAGES=()
 STARTED=$(date +%s)
@@ -55,10 +55,13 @@ summary() {
       grep -E '^test .* \.\.\. FAILED$' "$TEST_LOG" | sed -E 's/^test (.*) \.\.\. FAILED$/    \1/' | sort -u
     fi
   fi
-  if [ -s "$SKIP_LOG" ]; then
+  if grep -q '^waddle-acceptance: SKIPPED' "$NOTICE_LOG" 2>/dev/null; then
     echo
     echo "  acceptance steps skipped (reported by the harness):"
-    sed 's/^waddle-acceptance: /    /' "$SKIP_LOG" | sort -u
+    grep '^waddle-acceptance: SKIPPED' "$NOTICE_LOG" | sed 's/^waddle-acceptance: SKIPPED /    /' | sort -u
+  fi
+  if [ -s "$NOTICE_LOG" ]; then
+    echo "  all acceptance notices (figures, skips, kept dirs): $NOTICE_LOG"
   fi
   if grep -q 'work dir kept at' "$TEST_LOG" 2>/dev/null; then
     echo
@@ -122,7 +125,7 @@ build_provider() {
 
 run_tests() {
   # The acceptance harness installs exactly this binary into its filesystem mirror.
-  WADDLE_PROVIDER_BIN="$PROVIDER_BIN" WADDLE_ACC_SKIP_LOG="$SKIP_LOG" \
+  WADDLE_PROVIDER_BIN="$PROVIDER_BIN" WADDLE_ACC_NOTICE_LOG="$NOTICE_LOG" \
     cargo test --workspace --no-fail-fast "$@" 2>&1 | tee "$TEST_LOG"
 }
 

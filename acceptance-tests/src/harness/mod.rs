@@ -109,12 +109,12 @@ pub fn work_base() -> PathBuf {
 }
 
 /// Prints a notice that must be visible even though libtest captures test output (it writes to
-/// the process's stderr directly), and appends it to `$WADDLE_ACC_SKIP_LOG` when set so
+/// the process's stderr directly), and appends it to `$WADDLE_ACC_NOTICE_LOG` when set so
 /// `scripts/test.sh` can repeat skipped steps in its summary.
 pub fn notice(message: &str) {
     let line = format!("waddle-acceptance: {message}\n");
     let _ = std::io::stderr().lock().write_all(line.as_bytes());
-    if let Some(path) = std::env::var_os("WADDLE_ACC_SKIP_LOG").filter(|v| !v.is_empty()) {
+    if let Some(path) = std::env::var_os("WADDLE_ACC_NOTICE_LOG").filter(|v| !v.is_empty()) {
         if let Ok(mut f) = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
