@@ -650,3 +650,50 @@ async fn dropped_connection_and_failed_task_faults() {
     assert_eq!(r.status, 500);
     api.assert_no_violations();
 }
+
+#[tokio::test]
+async fn parallel_creates_on_one_storage_hit_the_cfs_lock() {
+    let mut t = waddle_acceptance::pve::Timings::fast();
+    t.storage_alloc = Duration::from_millis(120);
+    t.storage_lock_timeout = Duration::from_millis(200);
+    let api = start(fast().timings(t).build()).await;
+    let mut upids = Vec::new();
+    for id in 140..146 {
+        let vmid = id.to_string();
+        let u = api
+            .ok(
+                "POST",
+                "/nodes/pve/qemu",
+                &[("vmid", vmid.as_str()), ("scsi0", "local-lvm:1")],
+            )
+            .await;
+        upids.push(u.as_str().expect("upid").to_string());
+    }
+    let mut failed = 0;
+    for u in &upids {
+        let st = api.wait_task(u).await;
+        if st != "OK" {
+            assert!(
+                st.ends_with("cfs-lock 'storage-local-lvm' error: got lock request timeout"),
+                "{st}"
+            );
+            failed += 1;
+        }
+    }
+    assert!(
+        failed >= 1,
+        "six 120 ms allocations cannot all get a 200 ms lock"
+    );
+    assert!(failed < upids.len(), "the first allocation wins");
+    // failed creates left nothing behind
+    assert_eq!(api.emu.vms().len(), upids.len() - failed);
+    assert_eq!(
+        api.emu
+            .volumes()
+            .iter()
+            .filter(|v| v.vmid.is_some())
+            .count(),
+        upids.len() - failed
+    );
+    api.assert_no_violations();
+}

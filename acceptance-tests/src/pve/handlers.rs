@@ -978,6 +978,27 @@ fn finish_create(
         Box::pin(async move {
             let lock = shared.vm_lock(id);
             let _g = lock.lock_owned().await;
+            // Allocations on a storage are serialised cluster-wide (PVE's cfs-lock).
+            let mut storages: Vec<String> = volumes.iter().map(|v| v.storage.clone()).collect();
+            storages.sort();
+            storages.dedup();
+            let mut guards = Vec::new();
+            for sid in &storages {
+                let l = shared.storage_lock(sid);
+                match tokio::time::timeout(shared.cfg.timings.storage_lock_timeout, l.lock_owned())
+                    .await
+                {
+                    Ok(g) => guards.push(g),
+                    Err(_) => {
+                        shared.st().vms.remove(&id);
+                        let msg = format!("unable to create VM {id} - cfs-lock 'storage-{sid}' error: got lock request timeout");
+                        log.log(msg.clone());
+                        return Err(msg);
+                    }
+                }
+            }
+            tokio::time::sleep(shared.cfg.timings.storage_alloc).await;
+            drop(guards);
             tokio::time::sleep(task_time + import_time).await;
             if let Some(msg) = fail {
                 shared.st().vms.remove(&id);

@@ -115,6 +115,12 @@ pub struct Timings {
     pub boot: Duration,
     /// Clean shutdown duration.
     pub shutdown: Duration,
+    /// How long a create holds the cluster-wide allocation lock of each target storage
+    /// (PVE's `cfs_lock_storage` around `vdisk_alloc`; the import copy runs after it).
+    pub storage_alloc: Duration,
+    /// How long a create waits for that lock before failing with
+    /// `cfs-lock 'storage-local-lvm' error: got lock request timeout`.
+    pub storage_lock_timeout: Duration,
 }
 
 impl Default for Timings {
@@ -127,6 +133,8 @@ impl Default for Timings {
             download: Duration::from_millis(200),
             boot: Duration::from_millis(500),
             shutdown: Duration::from_millis(100),
+            storage_alloc: Duration::from_millis(10),
+            storage_lock_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -142,6 +150,8 @@ impl Timings {
             download: Duration::from_millis(30),
             boot: Duration::from_millis(150),
             shutdown: Duration::from_millis(20),
+            storage_alloc: Duration::from_millis(2),
+            storage_lock_timeout: Duration::from_secs(5),
         }
     }
 }

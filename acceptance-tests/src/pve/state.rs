@@ -195,6 +195,8 @@ pub(crate) struct Shared {
     pub schema: Arc<ApiSchema>,
     pub state: Mutex<State>,
     pub vm_locks: Mutex<HashMap<u32, Arc<tokio::sync::Mutex<()>>>>,
+    /// Cluster-wide storage allocation locks (`cfs-lock 'storage-ID'`).
+    pub storage_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     pub appliances: ApplianceRegistry,
     pub ticket_secret: String,
     connections: AtomicU64,
@@ -267,6 +269,7 @@ impl Shared {
                 faults,
             }),
             vm_locks: Mutex::new(HashMap::new()),
+            storage_locks: Mutex::new(HashMap::new()),
             appliances: ApplianceRegistry::with_defaults(),
             ticket_secret: secret,
             connections: AtomicU64::new(0),
@@ -287,6 +290,14 @@ impl Shared {
             Err(p) => p.into_inner(),
         };
         m.entry(vmid).or_default().clone()
+    }
+
+    pub fn storage_lock(&self, storage: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut m = match self.storage_locks.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        m.entry(storage.to_string()).or_default().clone()
     }
 
     pub fn conn_accepted(&self) {
