@@ -327,6 +327,33 @@ fn sni_proxy_module_lifecycle_on_the_emulator() {
         .env("WADDLE_SNI_PROXY_READY_TIMEOUT", "60")
         .step(create)
         .step(change)
+        .step(
+            TestStep::import(ADDR)
+                .describe("import by plain VM id")
+                .import_id_fn(|st| {
+                    st.resource(ADDR)
+                        .and_then(|r| r.attr("vmid").and_then(|v| v.as_u64()))
+                        .map(|v| v.to_string())
+                        .ok_or_else(|| "no vmid in state".to_string())
+                })
+                // Cloud-init inputs, the image URL and the routing cannot be read back from
+                // Proxmox; they are adopted from the configuration at the next plan.
+                .import_verify_ignore(&[
+                    "routes",
+                    "http_backend",
+                    "listen",
+                    "maxconn",
+                    "proxy_timeouts",
+                    "public_nic",
+                    "private_nic",
+                    "public_address",
+                    "private_address",
+                    "dns_servers",
+                    "admin_user",
+                    "ssh_authorized_keys",
+                    "image_url",
+                ]),
+        )
         .step(drift)
         .step(repair)
         .check_destroy(move |_| {
