@@ -633,10 +633,15 @@ async fn provision_all(
     configs: &BTreeMap<String, String>,
     created: &Created,
 ) -> Vec<String> {
+    let started = Instant::now();
     let images = match ensure_images(env, m, nodes, created).await {
         Ok(i) => i,
         Err(e) => return vec![e],
     };
+    tracing::info!(
+        seconds = started.elapsed().as_secs_f64(),
+        "disk images ready"
+    );
     let futs = nodes.iter().map(|(name, n)| {
         let images = &images;
         async move {
@@ -799,13 +804,22 @@ async fn finish(
         return Err("no control plane".into());
     };
     if m.bootstrapped != Some(true) {
+        let started = Instant::now();
         bootstrap(env, node_ip(&first)).await?;
         m.bootstrapped = Some(true);
-        tracing::info!("etcd bootstrapped");
+        tracing::info!(
+            seconds = started.elapsed().as_secs_f64(),
+            "etcd bootstrapped"
+        );
     }
     health(env, m, bundle).await?;
     if refresh_kubeconfig || m.kubeconfig.is_none() {
+        let started = Instant::now();
         m.kubeconfig = Some(fetch_kubeconfig(env, node_ip(&first)).await?);
+        tracing::info!(
+            seconds = started.elapsed().as_secs_f64(),
+            "kubeconfig fetched"
+        );
     }
     Ok(())
 }
