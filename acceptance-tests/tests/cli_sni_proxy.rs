@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex};
 
-use waddle_acceptance::harness::{check, notice, repo_root, Snapshot, TestCase, TestStep};
+use waddle_acceptance::harness::{check, notice, repo_root, Phase, Snapshot, TestCase, TestStep};
 use waddle_acceptance::pve::{DebianAppliance, EmulatorConfig, PveEmulator, RequestRecord};
 
 const ADDR: &str = "module.sni_proxy.waddle_sni_proxy.this";
@@ -94,6 +94,38 @@ const ROUTE_GIT: &str = r#"{
     check          = true
   }"#;
 
+const ROUTE_REFUSED: &str = r#"{
+    hostnames      = ["refused.example.org"]
+    backend        = "10.10.0.41:443"
+    proxy_protocol = false
+    check          = true
+  }"#;
+
+/// A haproxy for the emulated guest: the real binary, except that `-c` refuses any config
+/// with a backend `be_route_3` (stands in for a VM whose HAProxy rejects a config that passed
+/// the provider's own validation).
+fn picky_haproxy(dir: &tempfile::TempDir) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let real = [
+        "/usr/sbin/haproxy",
+        "/usr/local/sbin/haproxy",
+        "/usr/bin/haproxy",
+    ]
+    .into_iter()
+    .find(|p| std::path::Path::new(p).is_file())
+    .expect("Debian's haproxy (scripts/install-test-deps.sh installs it)");
+    let p = dir.path().join("haproxy");
+    std::fs::write(
+        &p,
+        format!(
+            "#!/bin/sh\nfor a in \"$@\"; do\n  case \"$a\" in *.cfg)\n    if grep -q be_route_3 \"$a\"; then\n      echo \"[ALERT]    (1) : config : parsing [$a:1] : this HAProxy refuses be_route_3\" >&2\n      echo \"[ALERT]    (1) : config : Fatal errors found in configuration.\" >&2\n      exit 1\n    fi;;\n  esac\ndone\nexec {real} \"$@\"\n"
+        ),
+    )
+    .expect("write haproxy wrapper");
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    p
+}
+
 /// The Debian guest of a VM.
 fn guest_file(emu: &PveEmulator, vmid: u32, path: &str) -> Result<String, String> {
     let app = emu
@@ -140,6 +172,7 @@ fn summarize(log: &[RequestRecord]) -> String {
 
 #[test]
 fn sni_proxy_module_lifecycle_on_the_emulator() {
+    let tmp = tempfile::tempdir().expect("temp dir");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -150,6 +183,7 @@ fn sni_proxy_module_lifecycle_on_the_emulator() {
             EmulatorConfig::builder()
                 .ip(Ipv4Addr::new(127, 40, 5, 1))
                 .bridge("vmbr1")
+                .haproxy_binary(picky_haproxy(&tmp))
                 .build(),
         ))
         .expect("start the PVE emulator");
@@ -314,6 +348,52 @@ fn sni_proxy_module_lifecycle_on_the_emulator() {
             if Some(cfg.as_str()) != r.str_attr("haproxy_cfg") {
                 return Err("guest config differs from state after repair".into());
             }
+            Ok(())
+        }));
+
+    // Step 5: the VM's HAProxy refuses the new config (a wrapper around the real binary
+    // rejects configs with a fourth backend): the apply fails with HAProxy's message, the old
+    // config keeps running, nothing half-applied is left in the guest.
+    let e = emu.clone();
+    let refused = step(&emu, &format!("{ROUTE_GIT}, {ROUTE_REFUSED}"))
+        .describe("haproxy -c fails on the VM")
+        .expect_error(r"haproxy -c rejected the new configuration(.|\n)*refuses be_route_3")
+        .expect_error_in(&[Phase::Apply])
+        .plan_check(Box::new(move |_| {
+            // Record what runs before the failing apply (checked in step 6).
+            let vmid = e.vms().first().map(|v| v.vmid).ok_or("no VM")?;
+            let cfg = guest_file(&e, vmid, "/etc/haproxy/haproxy.cfg")?;
+            if cfg.contains("be_route_3") {
+                return Err("unexpected be_route_3 before the change".into());
+            }
+            Ok(())
+        }));
+
+    // Step 6: back to the applied routes: nothing to do, the guest still runs the old config.
+    let (e, c) = (emu.clone(), counts.clone());
+    let after_refusal = step(&emu, ROUTE_GIT)
+        .describe("old config still live after the refusal")
+        .check(check::func(move |s| {
+            let vmid = vmid_of(s)?;
+            let cfg = guest_file(&e, vmid, "/etc/haproxy/haproxy.cfg")?;
+            if cfg.contains("be_route_3") {
+                return Err("the refused config was installed".into());
+            }
+            let r = s.resource(ADDR)?;
+            let marker = guest_file(&e, vmid, "/etc/haproxy/waddle-config.sha256")?;
+            if Some(marker.trim()) != r.str_attr("config_hash")
+                || Some(cfg.as_str()) != r.str_attr("haproxy_cfg")
+            {
+                return Err("guest and state disagree after the refused update".into());
+            }
+            for leftover in [
+                "/etc/haproxy/haproxy.cfg.new",
+                "/etc/haproxy/waddle-config.sha256.new",
+            ] {
+                if guest_file(&e, vmid, leftover).is_ok() {
+                    return Err(format!("{leftover} left behind"));
+                }
+            }
             // From here, the log holds the final refresh + destroy.
             c.lock().unwrap().push(String::new());
             e.clear_request_log();
@@ -356,6 +436,8 @@ fn sni_proxy_module_lifecycle_on_the_emulator() {
         )
         .step(drift)
         .step(repair)
+        .step(refused)
+        .step(after_refusal)
         .check_destroy(move |_| {
             let log = e.request_log();
             // The last `terraform destroy` refreshes first (GET config/status, guest-agent
@@ -412,7 +494,6 @@ fn sni_proxy_module_lifecycle_on_the_emulator() {
 /// first), and destroy leaves nothing behind.
 #[test]
 fn sni_proxy_failed_create_is_cleaned_up_by_the_next_apply() {
-    use waddle_acceptance::harness::Phase;
     use waddle_acceptance::pve::{FaultConfig, FaultKind, FaultRule};
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
