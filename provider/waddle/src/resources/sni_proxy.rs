@@ -1707,6 +1707,17 @@ impl Resource for SniProxy {
                 }
             }
         }
+        // Timeouts left out of a configured `proxy_timeouts` object take their defaults.
+        let defaults = default_timeouts();
+        for name in ["connect", "client", "server", "tunnel", "inspect"] {
+            let at = AttributePath::attr("proxy_timeouts").then_attr(name);
+            let configured_null = req.config.get_path(&at).is_none_or(Value::is_null);
+            if configured_null && plan.state.get_path(&at).is_some_and(Value::is_unknown) {
+                if let Some(d) = defaults.get_attr(name) {
+                    plan.state.set_path(&at, d.clone());
+                }
+            }
+        }
         // Rendered files when the routing is known (this is also what turns drift into a diff).
         let mut scratch = Diagnostics::new();
         let routing = routing_from(&plan.state, &mut scratch);
@@ -2260,6 +2271,200 @@ mod tests {
         let routing = routing_from(&schema().from_typed(&st).unwrap(), &mut d);
         assert!(routing.complete && d.is_empty());
         assert_eq!(routing.spec, st.routing_spec().unwrap());
+    }
+
+    fn provider_ctx(node: Option<&str>) -> Context {
+        let cfg = ProviderConfig {
+            node: node.map(str::to_string),
+            ..Default::default()
+        };
+        Context::new(
+            Default::default(),
+            Some(std::sync::Arc::new(cfg) as ProviderData),
+            "1.0.3",
+        )
+    }
+
+    fn run_plan(
+        ctx: &Context,
+        config: &Value,
+        prior: &Value,
+        planned: Value,
+    ) -> (Plan, Diagnostics) {
+        let req = PlanRequest {
+            config: config.clone(),
+            prior_state: prior.clone(),
+            proposed_new_state: planned.clone(),
+        };
+        let mut plan = Plan {
+            state: planned,
+            requires_replace: Vec::new(),
+        };
+        let mut d = Diagnostics::new();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(SniProxy.modify_plan(ctx, &req, &mut plan, &mut d));
+        (plan, d)
+    }
+
+    #[test]
+    fn create_plan_fills_node_addresses_and_rendered_config() {
+        let config = config_value(|s| {
+            s.node = None;
+            s.vmid = None;
+        });
+        let mut planned = config.clone();
+        for k in [
+            "id",
+            "node",
+            "vmid",
+            "haproxy_cfg",
+            "exact_map",
+            "wildcard_map",
+            "config_hash",
+            "public_address",
+            "private_address",
+            "seed_iso",
+        ] {
+            planned.set_path(&AttributePath::attr(k), Value::unknown());
+        }
+        let (plan, d) = run_plan(
+            &provider_ctx(Some("pve2")),
+            &config,
+            &Value::Null,
+            planned.clone(),
+        );
+        assert!(d.is_empty(), "{d}");
+        let st = &plan.state;
+        assert_eq!(st.get_attr("node").and_then(Value::as_str), Some("pve2"));
+        assert!(
+            st.get_attr("id").unwrap().is_unknown(),
+            "id waits for the vmid"
+        );
+        assert_eq!(
+            st.get_attr("public_address").and_then(Value::as_str),
+            Some("203.0.113.10")
+        );
+        assert_eq!(
+            st.get_attr("private_address").and_then(Value::as_str),
+            Some("10.10.0.10")
+        );
+        let expected = sample().rendered().unwrap();
+        assert_eq!(
+            st.get_attr("config_hash").and_then(Value::as_str),
+            Some(expected.config_hash.as_str())
+        );
+        assert_eq!(
+            st.get_attr("haproxy_cfg").and_then(Value::as_str),
+            Some(expected.haproxy_cfg.as_str())
+        );
+        // No node anywhere: an error at `node`.
+        let (_, d) = run_plan(&provider_ctx(None), &config, &Value::Null, planned.clone());
+        assert_eq!(
+            d.errors().next().and_then(|e| e.attribute.clone()),
+            Some(AttributePath::attr("node"))
+        );
+        // Routing unknown: rendered outputs stay unknown.
+        let mut unknown_routes = planned;
+        unknown_routes.set_path(&AttributePath::attr("routes"), Value::unknown());
+        let (plan, d) = run_plan(
+            &provider_ctx(Some("pve")),
+            &config,
+            &Value::Null,
+            unknown_routes,
+        );
+        assert!(d.is_empty());
+        assert!(plan.state.get_attr("config_hash").unwrap().is_unknown());
+    }
+
+    #[test]
+    fn drifted_hash_plans_an_update_back_and_imports_do_not_replace() {
+        let mut st = sample();
+        st.set_rendered(&st.rendered().unwrap());
+        let good = schema().from_typed(&st).unwrap();
+        let mut drifted = good.clone();
+        drifted.set_path(
+            &AttributePath::attr("config_hash"),
+            Value::from("0".repeat(64)),
+        );
+        let config = config_value(|_| {});
+        let (plan, d) = run_plan(
+            &provider_ctx(Some("pve")),
+            &config,
+            &drifted,
+            drifted.clone(),
+        );
+        assert!(d.is_empty(), "{d}");
+        assert_eq!(
+            plan.state.get_attr("config_hash").and_then(Value::as_str),
+            st.config_hash.as_deref(),
+            "the plan puts the expected hash back"
+        );
+        // An imported prior state (cloud-init inputs null) adopts the configuration without
+        // replacement, but a real change of a placement attribute still replaces.
+        let mut imported = good.clone();
+        for k in [
+            "public_nic",
+            "private_nic",
+            "admin_user",
+            "ssh_authorized_keys",
+            "image_url",
+            "dns_servers",
+        ] {
+            imported.set_path(&AttributePath::attr(k), Value::Null);
+        }
+        let req = PlanRequest {
+            config: config.clone(),
+            prior_state: imported.clone(),
+            proposed_new_state: good.clone(),
+        };
+        let mut plan = Plan {
+            state: good.clone(),
+            requires_replace: vec![
+                AttributePath::attr("public_nic"),
+                AttributePath::attr("ssh_authorized_keys"),
+                AttributePath::attr("storage"),
+            ],
+        };
+        let mut d = Diagnostics::new();
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(SniProxy.modify_plan(&provider_ctx(Some("pve")), &req, &mut plan, &mut d));
+        assert_eq!(plan.requires_replace, vec![AttributePath::attr("storage")]);
+    }
+
+    #[test]
+    fn partial_timeouts_take_defaults_in_the_plan() {
+        let mut config = config_value(|s| {
+            s.proxy_timeouts = Some(ProxyTimeouts {
+                connect: None,
+                client: None,
+                server: None,
+                tunnel: Some("2h".into()),
+                inspect: None,
+            });
+        });
+        config.set_path(&AttributePath::attr("node"), Value::from("pve"));
+        let mut planned = config.clone();
+        for t in ["connect", "client", "server", "inspect"] {
+            planned.set_path(
+                &AttributePath::attr("proxy_timeouts").then_attr(t),
+                Value::unknown(),
+            );
+        }
+        let (plan, d) = run_plan(&provider_ctx(Some("pve")), &config, &Value::Null, planned);
+        assert!(d.is_empty(), "{d}");
+        let t = plan.state.get_attr("proxy_timeouts").unwrap();
+        assert_eq!(t.get_attr("connect").and_then(Value::as_str), Some("5s"));
+        assert_eq!(t.get_attr("tunnel").and_then(Value::as_str), Some("2h"));
+        let cfg = plan
+            .state
+            .get_attr("haproxy_cfg")
+            .and_then(Value::as_str)
+            .unwrap();
+        assert!(cfg.contains("timeout tunnel 2h"), "{cfg}");
     }
 
     #[test]
