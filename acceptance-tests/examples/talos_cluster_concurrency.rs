@@ -160,10 +160,12 @@ fn main() {
         .build()
         .expect("runtime");
     rt.block_on(async move {
-        let mut pve_timings = PveTimings::default();
-        pve_timings.boot = Duration::from_millis(1000);
-        pve_timings.download = Duration::from_millis(300);
-        pve_timings.task = Duration::from_millis(50);
+        let pve_timings = PveTimings {
+            boot: Duration::from_millis(1000),
+            download: Duration::from_millis(300),
+            task: Duration::from_millis(50),
+            ..Default::default()
+        };
         let b = EmulatorConfig::builder()
             .ip(Ipv4Addr::new(127, 40, 90, 1))
             .nodes(&PVE_NODES)

@@ -307,3 +307,309 @@ fn three_node_example_add_and_remove_a_worker() {
         .run();
     env.rt.block_on(env.fleet.shutdown());
 }
+
+// ---------------------------------------------------------------------------------------
+// In process (the provider's gRPC handlers driven directly): failure clean-up and drift.
+// ---------------------------------------------------------------------------------------
+
+mod in_process {
+    use super::*;
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+    use waddle_acceptance::talos::Faults;
+    use waddle_framework::testing::Harness;
+    use waddle_framework::{AttributePath, Value};
+    use waddle_provider::provider::{schema as provider_schema, NoEnv, WaddleProvider};
+    use waddle_provider::resources::talos_cluster::{
+        schema, ClusterModel, ImageModel, NodeModel, PlacementModel, TimeoutsModel, TYPE_NAME,
+    };
+
+    const URL: &str = "https://factory.talos.dev/image/376567988ad370138ad8b2698212367b8edcb69b5fd68c80be1f2ec7d603b4ba/v1.12.11/nocloud-amd64.qcow2";
+
+    async fn harness(emu: &PveEmulator) -> Harness {
+        let h = Harness::new(WaddleProvider::with_env(NoEnv));
+        let mut pc = provider_schema().null_value();
+        for (k, v) in [
+            ("endpoint", emu.endpoint()),
+            ("api_token", emu.api_token().expect("token")),
+            ("ca_cert", emu.ca_pem().to_string()),
+            ("node", emu.node().to_string()),
+        ] {
+            pc.set_path(&AttributePath::attr(k), Value::from(v.as_str()));
+        }
+        let d = h.configure(pc).await;
+        assert!(!d.has_errors(), "{d:?}");
+        h
+    }
+
+    /// One control plane and one worker in 127.20.<net>.0/24.
+    fn config(net: u8, vmid_base: u32) -> Value {
+        let ip = |h: u8| format!("127.20.{net}.{h}");
+        let node = |role: &str, h: u8, vmid: u32| NodeModel {
+            role: role.into(),
+            address: format!("{}/24", ip(h)),
+            gateway: Some(ip(1)),
+            proxmox: Some(PlacementModel {
+                vmid: Some(vmid),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let m = ClusterModel {
+            cluster_name: format!("inproc{net}"),
+            endpoint: format!("https://{}:6443", ip(20)),
+            vip: Some(ip(20)),
+            image: Some(ImageModel {
+                installer: None,
+                disk_image_url: Some(URL.into()),
+            }),
+            timeouts: Some(TimeoutsModel {
+                create: Some("2m".into()),
+                update: Some("2m".into()),
+                delete: Some("2m".into()),
+            }),
+            nodes: Some(BTreeMap::from([
+                ("cp1".to_string(), node("controlplane", 10, vmid_base)),
+                ("w1".to_string(), node("worker", 11, vmid_base + 1)),
+            ])),
+            ..Default::default()
+        };
+        schema().from_typed(&m).expect("config")
+    }
+
+    fn rt() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    /// A node refuses its configuration: create fails with the node's message, the returned
+    /// (tainted) state lists every VM and image that exists, and destroying it leaves
+    /// nothing behind.
+    #[test]
+    fn failed_create_records_what_exists_and_destroy_cleans_up() {
+        let rt = rt();
+        rt.block_on(async {
+            let mut faults = Faults::default();
+            faults.error_rate.insert("ApplyConfiguration".into(), 1.0);
+            faults.code = tonic::Code::InvalidArgument;
+            let fleet = TalosFleet::new(FleetOptions {
+                faults,
+                ..Default::default()
+            });
+            let emu = PveEmulator::start(
+                EmulatorConfig::builder()
+                    .ip(Ipv4Addr::new(127, 40, 44, 1))
+                    .build(),
+            )
+            .await
+            .expect("PVE emulator");
+            appliance::register(emu.appliances(), fleet.clone());
+            let h = harness(&emu).await;
+            let config = config(44, 440);
+            let p = h.plan(TYPE_NAME, &Value::Null, &config).await;
+            assert!(!p.diagnostics.has_errors(), "{:?}", p.diagnostics);
+            let a = h
+                .apply(TYPE_NAME, &Value::Null, &config, &p.planned_state)
+                .await;
+            assert!(a.diagnostics.has_errors(), "create should fail");
+            let msg = format!("{:?}", a.diagnostics);
+            assert!(msg.contains("InvalidArgument"), "{msg}");
+            let vms = a
+                .state
+                .get_attr("proxmox_vms")
+                .and_then(Value::as_entries)
+                .expect("proxmox_vms recorded")
+                .clone();
+            assert_eq!(vms.keys().cloned().collect::<Vec<_>>(), vec!["cp1", "w1"]);
+            assert_eq!(emu.vms().len(), 2);
+            let images = a
+                .state
+                .get_attr("proxmox_images")
+                .and_then(Value::as_elements);
+            assert_eq!(
+                images.map(<[Value]>::len),
+                Some(1),
+                "the downloaded image is recorded"
+            );
+
+            let d = h.plan(TYPE_NAME, &a.state, &Value::Null).await;
+            let r = h
+                .apply(TYPE_NAME, &a.state, &Value::Null, &d.planned_state)
+                .await;
+            assert!(!r.diagnostics.has_errors(), "{:?}", r.diagnostics);
+            nothing_left(&emu).expect("destroy cleans up");
+            fleet.shutdown().await;
+            emu.shutdown().await;
+        });
+    }
+
+    async fn pve_delete_vm(emu: &PveEmulator, vmid: u32) {
+        let token = emu.api_token().unwrap();
+        let auth = if token.starts_with("PVEAPIToken=") {
+            token
+        } else {
+            format!("PVEAPIToken={token}")
+        };
+        let c = reqwest::Client::builder()
+            .tls_certs_only([reqwest::Certificate::from_pem(emu.ca_pem().as_bytes()).unwrap()])
+            .no_proxy()
+            .build()
+            .unwrap();
+        let base = format!(
+            "{}/api2/json/nodes/{}/qemu/{vmid}",
+            emu.endpoint().trim_end_matches('/'),
+            emu.node()
+        );
+        let r = c
+            .post(format!("{base}/status/stop"))
+            .header("Authorization", &auth)
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "stop: {}", r.status());
+        for _ in 0..100 {
+            if emu.vm(vmid).is_some_and(|v| !v.running) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let r = c
+            .delete(&base)
+            .header("Authorization", &auth)
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "delete: {}", r.status());
+        for _ in 0..100 {
+            if emu.vm(vmid).is_none() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("VM {vmid} not deleted");
+    }
+
+    /// Drift: a worker VM deleted behind the provider's back and a machine configuration
+    /// changed on the node both show as a planned update after refresh; applying it repairs
+    /// both (same VM id, configuration re-applied), and the next plan is empty.
+    #[test]
+    fn drift_is_detected_and_repaired() {
+        let rt = rt();
+        rt.block_on(async {
+            let fleet = TalosFleet::new(FleetOptions::default());
+            let emu = PveEmulator::start(
+                EmulatorConfig::builder()
+                    .ip(Ipv4Addr::new(127, 40, 45, 1))
+                    .build(),
+            )
+            .await
+            .expect("PVE emulator");
+            appliance::register(emu.appliances(), fleet.clone());
+            let h = harness(&emu).await;
+            let config = config(45, 450);
+            let state = h
+                .plan_and_apply(TYPE_NAME, &Value::Null, &config)
+                .await
+                .expect("create");
+
+            // No drift: refresh keeps the state, the plan is empty.
+            let r = h.read(TYPE_NAME, &state).await;
+            assert!(!r.diagnostics.has_errors(), "{:?}", r.diagnostics);
+            assert!(r.state.equals(&state), "refresh changed the state");
+
+            // 1. The worker's VM disappears.
+            pve_delete_vm(&emu, 451).await;
+            let r = h.read(TYPE_NAME, &state).await;
+            assert!(r
+                .state
+                .get_path(&AttributePath::attr("nodes").then_key("w1"))
+                .is_none_or(Value::is_null));
+            let p = h.plan(TYPE_NAME, &r.state, &config).await;
+            assert!(p.requires_replace.is_empty(), "{:?}", p.requires_replace);
+            assert!(
+                !p.planned_state.equals(&r.state),
+                "the plan shows the missing node"
+            );
+            let a = h
+                .apply(TYPE_NAME, &r.state, &config, &p.planned_state)
+                .await;
+            assert!(!a.diagnostics.has_errors(), "{:?}", a.diagnostics);
+            assert!(
+                emu.vm(451).is_some_and(|v| v.running),
+                "w1 re-created as VM 451"
+            );
+            let state = a.state;
+
+            // 2. The control plane's configuration is changed on the node.
+            let cp = fleet
+                .node_at(Ipv4Addr::new(127, 20, 45, 10))
+                .expect("cp1 in the fleet");
+            let cfg = state
+                .get_path(&AttributePath::attr("machine_configurations").then_key("cp1"))
+                .and_then(Value::as_str)
+                .unwrap()
+                .to_string();
+            let cc = state.get_attr("client_configuration").unwrap();
+            let creds = waddle_talos::api::Credentials::new(
+                cc.get_attr("ca_certificate")
+                    .and_then(Value::as_str)
+                    .unwrap(),
+                cc.get_attr("client_certificate")
+                    .and_then(Value::as_str)
+                    .unwrap(),
+                cc.get_attr("client_key").and_then(Value::as_str).unwrap(),
+            );
+            let client = waddle_talos::api::TalosClient::connect(
+                cp.endpoint().expect("cp1 endpoint"),
+                &creds,
+                &Default::default(),
+            )
+            .await
+            .expect("mTLS to cp1");
+            let changed = cfg.replace("1.1.1.1", "9.9.9.9");
+            assert_ne!(changed, cfg);
+            client
+                .apply_configuration(&changed, waddle_talos::api::ApplyMode::Auto)
+                .await
+                .expect("out-of-band apply");
+            let r = h.read(TYPE_NAME, &state).await;
+            let seen = r
+                .state
+                .get_path(&AttributePath::attr("machine_configurations").then_key("cp1"))
+                .and_then(Value::as_str)
+                .unwrap();
+            assert!(
+                seen.contains("9.9.9.9"),
+                "refresh records the node's configuration"
+            );
+            let p = h.plan(TYPE_NAME, &r.state, &config).await;
+            assert!(
+                !p.planned_state.equals(&r.state),
+                "the drift is a planned change"
+            );
+            let a = h
+                .apply(TYPE_NAME, &r.state, &config, &p.planned_state)
+                .await;
+            assert!(!a.diagnostics.has_errors(), "{:?}", a.diagnostics);
+            let on_node = cp.config_yaml().expect("cp1 config");
+            assert!(
+                waddle_talos::config::same_config(&on_node, &cfg).unwrap(),
+                "the configuration was re-applied"
+            );
+            let r = h.read(TYPE_NAME, &a.state).await;
+            assert!(r.state.equals(&a.state), "no drift left");
+
+            let d = h.plan(TYPE_NAME, &a.state, &Value::Null).await;
+            let r = h
+                .apply(TYPE_NAME, &a.state, &Value::Null, &d.planned_state)
+                .await;
+            assert!(!r.diagnostics.has_errors(), "{:?}", r.diagnostics);
+            nothing_left(&emu).expect("destroy cleans up");
+            fleet.shutdown().await;
+            emu.shutdown().await;
+        });
+    }
+}
