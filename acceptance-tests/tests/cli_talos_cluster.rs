@@ -492,6 +492,111 @@ mod in_process {
         panic!("VM {vmid} not deleted");
     }
 
+    /// Import by `<cluster_name>:<secrets.yaml>`: the next apply adopts the existing VMs and
+    /// configured nodes (no new VM, no reinstall), fetches a kubeconfig and plans empty after.
+    #[test]
+    fn import_adopts_the_existing_cluster() {
+        let rt = rt();
+        rt.block_on(async {
+            let fleet = TalosFleet::new(FleetOptions::default());
+            let emu = PveEmulator::start(
+                EmulatorConfig::builder()
+                    .ip(Ipv4Addr::new(127, 40, 46, 1))
+                    .build(),
+            )
+            .await
+            .expect("PVE emulator");
+            appliance::register(emu.appliances(), fleet.clone());
+            let h = harness(&emu).await;
+            let config = config(46, 460);
+            let state = h
+                .plan_and_apply(TYPE_NAME, &Value::Null, &config)
+                .await
+                .expect("create");
+            let secrets = state
+                .get_attr("machine_secrets")
+                .and_then(Value::as_str)
+                .unwrap()
+                .to_string();
+            let applies_before: usize = fleet.nodes().iter().map(|n| n.applies().len()).sum();
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("secrets.yaml");
+            std::fs::write(&path, &secrets).unwrap();
+
+            let mut d = waddle_framework::Diagnostics::new();
+            let imported = waddle_provider::resources::talos_cluster::ops::import(
+                &format!("inproc46:{}", path.display()),
+                &mut d,
+            )
+            .expect("import");
+            assert!(d.is_empty(), "{d:?}");
+            let r = h.read(TYPE_NAME, &imported).await;
+            assert!(!r.diagnostics.has_errors(), "{:?}", r.diagnostics);
+            let p = h.plan(TYPE_NAME, &r.state, &config).await;
+            assert!(p.requires_replace.is_empty(), "{:?}", p.requires_replace);
+            let a = h
+                .apply(TYPE_NAME, &r.state, &config, &p.planned_state)
+                .await;
+            assert!(!a.diagnostics.has_errors(), "{:?}", a.diagnostics);
+            assert_eq!(emu.vms().len(), 2, "no VM created by the adopting apply");
+            let vms = a
+                .state
+                .get_attr("proxmox_vms")
+                .and_then(Value::as_entries)
+                .unwrap();
+            assert_eq!(
+                vms.get("w1")
+                    .and_then(|v| v.get_attr("vmid"))
+                    .and_then(Value::as_i64),
+                Some(461)
+            );
+            // Every node got its configuration once more over mTLS, none went through
+            // maintenance mode again.
+            let nodes = fleet.nodes();
+            let applies_after: usize = nodes.iter().map(|n| n.applies().len()).sum();
+            assert_eq!(applies_after, applies_before + 2);
+            for n in &nodes {
+                let ap = n.applies();
+                assert_eq!(ap.len(), 2, "{}: {ap:?}", n.hostname());
+                assert!(ap[0].in_maintenance && !ap[1].in_maintenance, "{ap:?}");
+            }
+            assert!(a
+                .state
+                .get_attr("kubeconfig")
+                .and_then(Value::as_str)
+                .is_some_and(|k| k.contains("client-certificate-data")));
+            let p = h.plan(TYPE_NAME, &a.state, &config).await;
+            assert!(
+                p.planned_state.equals(&a.state),
+                "plan after adoption is empty"
+            );
+
+            let d = h.plan(TYPE_NAME, &a.state, &Value::Null).await;
+            let r = h
+                .apply(TYPE_NAME, &a.state, &Value::Null, &d.planned_state)
+                .await;
+            assert!(!r.diagnostics.has_errors(), "{:?}", r.diagnostics);
+            // The disk image was downloaded before the import, so the imported resource does
+            // not own it: it is the only thing left (no VM, no disk).
+            assert!(emu.vms().is_empty());
+            let left: Vec<String> = emu.volumes().into_iter().map(|v| v.volid).collect();
+            let original_images: Vec<String> = state
+                .get_attr("proxmox_images")
+                .and_then(Value::as_elements)
+                .unwrap()
+                .iter()
+                .filter_map(|i| {
+                    i.get_attr("volume")
+                        .and_then(Value::as_str)
+                        .map(str::to_string)
+                })
+                .collect();
+            assert_eq!(left, original_images);
+            fleet.shutdown().await;
+            emu.shutdown().await;
+        });
+    }
+
     /// Drift: a worker VM deleted behind the provider's back and a machine configuration
     /// changed on the node both show as a planned update after refresh; applying it repairs
     /// both (same VM id, configuration re-applied), and the next plan is empty.

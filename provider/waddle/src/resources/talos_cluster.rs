@@ -14,6 +14,8 @@
 //! adopts the nodes of the configuration: a VM that already exists with the configured
 //! `vmid` is kept, and a node that already answers the Talos API on its static address with
 //! the cluster's credentials is re-configured in place instead of being installed again.
+//! Disk images that were already on the Proxmox storages are not owned by the imported
+//! resource and stay after destroy.
 
 pub mod ops;
 
