@@ -334,7 +334,7 @@ fn sni_proxy_module_lifecycle_on_the_emulator() {
         }));
 
     // Step 4: the next apply repairs the drift in place.
-    let (e, c) = (emu.clone(), counts.clone());
+    let e = emu.clone();
     let repair = step(&emu, ROUTE_GIT)
         .describe("drift repaired in place")
         .plan_check(check::plan_actions(ADDR, &["update"]))
@@ -606,4 +606,218 @@ fn sni_proxy_failed_create_is_cleaned_up_by_the_next_apply() {
         emu.fault_log()
     );
     drop(rt);
+}
+
+/// The resource driven in process through the framework's RPC handlers (no CLI), against the
+/// emulator: exact API call counts per operation, validation before any API call, drift and
+/// VM-gone detection on read.
+mod in_process {
+    use super::*;
+    use waddle_framework::testing::Harness;
+    use waddle_framework::{AttributePath, Value};
+    use waddle_provider::provider::{schema as provider_schema, NoEnv, WaddleProvider};
+    use waddle_provider::resources::sni_proxy::{
+        schema, PrivateNic, PublicNic, Route, SniProxyState, TYPE_NAME,
+    };
+
+    async fn harness(emu: &PveEmulator) -> Harness {
+        let h = Harness::new(WaddleProvider::with_env(NoEnv));
+        let mut pc = provider_schema().null_value();
+        for (k, v) in [
+            ("endpoint", emu.endpoint()),
+            ("api_token", emu.api_token().expect("token")),
+            ("ca_cert", emu.ca_pem().to_string()),
+            ("node", emu.node().to_string()),
+        ] {
+            pc.set_path(&AttributePath::attr(k), Value::from(v.as_str()));
+        }
+        let d = h.configure(pc).await;
+        assert!(!d.has_errors(), "{d:?}");
+        h
+    }
+
+    fn route(host: &str, backend: &str) -> Route {
+        Route {
+            hostnames: vec![host.into()],
+            backend: backend.into(),
+            proxy_protocol: None,
+            check: None,
+        }
+    }
+
+    fn config(routes: Vec<Route>) -> Value {
+        let mut s: SniProxyState = schema().null_value().to_typed().expect("null state");
+        s.public_nic = Some(PublicNic {
+            bridge: "vmbr0".into(),
+            cidr: "203.0.113.10/24".into(),
+            gateway: Some("203.0.113.1".into()),
+        });
+        s.private_nic = Some(PrivateNic {
+            bridge: "vmbr1".into(),
+            cidr: "10.10.0.10/24".into(),
+        });
+        s.ssh_authorized_keys = Some(vec![KEY.into()]);
+        s.routes = Some(routes);
+        schema().from_typed(&s).expect("config")
+    }
+
+    fn str_attr<'a>(v: &'a Value, k: &str) -> Option<&'a str> {
+        v.get_attr(k).and_then(Value::as_str)
+    }
+
+    #[test]
+    fn lifecycle_in_process_with_api_call_counts() {
+        std::env::set_var("WADDLE_SNI_PROXY_READY_TIMEOUT", "60");
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let emu = PveEmulator::start(
+                EmulatorConfig::builder()
+                    .ip(Ipv4Addr::new(127, 40, 5, 3))
+                    .bridge("vmbr1")
+                    .build(),
+            )
+            .await
+            .expect("PVE emulator");
+            let h = harness(&emu).await;
+            emu.clear_request_log();
+
+            // Bad input: refused with attribute paths, before any API call.
+            let bad = config(vec![
+                route("a.example.org", "10.10.0.2:443"),
+                route("A.example.org", "10.10.0.3"),
+            ]);
+            let d = h.validate_resource(TYPE_NAME, bad.clone()).await;
+            let paths: Vec<String> = d
+                .errors()
+                .filter_map(|e| e.attribute.as_ref().map(|p| p.to_string()))
+                .collect();
+            assert!(
+                paths.contains(&"routes[1].hostnames[0]".to_string()),
+                "{d:?}"
+            );
+            assert!(paths.contains(&"routes[1].backend".to_string()), "{d:?}");
+            assert!(h
+                .plan_and_apply(TYPE_NAME, &Value::Null, &bad)
+                .await
+                .is_err());
+            assert!(
+                emu.request_log().is_empty(),
+                "API calls before validation passed"
+            );
+
+            // Create.
+            let cfg1 = config(vec![route("a.example.org", "10.10.0.2:443")]);
+            let state = h
+                .plan_and_apply(TYPE_NAME, &Value::Null, &cfg1)
+                .await
+                .expect("create");
+            let create_calls = emu.request_log();
+            emu.clear_request_log();
+            let vmid = state
+                .get_attr("vmid")
+                .and_then(Value::as_i64)
+                .expect("vmid") as u32;
+            assert_eq!(str_attr(&state, "id"), Some(format!("pve/{vmid}").as_str()));
+
+            // Read: unchanged, and the next plan is empty.
+            let r = h.read(TYPE_NAME, &state).await;
+            assert!(!r.diagnostics.has_errors(), "{:?}", r.diagnostics);
+            assert!(r.state.equals(&state), "read changed the state");
+            let p = h.plan(TYPE_NAME, &r.state, &cfg1).await;
+            assert!(
+                p.planned_state.equals(&state),
+                "plan after create is not empty"
+            );
+            let read_calls = emu.request_log().len();
+            emu.clear_request_log();
+
+            // Route change: in place.
+            let cfg2 = config(vec![
+                route("a.example.org", "10.10.0.2:443"),
+                route("*.apps.example.org", "10.10.0.30:443"),
+            ]);
+            let p = h.plan(TYPE_NAME, &state, &cfg2).await;
+            assert!(p.requires_replace.is_empty(), "{:?}", p.requires_replace);
+            assert_ne!(
+                str_attr(&p.planned_state, "config_hash"),
+                str_attr(&state, "config_hash")
+            );
+            let a = h.apply(TYPE_NAME, &state, &cfg2, &p.planned_state).await;
+            assert!(!a.diagnostics.has_errors(), "{:?}", a.diagnostics);
+            let state2 = a.state;
+            assert_eq!(state2.get_attr("vmid"), state.get_attr("vmid"));
+            let update_calls = emu.request_log();
+            emu.clear_request_log();
+            let marker = guest_file(&emu, vmid, "/etc/haproxy/waddle-config.sha256").unwrap();
+            assert_eq!(Some(marker.trim()), str_attr(&state2, "config_hash"));
+
+            // Drift: a hand-edited map shows as a different config_hash on read, and the plan
+            // goes back to the expected one.
+            let live = guest_file(&emu, vmid, "/etc/haproxy/haproxy.cfg").unwrap();
+            let exact = exact_map_path(&live).unwrap();
+            let app = emu.appliance(vmid).unwrap();
+            let deb = app.as_any().downcast_ref::<DebianAppliance>().unwrap();
+            std::fs::write(
+                deb.host_path(&exact).unwrap(),
+                "evil.example.org be_route_0\n",
+            )
+            .unwrap();
+            let r = h.read(TYPE_NAME, &state2).await;
+            assert!(!r.diagnostics.has_errors(), "{:?}", r.diagnostics);
+            assert_ne!(
+                str_attr(&r.state, "config_hash"),
+                str_attr(&state2, "config_hash")
+            );
+            assert_eq!(
+                str_attr(&r.state, "exact_map"),
+                Some("evil.example.org be_route_0\n")
+            );
+            let p = h.plan(TYPE_NAME, &r.state, &cfg2).await;
+            assert!(p.requires_replace.is_empty());
+            assert_eq!(
+                str_attr(&p.planned_state, "config_hash"),
+                str_attr(&state2, "config_hash")
+            );
+            let a = h.apply(TYPE_NAME, &r.state, &cfg2, &p.planned_state).await;
+            assert!(!a.diagnostics.has_errors(), "{:?}", a.diagnostics);
+            let map = guest_file(&emu, vmid, &exact).unwrap();
+            assert!(!map.contains("evil"), "drift not repaired: {map}");
+            emu.clear_request_log();
+
+            // Destroy.
+            let gone = h
+                .plan_and_apply(TYPE_NAME, &a.state, &Value::Null)
+                .await
+                .expect("destroy");
+            assert!(gone.is_null());
+            let delete_calls = emu.request_log();
+            assert!(emu.vms().is_empty(), "VM left");
+            assert!(
+                !emu.volumes().iter().any(|v| v.content == "iso"),
+                "seed ISO left: {:?}",
+                emu.volumes()
+            );
+            // Read after the VM is gone: removed from state.
+            let r = h.read(TYPE_NAME, &a.state).await;
+            assert!(!r.diagnostics.has_errors(), "{:?}", r.diagnostics);
+            assert!(r.state.is_null(), "a deleted VM must leave the state");
+
+            notice(&format!(
+                "sni_proxy api-calls (in process, emulator request log): create {}, read {}, \
+                 route update {}, delete {}\ncreate:\n{}\nupdate:\n{}\ndelete:\n{}",
+                create_calls.len(),
+                read_calls,
+                update_calls.len(),
+                delete_calls.len(),
+                summarize(&create_calls),
+                summarize(&update_calls),
+                summarize(&delete_calls)
+            ));
+            assert!(emu.response_violations().is_empty());
+        });
+    }
 }
