@@ -68,25 +68,23 @@ async fn sandbox_writes_env_file_and_stops_on_sigterm() {
             support::raw_call(&http, &endpoint, Some(&token), method, &path, &form).await
         }
     };
-    let wait_task = |upid: String| {
-        async move {
-            for _ in 0..500 {
-                let r = call(
-                    "GET",
-                    format!("/nodes/pve/tasks/{}/status", support::url_encode(&upid)),
-                    vec![],
-                )
-                .await;
-                if r.body["data"]["status"] == "stopped" {
-                    return r.body["data"]["exitstatus"]
-                        .as_str()
-                        .unwrap_or("")
-                        .to_string();
-                }
-                tokio::time::sleep(Duration::from_millis(10)).await;
+    let wait_task = |upid: String| async move {
+        for _ in 0..500 {
+            let r = call(
+                "GET",
+                format!("/nodes/pve/tasks/{}/status", support::url_encode(&upid)),
+                vec![],
+            )
+            .await;
+            if r.body["data"]["status"] == "stopped" {
+                return r.body["data"]["exitstatus"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string();
             }
-            panic!("task {upid} did not finish");
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
+        panic!("task {upid} did not finish");
     };
     let r = call("POST", "/nodes/pve/storage/local/download-url".into(), vec![
         ("content", "import".into()),
