@@ -597,6 +597,124 @@ mod in_process {
         });
     }
 
+    /// A failed update leaves a state from which the next plan shows the same change again:
+    /// a node whose VM cannot be created is not recorded as a node, a configuration the node
+    /// refused is not recorded as applied. Once the cause is gone the next apply completes.
+    #[test]
+    fn failed_update_is_planned_again() {
+        let rt = rt();
+        rt.block_on(async {
+            let fleet = TalosFleet::new(FleetOptions::default());
+            let emu = PveEmulator::start(
+                EmulatorConfig::builder()
+                    .ip(Ipv4Addr::new(127, 40, 47, 1))
+                    .build(),
+            )
+            .await
+            .expect("PVE emulator");
+            appliance::register(emu.appliances(), fleet.clone());
+            let h = harness(&emu).await;
+            let config = config(47, 470);
+            let state = h
+                .plan_and_apply(TYPE_NAME, &Value::Null, &config)
+                .await
+                .expect("create");
+
+            // 1. A new worker on a storage that does not exist.
+            let w2 = AttributePath::attr("nodes").then_key("w2");
+            let bad = config.clone();
+            let mut node = config
+                .get_path(&AttributePath::attr("nodes").then_key("w1"))
+                .unwrap()
+                .clone();
+            node.set_path(
+                &AttributePath::attr("address"),
+                Value::from("127.20.47.12/24"),
+            );
+            node.set_path(
+                &AttributePath::attr("proxmox").then_attr("vmid"),
+                Value::from(472i64),
+            );
+            let with_w2 = |cfg: &Value, n: Value| {
+                let mut cfg = cfg.clone();
+                if let Some(Value::Map(m)) = cfg.get_path_mut(&AttributePath::attr("nodes")) {
+                    m.insert("w2".to_string(), n);
+                }
+                cfg
+            };
+            let good = with_w2(&config, node.clone());
+            node.set_path(
+                &AttributePath::attr("proxmox").then_attr("storage"),
+                Value::from("missing-storage"),
+            );
+            let bad = with_w2(&bad, node);
+            let p = h.plan(TYPE_NAME, &state, &bad).await;
+            let a = h.apply(TYPE_NAME, &state, &bad, &p.planned_state).await;
+            assert!(
+                a.diagnostics.has_errors(),
+                "the VM cannot be created on a missing storage"
+            );
+            assert!(
+                a.state.get_path(&w2).is_none_or(Value::is_null),
+                "w2 not recorded"
+            );
+            let p = h.plan(TYPE_NAME, &a.state, &good).await;
+            assert!(
+                p.planned_state.get_path(&w2).is_some_and(|v| !v.is_null()),
+                "the next plan adds w2 again"
+            );
+            let a = h.apply(TYPE_NAME, &a.state, &good, &p.planned_state).await;
+            assert!(!a.diagnostics.has_errors(), "{:?}", a.diagnostics);
+            assert!(emu.vm(472).is_some_and(|v| v.running));
+            let state = a.state;
+
+            // 2. The control plane refuses a configuration change once.
+            let cp = fleet.node_at(Ipv4Addr::new(127, 20, 47, 10)).expect("cp1");
+            cp.fail_next(
+                "ApplyConfiguration",
+                tonic::Code::InvalidArgument,
+                "injected refusal",
+            );
+            let mut changed = good.clone();
+            changed.set_path(
+                &AttributePath::attr("nameservers"),
+                Value::List(vec![Value::from("9.9.9.9")]),
+            );
+            let p = h.plan(TYPE_NAME, &state, &changed).await;
+            let a = h.apply(TYPE_NAME, &state, &changed, &p.planned_state).await;
+            let msg = format!("{:?}", a.diagnostics);
+            assert!(msg.contains("injected refusal"), "{msg}");
+            let recorded = a
+                .state
+                .get_path(&AttributePath::attr("machine_configurations").then_key("cp1"))
+                .and_then(Value::as_str)
+                .unwrap();
+            assert!(
+                !recorded.contains("9.9.9.9"),
+                "the refused config is not recorded"
+            );
+            let p = h.plan(TYPE_NAME, &a.state, &changed).await;
+            assert!(
+                !p.planned_state.equals(&a.state),
+                "the change is planned again"
+            );
+            let a = h
+                .apply(TYPE_NAME, &a.state, &changed, &p.planned_state)
+                .await;
+            assert!(!a.diagnostics.has_errors(), "{:?}", a.diagnostics);
+            assert!(cp.config_yaml().unwrap().contains("9.9.9.9"));
+
+            let d = h.plan(TYPE_NAME, &a.state, &Value::Null).await;
+            let r = h
+                .apply(TYPE_NAME, &a.state, &Value::Null, &d.planned_state)
+                .await;
+            assert!(!r.diagnostics.has_errors(), "{:?}", r.diagnostics);
+            nothing_left(&emu).expect("destroy cleans up");
+            fleet.shutdown().await;
+            emu.shutdown().await;
+        });
+    }
+
     /// Drift: a worker VM deleted behind the provider's back and a machine configuration
     /// changed on the node both show as a planned update after refresh; applying it repairs
     /// both (same VM id, configuration re-applied), and the next plan is empty.

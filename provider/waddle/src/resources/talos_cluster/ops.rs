@@ -632,11 +632,11 @@ async fn provision_all(
     nodes: &[(String, NodeModel)],
     configs: &BTreeMap<String, String>,
     created: &Created,
-) -> Vec<String> {
+) -> Vec<(String, String)> {
     let started = Instant::now();
     let images = match ensure_images(env, m, nodes, created).await {
         Ok(i) => i,
-        Err(e) => return vec![e],
+        Err(e) => return nodes.iter().map(|(k, _)| (k.clone(), e.clone())).collect(),
     };
     tracing::info!(
         seconds = started.elapsed().as_secs_f64(),
@@ -648,7 +648,7 @@ async fn provision_all(
             let cfg = configs.get(name).map(String::as_str).unwrap_or_default();
             provision_node(env, m, name, n, cfg, images, created)
                 .await
-                .map_err(|e| format!("nodes[{name:?}]: {e}"))
+                .map_err(|e| (name.clone(), format!("nodes[{name:?}]: {e}")))
         }
     });
     futures::future::join_all(futs)
@@ -922,7 +922,11 @@ pub async fn create(ctx: &Context, req: CreateRequest, diags: &mut Diagnostics) 
     let created = Created::default();
     let started = Instant::now();
     let list: Vec<(String, NodeModel)> = nodes.into_iter().collect();
-    let errors = provision_all(&env, &m, &list, &configs, &created).await;
+    let errors: Vec<String> = provision_all(&env, &m, &list, &configs, &created)
+        .await
+        .into_iter()
+        .map(|(_, e)| e)
+        .collect();
     created.write_into(&mut m);
     if !errors.is_empty() {
         for e in errors {
@@ -1093,6 +1097,10 @@ pub async fn update(ctx: &Context, req: UpdateRequest, diags: &mut Diagnostics) 
             n.role == "controlplane" && !recreate.contains(*k) && old_nodes.contains_key(*k)
         })
         .map(|(_, n)| n.clone());
+    // What did not happen is written back into the state so the next plan shows it again.
+    let mut failed_removals: Vec<(String, NodeModel)> = Vec::new();
+    let mut not_added: Vec<String> = Vec::new();
+    let mut not_reconfigured: Vec<String> = Vec::new();
     for (name, n) in &removed {
         tracing::info!(node = name, "removing node");
         if let Err(e) = remove_node(
@@ -1107,6 +1115,7 @@ pub async fn update(ctx: &Context, req: UpdateRequest, diags: &mut Diagnostics) 
         .await
         {
             errors.push(e);
+            failed_removals.push((name.clone(), n.clone()));
         }
     }
     // 2. additions (concurrently)
@@ -1115,8 +1124,13 @@ pub async fn update(ctx: &Context, req: UpdateRequest, diags: &mut Diagnostics) 
         .filter(|(k, _)| !old_nodes.contains_key(*k) || recreate.contains(*k))
         .map(|(k, n)| (k.clone(), n.clone()))
         .collect();
-    if errors.is_empty() && !added.is_empty() {
-        errors.extend(provision_all(&env, &m, &added, &configs, &created).await);
+    if !errors.is_empty() {
+        not_added.extend(added.iter().map(|(k, _)| k.clone()));
+    } else if !added.is_empty() {
+        for (name, e) in provision_all(&env, &m, &added, &configs, &created).await {
+            not_added.push(name);
+            errors.push(e);
+        }
     }
     // 3. configuration changes: workers concurrently, then control planes one at a time
     let old_configs = prior.machine_configurations.clone().unwrap_or_default();
@@ -1129,7 +1143,9 @@ pub async fn update(ctx: &Context, req: UpdateRequest, diags: &mut Diagnostics) 
         })
         .map(|(k, n)| (k.clone(), n.clone()))
         .collect();
-    if errors.is_empty() {
+    if !errors.is_empty() {
+        not_reconfigured.extend(changed.iter().map(|(k, _)| k.clone()));
+    } else {
         let apply_one = |name: String, n: NodeModel| {
             let env = &env;
             let configs = &configs;
@@ -1159,13 +1175,57 @@ pub async fn update(ctx: &Context, req: UpdateRequest, diags: &mut Diagnostics) 
         let (cps, workers): (Vec<_>, Vec<_>) = changed
             .into_iter()
             .partition(|(_, n)| n.role == "controlplane");
-        let results =
-            futures::future::join_all(workers.into_iter().map(|(k, n)| apply_one(k, n))).await;
-        errors.extend(results.into_iter().filter_map(Result::err));
+        let results = futures::future::join_all(workers.into_iter().map(|(k, n)| {
+            let name = k.clone();
+            let f = apply_one(k, n);
+            async move { f.await.map_err(|e| (name, e)) }
+        }))
+        .await;
+        for (name, e) in results.into_iter().filter_map(Result::err) {
+            not_reconfigured.push(name);
+            errors.push(e);
+        }
+        let mut failed = false;
         for (k, n) in cps {
-            if let Err(e) = apply_one(k, n).await {
+            if failed {
+                not_reconfigured.push(k);
+                continue;
+            }
+            if let Err(e) = apply_one(k.clone(), n).await {
                 errors.push(e);
-                break;
+                not_reconfigured.push(k);
+                failed = true; // keep etcd quorum: no further control plane
+            }
+        }
+    }
+    if let Some(nodes) = m.nodes.as_mut() {
+        for (name, n) in &failed_removals {
+            nodes.insert(name.clone(), n.clone());
+        }
+        for name in &not_added {
+            if !old_nodes.contains_key(name) {
+                nodes.remove(name);
+            } else if let Some(o) = old_nodes.get(name) {
+                nodes.insert(name.clone(), o.clone()); // re-creation still pending
+            }
+        }
+    }
+    if let Some(cfgs) = m.machine_configurations.as_mut() {
+        for name in &not_reconfigured {
+            match old_configs.get(name) {
+                Some(c) => cfgs.insert(name.clone(), c.clone()),
+                None => cfgs.remove(name),
+            };
+        }
+        for name in &not_added {
+            match old_configs.get(name) {
+                Some(c) if old_nodes.contains_key(name) => cfgs.insert(name.clone(), c.clone()),
+                _ => cfgs.remove(name),
+            };
+        }
+        for (name, _) in &failed_removals {
+            if let Some(c) = old_configs.get(name) {
+                cfgs.insert(name.clone(), c.clone());
             }
         }
     }
