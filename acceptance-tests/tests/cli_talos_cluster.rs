@@ -308,6 +308,56 @@ fn three_node_example_add_and_remove_a_worker() {
     env.rt.block_on(env.fleet.shutdown());
 }
 
+/// Bad input is refused at plan, with the attribute at fault, before any API call.
+#[test]
+fn bad_input_is_refused_before_any_api_call() {
+    use waddle_acceptance::harness::Phase;
+    let env = start(Ipv4Addr::new(127, 40, 43, 1));
+    let dup = three_node_vars("").replace("127.20.42.11/24", "127.20.42.10/24");
+    let far_vip =
+        three_node_vars("").replace(r#"vip     = "127.20.42.20""#, r#"vip     = "127.20.99.20""#);
+    let even =
+        three_node_vars("").replace(r#"  cp3 = { address = "127.20.42.12/24", vmid = 212 }"#, "");
+    let emu = env.emu.clone();
+    case(&env)
+        .step(
+            TestStep::config(example("three-node"))
+                .file("terraform.tfvars", dup)
+                .describe("duplicate address")
+                .expect_error(r"duplicate address 127\.20\.42\.10")
+                .expect_error_in(&[Phase::Validate, Phase::Plan]),
+        )
+        .step(
+            TestStep::config(example("three-node"))
+                .file("terraform.tfvars", far_vip)
+                .describe("VIP outside every node subnet")
+                .expect_error(r"VIP 127\.20\.99\.20 is inside no control plane")
+                .expect_error_in(&[Phase::Validate, Phase::Plan]),
+        )
+        .step(
+            TestStep::config(example("three-node"))
+                .file("terraform.tfvars", even)
+                .describe("two control planes: a warning, the plan goes ahead")
+                .plan_only()
+                .expect_non_empty_plan(),
+        )
+        .check_destroy(move |_| {
+            let log = emu.request_log();
+            if log.is_empty() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{} Proxmox API requests were made: {:?}",
+                    log.len(),
+                    log.iter()
+                        .map(|r| format!("{} {}", r.method, r.path))
+                        .collect::<Vec<_>>()
+                ))
+            }
+        })
+        .run();
+}
+
 // ---------------------------------------------------------------------------------------
 // In process (the provider's gRPC handlers driven directly): failure clean-up and drift.
 // ---------------------------------------------------------------------------------------
