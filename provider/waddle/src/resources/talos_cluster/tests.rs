@@ -701,3 +701,11 @@ fn import_reads_a_secrets_file() {
         .contains("<cluster_name>:<path"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn registry_example_file_matches_the_constant() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples/resources/waddle_talos_cluster/resource.tf");
+    let file = std::fs::read_to_string(&path).expect("example file");
+    assert_eq!(file, EXAMPLE, "{} differs from EXAMPLE", path.display());
+}
