@@ -54,6 +54,10 @@ summary() {
       echo "  failed tests:"
       grep -E '^test .* \.\.\. FAILED$' "$TEST_LOG" | sed -E 's/^test (.*) \.\.\. FAILED$/    \1/' | sort -u
     fi
+    if grep -qE '^error: [0-9]+ targets? failed:' "$TEST_LOG"; then
+      echo "  failed test targets (including doc-tests and targets that did not build):"
+      awk '/^error: [0-9]+ targets? failed:/ {f = 1; next} f && /^    `/ {print "  " $0; next} {f = 0}' "$TEST_LOG"
+    fi
   fi
   if grep -q '^waddle-acceptance: SKIPPED' "$NOTICE_LOG" 2>/dev/null; then
     echo
