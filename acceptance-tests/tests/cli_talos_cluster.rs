@@ -308,6 +308,74 @@ fn three_node_example_add_and_remove_a_worker() {
     env.rt.block_on(env.fleet.shutdown());
 }
 
+/// `modules/talos-cluster` (written against this resource's attribute names) applied as is,
+/// with the addresses moved into the test range.
+#[test]
+fn talos_cluster_module() {
+    let env = start(Ipv4Addr::new(127, 40, 48, 1));
+    let mut step = TestStep::config(
+        r#"
+terraform {
+  required_providers {
+    waddle = {
+      source = "waddle-social/waddle"
+    }
+  }
+}
+
+provider "waddle" {}
+
+module "cluster" {
+  source                  = "./modules/talos-cluster"
+  control_plane_addresses = ["127.20.48.10", "127.20.48.11", "127.20.48.12"]
+  gateway                 = "127.20.48.1"
+  vip                     = "127.20.48.20"
+  proxmox_node            = "pve"
+  bridge                  = "vmbr1"
+  vmid_base               = 480
+}
+
+output "node_addresses" {
+  value = module.cluster.node_addresses
+}
+"#,
+    )
+    .describe("module create")
+    .check(check::func(|s| {
+        let o = s.output("node_addresses")?;
+        match o.get("cp3").and_then(|v| v.as_str()) {
+            Some("127.20.48.12") => Ok(()),
+            _ => Err(format!("node_addresses = {o}")),
+        }
+    }));
+    let dir = repo_root().join("modules/talos-cluster");
+    for e in std::fs::read_dir(&dir).expect("modules/talos-cluster") {
+        let p = e.expect("entry").path();
+        if p.extension().is_some_and(|x| x == "tf") {
+            let name = p.file_name().unwrap().to_string_lossy().to_string();
+            step = step.file(
+                format!("modules/talos-cluster/{name}"),
+                std::fs::read_to_string(&p).expect("module file"),
+            );
+        }
+    }
+    let (emu, fleet) = (env.emu.clone(), env.fleet.clone());
+    let emu2 = env.emu.clone();
+    const ADDR: &str = "module.cluster.waddle_talos_cluster.this";
+    case(&env)
+        .step(step.check(check::func(move |s| {
+            cluster_matches(&emu, &fleet, s, ADDR, 3, 3)?;
+            let ids: Vec<u32> = vmids(s, ADDR)?.into_iter().map(|(_, v)| v).collect();
+            if ids != vec![480, 481, 482] {
+                return Err(format!("VM ids {ids:?}"));
+            }
+            Ok(())
+        })))
+        .check_destroy(move |_| nothing_left(&emu2))
+        .run();
+    env.rt.block_on(env.fleet.shutdown());
+}
+
 /// Bad input is refused at plan, with the attribute at fault, before any API call.
 #[test]
 fn bad_input_is_refused_before_any_api_call() {
