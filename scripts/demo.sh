@@ -7,10 +7,10 @@
 # CLI: TF_ACC_TERRAFORM_PATH, else `tofu` on PATH, else the pinned Terraform 1.0.3 (installed by
 # scripts/install-test-deps.sh when missing) — the same order as the acceptance harness.
 # Sandbox: the local PVE/Talos emulation (`waddle-sandbox`, loopback only) is started and its
-# PROXMOX_VE_* variables exported for the provider when the example manages Proxmox objects
-# (a `resource "waddle_...` or `module` block; WADDLE_DEMO_SANDBOX=auto, the default), always
-# with WADDLE_DEMO_SANDBOX=always, never with =never. With the sandbox, the example is
-# destroyed at the end (the emulator's state ends with this script).
+# PROXMOX_VE_* variables exported for the provider. WADDLE_DEMO_SANDBOX=auto (default) goes on
+# without it only if it cannot start and the example uses offline features alone (no
+# `resource "waddle_...` or `module` block); =always requires it; =never skips it. With the
+# sandbox, the example is destroyed at the end (the emulator's state ends with this script).
 # The work dir is kept (printed at the end) unless --destroy; WADDLE_DEMO_DIR chooses it.
 set -euo pipefail
 
@@ -120,6 +120,12 @@ start_sandbox() {
   # shellcheck disable=SC1090
   . "$env_file"
   set +a
+  # The sandbox names a PEM file; hand the provider the PEM itself (works whether or not the
+  # provider also accepts a path).
+  if [ -n "${PROXMOX_VE_CA_CERT:-}" ] && [ -f "$PROXMOX_VE_CA_CERT" ]; then
+    PROXMOX_VE_CA_CERT=$(cat "$PROXMOX_VE_CA_CERT")
+    export PROXMOX_VE_CA_CERT
+  fi
   echo "sandbox: PROXMOX_VE_ENDPOINT=${PROXMOX_VE_ENDPOINT:-?} node=${PROXMOX_VE_NODE:-?} (log: $WORK/sandbox.log)"
 }
 
@@ -130,10 +136,14 @@ case "${WADDLE_DEMO_SANDBOX:-auto}" in
   never) ;;
   always) start_sandbox ;;
   auto)
-    if [ "$needs_sandbox" = 1 ]; then
-      start_sandbox
-    else
-      echo "note: $NAME uses only offline features; the sandbox is not started (WADDLE_DEMO_SANDBOX=always starts it)"
+    if ! start_sandbox; then
+      cleanup
+      SANDBOX_PID=""
+      if [ "$needs_sandbox" = 1 ]; then
+        echo "$NAME manages Proxmox objects and needs the sandbox" >&2
+        exit 1
+      fi
+      echo "note: continuing without the sandbox: $NAME uses only offline features" >&2
     fi
     ;;
   *) echo "WADDLE_DEMO_SANDBOX must be auto, always or never" >&2; exit 2 ;;
