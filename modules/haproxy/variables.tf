@@ -191,7 +191,7 @@ variable "private_bridge" {
 variable "private_cidr" {
   type        = string
   description = "Private address of the VM in CIDR notation."
-  default     = "10.10.0.10/24"
+  default     = "10.10.0.3/24"
 }
 
 variable "dns_servers" {

@@ -11,7 +11,7 @@ resource "waddle_sni_proxy" "edge" {
   }
   private_nic = {
     bridge = "vmbr1"
-    cidr   = "10.10.0.10/24"
+    cidr   = "10.10.0.3/24"
   }
   ssh_authorized_keys = [file("~/.ssh/id_ed25519.pub")]
 

@@ -19,7 +19,7 @@
 //!   image_url     = "https://.../debian-12-genericcloud-amd64.qcow2"  # Proxmox download-url
 //!   image_storage = "local"              # image + NoCloud seed ISO
 //!   public_nic  = { bridge = "vmbr0", cidr = "203.0.113.10/24", gateway = "203.0.113.1" }
-//!   private_nic = { bridge = "vmbr1", cidr = "10.10.0.10/24" }
+//!   private_nic = { bridge = "vmbr1", cidr = "10.10.0.3/24" }
 //!   dns_servers = ["1.1.1.1", "9.9.9.9"]
 //!   admin_user          = "waddle"
 //!   ssh_authorized_keys = ["ssh-ed25519 AAAA... ops"]

@@ -132,7 +132,7 @@ pub const EXAMPLE: &str = r#"resource "waddle_sni_proxy" "edge" {
   }
   private_nic = {
     bridge = "vmbr1"
-    cidr   = "10.10.0.10/24"
+    cidr   = "10.10.0.3/24"
   }
   ssh_authorized_keys = [file("~/.ssh/id_ed25519.pub")]
 
@@ -392,7 +392,7 @@ pub fn schema() -> Schema {
                         "cidr",
                         Attribute::string()
                             .required()
-                            .description("Static address in CIDR notation, e.g. `10.10.0.10/24`."),
+                            .description("Static address in CIDR notation, e.g. `10.10.0.3/24`."),
                     ),
                 ],
             )
