@@ -85,6 +85,17 @@ pub fn validate_api_token(s: &str) -> Result<ApiToken, String> {
     ApiToken::parse(s).map_err(|e| e.to_string())
 }
 
+/// The value of `PROXMOX_VE_CA_CERT`: PEM text, or the path of a PEM file (what
+/// `waddle-sandbox --env-file` and most operators' shells hold).
+pub fn ca_cert_from_env(value: &str) -> Result<String, String> {
+    let v = value.trim();
+    if v.starts_with("-----BEGIN") {
+        return Ok(value.to_string());
+    }
+    std::fs::read_to_string(v)
+        .map_err(|e| format!("is neither PEM text nor a readable PEM file ({v}: {e})"))
+}
+
 /// `ca_cert`: one or more PEM `CERTIFICATE` blocks that parse as X.509.
 pub fn validate_ca_cert(s: &str) -> Result<(), String> {
     use rustls_pki_types::pem::PemObject;
@@ -448,15 +459,14 @@ pub fn resolve(raw: &RawConfig, env: &dyn Env) -> (ProviderConfig, Vec<ConfigIss
     if let Some((s, from_env)) = pick(attr::CA_CERT, Some(ENV_CA_CERT), &raw.ca_cert, &mut unknown)
     {
         if from_env {
-            if let Err(e) = validate_ca_cert(&s) {
-                issues.push(from_env_issue(
+            match ca_cert_from_env(&s).and_then(|pem| validate_ca_cert(&pem).map(|()| pem)) {
+                Ok(pem) => cfg.ca_cert = Some(pem),
+                Err(e) => issues.push(from_env_issue(
                     attr::CA_CERT,
                     ENV_CA_CERT,
                     "Invalid CA certificate",
                     e,
-                ));
-            } else {
-                cfg.ca_cert = Some(s);
+                )),
             }
         } else if config_ok(attr::CA_CERT, &issues) {
             cfg.ca_cert = Some(s);
@@ -597,8 +607,8 @@ pub fn schema() -> Schema {
         Attribute::string().optional().description(format!(
             "PEM-encoded CA certificate(s) to trust for the Proxmox VE API, e.g. the cluster CA \
              `/etc/pve/pve-root-ca.pem` of a self-signed installation. When set, only these CAs are \
-             trusted. Defaults to the `{ENV_CA_CERT}` environment variable; unset otherwise (the \
-             system trust store is used)."
+             trusted. Defaults to the `{ENV_CA_CERT}` environment variable (PEM text or the path of \
+             a PEM file); unset otherwise (the system trust store is used)."
         )),
     )
     .attribute(
@@ -869,6 +879,31 @@ pub(crate) mod tests {
             cfg.proxmox_client_config(),
             Err(ClientConfigError::Unknown("endpoint"))
         ));
+    }
+
+    #[test]
+    fn ca_cert_env_accepts_a_pem_file_path() {
+        let pem = test_ca_pem();
+        let dir = std::env::temp_dir().join(format!("waddle-ca-env-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("ca.pem");
+        std::fs::write(&path, &pem).unwrap();
+        let e = env(&[(ENV_CA_CERT, path.to_str().unwrap())]);
+        let (cfg, issues) = resolve(&RawConfig::default(), &e);
+        assert!(issues.is_empty(), "{issues:?}");
+        assert_eq!(cfg.ca_cert.as_deref(), Some(pem.as_str()));
+
+        // A path that does not exist is an error naming the variable, not a silent skip.
+        let missing = dir.join("missing.pem");
+        let e = env(&[(ENV_CA_CERT, missing.to_str().unwrap())]);
+        let (cfg, issues) = resolve(&RawConfig::default(), &e);
+        assert!(cfg.ca_cert.is_none());
+        let text = format!("{issues:?}");
+        assert!(
+            text.contains(ENV_CA_CERT) && text.contains("missing.pem"),
+            "{text}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
