@@ -2,7 +2,7 @@
 # The README's first command: build the provider (release), install it into a filesystem mirror,
 # and apply an example through the real CLI in a temp work dir, then show `terraform output`.
 #
-#   scripts/demo.sh [--destroy] [EXAMPLE_DIR]      (default: examples/talos-image)
+#   scripts/demo.sh [--destroy] [EXAMPLE_DIR]      (default: examples/sandbox)
 #
 # CLI: TF_ACC_TERRAFORM_PATH, else `tofu` on PATH, else the pinned Terraform 1.0.3 (installed by
 # scripts/install-test-deps.sh when missing) — the same order as the acceptance harness.
@@ -18,7 +18,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$(pwd)
 
 DESTROY=0
-EXAMPLE=examples/talos-image
+EXAMPLE=examples/sandbox
 for arg in "$@"; do
   case "$arg" in
     --destroy) DESTROY=1 ;;
