@@ -50,6 +50,7 @@ pub mod check;
 pub mod cli;
 pub mod provider;
 pub mod state;
+pub mod target;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
