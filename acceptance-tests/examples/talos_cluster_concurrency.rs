@@ -179,6 +179,7 @@ fn main() {
                 reboot: Duration::from_millis(1500),
                 bootstrap_ready: Duration::from_millis(1000),
                 rpc: Duration::ZERO,
+                boot_done: Duration::from_millis(500),
             },
             ..Default::default()
         });

@@ -10,11 +10,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "machine/machine.proto",
         "common/common.proto",
         "google/rpc/status.proto",
+        "cosi/resource/state.proto",
+        "resource/definitions/enums/enums.proto",
+        "resource/definitions/runtime/runtime.proto",
     ];
     for f in &files {
         println!("cargo:rerun-if-changed={}", proto_dir.join(f).display());
     }
-    let fds = protox::compile(["machine/machine.proto"], [&proto_dir])?;
+    let fds = protox::compile(
+        [
+            "machine/machine.proto",
+            "cosi/resource/state.proto",
+            "resource/definitions/runtime/runtime.proto",
+        ],
+        [&proto_dir],
+    )?;
     tonic_prost_build::configure()
         .build_server(true)
         .build_client(true)

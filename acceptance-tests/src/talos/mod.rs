@@ -16,7 +16,13 @@
 //! 2. **Rebooting** for [`Timings::reboot`] (all connections dropped), then **Running** on
 //!    the static address of its `LinkConfig` (falls back to the DHCP address): mutual TLS,
 //!    client certificate signed by the configuration's OS CA (`machine.ca`) required, server
-//!    certificate from that CA for the node's IP.
+//!    certificate from that CA for the node's IP. Its `MachineStatus` resource
+//!    (`cosi.resource.State/Get`, the COSI API real apid serves) reports stage `booting`
+//!    for [`Timings::boot_done`] (or while [`TalosFleet::hold_boot`] holds it), then
+//!    `running`; `ready` follows Talos's readiness checks (services: etcd healthy on control
+//!    planes; nodeReady: never with CNI `none`, the node stays NotReady without a CNI). In
+//!    maintenance mode it reports stage `maintenance`, ready (Talos's maintenance API also
+//!    serves resource reads).
 //! 3. `Bootstrap` (control planes): `FailedPrecondition` until the node has been Running for
 //!    [`Timings::bootstrap_ready`], then ok once per cluster (`cluster.id`), `AlreadyExists`
 //!    after. Control planes that are Running in a bootstrapped cluster are etcd members;
@@ -36,7 +42,7 @@ pub mod net;
 mod service;
 pub mod validate;
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
@@ -80,6 +86,10 @@ pub struct Timings {
     pub bootstrap_ready: Duration,
     /// Latency added to every RPC.
     pub rpc: Duration,
+    /// Time after reaching Running (apid up on the static address) until the boot sequence
+    /// is done: `MachineStatus` reports stage `booting` until then, `running` after (see
+    /// also [`TalosFleet::hold_boot`]).
+    pub boot_done: Duration,
 }
 
 impl Default for Timings {
@@ -90,6 +100,7 @@ impl Default for Timings {
             reboot: Duration::from_millis(100),
             bootstrap_ready: Duration::from_millis(100),
             rpc: Duration::ZERO,
+            boot_done: Duration::from_millis(50),
         }
     }
 }
@@ -319,6 +330,8 @@ struct Fleet {
     trustd: Mutex<HashMap<String, String>>,
     next_node: AtomicU32,
     next_dhcp: AtomicU32,
+    /// Static addresses whose boot sequence does not finish ([`TalosFleet::hold_boot`]).
+    boot_holds: Mutex<HashSet<Ipv4Addr>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -370,6 +383,7 @@ impl TalosFleet {
                 trustd: Mutex::new(HashMap::new()),
                 next_node: AtomicU32::new(1),
                 next_dhcp: AtomicU32::new(0),
+                boot_holds: Mutex::new(HashSet::new()),
             }),
         }
     }
@@ -377,6 +391,18 @@ impl TalosFleet {
     /// The options.
     pub fn options(&self) -> &FleetOptions {
         &self.inner.opts
+    }
+
+    /// Keeps the boot sequence of the node running on (static address) `ip` from finishing:
+    /// its `MachineStatus` stays at stage `booting` until [`Self::release_boot`]. May be set
+    /// before the node exists.
+    pub fn hold_boot(&self, ip: Ipv4Addr) {
+        lock(&self.inner.boot_holds).insert(ip);
+    }
+
+    /// Lets a boot held by [`Self::hold_boot`] finish.
+    pub fn release_boot(&self, ip: Ipv4Addr) {
+        lock(&self.inner.boot_holds).remove(&ip);
     }
 
     fn next_dhcp(&self) -> Ipv4Addr {

@@ -17,6 +17,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use tonic::transport::server::Connected;
 
+use waddle_talos::api::proto::cosi::resource::state_server::{State, StateServer};
 use waddle_talos::api::proto::machine::machine_service_server::{
     MachineService, MachineServiceServer,
 };
@@ -171,8 +172,9 @@ fn accept_loop(
     rx
 }
 
-/// Serves `svc` with gRPC over TLS on `addr`.
-pub async fn serve_grpc<S: MachineService>(
+/// Serves `svc` (`machine.MachineService` and `cosi.resource.State`) with gRPC over TLS on
+/// `addr`.
+pub async fn serve_grpc<S: MachineService + State>(
     addr: SocketAddr,
     tls: Arc<rustls::ServerConfig>,
     svc: S,
@@ -183,9 +185,13 @@ pub async fn serve_grpc<S: MachineService>(
     let rx = accept_loop(listener, tls, cancel.clone());
     let incoming = tokio_stream::wrappers::ReceiverStream::new(rx);
     let shutdown = cancel.clone().cancelled_owned();
+    let svc = Arc::new(svc);
     let task = tokio::spawn(async move {
         let _ = tonic::transport::Server::builder()
-            .add_service(MachineServiceServer::new(svc).max_decoding_message_size(64 << 20))
+            .add_service(
+                MachineServiceServer::from_arc(svc.clone()).max_decoding_message_size(64 << 20),
+            )
+            .add_service(StateServer::from_arc(svc))
             .serve_with_incoming_shutdown(incoming, shutdown)
             .await;
     });

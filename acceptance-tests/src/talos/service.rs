@@ -1,4 +1,5 @@
-//! The `machine.MachineService` implementation of one emulated node.
+//! The `machine.MachineService` and `cosi.resource.State` (MachineStatus) implementation of
+//! one emulated node.
 
 use std::sync::Arc;
 
@@ -6,9 +7,12 @@ use tonic::codegen::BoxStream;
 use tonic::{Code, Request, Response, Status};
 
 use waddle_talos::api::proto::common::{Data, Metadata};
+use waddle_talos::api::proto::cosi::resource::{self as cr, state_server::State};
 use waddle_talos::api::proto::machine::{
     self as pm, apply_configuration_request::Mode, machine_service_server::MachineService,
 };
+use waddle_talos::api::proto::talos::resource::definitions::enums::RuntimeMachineStage;
+use waddle_talos::api::proto::talos::resource::definitions::runtime as rt;
 
 use super::{certs, lock, validate, AppliedConfig, NodeConfig, Stage, TalosNode};
 
@@ -682,6 +686,138 @@ impl MachineService for NodeService {
                         }),
                         features: Some(pm::FeaturesInfo { rbac: true }),
                     }],
+                })
+            })(),
+        };
+        self.finish(M, r).map(Response::new)
+    }
+}
+
+/// The only resource the emulator serves through `cosi.resource.State`.
+const MACHINE_STATUS: (&str, &str, &str) =
+    ("runtime", "MachineStatuses.runtime.talos.dev", "machine");
+
+impl NodeService {
+    /// The `MachineStatus` spec as Talos computes it: stage from the boot sequence, `ready`
+    /// from its readiness checks (only evaluated at the booting and running stages).
+    fn machine_status(&self) -> Result<rt::MachineStatusSpec, Status> {
+        if !self.secure {
+            // Maintenance: no readiness checks at this stage, so ready.
+            return Ok(rt::MachineStatusSpec {
+                stage: RuntimeMachineStage::MachineStageMaintenance as i32,
+                status: Some(rt::MachineStatusStatus {
+                    ready: true,
+                    unmet_conditions: vec![],
+                }),
+            });
+        }
+        let fleet = self
+            .node
+            .fleet()
+            .ok_or_else(|| Status::unavailable("fleet gone"))?;
+        let (cfg, since, address) = {
+            let st = lock(&self.node.inner.state);
+            (st.config.clone(), st.running_since, st.address)
+        };
+        let cfg = cfg.ok_or_else(|| Status::unavailable("node has no configuration"))?;
+        let held = address.is_some_and(|ip| lock(&fleet.boot_holds).contains(&ip));
+        let booted = !held && since.is_some_and(|t| t.elapsed() >= fleet.opts.timings.boot_done);
+        let mut unmet = Vec::new();
+        if cfg.control_plane
+            && !fleet
+                .etcd_members_of(&cfg.cluster_id)
+                .iter()
+                .any(|m| m.node == self.node.inner.id)
+        {
+            unmet.push(rt::UnmetCondition {
+                name: "services".into(),
+                reason: "etcd not healthy".into(),
+            });
+        }
+        let cni = cfg
+            .docs
+            .iter()
+            .find(|d| d.get("kind").is_none())
+            .and_then(|d| d["cluster"]["network"]["cni"]["name"].as_str())
+            .unwrap_or("flannel");
+        if cni == "none" {
+            // Without a CNI the kubelet's Node never becomes Ready.
+            unmet.push(rt::UnmetCondition {
+                name: "nodeReady".into(),
+                reason: format!("node {:?} is not ready", cfg.hostname),
+            });
+        }
+        Ok(rt::MachineStatusSpec {
+            stage: if booted {
+                RuntimeMachineStage::MachineStageRunning
+            } else {
+                RuntimeMachineStage::MachineStageBooting
+            } as i32,
+            status: Some(rt::MachineStatusStatus {
+                ready: unmet.is_empty(),
+                unmet_conditions: unmet,
+            }),
+        })
+    }
+}
+
+fn machine_status_yaml(spec: &rt::MachineStatusSpec) -> String {
+    let stage = match RuntimeMachineStage::try_from(spec.stage) {
+        Ok(RuntimeMachineStage::MachineStageBooting) => "booting",
+        Ok(RuntimeMachineStage::MachineStageMaintenance) => "maintenance",
+        Ok(RuntimeMachineStage::MachineStageRunning) => "running",
+        _ => "unknown",
+    };
+    let st = spec.status.clone().unwrap_or_default();
+    let mut y = format!("stage: {stage}\nstatus:\n    ready: {}\n", st.ready);
+    if st.unmet_conditions.is_empty() {
+        y.push_str("    unmetConditions: []\n");
+    } else {
+        y.push_str("    unmetConditions:\n");
+        for c in &st.unmet_conditions {
+            y.push_str(&format!(
+                "        - name: {}\n          reason: {:?}\n",
+                c.name, c.reason
+            ));
+        }
+    }
+    y
+}
+
+#[tonic::async_trait]
+impl State for NodeService {
+    async fn get(
+        &self,
+        request: Request<cr::GetRequest>,
+    ) -> Result<Response<cr::GetResponse>, Status> {
+        const M: &str = "Get";
+        let r = match self.enter(M).await {
+            Err(e) => Err(e),
+            Ok(()) => (|| {
+                let req = request.into_inner();
+                let (ns, ty, id) = MACHINE_STATUS;
+                if (req.namespace.as_str(), req.r#type.as_str(), req.id.as_str()) != (ns, ty, id) {
+                    return Err(Status::not_found(format!(
+                        "resource {}({}/{}@undefined) doesn't exist",
+                        req.r#type, req.namespace, req.id
+                    )));
+                }
+                let spec = self.machine_status()?;
+                Ok(cr::GetResponse {
+                    resource: Some(cr::Resource {
+                        metadata: Some(cr::Metadata {
+                            namespace: ns.into(),
+                            r#type: ty.into(),
+                            id: id.into(),
+                            version: "1".into(),
+                        }),
+                        spec: Some(cr::Spec {
+                            proto_spec: waddle_talos::api::proto::prost::Message::encode_to_vec(
+                                &spec,
+                            ),
+                            yaml_spec: machine_status_yaml(&spec),
+                        }),
+                    }),
                 })
             })(),
         };

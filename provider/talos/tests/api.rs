@@ -11,13 +11,17 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use waddle_talos::api::proto::common::Data;
+use waddle_talos::api::proto::cosi::resource::state_server::{State, StateServer};
+use waddle_talos::api::proto::cosi::resource::{self as cr};
 use waddle_talos::api::proto::machine::machine_service_server::{
     MachineService, MachineServiceServer,
 };
 use waddle_talos::api::proto::machine::{self as pm};
+use waddle_talos::api::proto::talos::resource::definitions::enums::RuntimeMachineStage;
+use waddle_talos::api::proto::talos::resource::definitions::runtime as rt;
 use waddle_talos::api::{
-    extract_file, parse_endpoint, ApplyMode, ConnectOptions, Proxy, ProxyKind, TalosClient,
-    TalosError,
+    extract_file, parse_endpoint, ApplyMode, ConnectOptions, MachineStage, MachineStatus, Proxy,
+    ProxyKind, TalosClient, TalosError,
 };
 
 /// Echo server: answers every read with the same bytes.
@@ -343,6 +347,64 @@ impl MachineService for Fake {
     }
 }
 
+/// `cosi.resource.State`: MachineStatus booting (proto spec), then running (YAML spec only).
+#[derive(Default)]
+struct FakeState {
+    calls: AtomicUsize,
+}
+
+#[tonic::async_trait]
+impl State for FakeState {
+    async fn get(
+        &self,
+        r: tonic::Request<cr::GetRequest>,
+    ) -> Result<tonic::Response<cr::GetResponse>, tonic::Status> {
+        use prost::Message as _;
+        let r = r.into_inner();
+        if (r.namespace.as_str(), r.r#type.as_str(), r.id.as_str())
+            != ("runtime", "MachineStatuses.runtime.talos.dev", "machine")
+        {
+            return Err(tonic::Status::not_found(format!(
+                "resource {}/{}/{} not found",
+                r.namespace, r.r#type, r.id
+            )));
+        }
+        let spec = if self.calls.fetch_add(1, Ordering::SeqCst) == 0 {
+            cr::Spec {
+                proto_spec: rt::MachineStatusSpec {
+                    stage: RuntimeMachineStage::MachineStageBooting as i32,
+                    status: Some(rt::MachineStatusStatus {
+                        ready: false,
+                        unmet_conditions: vec![rt::UnmetCondition {
+                            name: "nodeReady".into(),
+                            reason: "node not ready".into(),
+                        }],
+                    }),
+                }
+                .encode_to_vec(),
+                yaml_spec: String::new(),
+            }
+        } else {
+            cr::Spec {
+                proto_spec: vec![],
+                yaml_spec: "stage: running\nstatus:\n    ready: true\n    unmetConditions: []\n"
+                    .into(),
+            }
+        };
+        Ok(tonic::Response::new(cr::GetResponse {
+            resource: Some(cr::Resource {
+                metadata: Some(cr::Metadata {
+                    namespace: r.namespace,
+                    r#type: r.r#type,
+                    id: r.id,
+                    version: "3".into(),
+                }),
+                spec: Some(spec),
+            }),
+        }))
+    }
+}
+
 async fn fake_server(delay: Duration) -> SocketAddr {
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
     let mut params = rcgen::CertificateParams::default();
@@ -371,6 +433,7 @@ async fn fake_server(delay: Duration) -> SocketAddr {
     tokio::spawn(async move {
         tonic::transport::Server::builder()
             .add_service(MachineServiceServer::new(Fake { delay }))
+            .add_service(StateServer::new(FakeState::default()))
             .serve_with_incoming(tokio_stream::wrappers::ReceiverStream::new(rx))
             .await
             .unwrap();
@@ -423,6 +486,46 @@ async fn maintenance_client_calls_map_replies_and_errors() {
     // Unimplemented RPCs keep their code.
     let e = c.services().await.unwrap_err();
     assert_eq!(e.code(), Some(tonic::Code::Unimplemented));
+
+    // MachineStatus through cosi.resource.State/Get: proto spec first, then YAML spec.
+    let st = c.machine_status().await.unwrap();
+    assert_eq!(
+        st,
+        MachineStatus {
+            stage: MachineStage::Booting,
+            ready: false,
+            unmet_conditions: vec![("nodeReady".into(), "node not ready".into())],
+        }
+    );
+    assert!(!st.is_booted());
+    assert_eq!(
+        st.to_string(),
+        "stage booting, not ready: nodeReady: node not ready"
+    );
+    let st = c.machine_status().await.unwrap();
+    assert_eq!(st.stage, MachineStage::Running);
+    assert!(st.ready && st.unmet_conditions.is_empty());
+    assert!(st.is_booted());
+}
+
+#[test]
+fn machine_status_specs_decode() {
+    let st =
+        MachineStatus::from_spec(b"", "stage: rebooting\nstatus:\n    ready: false\n").unwrap();
+    assert_eq!(st.stage, MachineStage::Rebooting);
+    assert!(!st.is_booted());
+    let st = MachineStatus::from_spec(
+        b"",
+        "stage: running\nstatus:\n    ready: false\n    unmetConditions:\n        - name: time\n          reason: time is not in sync\n",
+    )
+    .unwrap();
+    assert!(!st.is_booted(), "running but not ready is not booted");
+    assert_eq!(
+        st.unmet_conditions,
+        vec![("time".to_string(), "time is not in sync".to_string())]
+    );
+    assert!(MachineStatus::from_spec(b"", "").is_err());
+    assert!(MachineStatus::from_spec(&[0xff, 0xff], "").is_err());
 }
 
 #[tokio::test]
@@ -500,6 +603,49 @@ async fn connect_errors_are_typed() {
         .await
         .unwrap_err();
     assert!(matches!(e, TalosError::Credentials(_)), "{e}");
+}
+
+/// Wire facts of the COSI resource API (cosi-project/runtime api/v1alpha1) and Talos's
+/// MachineStatus spec (api/resource/definitions/runtime, enums): field numbers and values.
+#[test]
+fn resource_wire_format_matches_talos() {
+    use prost::Message as _;
+    let req = cr::GetRequest {
+        namespace: "n".into(),
+        r#type: "t".into(),
+        id: "i".into(),
+        options: Some(cr::GetOptions {}),
+    };
+    // namespace=1, type=2, id=3, options=4.
+    assert_eq!(
+        req.encode_to_vec(),
+        [0x0a, 1, b'n', 0x12, 1, b't', 0x1a, 1, b'i', 0x22, 0]
+    );
+    let spec = cr::Spec {
+        proto_spec: vec![7],
+        yaml_spec: "y".into(),
+    };
+    // proto_spec=1, yaml_spec=2.
+    assert_eq!(spec.encode_to_vec(), [0x0a, 1, 7, 0x12, 1, b'y']);
+    assert_eq!(RuntimeMachineStage::MachineStageBooting as i32, 1);
+    assert_eq!(RuntimeMachineStage::MachineStageMaintenance as i32, 3);
+    assert_eq!(RuntimeMachineStage::MachineStageRunning as i32, 4);
+    assert_eq!(RuntimeMachineStage::MachineStageUpgrading as i32, 8);
+    let ms = rt::MachineStatusSpec {
+        stage: RuntimeMachineStage::MachineStageRunning as i32,
+        status: Some(rt::MachineStatusStatus {
+            ready: true,
+            unmet_conditions: vec![rt::UnmetCondition {
+                name: "a".into(),
+                reason: "b".into(),
+            }],
+        }),
+    };
+    // stage=1, status=2 {ready=1, unmet_conditions=2 {name=1, reason=2}}.
+    assert_eq!(
+        ms.encode_to_vec(),
+        [0x08, 4, 0x12, 10, 0x08, 1, 0x12, 6, 0x0a, 1, b'a', 0x12, 1, b'b']
+    );
 }
 
 /// Wire facts of the Talos API (siderolabs/talos api/machine/machine.proto): enum values and

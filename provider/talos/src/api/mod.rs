@@ -37,6 +37,7 @@ use tonic::transport::{Channel, Endpoint};
 
 pub use proxy::{Proxy, ProxyError, ProxyKind};
 
+use proto::cosi::resource::state_client::StateClient;
 use proto::machine::machine_service_client::MachineServiceClient;
 use proto::machine::{self as pm, apply_configuration_request::Mode as PbMode};
 
@@ -315,6 +316,181 @@ pub struct EtcdMember {
     pub is_learner: bool,
 }
 
+/// Namespace of the `MachineStatus` resource.
+pub const MACHINE_STATUS_NAMESPACE: &str = "runtime";
+/// Type of the `MachineStatus` resource.
+pub const MACHINE_STATUS_TYPE: &str = "MachineStatuses.runtime.talos.dev";
+/// Id of the (only) `MachineStatus` resource.
+pub const MACHINE_STATUS_ID: &str = "machine";
+
+/// Stage of a machine's boot/run process (Talos `RuntimeMachineStage`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MachineStage {
+    /// Unknown (0).
+    Unknown,
+    /// Booting (1): the boot sequence is not done yet.
+    Booting,
+    /// Installing (2).
+    Installing,
+    /// Maintenance mode (3).
+    Maintenance,
+    /// Running (4): boot done.
+    Running,
+    /// Rebooting (5).
+    Rebooting,
+    /// Shutting down (6).
+    ShuttingDown,
+    /// Resetting (7).
+    Resetting,
+    /// Upgrading (8).
+    Upgrading,
+}
+
+impl MachineStage {
+    fn from_pb(v: i32) -> Self {
+        use proto::talos::resource::definitions::enums::RuntimeMachineStage as S;
+        match S::try_from(v) {
+            Ok(S::MachineStageBooting) => Self::Booting,
+            Ok(S::MachineStageInstalling) => Self::Installing,
+            Ok(S::MachineStageMaintenance) => Self::Maintenance,
+            Ok(S::MachineStageRunning) => Self::Running,
+            Ok(S::MachineStageRebooting) => Self::Rebooting,
+            Ok(S::MachineStageShuttingDown) => Self::ShuttingDown,
+            Ok(S::MachineStageResetting) => Self::Resetting,
+            Ok(S::MachineStageUpgrading) => Self::Upgrading,
+            Ok(S::MachineStageUnknown) | Err(_) => Self::Unknown,
+        }
+    }
+
+    /// Parses the YAML form Talos uses (`running`, `booting`, `shutting down`, ...).
+    fn from_yaml(s: &str) -> Self {
+        match s
+            .trim()
+            .to_ascii_lowercase()
+            .replace(['_', '-'], " ")
+            .as_str()
+        {
+            "booting" => Self::Booting,
+            "installing" => Self::Installing,
+            "maintenance" => Self::Maintenance,
+            "running" => Self::Running,
+            "rebooting" => Self::Rebooting,
+            "shutting down" | "shuttingdown" => Self::ShuttingDown,
+            "resetting" => Self::Resetting,
+            "upgrading" => Self::Upgrading,
+            _ => Self::Unknown,
+        }
+    }
+}
+
+impl fmt::Display for MachineStage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Unknown => "unknown",
+            Self::Booting => "booting",
+            Self::Installing => "installing",
+            Self::Maintenance => "maintenance",
+            Self::Running => "running",
+            Self::Rebooting => "rebooting",
+            Self::ShuttingDown => "shutting down",
+            Self::Resetting => "resetting",
+            Self::Upgrading => "upgrading",
+        })
+    }
+}
+
+/// The node's `MachineStatus` resource: boot progress and readiness.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MachineStatus {
+    /// Current stage.
+    pub stage: MachineStage,
+    /// Ready at this stage.
+    pub ready: bool,
+    /// What keeps it from being ready: (name, reason).
+    pub unmet_conditions: Vec<(String, String)>,
+}
+
+impl MachineStatus {
+    /// Boot done: stage running and ready (what `talosctl health` waits for).
+    pub fn is_booted(&self) -> bool {
+        self.stage == MachineStage::Running && self.ready
+    }
+
+    /// Decodes a resource spec: `proto_spec` when present, else `yaml_spec`.
+    pub fn from_spec(proto_spec: &[u8], yaml_spec: &str) -> Result<Self, String> {
+        use proto::talos::resource::definitions::runtime::MachineStatusSpec;
+        if !proto_spec.is_empty() {
+            let spec = <MachineStatusSpec as prost::Message>::decode(proto_spec)
+                .map_err(|e| format!("MachineStatus proto spec: {e}"))?;
+            let st = spec.status.unwrap_or_default();
+            return Ok(MachineStatus {
+                stage: MachineStage::from_pb(spec.stage),
+                ready: st.ready,
+                unmet_conditions: st
+                    .unmet_conditions
+                    .into_iter()
+                    .map(|c| (c.name, c.reason))
+                    .collect(),
+            });
+        }
+        if yaml_spec.trim().is_empty() {
+            return Err("MachineStatus resource has an empty spec".into());
+        }
+        #[derive(serde::Deserialize, Default)]
+        #[serde(rename_all = "camelCase")]
+        struct Cond {
+            #[serde(default)]
+            name: String,
+            #[serde(default)]
+            reason: String,
+        }
+        #[derive(serde::Deserialize, Default)]
+        #[serde(rename_all = "camelCase")]
+        struct St {
+            #[serde(default)]
+            ready: bool,
+            #[serde(default)]
+            unmet_conditions: Option<Vec<Cond>>,
+        }
+        #[derive(serde::Deserialize)]
+        struct Y {
+            #[serde(default)]
+            stage: String,
+            #[serde(default)]
+            status: Option<St>,
+        }
+        let y: Y = serde_yaml_ng::from_str(yaml_spec)
+            .map_err(|e| format!("MachineStatus YAML spec: {e}"))?;
+        let st = y.status.unwrap_or_default();
+        Ok(MachineStatus {
+            stage: MachineStage::from_yaml(&y.stage),
+            ready: st.ready,
+            unmet_conditions: st
+                .unmet_conditions
+                .unwrap_or_default()
+                .into_iter()
+                .map(|c| (c.name, c.reason))
+                .collect(),
+        })
+    }
+}
+
+impl fmt::Display for MachineStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "stage {}, {}",
+            self.stage,
+            if self.ready { "ready" } else { "not ready" }
+        )?;
+        for (i, (name, reason)) in self.unmet_conditions.iter().enumerate() {
+            f.write_str(if i == 0 { ": " } else { "; " })?;
+            write!(f, "{name}: {reason}")?;
+        }
+        Ok(())
+    }
+}
+
 /// One service on a node.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServiceStatus {
@@ -353,6 +529,7 @@ impl Default for ResetOptions {
 #[derive(Clone)]
 pub struct TalosClient {
     inner: MachineServiceClient<Channel>,
+    state: StateClient<Channel>,
     endpoint: SocketAddr,
     authenticated: bool,
     request_timeout: Option<Duration>,
@@ -449,6 +626,7 @@ impl TalosClient {
             }
         };
         Ok(TalosClient {
+            state: StateClient::new(channel.clone()),
             inner: MachineServiceClient::new(channel).max_decoding_message_size(64 * 1024 * 1024),
             endpoint,
             authenticated,
@@ -762,6 +940,31 @@ impl TalosClient {
                 self.check_meta(M, m.metadata.as_ref())?;
             }
             Ok(())
+        })
+        .await
+    }
+
+    /// The node's `MachineStatus` resource (COSI `cosi.resource.State/Get`, namespace
+    /// `runtime`, type `MachineStatuses.runtime.talos.dev`, id `machine`): boot stage and
+    /// readiness. Boot is done when [`MachineStatus::is_booted`].
+    pub async fn machine_status(&self) -> Result<MachineStatus, TalosError> {
+        use proto::cosi::resource::GetRequest;
+        const M: &str = "MachineStatus";
+        let mut c = self.state.clone();
+        let req = GetRequest {
+            namespace: MACHINE_STATUS_NAMESPACE.into(),
+            r#type: MACHINE_STATUS_TYPE.into(),
+            id: MACHINE_STATUS_ID.into(),
+            options: None,
+        };
+        self.run(M, async {
+            let r = c.get(req).await.map_err(self.rpc(M))?.into_inner();
+            let res = r
+                .resource
+                .ok_or_else(|| self.protocol(M, "no resource in reply"))?;
+            let spec = res.spec.unwrap_or_default();
+            MachineStatus::from_spec(&spec.proto_spec, &spec.yaml_spec)
+                .map_err(|e| self.protocol(M, e))
         })
         .await
     }

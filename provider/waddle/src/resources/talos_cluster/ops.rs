@@ -17,8 +17,8 @@ use waddle_proxmox::{
     WaitOptions,
 };
 use waddle_talos::api::{
-    ApplyMode, ConnectOptions, Credentials, Proxy, ResetOptions, TalosClient, TalosError,
-    CONFIG_PATH,
+    ApplyMode, ConnectOptions, Credentials, MachineStage, MachineStatus, Proxy, ResetOptions,
+    TalosClient, TalosError, CONFIG_PATH,
 };
 use waddle_talos::secrets::{issue_client_certificate, ADMIN_ROLE, CLIENT_CERT_TTL};
 use waddle_talos::{SecretsBundle, SystemClock};
@@ -705,6 +705,26 @@ async fn node_health(env: &Env, name: &str, n: &NodeModel) -> Result<(), String>
     Ok(())
 }
 
+/// Boot done on a node: its `MachineStatus` stage is `running` (what `talosctl health`'s
+/// "all nodes to finish boot sequence" checks). `ready` is not required: its readiness
+/// checks include the Kubernetes Node being Ready, which never happens with CNI `none`
+/// until a CNI is installed; unmet conditions are only reported.
+async fn node_booted(env: &Env, name: &str, n: &NodeModel) -> Result<MachineStatus, String> {
+    let c = env
+        .mtls(node_ip(n))
+        .await
+        .map_err(|e| format!("nodes[{name:?}]: {e}"))?;
+    let st = c
+        .machine_status()
+        .await
+        .map_err(|e| format!("nodes[{name:?}]: machine status: {e}"))?;
+    if st.stage == MachineStage::Running {
+        Ok(st)
+    } else {
+        Err(format!("nodes[{name:?}]: boot not done ({st})"))
+    }
+}
+
 async fn readyz(env: &Env, endpoint: &str, bundle: &SecretsBundle) -> Result<(), String> {
     let ca = reqwest::Certificate::from_pem(bundle.k8s_ca.crt.as_bytes())
         .map_err(|e| format!("kubernetes CA: {e}"))?;
@@ -730,7 +750,8 @@ async fn readyz(env: &Env, endpoint: &str, bundle: &SecretsBundle) -> Result<(),
 }
 
 /// Health wait: etcd members == control planes, apid/kubelet (and etcd) running on every
-/// node, Kubernetes `/readyz` through the endpoint.
+/// node, boot done on every node (`MachineStatus` stage running), Kubernetes `/readyz`
+/// through the endpoint. One overall deadline; progress logged as it changes.
 pub async fn health(env: &Env, m: &ClusterModel, bundle: &SecretsBundle) -> R<()> {
     let cps = control_planes(m);
     let Some((_, first)) = cps.first().cloned() else {
@@ -761,6 +782,24 @@ pub async fn health(env: &Env, m: &ClusterModel, bundle: &SecretsBundle) -> R<()
             .find_map(Result::err)
         {
             return Attempt::Again(e);
+        }
+        let boots = nodes.iter().map(|(k, n)| node_booted(env, k, n));
+        let mut not_booted = Vec::new();
+        for (r, (k, _)) in futures::future::join_all(boots)
+            .await
+            .into_iter()
+            .zip(&nodes)
+        {
+            match r {
+                Ok(st) if !st.ready => {
+                    tracing::debug!(node = k.as_str(), "boot done, machine not ready: {st}");
+                }
+                Ok(_) => {}
+                Err(e) => not_booted.push(e),
+            }
+        }
+        if !not_booted.is_empty() {
+            return Attempt::Again(not_booted.join("; "));
         }
         match readyz(env, &m.endpoint, bundle).await {
             Ok(()) => Attempt::Done(()),
