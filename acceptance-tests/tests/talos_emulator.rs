@@ -63,6 +63,7 @@ fn fast() -> Timings {
         reboot: Duration::from_millis(50),
         bootstrap_ready: Duration::ZERO,
         rpc: Duration::ZERO,
+        boot_done: Duration::from_millis(20),
     }
 }
 
