@@ -10,12 +10,12 @@
 //! running).
 
 use std::net::Ipv4Addr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
-use waddle_acceptance::harness::{check, repo_root, Phase, TestCase, TestStep};
-use waddle_acceptance::pve::{EmulatorConfig, PveEmulator};
+use waddle_acceptance::harness::target::{Api, PveTarget};
+use waddle_acceptance::harness::{check, notice, repo_root, Phase, TestCase, TestStep};
+use waddle_acceptance::pve::EmulatorConfig;
 
 const ADDR: &str = "module.network.waddle_network.this";
 const SUBNET: &str = "waddle-10.10.0.0-24";
@@ -37,7 +37,12 @@ fn module_files() -> Vec<(String, String)> {
     out
 }
 
-fn config(emu: &PveEmulator, module_args: &str) -> String {
+fn config(t: &PveTarget, module_args: &str) -> String {
+    let ca = if t.ca_pem().is_some() {
+        r#"  ca_cert   = file("${path.module}/pve-ca.pem")"#
+    } else {
+        ""
+    };
     format!(
         r#"
 terraform {{
@@ -51,7 +56,7 @@ terraform {{
 provider "waddle" {{
   endpoint  = "{endpoint}"
   api_token = "{token}"
-  ca_cert   = file("${{path.module}}/pve-ca.pem")
+{ca}
   node      = "{node}"
 }}
 
@@ -72,113 +77,42 @@ output "gateway" {{
   value = module.network.gateway
 }}
 "#,
-        endpoint = emu.endpoint(),
-        token = emu.api_token().expect("emulator token"),
-        node = emu.node(),
+        endpoint = t.endpoint(),
+        token = t.api_token(),
+        node = t.node(),
     )
 }
 
-fn step(emu: &PveEmulator, module_args: &str) -> TestStep {
-    let mut s = TestStep::config(config(emu, module_args)).file("pve-ca.pem", emu.ca_pem());
+fn step(t: &PveTarget, module_args: &str) -> TestStep {
+    let mut s = TestStep::config(config(t, module_args));
+    if let Some(ca) = t.ca_pem() {
+        s = s.file("pve-ca.pem", ca);
+    }
     for (name, content) in module_files() {
         s = s.file(name, content);
     }
     s
 }
 
-/// A small API client for looking at (and tampering with) the emulator's SDN state.
-#[derive(Clone)]
-struct Api {
-    rt: tokio::runtime::Handle,
-    base: String,
-    token: String,
-    http: reqwest::Client,
+/// The one subnet of vnet `vmbr1` (pending view).
+fn subnet(a: &Api) -> Result<Value, String> {
+    let subs = a.list("/cluster/sdn/vnets/vmbr1/subnets", &[])?;
+    match subs.as_slice() {
+        [s] => Ok(s.clone()),
+        other => Err(format!("expected one subnet in vmbr1, found {other:?}")),
+    }
 }
 
-impl Api {
-    fn new(emu: &PveEmulator, rt: tokio::runtime::Handle) -> Api {
-        let cert = reqwest::Certificate::from_pem(emu.ca_pem().as_bytes()).expect("ca pem");
-        let http = reqwest::Client::builder()
-            .tls_certs_only([cert])
-            // The emulator closes idle connections like PVE does (5 s): never reuse one.
-            .pool_max_idle_per_host(0)
-            .timeout(Duration::from_secs(30))
-            .build()
-            .expect("http client");
-        Api {
-            rt,
-            base: format!("{}/api2/json", emu.endpoint()),
-            token: emu.api_token().expect("token"),
-            http,
-        }
-    }
-
-    fn call(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        form: &[(&str, &str)],
-    ) -> Result<Value, String> {
-        let url = format!("{}{path}", self.base);
-        let mut rb = self
-            .http
-            .request(method.clone(), &url)
-            .header("Authorization", format!("PVEAPIToken={}", self.token));
-        if method == reqwest::Method::GET || method == reqwest::Method::DELETE {
-            rb = rb.query(form);
-        } else {
-            rb = rb.form(form);
-        }
-        self.rt.block_on(async move {
-            let r = rb
-                .send()
-                .await
-                .map_err(|e| format!("{method} {path}: {e}"))?;
-            let status = r.status();
-            let body: Value = r.json().await.unwrap_or(Value::Null);
-            if !status.is_success() {
-                return Err(format!("{method} {path}: HTTP {status} {body}"));
-            }
-            Ok(body.get("data").cloned().unwrap_or(Value::Null))
-        })
-    }
-
-    fn get(&self, path: &str, query: &[(&str, &str)]) -> Result<Value, String> {
-        self.call(reqwest::Method::GET, path, query)
-    }
-
-    fn put(&self, path: &str, form: &[(&str, &str)]) -> Result<Value, String> {
-        self.call(reqwest::Method::PUT, path, form)
-    }
-
-    fn list(&self, path: &str, query: &[(&str, &str)]) -> Result<Vec<Value>, String> {
-        Ok(self
-            .get(path, query)?
-            .as_array()
-            .cloned()
-            .unwrap_or_default())
-    }
-
-    /// The one subnet of vnet `vmbr1` (pending view).
-    fn subnet(&self) -> Result<Value, String> {
-        let subs = self.list("/cluster/sdn/vnets/vmbr1/subnets", &[])?;
-        match subs.as_slice() {
-            [s] => Ok(s.clone()),
-            other => Err(format!("expected one subnet in vmbr1, found {other:?}")),
-        }
-    }
-
-    /// No SDN change is waiting for `PUT /cluster/sdn`.
-    fn nothing_pending(&self) -> Result<(), String> {
-        for kind in ["zones", "vnets"] {
-            for o in self.list(&format!("/cluster/sdn/{kind}"), &[("pending", "1")])? {
-                if let Some(state) = o.get("state") {
-                    return Err(format!("{kind}: {o} is {state} (not applied)"));
-                }
+/// No SDN change is waiting for `PUT /cluster/sdn`.
+fn nothing_pending(a: &Api) -> Result<(), String> {
+    for kind in ["zones", "vnets"] {
+        for o in a.list(&format!("/cluster/sdn/{kind}"), &[("pending", "1")])? {
+            if let Some(state) = o.get("state") {
+                return Err(format!("{kind}: {o} is {state} (not applied)"));
             }
         }
-        Ok(())
     }
+    Ok(())
 }
 
 fn snat_of(subnet: &Value) -> bool {
@@ -192,30 +126,131 @@ fn snat_of(subnet: &Value) -> bool {
 
 #[test]
 fn network_module_lifecycle_on_the_emulator() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
+    let rt = runtime();
+    let target = PveTarget::select(
+        &rt,
+        EmulatorConfig::builder()
+            .ip(Ipv4Addr::new(127, 40, 6, 1))
+            .build(),
+    );
+    lifecycle(&rt, &target);
+}
+
+/// The real-PVE code path, proven here without a real Proxmox: `waddle-sandbox` runs as a
+/// separate process on 127.10.6.1 (a black box reached only through its API, like a real
+/// PVE) and the lifecycle runs through `PveTarget::Real` built from the env file it writes.
+#[test]
+fn network_module_lifecycle_against_the_sandbox_as_a_real_pve() {
+    let rt = runtime();
+    if PveTarget::real_from(|k| std::env::var(k).ok())
+        .expect("real-PVE variables")
+        .is_some()
+    {
+        notice(
+            "SKIPPED network_module_lifecycle_against_the_sandbox_as_a_real_pve: \
+             PROXMOX_VE_* already select a real PVE (the other test runs against it)",
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let sandbox = Sandbox::start(dir.path(), "127.10.6.1:0");
+    let target = sandbox.target();
+    assert!(target.is_real() && target.emulator().is_none());
+    lifecycle(&rt, &target);
+    drop(sandbox);
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-        .unwrap();
-    let emu = rt
-        .block_on(PveEmulator::start(
-            EmulatorConfig::builder()
-                .ip(Ipv4Addr::new(127, 40, 6, 1))
-                .build(),
-        ))
-        .expect("start the PVE emulator");
-    let emu = Arc::new(emu);
-    let api = Api::new(&emu, rt.handle().clone());
+        .unwrap()
+}
+
+/// `waddle-sandbox` as a child process (killed on drop).
+struct Sandbox {
+    child: std::process::Child,
+    env: std::collections::HashMap<String, String>,
+}
+
+impl Sandbox {
+    fn start(dir: &std::path::Path, listen: &str) -> Sandbox {
+        let env_file = dir.join("sandbox.env");
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_waddle-sandbox"))
+            .arg("--env-file")
+            .arg(&env_file)
+            .arg("--listen")
+            .arg(listen)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn waddle-sandbox");
+        let mut sb = Sandbox {
+            child,
+            env: Default::default(),
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(text) = std::fs::read_to_string(&env_file) {
+                sb.env = text
+                    .lines()
+                    .filter_map(|l| l.split_once('='))
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect();
+                if sb.env.contains_key("PROXMOX_VE_NODE") {
+                    return sb;
+                }
+            }
+            if let Ok(Some(st)) = sb.child.try_wait() {
+                panic!("waddle-sandbox exited early: {st}");
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "waddle-sandbox wrote no env file within 60 s"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// What a user would export: PROXMOX_VE_ENDPOINT/API_TOKEN/CA_CERT (a file path) from the
+    /// env file, plus PROXMOX_VE_ACC_NODE.
+    fn target(&self) -> PveTarget {
+        let mut vars = self.env.clone();
+        vars.insert(
+            "PROXMOX_VE_ACC_NODE".into(),
+            self.env["PROXMOX_VE_NODE"].clone(),
+        );
+        assert!(
+            !vars["PROXMOX_VE_CA_CERT"].contains("-----BEGIN"),
+            "the sandbox passes the CA as a file path"
+        );
+        PveTarget::real_from(|k| vars.get(k).cloned())
+            .expect("sandbox env")
+            .expect("all three variables")
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn lifecycle(rt: &tokio::runtime::Runtime, target: &PveTarget) {
+    let api = target.api(rt.handle().clone()).expect("API client");
+    let emu = target;
 
     // Step 0: refused before any API call, pointing at the attribute.
-    let bad = step(&emu, r#"  gateway = "10.10.0.255""#)
+    let bad = step(emu, r#"  gateway = "10.10.0.255""#)
         .describe("gateway on the broadcast address")
         .expect_error(r"broadcast address of 10\.10\.0\.0/24")
         .expect_error_in(&[Phase::Validate, Phase::Plan]);
 
     // Step 1: create with the module defaults.
     let a = api.clone();
-    let create = step(&emu, "")
+    let create = step(emu, "")
         .describe("create")
         .check(check::output_equals("bridge", "vmbr1"))
         .check(check::output_equals("cidr", "10.10.0.0/24"))
@@ -234,7 +269,7 @@ fn network_module_lifecycle_on_the_emulator() {
             if vnet.get("tag").is_some() {
                 return Err(format!("vnet of a simple zone has a tag: {vnet}"));
             }
-            let s = a.subnet()?;
+            let s = subnet(&a)?;
             if s.get("cidr").and_then(Value::as_str) != Some("10.10.0.0/24")
                 || s.get("gateway").and_then(Value::as_str) != Some("10.10.0.1")
                 || !snat_of(&s)
@@ -243,22 +278,22 @@ fn network_module_lifecycle_on_the_emulator() {
                     "subnet is not 10.10.0.0/24 via 10.10.0.1 with SNAT: {s}"
                 ));
             }
-            a.nothing_pending()
+            nothing_pending(&a)
         }));
 
     // Step 2: SNAT off, in place.
     let a = api.clone();
-    let snat_off = step(&emu, "  snat = false")
+    let snat_off = step(emu, "  snat = false")
         .describe("snat off in place")
         .plan_check(check::plan_actions(ADDR, &["update"]))
         .plan_check(check::plan_no_replace(ADDR))
         .check(check::attr_equals(ADDR, "snat", false))
         .check(check::func(move |_| {
-            let s = a.subnet()?;
+            let s = subnet(&a)?;
             if snat_of(&s) {
                 return Err(format!("SNAT still on: {s}"));
             }
-            a.nothing_pending()
+            nothing_pending(&a)
         }));
 
     // Step 3: import by <zone>/<vnet> (the id attribute) gives the same attributes.
@@ -266,7 +301,7 @@ fn network_module_lifecycle_on_the_emulator() {
 
     // Step 4: SNAT switched back on outside Terraform (pending, as a UI edit would be).
     let a = api.clone();
-    let drift = step(&emu, "  snat = false")
+    let drift = step(emu, "  snat = false")
         .describe("snat drift")
         .expect_non_empty_plan()
         .check(check::func(move |_| {
@@ -279,19 +314,20 @@ fn network_module_lifecycle_on_the_emulator() {
 
     // Step 5: repaired in place.
     let a = api.clone();
-    let repair = step(&emu, "  snat = false")
+    let repair = step(emu, "  snat = false")
         .describe("drift repaired in place")
         .plan_check(check::plan_actions(ADDR, &["update"]))
         .plan_check(check::plan_no_replace(ADDR))
         .check(check::func(move |_| {
-            let s = a.subnet()?;
+            let s = subnet(&a)?;
             if snat_of(&s) {
                 return Err(format!("drift not repaired: {s}"));
             }
-            a.nothing_pending()
+            nothing_pending(&a)
         }));
 
     let a = api.clone();
+    let real = target.is_real();
     let report = TestCase::new()
         .step(bad)
         .step(create)
@@ -301,8 +337,13 @@ fn network_module_lifecycle_on_the_emulator() {
         .step(repair)
         .check_destroy(move |_| {
             for view in [&[][..], &[("running", "1")][..]] {
-                let zones = a.list("/cluster/sdn/zones", view)?;
-                let vnets = a.list("/cluster/sdn/vnets", view)?;
+                let mut zones = a.list("/cluster/sdn/zones", view)?;
+                let mut vnets = a.list("/cluster/sdn/vnets", view)?;
+                if real {
+                    // A real PVE may hold SDN objects of its own: only ours must be gone.
+                    zones.retain(|z| z.get("zone").and_then(Value::as_str) == Some("waddle"));
+                    vnets.retain(|v| v.get("vnet").and_then(Value::as_str) == Some("vmbr1"));
+                }
                 if !zones.is_empty() || !vnets.is_empty() {
                     return Err(format!(
                         "SDN objects left ({view:?}): zones {zones:?}, vnets {vnets:?}"
@@ -318,11 +359,15 @@ fn network_module_lifecycle_on_the_emulator() {
         })
         .run();
     assert!(report.skipped.is_empty(), "skipped: {:?}", report.skipped);
-    let violations = emu.response_violations();
-    assert!(
-        violations.is_empty(),
-        "emulator responses off-schema: {violations:?}"
-    );
+    if let Some(emu) = target.emulator_only(
+        "network: emulator responses against the PVE 9.1 schema",
+        "the emulator's response log exists only in-process",
+    ) {
+        let violations = emu.response_violations();
+        assert!(
+            violations.is_empty(),
+            "emulator responses off-schema: {violations:?}"
+        );
+    }
     drop(api);
-    drop(rt);
 }
