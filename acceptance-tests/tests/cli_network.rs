@@ -8,6 +8,11 @@
 //! SNAT switched back on outside Terraform shows as a pending change -> the next apply repairs
 //! it in place -> destroy, and the emulator holds no SDN zone, vnet or subnet (pending or
 //! running).
+//!
+//! Real PVE (`PveTarget::Real`, see `harness::target`): every check goes through the API;
+//! only the emulator's response-schema log is skipped (with a notice).
+//! `network_module_lifecycle_against_the_sandbox_as_a_real_pve` runs that mode against
+//! `waddle-sandbox` as a separate process (127.10.6.1).
 
 use std::net::Ipv4Addr;
 use std::time::Duration;

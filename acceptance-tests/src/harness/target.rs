@@ -307,6 +307,35 @@ impl Api {
             .map_err(|e| e.to_string())
     }
 
+    /// Makes sure an isolated Linux bridge `iface` exists on the node (created and applied
+    /// through the API when missing, as an operator would prepare a real PVE). Returns
+    /// whether it was created.
+    pub fn ensure_bridge(&self, iface: &str) -> Result<bool, String> {
+        if self
+            .get(&format!("/nodes/{}/network/{iface}", self.node), &[])
+            .is_ok()
+        {
+            return Ok(false);
+        }
+        let spec = waddle_proxmox::BridgeSpec {
+            iface: iface.to_string(),
+            cidr: None,
+            gateway: None,
+            autostart: true,
+            bridge_ports: Vec::new(),
+            vlan_aware: false,
+            comments: Some("waddle acceptance tests".into()),
+            mtu: None,
+        };
+        self.rt
+            .block_on(async {
+                self.client.create_bridge(&self.node, &spec).await?;
+                self.client.apply_network(&self.node).await
+            })
+            .map_err(|e| e.to_string())?;
+        Ok(true)
+    }
+
     /// A GET returning a list (`[]` for `null`).
     pub fn list(&self, path: &str, query: &[(&str, &str)]) -> Result<Vec<Value>, String> {
         match self.get(path, query)? {
