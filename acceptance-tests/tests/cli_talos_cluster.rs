@@ -8,20 +8,29 @@
 //! checks against both emulators (VM config, etcd membership, kubeconfig client certificate
 //! signed by the cluster's Kubernetes CA), then for the three-node example a worker added and
 //! removed in place, and finally destroy with nothing left in Proxmox (no VM, no volume).
+//!
+//! Real PVE (`PveTarget::Real`, see `harness::target` and docs/guides/nested-proxmox.md): VM
+//! checks go through the Proxmox API; etcd/bootstrap and download checks of the emulators and
+//! the in-process tests are skipped with notices; the cluster cases need real node addresses
+//! from `WADDLE_ACC_TALOS_ADDRESSES` / `_GATEWAY` / `_VIP` (optional `_BRIDGE`) and are skipped
+//! with a notice without them.
 
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use base64::Engine as _;
-use waddle_acceptance::harness::{check, repo_root, Snapshot, TestCase, TestStep};
+use waddle_acceptance::harness::target::{Api, PveTarget};
+use waddle_acceptance::harness::{check, notice, repo_root, Snapshot, State, TestCase, TestStep};
 use waddle_acceptance::pve::{EmulatorConfig, PveEmulator};
 use waddle_acceptance::talos::{appliance, FleetOptions, TalosFleet};
 use waddle_talos::SecretsBundle;
 
 struct Env {
     rt: tokio::runtime::Runtime,
-    emu: Arc<PveEmulator>,
-    fleet: TalosFleet,
+    target: PveTarget,
+    /// The Talos emulator (Emulated mode only).
+    fleet: Option<TalosFleet>,
+    api: Api,
 }
 
 fn start(pve_ip: Ipv4Addr) -> Env {
@@ -30,29 +39,123 @@ fn start(pve_ip: Ipv4Addr) -> Env {
         .enable_all()
         .build()
         .unwrap();
-    let fleet = TalosFleet::new(FleetOptions::default());
-    let emu = rt
-        .block_on(PveEmulator::start(
-            EmulatorConfig::builder().ip(pve_ip).bridge("vmbr1").build(),
-        ))
-        .expect("start the PVE emulator");
-    appliance::register(emu.appliances(), fleet.clone());
+    let target = PveTarget::select(
+        &rt,
+        EmulatorConfig::builder().ip(pve_ip).bridge("vmbr1").build(),
+    );
+    let fleet = target.emulator().map(|emu| {
+        let fleet = TalosFleet::new(FleetOptions::default());
+        appliance::register(emu.appliances(), fleet.clone());
+        fleet
+    });
+    let api = target.api(rt.handle().clone()).expect("API client");
     Env {
         rt,
-        emu: Arc::new(emu),
+        target,
         fleet,
+        api,
+    }
+}
+
+impl Env {
+    fn shutdown(self) {
+        if let Some(f) = &self.fleet {
+            self.rt.block_on(f.shutdown());
+        }
+    }
+
+    /// The emulator and the Talos fleet for checks of their internals; `None` (with a
+    /// notice naming `what`) on a real PVE.
+    fn internals(&self, what: &str) -> Option<(Arc<PveEmulator>, TalosFleet)> {
+        self.target.emulator_only(
+            what,
+            "VM/volume/download records of the PVE emulator and etcd/bootstrap state of the Talos emulator are in-process only",
+        )?;
+        Some((self.target.emulator_arc()?, self.fleet.clone()?))
+    }
+}
+
+/// Where the Talos nodes of a case live: the emulator's 127.20.x.0/24 range, or (Real mode)
+/// real routable addresses from `WADDLE_ACC_TALOS_*` (see docs/guides/nested-proxmox.md).
+struct TalosNet {
+    /// Node addresses with prefix (`a.b.c.d/nn`).
+    addresses: Vec<String>,
+    gateway: String,
+    vip: String,
+    /// `bridge = ...` for the examples (Real mode, when given).
+    bridge: Option<String>,
+}
+
+impl TalosNet {
+    fn emulated(net: u8, hosts: &[u8]) -> TalosNet {
+        TalosNet {
+            addresses: hosts
+                .iter()
+                .map(|h| format!("127.20.{net}.{h}/24"))
+                .collect(),
+            gateway: format!("127.20.{net}.1"),
+            vip: format!("127.20.{net}.20"),
+            bridge: None,
+        }
+    }
+
+    /// The `i`th node address without its prefix length.
+    fn ip(&self, i: usize) -> String {
+        self.addresses[i]
+            .split('/')
+            .next()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    fn bridge_var(&self) -> String {
+        self.bridge
+            .as_ref()
+            .map(|b| format!("bridge  = \"{b}\"\n"))
+            .unwrap_or_default()
+    }
+}
+
+/// The node network for a case needing `need` addresses: the emulated one, or in Real mode
+/// the `WADDLE_ACC_TALOS_*` one; `None` (with a notice) when Real mode lacks it.
+fn talos_net(env: &Env, test: &str, need: usize, emulated: TalosNet) -> Option<TalosNet> {
+    if !env.target.is_real() {
+        return Some(emulated);
+    }
+    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+    let addresses: Vec<String> = var("WADDLE_ACC_TALOS_ADDRESSES")
+        .map(|v| {
+            v.split(',')
+                .map(|a| a.trim().to_string())
+                .filter(|a| !a.is_empty())
+                .collect()
+        })
+        .unwrap_or_default();
+    match (var("WADDLE_ACC_TALOS_GATEWAY"), var("WADDLE_ACC_TALOS_VIP")) {
+        (Some(gateway), Some(vip)) if addresses.len() >= need => Some(TalosNet {
+            addresses,
+            gateway,
+            vip,
+            bridge: var("WADDLE_ACC_TALOS_BRIDGE"),
+        }),
+        _ => {
+            notice(&format!(
+                "SKIPPED {test} (real PVE): needs routable Talos node addresses: set \
+                 WADDLE_ACC_TALOS_ADDRESSES (at least {need}, comma-separated a.b.c.d/nn), \
+                 WADDLE_ACC_TALOS_GATEWAY and WADDLE_ACC_TALOS_VIP (optional \
+                 WADDLE_ACC_TALOS_BRIDGE)"
+            ));
+            None
+        }
     }
 }
 
 fn case(env: &Env) -> TestCase {
-    TestCase::new()
-        .env("PROXMOX_VE_ENDPOINT", env.emu.endpoint())
-        .env(
-            "PROXMOX_VE_API_TOKEN",
-            env.emu.api_token().expect("emulator token"),
-        )
-        .env("PROXMOX_VE_CA_CERT", env.emu.ca_pem())
-        .env("PROXMOX_VE_NODE", env.emu.node())
+    let mut c = TestCase::new();
+    for (k, v) in env.target.cli_env() {
+        c = c.env(k, v);
+    }
+    c
 }
 
 fn example(name: &str) -> String {
@@ -116,10 +219,11 @@ fn vmids(s: &Snapshot, addr: &str) -> Result<Vec<(String, u32)>, String> {
         .collect())
 }
 
-/// Every VM of the state runs in the emulator, and etcd has `cps` members.
+/// Every VM of the state runs (checked through the API), and (emulator only) the emulator
+/// holds exactly those VMs and etcd has `cps` members.
 fn cluster_matches(
-    emu: &PveEmulator,
-    fleet: &TalosFleet,
+    api: &Api,
+    internals: Option<&(Arc<PveEmulator>, TalosFleet)>,
     s: &Snapshot,
     addr: &str,
     nodes: usize,
@@ -129,35 +233,73 @@ fn cluster_matches(
     if ids.len() != nodes {
         return Err(format!("{} VMs in the state, expected {nodes}", ids.len()));
     }
-    if emu.vms().len() != nodes {
-        return Err(format!(
-            "{} VMs in the emulator, expected {nodes}",
-            emu.vms().len()
-        ));
+    if let Some((emu, _)) = internals {
+        if emu.vms().len() != nodes {
+            return Err(format!(
+                "{} VMs in the emulator, expected {nodes}",
+                emu.vms().len()
+            ));
+        }
     }
+    let on_node = api.vmids()?;
     for (name, id) in &ids {
-        let vm = emu
-            .vm(*id)
-            .ok_or(format!("VM {id} ({name}) not in the emulator"))?;
-        if !vm.running {
+        if !on_node.contains(id) {
+            return Err(format!("VM {id} ({name}) not on the node"));
+        }
+        if !api.vm_running(*id)? {
             return Err(format!("VM {id} ({name}) is not running"));
         }
-        if vm.config.get("agent").map(String::as_str) != Some("1") {
-            return Err(format!("VM {id}: agent = {:?}", vm.config.get("agent")));
+        let agent = Api::config_str(&api.vm_config(*id)?, "agent");
+        if agent != "1" {
+            return Err(format!("VM {id}: agent = {agent:?}"));
         }
     }
-    let bundle = secrets(s, addr)?;
-    let members = fleet.etcd_members(&bundle.cluster_id);
-    if members.len() != cps {
-        return Err(format!(
-            "etcd has {} members, expected {cps}",
-            members.len()
-        ));
-    }
-    if !fleet.is_bootstrapped(&bundle.cluster_id) {
-        return Err("the cluster was not bootstrapped".into());
+    if let Some((_, fleet)) = internals {
+        let bundle = secrets(s, addr)?;
+        let members = fleet.etcd_members(&bundle.cluster_id);
+        if members.len() != cps {
+            return Err(format!(
+                "etcd has {} members, expected {cps}",
+                members.len()
+            ));
+        }
+        if !fleet.is_bootstrapped(&bundle.cluster_id) {
+            return Err("the cluster was not bootstrapped".into());
+        }
     }
     kubeconfig_verifies(s, addr)
+}
+
+/// The VM ids recorded for a cluster in a (last applied) state.
+fn state_vmids(st: &State) -> Vec<u32> {
+    st.resources()
+        .iter()
+        .filter(|r| r.type_name == "waddle_talos_cluster")
+        .filter_map(|r| r.attr("proxmox_vms").and_then(|v| v.as_object()).cloned())
+        .flat_map(|m| m.into_iter().collect::<Vec<_>>())
+        .filter_map(|(_, v)| v["vmid"].as_u64().and_then(|v| u32::try_from(v).ok()))
+        .collect()
+}
+
+/// After destroy: none of the last state's VMs (nor `expected`) is on the node (API); with
+/// the emulator, no VM and no volume at all.
+fn nothing_left_on(
+    api: &Api,
+    emu: Option<&PveEmulator>,
+    st: &State,
+    expected: &[u32],
+) -> Result<(), String> {
+    let on_node = api.vmids()?;
+    let mut ours = state_vmids(st);
+    ours.extend_from_slice(expected);
+    let left: Vec<u32> = ours.into_iter().filter(|id| on_node.contains(id)).collect();
+    if !left.is_empty() {
+        return Err(format!("VMs left: {left:?}"));
+    }
+    match emu {
+        Some(emu) => nothing_left(emu),
+        None => Ok(()),
+    }
 }
 
 fn nothing_left(emu: &PveEmulator) -> Result<(), String> {
@@ -179,15 +321,31 @@ const HOMELAB: &str = "waddle_talos_cluster.homelab";
 #[test]
 fn homelab_single_node_example() {
     let env = start(Ipv4Addr::new(127, 40, 41, 1));
-    let tfvars = r#"
-address = "127.20.41.10/24"
-gateway = "127.20.41.1"
-vip     = "127.20.41.20"
+    let Some(net) = talos_net(
+        &env,
+        "homelab_single_node_example",
+        1,
+        TalosNet::emulated(41, &[10]),
+    ) else {
+        return env.shutdown();
+    };
+    let tfvars = format!(
+        r#"
+address = "{address}"
+gateway = "{gateway}"
+vip     = "{vip}"
 mac     = "BC:24:11:4C:AB:01"
 vmid    = 150
-"#;
-    let (emu, fleet) = (env.emu.clone(), env.fleet.clone());
-    let emu2 = env.emu.clone();
+{bridge}"#,
+        address = net.addresses[0],
+        gateway = net.gateway,
+        vip = net.vip,
+        bridge = net.bridge_var(),
+    );
+    let internals =
+        env.internals("homelab_single_node_example: emulator VM count, etcd, image download");
+    let api = env.api.clone();
+    let (api2, emu2) = (env.api.clone(), env.target.emulator_arc());
     case(&env)
         .step(
             TestStep::config(example("homelab-single-node"))
@@ -196,12 +354,12 @@ vmid    = 150
                 .check(check::attr_equals(
                     HOMELAB,
                     "node_addresses.talos1",
-                    "127.20.41.10",
+                    net.ip(0),
                 ))
                 .check(check::func(move |s| {
-                    cluster_matches(&emu, &fleet, s, HOMELAB, 1, 1)?;
-                    let vm = emu.vm(150).ok_or("VM 150 missing")?;
-                    let get = |k: &str| vm.config.get(k).cloned().unwrap_or_default();
+                    cluster_matches(&api, internals.as_ref(), s, HOMELAB, 1, 1)?;
+                    let vm = api.vm_config(150)?;
+                    let get = |k: &str| Api::config_str(&vm, k);
                     if !get("net0")
                         .to_ascii_uppercase()
                         .contains("BC:24:11:4C:AB:01")
@@ -227,61 +385,81 @@ vmid    = 150
                     if !cfg.contains("VolumeConfig") || !cfg.contains("tpm") {
                         return Err("disk encryption missing from the machine configuration".into());
                     }
-                    if !emu.downloads().iter().any(|u| u.contains("secureboot")) {
-                        return Err(format!(
-                            "no SecureBoot image downloaded: {:?}",
-                            emu.downloads()
-                        ));
+                    if let Some((emu, _)) = &internals {
+                        if !emu.downloads().iter().any(|u| u.contains("secureboot")) {
+                            return Err(format!(
+                                "no SecureBoot image downloaded: {:?}",
+                                emu.downloads()
+                            ));
+                        }
                     }
                     Ok(())
                 })),
         )
-        .check_destroy(move |_| nothing_left(&emu2))
+        .check_destroy(move |st| nothing_left_on(&api2, emu2.as_deref(), st, &[150]))
         .run();
-    env.rt.block_on(env.fleet.shutdown());
+    env.shutdown();
 }
 
 const THREE: &str = "waddle_talos_cluster.this";
 
-fn three_node_vars(workers: &str) -> String {
+fn three_node_vars(net: &TalosNet, workers: &str) -> String {
     format!(
         r#"
 control_planes = {{
-  cp1 = {{ address = "127.20.42.10/24", vmid = 210 }}
-  cp2 = {{ address = "127.20.42.11/24", vmid = 211 }}
-  cp3 = {{ address = "127.20.42.12/24", vmid = 212 }}
+  cp1 = {{ address = "{a0}", vmid = 210 }}
+  cp2 = {{ address = "{a1}", vmid = 211 }}
+  cp3 = {{ address = "{a2}", vmid = 212 }}
 }}
 workers = {{ {workers} }}
-gateway = "127.20.42.1"
-vip     = "127.20.42.20"
-"#
+gateway = "{gateway}"
+vip     = "{vip}"
+{bridge}"#,
+        a0 = net.addresses[0],
+        a1 = net.addresses[1],
+        a2 = net.addresses[2],
+        gateway = net.gateway,
+        vip = net.vip,
+        bridge = net.bridge_var(),
     )
 }
 
 #[test]
 fn three_node_example_add_and_remove_a_worker() {
     let env = start(Ipv4Addr::new(127, 40, 42, 1));
-    let step = |workers: &str| {
-        TestStep::config(example("three-node")).file("terraform.tfvars", three_node_vars(workers))
+    let Some(net) = talos_net(
+        &env,
+        "three_node_example_add_and_remove_a_worker",
+        4,
+        TalosNet::emulated(42, &[10, 11, 12, 13]),
+    ) else {
+        return env.shutdown();
     };
-    let (e1, f1) = (env.emu.clone(), env.fleet.clone());
-    let (e2, f2) = (env.emu.clone(), env.fleet.clone());
-    let (e3, f3) = (env.emu.clone(), env.fleet.clone());
-    let e4 = env.emu.clone();
+    let worker = format!(r#"w1 = {{ address = "{}", vmid = 213 }}"#, net.addresses[3]);
+    let step = |workers: &str| {
+        TestStep::config(example("three-node"))
+            .file("terraform.tfvars", three_node_vars(&net, workers))
+    };
+    let internals =
+        env.internals("three_node_example_add_and_remove_a_worker: emulator VM count, etcd");
+    let (a1, i1) = (env.api.clone(), internals.clone());
+    let (a2, i2) = (env.api.clone(), internals.clone());
+    let (a3, i3) = (env.api.clone(), internals);
+    let (a4, e4) = (env.api.clone(), env.target.emulator_arc());
     case(&env)
         .step(
             step("")
                 .describe("create three control planes")
                 .check(check::func(move |s| {
-                    cluster_matches(&e1, &f1, s, THREE, 3, 3)
+                    cluster_matches(&a1, i1.as_ref(), s, THREE, 3, 3)
                 })),
         )
         .step(
-            step(r#"w1 = { address = "127.20.42.13/24", vmid = 213 }"#)
+            step(&worker)
                 .describe("add a worker")
                 .plan_check(check::plan_actions(THREE, &["update"]))
                 .check(check::func(move |s| {
-                    cluster_matches(&e2, &f2, s, THREE, 4, 3)?;
+                    cluster_matches(&a2, i2.as_ref(), s, THREE, 4, 3)?;
                     let ids = vmids(s, THREE)?;
                     for (n, id) in [("cp1", 210), ("cp2", 211), ("cp3", 212), ("w1", 213)] {
                         if !ids.contains(&(n.to_string(), id)) {
@@ -296,16 +474,19 @@ fn three_node_example_add_and_remove_a_worker() {
                 .describe("remove the worker")
                 .plan_check(check::plan_actions(THREE, &["update"]))
                 .check(check::func(move |s| {
-                    cluster_matches(&e3, &f3, s, THREE, 3, 3)?;
-                    if e3.vm(213).is_some() {
+                    cluster_matches(&a3, i3.as_ref(), s, THREE, 3, 3)?;
+                    if a3.vmids()?.contains(&213) {
+                        return Err("the removed worker's VM still exists".into());
+                    }
+                    if i3.as_ref().is_some_and(|(e, _)| e.vm(213).is_some()) {
                         return Err("the removed worker's VM still exists".into());
                     }
                     Ok(())
                 })),
         )
-        .check_destroy(move |_| nothing_left(&e4))
+        .check_destroy(move |st| nothing_left_on(&a4, e4.as_deref(), st, &[210, 211, 212, 213]))
         .run();
-    env.rt.block_on(env.fleet.shutdown());
+    env.shutdown();
 }
 
 /// `modules/talos-cluster` (written against this resource's attribute names) applied as is,
@@ -313,38 +494,54 @@ fn three_node_example_add_and_remove_a_worker() {
 #[test]
 fn talos_cluster_module() {
     let env = start(Ipv4Addr::new(127, 40, 48, 1));
-    let mut step = TestStep::config(
+    let Some(net) = talos_net(
+        &env,
+        "talos_cluster_module",
+        3,
+        TalosNet::emulated(48, &[10, 11, 12]),
+    ) else {
+        return env.shutdown();
+    };
+    let bridge = net.bridge.clone().unwrap_or_else(|| "vmbr1".to_string());
+    let cp3 = net.ip(2);
+    let mut step = TestStep::config(format!(
         r#"
-terraform {
-  required_providers {
-    waddle = {
+terraform {{
+  required_providers {{
+    waddle = {{
       source = "waddle-social/waddle"
-    }
-  }
-}
+    }}
+  }}
+}}
 
-provider "waddle" {}
+provider "waddle" {{}}
 
-module "cluster" {
+module "cluster" {{
   source                  = "./modules/talos-cluster"
-  control_plane_addresses = ["127.20.48.10", "127.20.48.11", "127.20.48.12"]
-  gateway                 = "127.20.48.1"
-  vip                     = "127.20.48.20"
-  proxmox_node            = "pve"
-  bridge                  = "vmbr1"
+  control_plane_addresses = ["{ip0}", "{ip1}", "{ip2}"]
+  gateway                 = "{gateway}"
+  vip                     = "{vip}"
+  proxmox_node            = "{node}"
+  bridge                  = "{bridge}"
   vmid_base               = 480
-}
+}}
 
-output "node_addresses" {
+output "node_addresses" {{
   value = module.cluster.node_addresses
-}
+}}
 "#,
-    )
+        ip0 = net.ip(0),
+        ip1 = net.ip(1),
+        ip2 = net.ip(2),
+        gateway = net.gateway,
+        vip = net.vip,
+        node = env.target.node(),
+    ))
     .describe("module create")
-    .check(check::func(|s| {
+    .check(check::func(move |s| {
         let o = s.output("node_addresses")?;
         match o.get("cp3").and_then(|v| v.as_str()) {
-            Some("127.20.48.12") => Ok(()),
+            Some(a) if a == cp3 => Ok(()),
             _ => Err(format!("node_addresses = {o}")),
         }
     }));
@@ -359,21 +556,22 @@ output "node_addresses" {
             );
         }
     }
-    let (emu, fleet) = (env.emu.clone(), env.fleet.clone());
-    let emu2 = env.emu.clone();
+    let internals = env.internals("talos_cluster_module: emulator VM count, etcd");
+    let api = env.api.clone();
+    let (api2, emu2) = (env.api.clone(), env.target.emulator_arc());
     const ADDR: &str = "module.cluster.waddle_talos_cluster.this";
     case(&env)
         .step(step.check(check::func(move |s| {
-            cluster_matches(&emu, &fleet, s, ADDR, 3, 3)?;
+            cluster_matches(&api, internals.as_ref(), s, ADDR, 3, 3)?;
             let ids: Vec<u32> = vmids(s, ADDR)?.into_iter().map(|(_, v)| v).collect();
             if ids != vec![480, 481, 482] {
                 return Err(format!("VM ids {ids:?}"));
             }
             Ok(())
         })))
-        .check_destroy(move |_| nothing_left(&emu2))
+        .check_destroy(move |st| nothing_left_on(&api2, emu2.as_deref(), st, &[480, 481, 482]))
         .run();
-    env.rt.block_on(env.fleet.shutdown());
+    env.shutdown();
 }
 
 /// Bad input is refused at plan, with the attribute at fault, before any API call.
@@ -381,12 +579,20 @@ output "node_addresses" {
 fn bad_input_is_refused_before_any_api_call() {
     use waddle_acceptance::harness::Phase;
     let env = start(Ipv4Addr::new(127, 40, 43, 1));
-    let dup = three_node_vars("").replace("127.20.42.11/24", "127.20.42.10/24");
-    let far_vip =
-        three_node_vars("").replace(r#"vip     = "127.20.42.20""#, r#"vip     = "127.20.99.20""#);
-    let even =
-        three_node_vars("").replace(r#"  cp3 = { address = "127.20.42.12/24", vmid = 212 }"#, "");
-    let emu = env.emu.clone();
+    // Refused before any API call, so the emulated addresses are fine on a real PVE too.
+    let net = TalosNet::emulated(42, &[10, 11, 12]);
+    let dup = three_node_vars(&net, "").replace("127.20.42.11/24", "127.20.42.10/24");
+    let far_vip = three_node_vars(&net, "")
+        .replace(r#"vip     = "127.20.42.20""#, r#"vip     = "127.20.99.20""#);
+    let even = three_node_vars(&net, "")
+        .replace(r#"  cp3 = { address = "127.20.42.12/24", vmid = 212 }"#, "");
+    // The plan-only step with two control planes reads nothing from Proxmox either, but
+    // only the emulator can prove no request was made.
+    let emu = env.target.emulator_only(
+        "bad_input_is_refused_before_any_api_call: no API request made",
+        "counts requests in the emulator's request log",
+    );
+    let emu = emu.and_then(|_| env.target.emulator_arc());
     case(&env)
         .step(
             TestStep::config(example("three-node"))
@@ -410,6 +616,7 @@ fn bad_input_is_refused_before_any_api_call() {
                 .expect_non_empty_plan(),
         )
         .check_destroy(move |_| {
+            let Some(emu) = &emu else { return Ok(()) };
             let log = emu.request_log();
             if log.is_empty() {
                 Ok(())
@@ -424,6 +631,22 @@ fn bad_input_is_refused_before_any_api_call() {
             }
         })
         .run();
+    env.shutdown();
+}
+
+/// In Real mode the in-process tests below (fault injection in the emulators, VM deletion
+/// behind the provider's back) are skipped with a notice.
+fn skip_in_process_on_real_pve(test: &str) -> bool {
+    let real = PveTarget::real_from(|k| std::env::var(k).ok())
+        .expect("real-PVE variables")
+        .is_some();
+    if real {
+        notice(&format!(
+            "SKIPPED {test} (real PVE): drives the provider in process against the PVE and \
+             Talos emulators (fault injection, emulator internals)"
+        ));
+    }
+    real
 }
 
 // ---------------------------------------------------------------------------------------
@@ -508,6 +731,9 @@ mod in_process {
     /// nothing behind.
     #[test]
     fn failed_create_records_what_exists_and_destroy_cleans_up() {
+        if skip_in_process_on_real_pve("failed_create_records_what_exists_and_destroy_cleans_up") {
+            return;
+        }
         let rt = rt();
         rt.block_on(async {
             let mut faults = Faults::default();
@@ -614,6 +840,9 @@ mod in_process {
     /// configured nodes (no new VM, no reinstall), fetches a kubeconfig and plans empty after.
     #[test]
     fn import_adopts_the_existing_cluster() {
+        if skip_in_process_on_real_pve("import_adopts_the_existing_cluster") {
+            return;
+        }
         let rt = rt();
         rt.block_on(async {
             let fleet = TalosFleet::new(FleetOptions::default());
@@ -720,6 +949,9 @@ mod in_process {
     /// refused is not recorded as applied. Once the cause is gone the next apply completes.
     #[test]
     fn failed_update_is_planned_again() {
+        if skip_in_process_on_real_pve("failed_update_is_planned_again") {
+            return;
+        }
         let rt = rt();
         rt.block_on(async {
             let fleet = TalosFleet::new(FleetOptions::default());
@@ -838,6 +1070,9 @@ mod in_process {
     /// both (same VM id, configuration re-applied), and the next plan is empty.
     #[test]
     fn drift_is_detected_and_repaired() {
+        if skip_in_process_on_real_pve("drift_is_detected_and_repaired") {
+            return;
+        }
         let rt = rt();
         rt.block_on(async {
             let fleet = TalosFleet::new(FleetOptions::default());
