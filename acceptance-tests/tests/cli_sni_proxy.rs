@@ -372,11 +372,7 @@ fn sni_lifecycle(rt: &tokio::runtime::Runtime, target: &PveTarget) {
             if !ide2.starts_with(&seed) {
                 return Err(format!("ide2 = {ide2:?}, expected the seed {seed}"));
             }
-            if !a
-                .volumes(storage_of(&seed), Some("iso"))?
-                .iter()
-                .any(|x| *x == seed)
-            {
+            if !a.volumes(storage_of(&seed), Some("iso"))?.contains(&seed) {
                 return Err(format!("seed ISO {seed} not on the storage"));
             }
             let Some(e) = &em else { return Ok(()) };
@@ -391,13 +387,13 @@ fn sni_lifecycle(rt: &tokio::runtime::Runtime, target: &PveTarget) {
                 ));
             }
             let hash = r.str_attr("config_hash").ok_or("config_hash missing")?;
-            let marker = guest_file(&e, vmid, "/etc/haproxy/waddle-config.sha256")?;
+            let marker = guest_file(e, vmid, "/etc/haproxy/waddle-config.sha256")?;
             if marker.trim() != hash {
                 return Err(format!(
                     "guest marker {marker:?} != state config_hash {hash}"
                 ));
             }
-            let cfg = guest_file(&e, vmid, "/etc/haproxy/haproxy.cfg")?;
+            let cfg = guest_file(e, vmid, "/etc/haproxy/haproxy.cfg")?;
             if Some(cfg.as_str()) != r.str_attr("haproxy_cfg") {
                 return Err("guest haproxy.cfg differs from the state's haproxy_cfg".into());
             }
@@ -439,13 +435,13 @@ fn sni_lifecycle(rt: &tokio::runtime::Runtime, target: &PveTarget) {
             let Some(e) = &em else { return Ok(()) };
             let live = guest_file(e, vmid, "/etc/haproxy/haproxy.cfg")?;
             let exact = exact_map_path(&live).ok_or("live config names no exact map")?;
-            let map = guest_file(&e, vmid, &exact)?;
+            let map = guest_file(e, vmid, &exact)?;
             if !map.contains("git.example.org") {
                 return Err(format!(
                     "the new route is not in the guest's exact map {exact}: {map}"
                 ));
             }
-            let marker = guest_file(&e, vmid, "/etc/haproxy/waddle-config.sha256")?;
+            let marker = guest_file(e, vmid, "/etc/haproxy/waddle-config.sha256")?;
             if Some(marker.trim()) != r.str_attr("config_hash") {
                 return Err("guest marker does not match the new config_hash".into());
             }
@@ -466,7 +462,7 @@ fn sni_lifecycle(rt: &tokio::runtime::Runtime, target: &PveTarget) {
                     "{maps} map files in the guest, expected 2 (old ones removed)"
                 ));
             }
-            if guest_file(&e, vmid, "/etc/haproxy/haproxy.cfg.new").is_ok() {
+            if guest_file(e, vmid, "/etc/haproxy/haproxy.cfg.new").is_ok() {
                 return Err("haproxy.cfg.new left behind".into());
             }
             Ok(())
@@ -550,12 +546,12 @@ fn sni_lifecycle(rt: &tokio::runtime::Runtime, target: &PveTarget) {
         .check(check::func(move |s| {
             let vmid = vmid_of(s)?;
             let Some(e) = &em else { return Ok(()) };
-            let cfg = guest_file(&e, vmid, "/etc/haproxy/haproxy.cfg")?;
+            let cfg = guest_file(e, vmid, "/etc/haproxy/haproxy.cfg")?;
             if cfg.contains("be_route_3") {
                 return Err("the refused config was installed".into());
             }
             let r = s.resource(ADDR)?;
-            let marker = guest_file(&e, vmid, "/etc/haproxy/waddle-config.sha256")?;
+            let marker = guest_file(e, vmid, "/etc/haproxy/waddle-config.sha256")?;
             if Some(marker.trim()) != r.str_attr("config_hash")
                 || Some(cfg.as_str()) != r.str_attr("haproxy_cfg")
             {
@@ -565,7 +561,7 @@ fn sni_lifecycle(rt: &tokio::runtime::Runtime, target: &PveTarget) {
                 "/etc/haproxy/haproxy.cfg.new",
                 "/etc/haproxy/waddle-config.sha256.new",
             ] {
-                if guest_file(&e, vmid, leftover).is_ok() {
+                if guest_file(e, vmid, leftover).is_ok() {
                     return Err(format!("{leftover} left behind"));
                 }
             }
