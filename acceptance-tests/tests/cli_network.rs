@@ -19,25 +19,14 @@ use std::time::Duration;
 
 use serde_json::Value;
 use waddle_acceptance::harness::target::{Api, PveTarget};
-use waddle_acceptance::harness::{check, notice, repo_root, Phase, TestCase, TestStep};
+use waddle_acceptance::harness::{self, check, notice, Phase, TestCase, TestStep};
 use waddle_acceptance::pve::EmulatorConfig;
 
 const ADDR: &str = "module.network.waddle_network.this";
 const SUBNET: &str = "waddle-10.10.0.0-24";
 
 fn module_files() -> Vec<(String, String)> {
-    let dir = repo_root().join("modules/network");
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(&dir).expect("modules/network") {
-        let p = e.expect("dir entry").path();
-        if p.extension().is_some_and(|x| x == "tf") {
-            let name = p.file_name().unwrap().to_string_lossy().to_string();
-            out.push((
-                format!("modules/network/{name}"),
-                std::fs::read_to_string(&p).expect("read module file"),
-            ));
-        }
-    }
+    let out = harness::module_files("network");
     assert!(out.len() >= 4, "modules/network is incomplete");
     out
 }

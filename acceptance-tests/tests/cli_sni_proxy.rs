@@ -22,25 +22,14 @@ use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex};
 
 use waddle_acceptance::harness::target::{Api, PveTarget};
-use waddle_acceptance::harness::{check, notice, repo_root, Phase, Snapshot, TestCase, TestStep};
+use waddle_acceptance::harness::{self, check, notice, Phase, Snapshot, TestCase, TestStep};
 use waddle_acceptance::pve::{DebianAppliance, EmulatorConfig, PveEmulator, RequestRecord};
 
 const ADDR: &str = "module.sni_proxy.waddle_sni_proxy.this";
 const KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHWaddleAcceptanceTestKeyNotARealOne0 test";
 
 fn module_files() -> Vec<(String, String)> {
-    let dir = repo_root().join("modules/haproxy");
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(&dir).expect("modules/haproxy") {
-        let p = e.expect("dir entry").path();
-        if p.extension().is_some_and(|x| x == "tf") {
-            let name = p.file_name().unwrap().to_string_lossy().to_string();
-            out.push((
-                format!("modules/haproxy/{name}"),
-                std::fs::read_to_string(&p).expect("read module file"),
-            ));
-        }
-    }
+    let out = harness::module_files("haproxy");
     assert!(out.len() >= 3, "modules/haproxy has no .tf files");
     out
 }

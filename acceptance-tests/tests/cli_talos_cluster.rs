@@ -20,7 +20,9 @@ use std::sync::Arc;
 
 use base64::Engine as _;
 use waddle_acceptance::harness::target::{Api, PveTarget};
-use waddle_acceptance::harness::{check, notice, repo_root, Snapshot, State, TestCase, TestStep};
+use waddle_acceptance::harness::{
+    self, check, notice, repo_root, Snapshot, State, TestCase, TestStep,
+};
 use waddle_acceptance::pve::{EmulatorConfig, PveEmulator};
 use waddle_acceptance::talos::{appliance, FleetOptions, TalosFleet};
 use waddle_talos::SecretsBundle;
@@ -545,16 +547,10 @@ output "node_addresses" {{
             _ => Err(format!("node_addresses = {o}")),
         }
     }));
-    let dir = repo_root().join("modules/talos-cluster");
-    for e in std::fs::read_dir(&dir).expect("modules/talos-cluster") {
-        let p = e.expect("entry").path();
-        if p.extension().is_some_and(|x| x == "tf") {
-            let name = p.file_name().unwrap().to_string_lossy().to_string();
-            step = step.file(
-                format!("modules/talos-cluster/{name}"),
-                std::fs::read_to_string(&p).expect("module file"),
-            );
-        }
+    let files = harness::module_files("talos-cluster");
+    assert!(!files.is_empty(), "modules/talos-cluster has no .tf files");
+    for (name, content) in files {
+        step = step.file(name, content);
     }
     let internals = env.internals("talos_cluster_module: emulator VM count, etcd");
     let api = env.api.clone();

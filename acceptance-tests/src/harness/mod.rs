@@ -92,6 +92,30 @@ pub fn repo_root() -> PathBuf {
     manifest.parent().unwrap_or(manifest).to_path_buf()
 }
 
+/// The `.tf` files of `modules/<name>` as `(path relative to the work dir, content)` pairs,
+/// sorted by name, for `TestStep::file`, so a config can say `source = "./modules/<name>"`.
+pub fn module_files(name: &str) -> Vec<(String, String)> {
+    let dir = repo_root().join("modules").join(name);
+    let mut out = Vec::new();
+    let entries =
+        std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()));
+    for e in entries {
+        let p = e.expect("dir entry").path();
+        if p.extension().is_some_and(|x| x == "tf") {
+            let file = p
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .to_string();
+            let content = std::fs::read_to_string(&p)
+                .unwrap_or_else(|e| panic!("reading {}: {e}", p.display()));
+            out.push((format!("modules/{name}/{file}"), content));
+        }
+    }
+    out.sort();
+    out
+}
+
 /// The cargo target dir as the harness sees it: `CARGO_TARGET_DIR` (relative paths are taken
 /// from the repository root) or `<repo>/target`.
 pub fn target_dir() -> PathBuf {
