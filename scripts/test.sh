@@ -113,6 +113,13 @@ ensure_components() {
 
 install_deps() {
   local out
+  if [ "${CI:-}" = "true" ] && [ -z "${WADDLE_CACHE_DIR:-}" ]; then
+    # CI proves the install step works from nothing: the pinned CLI is fetched into an empty
+    # cache directory every run (the harness finds it through WADDLE_CACHE_DIR).
+    WADDLE_CACHE_DIR=$(mktemp -d)
+    export WADDLE_CACHE_DIR
+    echo "CI: installing the pinned CLI into an empty cache directory $WADDLE_CACHE_DIR"
+  fi
   out=$(bash scripts/install-test-deps.sh)
   echo "pinned terraform: $(printf '%s\n' "$out" | tail -n 1)"
 }
