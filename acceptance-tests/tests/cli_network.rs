@@ -365,3 +365,106 @@ fn lifecycle(rt: &tokio::runtime::Runtime, target: &PveTarget) {
     }
     drop(api);
 }
+
+/// A create whose response is lost (the emulator acts, then closes the connection without
+/// answering) on `endpoint`: the provider reads back, adopts the object made as requested and
+/// goes on, so the apply converges, the plans after it are empty (harness) and destroy leaves
+/// no SDN object (before the fix the apply failed and the object stayed on the host outside
+/// the state: every later apply hit "already exists", and a lost subnet blocked destroy).
+fn lost_create_response(ip: Ipv4Addr, endpoint: &str, concrete: &str) {
+    use waddle_acceptance::pve::{FaultConfig, FaultKind, FaultRule};
+    let rt = runtime();
+    let target = PveTarget::select(
+        &rt,
+        EmulatorConfig::builder()
+            .ip(ip)
+            .faults(
+                FaultConfig::new(3)
+                    .rule(FaultRule::new(endpoint, FaultKind::DropResponse, 1.0).max_hits(1)),
+            )
+            .build(),
+    );
+    let Some(emu) = target.emulator_arc() else {
+        notice("lost SDN create responses: fault injection needs the emulator; skipped");
+        return;
+    };
+    let api = target.api(rt.handle().clone()).expect("API client");
+    let (a, e, ep) = (api.clone(), emu.clone(), concrete.to_string());
+    let create = step(&target, "")
+        .describe(format!("create with the response to {endpoint} lost"))
+        .check(check::attr_equals(ADDR, "id", "waddle/vmbr1"))
+        .check(check::func(move |_| {
+            let drops: Vec<_> = e
+                .fault_log()
+                .into_iter()
+                .filter(|f| f.kind == FaultKind::DropResponse)
+                .collect();
+            let hit: Vec<String> = drops
+                .iter()
+                .map(|f| format!("{} {}", f.method, f.path))
+                .collect();
+            if hit != [ep.clone()] {
+                return Err(format!(
+                    "expected one lost response to {ep}, log: {drops:?}"
+                ));
+            }
+            let zones = a.list("/cluster/sdn/zones", &[])?;
+            let vnets = a.list("/cluster/sdn/vnets", &[])?;
+            if zones.len() != 1 || vnets.len() != 1 {
+                return Err(format!(
+                    "expected one zone and one vnet: {zones:?} {vnets:?}"
+                ));
+            }
+            let s = subnet(&a)?;
+            if s.get("gateway").and_then(Value::as_str) != Some("10.10.0.1") || !snat_of(&s) {
+                return Err(format!("subnet not as requested: {s}"));
+            }
+            nothing_pending(&a)
+        }));
+    // The apply after it has nothing to do (and the harness checks its plan is empty).
+    let again = step(&target, "")
+        .describe("the next apply converges")
+        .plan_check(check::plan_no_replace(ADDR));
+    let a = api.clone();
+    TestCase::new()
+        .step(create)
+        .step(again)
+        .check_destroy(move |_| {
+            for view in [&[][..], &[("running", "1")][..]] {
+                let zones = a.list("/cluster/sdn/zones", view)?;
+                let vnets = a.list("/cluster/sdn/vnets", view)?;
+                if !zones.is_empty() || !vnets.is_empty() {
+                    return Err(format!("SDN objects left ({view:?}): {zones:?} {vnets:?}"));
+                }
+            }
+            Ok(())
+        })
+        .run();
+    assert_eq!(
+        emu.fault_log().len(),
+        1,
+        "exactly one fault was injected: {:?}",
+        emu.fault_log()
+    );
+}
+
+#[test]
+fn lost_response_to_the_zone_create_is_adopted() {
+    let ep = "POST /cluster/sdn/zones";
+    lost_create_response(Ipv4Addr::new(127, 40, 6, 11), ep, ep);
+}
+
+#[test]
+fn lost_response_to_the_vnet_create_is_adopted() {
+    let ep = "POST /cluster/sdn/vnets";
+    lost_create_response(Ipv4Addr::new(127, 40, 6, 12), ep, ep);
+}
+
+#[test]
+fn lost_response_to_the_subnet_create_is_adopted() {
+    lost_create_response(
+        Ipv4Addr::new(127, 40, 6, 13),
+        "POST /cluster/sdn/vnets/{vnet}/subnets",
+        "POST /cluster/sdn/vnets/vmbr1/subnets",
+    );
+}

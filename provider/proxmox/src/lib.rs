@@ -27,6 +27,7 @@ mod params;
 pub mod props;
 mod record;
 mod retry;
+mod sdn_adopt;
 mod storage;
 mod task;
 mod upid;

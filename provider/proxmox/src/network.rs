@@ -6,6 +6,7 @@ use crate::client::Client;
 use crate::error::{Error, Result};
 use crate::params::{api_path, Params};
 use crate::props::{validate_bridge, validate_cidr4, validate_node};
+use crate::sdn_adopt::{subnet_matches, vnet_matches, zone_matches};
 use crate::task::WaitOptions;
 use crate::value::{f_str, v_str};
 
@@ -282,7 +283,9 @@ impl Client {
 
     // ---- SDN -----------------------------------------------------------------------------
 
-    /// Create a `simple` SDN zone (optionally with `dhcp=dnsmasq` and `ipam=pve`).
+    /// Create a `simple` SDN zone (optionally with `dhcp=dnsmasq` and `ipam=pve`). When the
+    /// outcome is unknown, a zone that exists as requested is adopted (see `sdn_adopt`); the
+    /// vnet and subnet creates below do the same.
     pub async fn create_sdn_simple_zone(
         &self,
         zone: &str,
@@ -297,8 +300,11 @@ impl Client {
         if !nodes.is_empty() {
             p = p.str("nodes", nodes.join(","));
         }
-        self.post("/cluster/sdn/zones", &p).await?;
-        Ok(())
+        let found = || async { self.get_sdn_zone(zone).await };
+        let look = || async { Ok(zone_matches(found().await?.as_ref(), dhcp, nodes)) };
+        let what = format!("SDN zone {zone:?}");
+        self.create_or_adopt(&what, "/cluster/sdn/zones", &p, look)
+            .await
     }
 
     /// Create a vnet in a zone.
@@ -308,8 +314,11 @@ impl Client {
             .str("vnet", vnet)
             .str("zone", zone)
             .opt_str("alias", alias);
-        self.post("/cluster/sdn/vnets", &p).await?;
-        Ok(())
+        let found = || async { self.get_sdn_vnet(vnet).await };
+        let look = || async { Ok(vnet_matches(found().await?.as_ref(), zone, alias)) };
+        let what = format!("SDN vnet {vnet:?}");
+        self.create_or_adopt(&what, "/cluster/sdn/vnets", &p, look)
+            .await
     }
 
     /// Create a subnet in a vnet.
@@ -325,9 +334,16 @@ impl Client {
         if !spec.dhcp_ranges.is_empty() {
             p = p.list("dhcp-range", spec.dhcp_ranges.clone());
         }
-        self.post(&api_path(&["cluster", "sdn", "vnets", vnet, "subnets"]), &p)
-            .await?;
-        Ok(())
+        let path = api_path(&["cluster", "sdn", "vnets", vnet, "subnets"]);
+        self.create_or_adopt(&format!("SDN subnet {}", spec.cidr), &path, &p, || async {
+            let subnets = match self.list_sdn_subnets(vnet).await {
+                Ok(s) => s,
+                Err(e) if e.is_not_found() => Vec::new(),
+                Err(e) => return Err(e),
+            };
+            Ok(subnet_matches(&subnets, spec))
+        })
+        .await
     }
 
     /// Delete a subnet (by CIDR). Absent is success.
