@@ -54,6 +54,8 @@ struct Inner {
     /// Problems in the provider's own definitions (reported by GetProviderSchema).
     definition_diags: Diagnostics,
     cancel: Mutex<CancellationToken>,
+    /// Parent of every operation's token: cancelled when the plugin shuts down.
+    root: Mutex<CancellationToken>,
     provider_data: RwLock<Option<ProviderData>>,
     terraform_version: RwLock<String>,
 }
@@ -142,6 +144,7 @@ impl ProviderService {
                 functions,
                 definition_diags,
                 cancel: Mutex::new(CancellationToken::new()),
+                root: Mutex::new(CancellationToken::new()),
                 provider_data: RwLock::new(None),
                 terraform_version: RwLock::new(String::new()),
             }),
@@ -177,13 +180,38 @@ impl ProviderService {
 
     /// Cancel in-flight operations (as StopProvider does). Later calls get a fresh token.
     pub fn stop(&self) {
+        let root = self.root();
         let mut guard = self
             .inner
             .cancel
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         guard.cancel();
-        *guard = CancellationToken::new();
+        *guard = root.child_token();
+    }
+
+    /// Cancel every operation, in flight or later, once `shutdown` is cancelled (the plugin
+    /// server's shutdown signal: `Shutdown` from the host, SIGTERM, the host's exit).
+    pub fn stop_on(&self, shutdown: &CancellationToken) {
+        *self
+            .inner
+            .root
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = shutdown.clone();
+        let mut guard = self
+            .inner
+            .cancel
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        *guard = shutdown.child_token();
+    }
+
+    fn root(&self) -> CancellationToken {
+        self.inner
+            .root
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     fn ctx(&self) -> Context {

@@ -360,10 +360,18 @@ impl Drop for Harness {
 }
 
 async fn start() -> Harness {
+    start_stopping_on(None).await
+}
+
+/// The harness; with `shutdown`, as a provider binary wires it (`ProviderService::stop_on`).
+async fn start_stopping_on(shutdown: Option<&tokio_util::sync::CancellationToken>) -> Harness {
     let counters = Arc::new(Counters::default());
     let service = ProviderService::new(Fake {
         counters: counters.clone(),
     });
+    if let Some(s) = shutdown {
+        service.stop_on(s);
+    }
     assert!(
         service.definition_diagnostics().is_empty(),
         "{}",
@@ -480,7 +488,16 @@ async fn apply(
     config: &Value,
     planned: &Value,
 ) -> pb::apply_resource_change::Response {
-    h.client
+    apply_on(&mut h.client, prior, config, planned).await
+}
+
+async fn apply_on(
+    client: &mut ProviderClient<tonic::transport::Channel>,
+    prior: &Value,
+    config: &Value,
+    planned: &Value,
+) -> pb::apply_resource_change::Response {
+    client
         .apply_resource_change(pb::apply_resource_change::Request {
             type_name: "fake_thing".into(),
             prior_state: dv(prior, &ty()),
@@ -1160,37 +1177,35 @@ async fn ephemeral_resources_are_cleanly_unsupported() {
     assert_eq!(r.diagnostics.len(), 1);
 }
 
-#[tokio::test]
-async fn stop_provider_cancels_in_flight_operations() {
-    let mut h = start().await;
+/// Create a `fake_thing` named "slow": it runs until its operation is cancelled.
+async fn create_slow(
+    mut c: ProviderClient<tonic::transport::Channel>,
+) -> pb::apply_resource_change::Response {
     let config = thing(&[("name", Value::from("slow"))]);
     let mut planned = config.clone();
     planned.set_path(&AttributePath::attr("id"), Value::unknown());
     planned.set_path(&AttributePath::attr("status"), Value::unknown());
     planned.set_path(&AttributePath::attr("size"), Value::from(3));
-    let mut c2 = h.client.clone();
-    let (cfg, pl) = (config.clone(), planned.clone());
-    let in_flight = tokio::spawn(async move {
-        c2.apply_resource_change(pb::apply_resource_change::Request {
-            type_name: "fake_thing".into(),
-            prior_state: dv(&Value::Null, &ty()),
-            planned_state: dv(&pl, &ty()),
-            config: dv(&cfg, &ty()),
-            ..Default::default()
-        })
+    apply_on(&mut c, &Value::Null, &config, &planned).await
+}
+
+async fn stop_provider(h: &mut Harness) {
+    let s = h
+        .client
+        .stop_provider(pb::stop_provider::Request {})
         .await
         .unwrap()
-        .into_inner()
-    });
+        .into_inner();
+    assert!(s.error.is_empty());
+}
+
+#[tokio::test]
+async fn stop_provider_cancels_in_flight_operations() {
+    let mut h = start().await;
+    let in_flight = tokio::spawn(create_slow(h.client.clone()));
     // StopProvider until the in-flight call has observed it (it may not have started yet).
     let resp = loop {
-        let s = h
-            .client
-            .stop_provider(pb::stop_provider::Request {})
-            .await
-            .unwrap()
-            .into_inner();
-        assert!(s.error.is_empty());
+        stop_provider(&mut h).await;
         if in_flight.is_finished() {
             break in_flight.await.unwrap();
         }
@@ -1208,6 +1223,21 @@ async fn stop_provider_cancels_in_flight_operations() {
     )
     .await;
     assert!(p.diagnostics.is_empty());
+}
+
+#[tokio::test]
+async fn plugin_shutdown_cancels_in_flight_and_later_operations() {
+    // The plugin server's shutdown signal (host Shutdown, SIGTERM, the host's death).
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let mut h = start_stopping_on(Some(&shutdown)).await;
+    let in_flight = tokio::spawn(create_slow(h.client.clone()));
+    shutdown.cancel();
+    let resp = in_flight.await.unwrap();
+    assert_eq!(errors(&resp.diagnostics)[0].0, "Cancelled");
+    // A StopProvider after it does not bring back an uncancelled token.
+    stop_provider(&mut h).await;
+    let resp = create_slow(h.client.clone()).await;
+    assert_eq!(errors(&resp.diagnostics)[0].0, "Cancelled");
 }
 
 #[test]

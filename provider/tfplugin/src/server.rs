@@ -74,7 +74,14 @@ pub struct ServeOptions {
     pub shutdown: ShutdownSignal,
     /// How long in-flight RPCs may take to finish after shutdown starts.
     pub grace_period: Duration,
+    /// Poll the parent process id this often and shut down when it changes: a host killed
+    /// by SIGKILL or the OOM killer never sends `Shutdown`, and its plugin is re-parented.
+    /// `None` (in-process servers) does not watch.
+    pub watch_parent: Option<Duration>,
 }
+
+/// How often a provider binary checks that the host that started it is still there.
+pub const PARENT_POLL_INTERVAL: Duration = Duration::from_millis(500);
 
 impl ServeOptions {
     /// Options for a provider binary: environment from the process, stdout
@@ -88,6 +95,7 @@ impl ServeOptions {
             handle_signals: true,
             shutdown: ShutdownSignal::new(),
             grace_period: Duration::from_secs(2),
+            watch_parent: Some(PARENT_POLL_INTERVAL),
         }
     }
 
@@ -102,6 +110,7 @@ impl ServeOptions {
             handle_signals: false,
             shutdown: ShutdownSignal::new(),
             grace_period: Duration::from_secs(2),
+            watch_parent: None,
         }
     }
 }
@@ -210,6 +219,7 @@ pub struct PluginServer {
     shutdown: ShutdownSignal,
     grace_period: Duration,
     handle_signals: bool,
+    watch_parent: Option<Duration>,
     socket_dir: Option<SocketDir>,
     serve: Box<dyn FnOnce(mpsc::Receiver<io::Result<ServerIo>>) -> ServeFuture + Send>,
 }
@@ -282,6 +292,7 @@ impl PluginServer {
             shutdown,
             grace_period: opts.grace_period,
             handle_signals: opts.handle_signals,
+            watch_parent: opts.watch_parent,
             socket_dir,
             serve,
         })
@@ -326,12 +337,16 @@ impl PluginServer {
             shutdown,
             grace_period,
             handle_signals,
+            watch_parent,
             socket_dir,
             serve,
             ..
         } = self;
         if handle_signals {
             spawn_signal_handlers(shutdown.clone());
+        }
+        if let Some(every) = watch_parent {
+            tokio::spawn(watch_parent_process(shutdown.clone(), every));
         }
         let (tx, rx) = mpsc::channel(16);
         let accept = tokio::spawn(accept_loop(listener, tls, tx, shutdown.clone()));
@@ -464,6 +479,30 @@ fn spawn_signal_handlers(shutdown: ShutdownSignal) {
                 shutdown.cancel();
             }
         });
+    }
+}
+
+/// Cancels `shutdown` once the process that started this one has exited. The plugin is then
+/// re-parented (to init or a subreaper), so the parent process id changes; the host's gRPC
+/// connection closing is not used, because a host may reconnect.
+async fn watch_parent_process(shutdown: ShutdownSignal, every: Duration) {
+    let parent = std::os::unix::process::parent_id();
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+        let now = std::os::unix::process::parent_id();
+        if now != parent {
+            tracing::warn!(
+                parent,
+                now,
+                "the host process that started this provider exited; cancelling in-flight \
+                 operations and shutting down"
+            );
+            shutdown.cancel();
+            return;
+        }
     }
 }
 

@@ -8,5 +8,7 @@ fn main() -> std::process::ExitCode {
     waddle_proxmox::install_crypto_provider();
     let opts = waddle_tfplugin::ServeOptions::from_env("terraform-provider-waddle");
     let service = waddle_framework::ProviderService::new(waddle_provider::WaddleProvider::new());
+    // Shutdown (from the host, SIGTERM, or the host's death) cancels in-flight operations.
+    service.stop_on(&opts.shutdown);
     waddle_tfplugin::serve_main(service, opts)
 }
