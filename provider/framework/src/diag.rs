@@ -142,3 +142,51 @@ impl fmt::Display for Diagnostics {
         Ok(())
     }
 }
+
+/// An error and its `source()` chain as one line (`outer: cause: root cause`), skipping a
+/// source whose text the outer message already contains. Diagnostics and "last state"
+/// messages use it so that a wrapped cause (a refused connection under "error sending
+/// request") is not lost.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !text.is_empty() && !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_chain;
+
+    #[derive(Debug)]
+    struct Wrapped(&'static str, Option<std::io::Error>);
+
+    impl std::fmt::Display for Wrapped {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+
+    impl std::error::Error for Wrapped {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.1.as_ref().map(|e| e as _)
+        }
+    }
+
+    #[test]
+    fn chains_keep_the_root_cause_once() {
+        let refused = || std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        let e = Wrapped("error sending request", Some(refused()));
+        assert_eq!(error_chain(&e), "error sending request: connection refused");
+        let repeated = Wrapped("connect: connection refused", Some(refused()));
+        assert_eq!(error_chain(&repeated), "connect: connection refused");
+        assert_eq!(error_chain(&Wrapped("plain", None)), "plain");
+    }
+}

@@ -89,7 +89,7 @@ pub mod value;
 
 pub use async_trait::async_trait;
 pub use codec::ValueError;
-pub use diag::{Diagnostic, Diagnostics, Severity};
+pub use diag::{error_chain, Diagnostic, Diagnostics, Severity};
 pub use number::Number;
 pub use path::{AttributePath, PathStep};
 pub use provider::{

@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use waddle_framework::error_chain;
 use waddle_framework::prelude::*;
 use waddle_proxmox::{
     Bios, ContentType, DiskSpec, DownloadUrl, EfiDiskSpec, NetSpec, TpmStateSpec, VmSpec,
@@ -96,7 +97,16 @@ impl Env {
             }
             let attempt = tokio::select! {
                 _ = self.cancel.cancelled() => Attempt::Fatal("cancelled: the provider is stopping".into()),
-                _ = tokio::time::sleep(self.remaining()) => Attempt::Again("deadline reached".into()),
+                _ = tokio::time::sleep(self.remaining()) => {
+                    // The deadline cut an attempt short: the last real cause stays the
+                    // reason, not the deadline itself.
+                    let last = if last_reason.is_empty() {
+                        "the first attempt had not finished".to_string()
+                    } else {
+                        last_reason.clone()
+                    };
+                    Attempt::Again(last)
+                }
                 a = f() => a,
             };
             match attempt {
@@ -150,9 +160,9 @@ fn api_addr(ip_or_endpoint: &str) -> Result<SocketAddr, TalosError> {
 
 fn classify<T>(e: TalosError) -> Attempt<T> {
     if e.is_transient() {
-        Attempt::Again(e.to_string())
+        Attempt::Again(error_chain(&e))
     } else {
-        Attempt::Fatal(e.to_string())
+        Attempt::Fatal(error_chain(&e))
     }
 }
 
@@ -741,7 +751,7 @@ async fn readyz(env: &Env, endpoint: &str, bundle: &SecretsBundle) -> Result<(),
         .get(&url)
         .send()
         .await
-        .map_err(|e| format!("Kubernetes API {url}: {e}"))?;
+        .map_err(|e| format!("Kubernetes API {url}: {}", error_chain(&e)))?;
     if r.status().is_success() {
         Ok(())
     } else {
@@ -1475,4 +1485,72 @@ pub fn import(id: &str, diags: &mut Diagnostics) -> Option<Value> {
         ..Default::default()
     };
     to_value(&m, diags)
+}
+
+#[cfg(test)]
+mod deadline_tests {
+    use super::*;
+
+    fn env(deadline: Duration) -> Env {
+        Env {
+            pve: None,
+            connect: ConnectOptions::default(),
+            creds: Credentials {
+                ca: String::new(),
+                crt: String::new(),
+                key: String::new(),
+            },
+            deadline: Instant::now() + deadline,
+            poll: Poll::default(),
+            cancel: waddle_proxmox::CancellationToken::new(),
+            proxy_url: None,
+            default_node: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_deadline_error_keeps_the_last_real_cause() {
+        // The first attempt fails with a real cause; the second hangs until the deadline.
+        let e = env(Duration::from_millis(300));
+        let calls = std::sync::atomic::AtomicU32::new(0);
+        let err = e
+            .retry("cluster health", || {
+                let n = calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                async move {
+                    if n == 0 {
+                        Attempt::<()>::Again("Kubernetes API https://10.10.0.5:6443/readyz: error sending request: connection refused".into())
+                    } else {
+                        std::future::pending().await
+                    }
+                }
+            })
+            .await
+            .expect_err("times out");
+        assert!(err.starts_with("cluster health: timed out"), "{err}");
+        assert!(err.contains("/readyz"), "{err}");
+        assert!(err.contains("connection refused"), "{err}");
+        assert!(!err.contains("deadline reached"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_refused_readyz_names_the_refusal() {
+        waddle_proxmox::install_crypto_provider();
+        // A loopback port nobody listens on (bound, then closed).
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let bundle = SecretsBundle::generate(&SystemClock).expect("bundle");
+        let err = readyz(
+            &env(Duration::from_secs(30)),
+            &format!("https://127.0.0.1:{port}"),
+            &bundle,
+        )
+        .await
+        .expect_err("nothing listens");
+        assert!(
+            err.to_ascii_lowercase().contains("connection refused"),
+            "{err}"
+        );
+    }
 }
