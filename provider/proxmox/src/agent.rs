@@ -95,7 +95,7 @@ impl Client {
                 Err(e @ Error::Api(_)) if e.api_kind() == Some(crate::ApiErrorKind::Permission) => {
                     return Err(e)
                 }
-                Err(e) if e.is_not_found() => return Err(e),
+                Err(e) if e.is_not_found() || e.is_unreachable() => return Err(e),
                 Err(e) => tracing::trace!(vmid, error = %e, "guest agent not ready"),
             }
             if started.elapsed() >= timeout {

@@ -47,6 +47,8 @@ struct Inner {
     per_node: usize,
     node_limits: Mutex<HashMap<String, Arc<Semaphore>>>,
     key_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Since when every connection attempt has failed (`None` once one got an answer).
+    unreachable_since: Mutex<Option<Instant>>,
 }
 
 /// A Proxmox VE API client. Cheap to clone (shared connection pool, ticket and limits).
@@ -231,6 +233,7 @@ impl Client {
                 per_node: config.per_node_concurrency,
                 node_limits: Mutex::new(HashMap::new()),
                 key_locks: Mutex::new(HashMap::new()),
+                unreachable_since: Mutex::new(None),
             }),
         })
     }
@@ -336,6 +339,7 @@ impl Client {
         let mut relogged = false;
         loop {
             let res = self.send_once(&method, path, &body).await;
+            let res = self.track_reachability(res);
             match res {
                 Ok(v) => return Ok(v),
                 Err(Error::Api(e))
@@ -364,6 +368,41 @@ impl Client {
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    /// Notes whether the API answered. A connection failure (never sent) after the API has
+    /// failed every connection for longer than [`Timeouts::unreachable`] becomes
+    /// [`Error::Unreachable`], which nothing retries.
+    fn track_reachability(&self, res: Result<Value>) -> Result<Value> {
+        let mut since = match self.inner.unreachable_since.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let err = match res {
+            Err(
+                e @ Error::Transport {
+                    kind: TransportKind::NotSent,
+                    ..
+                },
+            ) => e,
+            other => {
+                // An answer (even an error status) or a request that got through.
+                *since = None;
+                return other;
+            }
+        };
+        let first = *since.get_or_insert_with(Instant::now);
+        let down = first.elapsed();
+        let limit = self.inner.timeouts.unreachable;
+        if down < limit {
+            return Err(err);
+        }
+        Err(Error::Unreachable {
+            endpoint: self.inner.base.clone(),
+            seconds: down.as_secs(),
+            limit: limit.as_secs(),
+            last: Box::new(err),
+        })
     }
 
     async fn invalidate_ticket(&self) {

@@ -162,6 +162,9 @@ pub struct Timeouts {
     pub pool_idle: Duration,
     /// Default deadline for waiting on a worker task.
     pub task: Duration,
+    /// How long the API may refuse (or fail) every connection before calls fail with
+    /// [`crate::Error::Unreachable`] instead of being retried, by the client or by waits.
+    pub unreachable: Duration,
 }
 
 impl Default for Timeouts {
@@ -172,6 +175,7 @@ impl Default for Timeouts {
             upload: Duration::from_secs(600),
             pool_idle: Duration::from_secs(3),
             task: Duration::from_secs(1800),
+            unreachable: Duration::from_secs(60),
         }
     }
 }

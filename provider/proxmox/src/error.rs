@@ -202,6 +202,22 @@ pub enum Error {
         /// What was wrong.
         message: String,
     },
+    /// The API refused or failed every connection for longer than
+    /// [`crate::Timeouts::unreachable`]: the operation fails instead of retrying on.
+    #[error(
+        "the Proxmox VE API at {endpoint} has been unreachable for {seconds}s (limit {limit}s); last error: {last}"
+    )]
+    Unreachable {
+        /// The API base URL.
+        endpoint: String,
+        /// How long connections have been failing.
+        seconds: u64,
+        /// The configured limit in seconds.
+        limit: u64,
+        /// The last connection error (its cause chain included).
+        #[source]
+        last: Box<Error>,
+    },
     /// A guest agent command ran but failed (non-zero exit, signal).
     #[error("guest command failed with exit code {exitcode:?}: {stderr}")]
     GuestCommand {
@@ -280,6 +296,12 @@ impl Error {
             },
             _ => false,
         }
+    }
+
+    /// The API has been unreachable for longer than the client's limit: waits that retry
+    /// on errors must stop and report this.
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, Error::Unreachable { .. })
     }
 
     pub(crate) fn decode(path: &str, message: impl Into<String>) -> Self {

@@ -1338,7 +1338,7 @@ impl Guest<'_> {
                 Err(e) if e.api_kind() == Some(waddle_proxmox::ApiErrorKind::Permission) => {
                     return Err(e.to_string())
                 }
-                Err(e) if e.is_not_found() => return Err(e.to_string()),
+                Err(e) if e.is_not_found() || e.is_unreachable() => return Err(e.to_string()),
                 Err(e) => last = e.to_string(),
             }
             tracing::debug!(vmid = self.vmid, status = %last, "waiting for the SNI proxy VM");
