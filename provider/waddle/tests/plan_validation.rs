@@ -292,3 +292,37 @@ fn many_bad_nodes_below_the_limit_are_capped() {
         "{last}"
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// Import: the secrets file named by the ID is read with a bound
+// ---------------------------------------------------------------------------------------
+
+fn import_error(id: &str) -> String {
+    let mut d = Diagnostics::new();
+    assert!(talos_cluster::ops::import(id, &mut d).is_none());
+    errors(&d).into_iter().map(|(_, m)| m).collect()
+}
+
+#[test]
+fn import_reads_only_regular_files_of_sane_size() {
+    // Before the bound this read /dev/zero until the process was killed.
+    let msg = import_error("waddle:/dev/zero");
+    assert!(msg.contains("not a regular file"), "{msg}");
+    let msg = import_error("waddle:/");
+    assert!(msg.contains("not a regular file"), "{msg}");
+
+    let dir = std::env::temp_dir().join(format!("waddle-import-bound-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let big = dir.join("big.yaml");
+    let size = talos_cluster::MAX_SECRETS_FILE + 1;
+    std::fs::File::create(&big).unwrap().set_len(size).unwrap();
+    let msg = import_error(&format!("waddle:{}", big.display()));
+    assert!(msg.contains("too large for a secrets bundle"), "{msg}");
+    let missing = dir.join("missing.yaml");
+    let msg = import_error(&format!("waddle:{}", missing.display()));
+    assert!(
+        msg.contains("reading") && msg.contains("missing.yaml"),
+        "{msg}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
