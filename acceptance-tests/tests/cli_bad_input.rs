@@ -61,6 +61,23 @@ fn refused(hcl: String, what: &str, message: &str) -> TestStep {
         .expect_error_in(&[Phase::Validate, Phase::Plan])
 }
 
+/// A target (the emulator on `ip`, or a real PVE) and the emulator whose request log proves
+/// that `test` made no API call (`None`, with a notice, on a real PVE).
+fn counted(
+    ip: Ipv4Addr,
+    test: &str,
+) -> (tokio::runtime::Runtime, PveTarget, Option<Arc<PveEmulator>>) {
+    let rt = rt();
+    let target = PveTarget::select(&rt, EmulatorConfig::builder().ip(ip).build());
+    let emu = target
+        .emulator_only(
+            &format!("{test}: no API request made"),
+            "counts requests in the emulator's request log",
+        )
+        .and_then(|_| target.emulator_arc());
+    (rt, target, emu)
+}
+
 /// The emulator's request log must be empty (no API call); skipped on a real PVE.
 fn no_api_call(emu: Option<Arc<PveEmulator>>) -> impl Fn(&harness::State) -> Result<(), String> {
     move |_| {
@@ -120,18 +137,10 @@ fn route(host: &str, backend: &str) -> String {
 
 #[test]
 fn bad_sni_proxy_input_is_refused_at_plan_naming_the_element() {
-    let rt = rt();
-    let target = PveTarget::select(
-        &rt,
-        EmulatorConfig::builder()
-            .ip(Ipv4Addr::new(127, 40, 60, 1))
-            .build(),
+    let (_rt, target, emu) = counted(
+        Ipv4Addr::new(127, 40, 60, 1),
+        "bad_sni_proxy_input_is_refused_at_plan_naming_the_element",
     );
-    let emu = target.emulator_only(
-        "bad_sni_proxy_input_is_refused_at_plan_naming_the_element: no API request made",
-        "counts requests in the emulator's request log",
-    );
-    let emu = emu.and_then(|_| target.emulator_arc());
     let routes = [
         route("teleport.example.org", "10.10.0.2:3080"),
         route("*.apps.example.org", "10.10.0.20:443"),
@@ -225,18 +234,10 @@ resource "waddle_talos_cluster" "this" {{
 
 #[test]
 fn bad_talos_cluster_input_is_refused_at_plan_naming_the_node() {
-    let rt = rt();
-    let target = PveTarget::select(
-        &rt,
-        EmulatorConfig::builder()
-            .ip(Ipv4Addr::new(127, 40, 61, 1))
-            .build(),
+    let (_rt, target, emu) = counted(
+        Ipv4Addr::new(127, 40, 61, 1),
+        "bad_talos_cluster_input_is_refused_at_plan_naming_the_node",
     );
-    let emu = target.emulator_only(
-        "bad_talos_cluster_input_is_refused_at_plan_naming_the_node: no API request made",
-        "counts requests in the emulator's request log",
-    );
-    let emu = emu.and_then(|_| target.emulator_arc());
     case(&target)
         .step(refused(
             cluster(r#"gateway = "10.20.0.1"
