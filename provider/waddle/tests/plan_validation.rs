@@ -243,6 +243,28 @@ fn a_gateway_error_names_the_node() {
 }
 
 #[test]
+fn every_nested_error_names_its_node() {
+    let d = cluster_diags(&one_node(|n| {
+        n.role = "boss".into();
+        n.proxmox.as_mut().unwrap().vmid = Some(5);
+    }));
+    let errs = errors(&d);
+    let nested: Vec<&(String, String)> = errs
+        .iter()
+        .filter(|(p, _)| p.starts_with(r#"nodes["cp1"]."#))
+        .collect();
+    let paths: Vec<&str> = nested.iter().map(|(p, _)| p.as_str()).collect();
+    assert_eq!(
+        paths,
+        [r#"nodes["cp1"].role"#, r#"nodes["cp1"].proxmox.vmid"#],
+        "{errs:#?}"
+    );
+    for (path, detail) in nested {
+        assert!(detail.starts_with(&format!("{path}: ")), "{errs:#?}");
+    }
+}
+
+#[test]
 fn an_invalid_proxmox_node_name_is_refused() {
     let d = cluster_diags(&one_node(|n| {
         n.proxmox.as_mut().unwrap().node = Some("pve_1".into());

@@ -45,7 +45,22 @@ pub const MAX_DIAGNOSTICS: usize = 20;
 
 /// Moves `found` into `diags`, at most [`MAX_DIAGNOSTICS`] of them, then one "and N more"
 /// (an error when any left out is one), so bad input cannot flood the user or the protocol.
+///
+/// Each detail also names its element (see [`named`]) unless it already does.
 pub(crate) fn capped(found: Diagnostics, diags: &mut Diagnostics) {
+    let found = Diagnostics(
+        found
+            .into_iter()
+            .map(|mut d| {
+                if let Some(p) = &d.attribute {
+                    if !d.detail.starts_with(&p.to_string()) {
+                        d.detail = named(p, &d.detail);
+                    }
+                }
+                d
+            })
+            .collect(),
+    );
     let total = found.len();
     if total <= MAX_DIAGNOSTICS {
         diags.extend(found);
@@ -95,6 +110,22 @@ mod tests {
         let last = out.iter().last().unwrap();
         assert!(last.is_error());
         assert_eq!(last.summary, "and 980 more");
+        let mut named_once = Diagnostics::new();
+        let role = AttributePath::attr("nodes")
+            .then_key("cp1")
+            .then_attr("role");
+        named_once.error_at(role.clone(), "Invalid role", "\"boss\": must be ...");
+        error_named(&mut named_once, role, "Invalid role", "again");
+        let mut out = Diagnostics::new();
+        capped(named_once, &mut out);
+        let details: Vec<&str> = out.iter().map(|d| d.detail.as_str()).collect();
+        assert_eq!(
+            details,
+            [
+                r#"nodes["cp1"].role: "boss": must be ..."#,
+                r#"nodes["cp1"].role: again"#
+            ]
+        );
         let mut few = Diagnostics::new();
         few.warning("w", "x");
         let mut out = Diagnostics::new();
