@@ -116,8 +116,8 @@ variable "name" {
 
 variable "node" {
   type        = string
-  description = "Proxmox node the VM runs on."
-  default     = "pve"
+  description = "Proxmox node the VM runs on; null (the default) for the provider's node (`node` in the provider block or PROXMOX_VE_NODE)."
+  default     = null
 }
 
 variable "vmid" {

@@ -23,7 +23,17 @@ locals {
     )
   }
 
+  # Per-node settings for a node that does not exist would be silently ignored, so the plan
+  # fails instead, showing the names (Terraform 1.0 has no preconditions: the lookup of a
+  # missing key is the error).
+  unknown_node_keys = setsubtract(
+    concat(keys(var.node_config_patches), keys(var.node_labels)),
+    concat(keys(local.control_planes), keys(var.workers)),
+  )
+  node_keys_checked = { ok = {} }[length(local.unknown_node_keys) == 0 ? "ok" : "node_config_patches / node_labels name no node of this cluster: ${join(", ", sort(local.unknown_node_keys))}"]
+
   nodes = merge(
+    local.node_keys_checked,
     {
       for name, n in local.control_planes : name => {
         role           = "controlplane"
@@ -31,7 +41,8 @@ locals {
         gateway        = var.gateway
         mac            = local.mac[name]
         install_disk   = var.install_disk
-        config_patches = []
+        config_patches = lookup(var.node_config_patches, name, [])
+        node_labels    = lookup(var.node_labels, name, null)
         proxmox = {
           node      = var.proxmox_node
           storage   = var.storage
@@ -50,7 +61,8 @@ locals {
         gateway        = var.gateway
         mac            = local.mac[name]
         install_disk   = var.install_disk
-        config_patches = []
+        config_patches = lookup(var.node_config_patches, name, [])
+        node_labels    = lookup(var.node_labels, name, null)
         proxmox = {
           node      = var.proxmox_node
           storage   = var.storage

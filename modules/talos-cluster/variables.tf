@@ -107,8 +107,8 @@ variable "cert_sans" {
 
 variable "proxmox_node" {
   type        = string
-  description = "Proxmox VE node the VMs are created on."
-  default     = "pve"
+  description = "Proxmox VE node the VMs are created on; null (the default) for the provider's node (`node` in the provider block or PROXMOX_VE_NODE)."
+  default     = null
 }
 
 variable "storage" {
@@ -221,6 +221,18 @@ variable "config_patches" {
   type        = list(string)
   description = "Talos config patches applied to every node (strategic-merge YAML or JSON6902)."
   default     = []
+}
+
+variable "node_config_patches" {
+  type        = map(list(string))
+  description = "Talos config patches for single nodes, by node name (cp1, cp2, ... and the worker names), applied after config_patches."
+  default     = {}
+}
+
+variable "node_labels" {
+  type        = map(map(string))
+  description = "Kubernetes labels of single nodes, by node name (cp1, cp2, ... and the worker names)."
+  default     = {}
 }
 
 variable "disk_encryption" {

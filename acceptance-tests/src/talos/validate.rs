@@ -240,6 +240,25 @@ fn is_cidr(s: &str) -> bool {
     }
 }
 
+/// Go's `netip.ParsePrefix`, as Talos applies it to `cluster.network.podSubnets` and
+/// `serviceSubnets`: `addr/bits` with decimal bits (no sign, no leading zero) within the
+/// address family's width; host bits may be set.
+fn parse_prefix(s: &str) -> Result<(), &'static str> {
+    let (ip, bits) = s.split_once('/').ok_or("no '/'")?;
+    let ip: IpAddr = ip.parse().map_err(|_| "bad address")?;
+    let width: u32 = if ip.is_ipv4() { 32 } else { 128 };
+    if bits.is_empty()
+        || !bits.bytes().all(|b| b.is_ascii_digit())
+        || (bits.len() > 1 && bits.starts_with('0'))
+    {
+        return Err("bad bits after slash");
+    }
+    match bits.parse::<u32>() {
+        Ok(n) if n <= width => Ok(()),
+        _ => Err("prefix length out of range"),
+    }
+}
+
 fn is_b64_pem(v: &Value) -> bool {
     use base64::Engine as _;
     v.as_str()
@@ -308,6 +327,21 @@ pub fn rule_errors(docs: &[Value]) -> Vec<String> {
                 )),
             },
             None => errs.push("cluster.controlPlane.endpoint: is required".into()),
+        }
+        for key in ["podSubnets", "serviceSubnets"] {
+            for (i, v) in cl["network"][key]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .enumerate()
+            {
+                let text = v.as_str().unwrap_or_default();
+                if let Err(why) = parse_prefix(text) {
+                    errs.push(format!(
+                        "cluster.network.{key}[{i}]: {text:?} is not a valid CIDR: netip.ParsePrefix({text:?}): {why}"
+                    ));
+                }
+            }
         }
         if !nonempty(&cl["id"]) || !nonempty(&cl["secret"]) {
             errs.push("cluster.id and cluster.secret are required".into());
@@ -493,6 +527,32 @@ mod tests {
         ] {
             assert!(e.contains(want), "missing {want:?} in:\n{e}");
         }
+    }
+
+    #[test]
+    fn pod_and_service_subnets_must_parse_as_prefixes() {
+        for bad in [
+            "10.244.0.0",
+            "10.244.0.0/33",
+            "10.244.0.0/016",
+            "10.244.0.0/+8",
+            "x/8",
+        ] {
+            for key in ["podSubnets", "serviceSubnets"] {
+                let mut c = v1("controlplane", true);
+                c["cluster"]["network"][key] = json!(["10.96.0.0/12", bad]);
+                let e = rule_errors(&[c]).join("\n");
+                assert!(
+                    e.contains(&format!(
+                        "cluster.network.{key}[1]: {bad:?} is not a valid CIDR"
+                    )),
+                    "{key} = {bad:?}: {e}"
+                );
+            }
+        }
+        let mut c = v1("controlplane", true);
+        c["cluster"]["network"]["podSubnets"] = json!(["10.244.0.1/16", "fd00::/56", "0.0.0.0/0"]);
+        assert!(rule_errors(&[c]).is_empty());
     }
 
     #[test]

@@ -66,7 +66,8 @@ pub struct CloudInit {
     pub network_config: String,
 }
 
-fn parse_cidr(s: &str) -> Option<(IpAddr, u8)> {
+/// `addr/prefix` into its parts, `None` when it is not one.
+pub(crate) fn parse_cidr(s: &str) -> Option<(IpAddr, u8)> {
     let (ip, len) = s.split_once('/')?;
     let ip: IpAddr = ip.parse().ok()?;
     if !len.chars().all(|c| c.is_ascii_digit()) || len.is_empty() {

@@ -1,6 +1,7 @@
 //! Typed validation errors carrying the attribute path of the offending value.
 
 use std::fmt;
+use std::net::IpAddr;
 
 /// One step of an attribute path: an attribute name or a list index.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -178,6 +179,54 @@ pub enum ErrorKind {
          resolves them only at start-up and refuses to start when resolution fails"
     )]
     BackendNotIp(String),
+    /// Host part made of digits and dots that is not an IPv4 address (`10.10.0.256`): a typo,
+    /// not a DNS name.
+    #[error("backend `{backend}`: `{host}` is not a valid IPv4 address (four numbers 0-255 separated by dots)")]
+    BackendInvalidIpv4 {
+        /// The backend as written.
+        backend: String,
+        /// The host part.
+        host: String,
+    },
+    /// The unspecified address (`0.0.0.0`, `[::]`): nothing to connect to.
+    #[error("backend `{0}`: the unspecified address is not a destination; use the backend's own IP address")]
+    BackendUnspecified(String),
+    /// The backend is one of the proxy's own addresses: every connection would loop back into
+    /// the proxy.
+    #[error("backend `{backend}` is the proxy's own address ({nic}); connections would loop back into the proxy")]
+    BackendIsProxy {
+        /// The backend as written.
+        backend: String,
+        /// Which NIC has that address (`public_nic.cidr` or `private_nic.cidr`).
+        nic: String,
+    },
+
+    // ---- addressing ----
+    /// No route at all.
+    #[error("at least one route is required: a proxy without routes would drop every connection")]
+    NoRoutes,
+    /// An interface address that is the network or broadcast address of its own subnet.
+    #[error("{0} is the {1} address of its subnet; an interface needs a host address")]
+    SubnetAddress(String, &'static str),
+    /// The default gateway is outside the NIC's subnet: the VM would have no default route.
+    #[error("gateway {gateway} is outside the subnet {subnet} of the NIC; the VM would have no default route (and the apply would wait for it forever)")]
+    GatewayOutsideSubnet {
+        /// The gateway.
+        gateway: IpAddr,
+        /// The NIC's subnet (network address and prefix).
+        subnet: String,
+    },
+    /// The NIC's own address used as its gateway.
+    #[error("gateway {0} is the NIC's own address")]
+    GatewayIsSelf(IpAddr),
+    /// The private address lies in the public subnet (or the other way round).
+    #[error("{private} lies inside the public subnet {public}; the private NIC needs a different subnet")]
+    PrivateInPublicSubnet {
+        /// The private NIC's address.
+        private: String,
+        /// The public subnet.
+        public: String,
+    },
 
     // ---- proxy settings ----
     /// A timeout of zero.

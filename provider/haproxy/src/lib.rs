@@ -46,4 +46,7 @@ pub use spec::{
     format_duration, parse_duration, seed_layout, FilePaths, ListenSpec, LogTarget, ProcessSpec,
     ProxySpec, RouteSpec, Timeouts,
 };
-pub use validate::{parse_backend, validate, Backend, NormalizedRoute, ValidatedSpec};
+pub use validate::{
+    parse_backend, validate, validate_addressing, Addressing, Backend, NormalizedRoute,
+    ValidatedSpec,
+};

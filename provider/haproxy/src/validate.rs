@@ -8,6 +8,7 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
+use crate::cloudinit::parse_cidr;
 use crate::error::{AttrPath, ErrorKind, ValidationError, ValidationErrors};
 use crate::hostname::{parse_hostname, HostPattern};
 use crate::spec::{LogTarget, ProxySpec};
@@ -54,9 +55,16 @@ pub fn parse_backend(s: &str) -> Result<Backend, ErrorKind> {
             _ => return Err(ErrorKind::BackendUnbracketedIpv6(s.to_string())),
         }
         let (host, port) = s.split_once(':').unwrap_or((s, ""));
-        let ip: Ipv4Addr = host
-            .parse()
-            .map_err(|_| ErrorKind::BackendNotIp(s.to_string()))?;
+        let ip: Ipv4Addr = host.parse().map_err(|_| {
+            if !host.is_empty() && host.chars().all(|c| c.is_ascii_digit() || c == '.') {
+                ErrorKind::BackendInvalidIpv4 {
+                    backend: s.to_string(),
+                    host: host.to_string(),
+                }
+            } else {
+                ErrorKind::BackendNotIp(s.to_string())
+            }
+        })?;
         (IpAddr::V4(ip), port)
     };
     if port.is_empty() {
@@ -82,6 +90,15 @@ pub fn parse_backend(s: &str) -> Result<Backend, ErrorKind> {
         ip: host,
         port: value as u16,
     })
+}
+
+/// Refuses a backend no connection can be sent to (`0.0.0.0`, `[::]`).
+fn routable(written: &str, b: Backend) -> Result<Backend, ErrorKind> {
+    if b.ip.is_unspecified() {
+        Err(ErrorKind::BackendUnspecified(written.to_string()))
+    } else {
+        Ok(b)
+    }
 }
 
 /// A validated, normalized route.
@@ -206,7 +223,7 @@ pub fn validate(spec: &ProxySpec) -> Result<ValidatedSpec, ValidationErrors> {
                 Err(kind) => errors.push(ValidationError::new(path, kind)),
             }
         }
-        match parse_backend(&route.backend) {
+        match parse_backend(&route.backend).and_then(|b| routable(&route.backend, b)) {
             Ok(backend) => routes.push(NormalizedRoute {
                 index: i,
                 backend_name: format!("be_route_{i}"),
@@ -221,7 +238,7 @@ pub fn validate(spec: &ProxySpec) -> Result<ValidatedSpec, ValidationErrors> {
 
     let http_backend = match &spec.http_backend {
         None => None,
-        Some(b) => match parse_backend(b) {
+        Some(b) => match parse_backend(b).and_then(|x| routable(b, x)) {
             Ok(b) => Some(b),
             Err(kind) => {
                 errors.push(ValidationError::new(AttrPath::attr("http_backend"), kind));
@@ -328,6 +345,173 @@ pub fn validate(spec: &ProxySpec) -> Result<ValidatedSpec, ValidationErrors> {
     }
 }
 
+/// The proxy VM's own addressing as far as it is known (unknown parts are `None` and their
+/// checks skipped), for the checks that relate the NICs to each other and to the routing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Addressing {
+    /// `public_nic.cidr`, e.g. `203.0.113.10/24`.
+    pub public_cidr: Option<String>,
+    /// `public_nic.gateway`.
+    pub public_gateway: Option<IpAddr>,
+    /// `private_nic.cidr`, e.g. `10.10.0.3/24`.
+    pub private_cidr: Option<String>,
+}
+
+/// An interface address with its prefix length.
+#[derive(Debug, Clone, Copy)]
+struct IfAddr {
+    ip: IpAddr,
+    prefix: u8,
+}
+
+impl IfAddr {
+    fn parse(s: &str) -> Option<Self> {
+        parse_cidr(s).map(|(ip, prefix)| IfAddr { ip, prefix })
+    }
+
+    /// The address as bits and the number of host bits.
+    fn bits(ip: IpAddr, prefix: u8) -> (u128, u32) {
+        match ip {
+            IpAddr::V4(v4) => (u128::from(u32::from(v4)), 32 - u32::from(prefix)),
+            IpAddr::V6(v6) => (u128::from(v6), 128 - u32::from(prefix)),
+        }
+    }
+
+    fn host_mask(&self) -> u128 {
+        let (_, host_bits) = Self::bits(self.ip, self.prefix);
+        if host_bits >= 128 {
+            u128::MAX
+        } else {
+            (1u128 << host_bits) - 1
+        }
+    }
+
+    fn contains(&self, other: IpAddr) -> bool {
+        if self.ip.is_ipv4() != other.is_ipv4() {
+            return false;
+        }
+        let (a, _) = Self::bits(self.ip, self.prefix);
+        let (b, _) = Self::bits(other, self.prefix);
+        let mask = self.host_mask();
+        a & !mask == b & !mask
+    }
+
+    /// `network/prefix`, e.g. `203.0.113.0/24`.
+    fn subnet(&self) -> String {
+        let (a, _) = Self::bits(self.ip, self.prefix);
+        let net = a & !self.host_mask();
+        let ip = match self.ip {
+            IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::from(net as u32)),
+            IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::from(net)),
+        };
+        format!("{ip}/{}", self.prefix)
+    }
+
+    /// `Some("network")` / `Some("broadcast")` when the address is not a host address of its
+    /// subnet (subnets with at least two host bits; IPv6 has no broadcast address).
+    fn reserved_role(&self) -> Option<&'static str> {
+        let (a, host_bits) = Self::bits(self.ip, self.prefix);
+        if !(2..128).contains(&host_bits) {
+            return None;
+        }
+        let mask = self.host_mask();
+        if a & mask == 0 {
+            Some("network")
+        } else if self.ip.is_ipv4() && a & mask == mask {
+            Some("broadcast")
+        } else {
+            None
+        }
+    }
+}
+
+/// Checks the NICs against each other and the backends against the proxy's own addresses:
+/// host addresses only, the public gateway inside the public subnet and not the proxy itself,
+/// the private NIC outside the public subnet, no backend that loops into the proxy.
+/// Malformed CIDRs and backends are left to [`validate`] and
+/// [`validate_cloud_init`](crate::validate_cloud_init), which report them.
+pub fn validate_addressing(a: &Addressing, spec: &ProxySpec) -> Result<(), ValidationErrors> {
+    let mut errors = Vec::new();
+    let public = a.public_cidr.as_deref().and_then(IfAddr::parse);
+    let private = a.private_cidr.as_deref().and_then(IfAddr::parse);
+    let cidr_path = |nic: &str| AttrPath::attr(nic).field("cidr");
+    for (nic, addr) in [("public_nic", public), ("private_nic", private)] {
+        if let Some(role) = addr.and_then(|x| x.reserved_role()) {
+            let written = addr.map(|x| format!("{}/{}", x.ip, x.prefix));
+            errors.push(ValidationError::new(
+                cidr_path(nic),
+                ErrorKind::SubnetAddress(written.unwrap_or_default(), role),
+            ));
+        }
+    }
+    if let (Some(p), Some(gw)) = (public, a.public_gateway) {
+        let gpath = AttrPath::attr("public_nic").field("gateway");
+        // A family mismatch is reported by the cloud-init validation.
+        if gw.is_ipv4() == p.ip.is_ipv4() {
+            if gw == p.ip {
+                errors.push(ValidationError::new(gpath, ErrorKind::GatewayIsSelf(gw)));
+            } else if !p.contains(gw) {
+                errors.push(ValidationError::new(
+                    gpath,
+                    ErrorKind::GatewayOutsideSubnet {
+                        gateway: gw,
+                        subnet: p.subnet(),
+                    },
+                ));
+            }
+        }
+    }
+    if let (Some(p), Some(q)) = (public, private) {
+        if p.contains(q.ip) || q.contains(p.ip) {
+            errors.push(ValidationError::new(
+                cidr_path("private_nic"),
+                ErrorKind::PrivateInPublicSubnet {
+                    private: format!("{}/{}", q.ip, q.prefix),
+                    public: p.subnet(),
+                },
+            ));
+        }
+    }
+    let own: Vec<(IpAddr, &str)> = [(public, "public_nic.cidr"), (private, "private_nic.cidr")]
+        .into_iter()
+        .filter_map(|(x, nic)| x.map(|x| (x.ip, nic)))
+        .collect();
+    let backends = spec
+        .routes
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            (
+                AttrPath::attr("routes").index(i).field("backend"),
+                r.backend.as_str(),
+            )
+        })
+        .chain(
+            spec.http_backend
+                .as_deref()
+                .map(|b| (AttrPath::attr("http_backend"), b)),
+        );
+    for (path, written) in backends {
+        let Ok(b) = parse_backend(written) else {
+            continue;
+        };
+        if let Some((_, nic)) = own.iter().find(|(ip, _)| *ip == b.ip) {
+            errors.push(ValidationError::new(
+                path,
+                ErrorKind::BackendIsProxy {
+                    backend: written.to_string(),
+                    nic: (*nic).to_string(),
+                },
+            ));
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(ValidationErrors(errors))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -375,7 +559,11 @@ mod tests {
             ("backend.internal:443", |e| matches!(e, K::BackendNotIp(_))),
             ("[not-v6]:443", |e| matches!(e, K::BackendNotIp(_))),
             ("[10.0.0.1]:443", |e| matches!(e, K::BackendNotIp(_))),
-            ("10.0.0.256:443", |e| matches!(e, K::BackendNotIp(_))),
+            (
+                "10.0.0.256:443",
+                |e| matches!(e, K::BackendInvalidIpv4 { host, .. } if host == "10.0.0.256"),
+            ),
+            ("10.0.0:443", |e| matches!(e, K::BackendInvalidIpv4 { .. })),
         ];
         for (input, check) in cases {
             let err = parse_backend(input).expect_err(input);
@@ -499,5 +687,113 @@ mod tests {
         spec.listen.http_port = 443;
         spec.http_backend = None;
         assert!(validate(&spec).is_ok());
+    }
+
+    #[test]
+    fn a_typo_in_an_ip_is_not_called_a_dns_name() {
+        let msg = parse_backend("10.10.0.256:443").unwrap_err().to_string();
+        assert!(msg.contains("not a valid IPv4 address"), "{msg}");
+        assert!(!msg.contains("DNS"), "{msg}");
+        let msg = parse_backend("backend.internal:443")
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("DNS names are refused"), "{msg}");
+    }
+
+    #[test]
+    fn unspecified_backends_are_refused() {
+        let mut spec = seed_layout("example.org");
+        spec.routes[1].backend = "0.0.0.0:443".into();
+        spec.http_backend = Some("[::]:80".into());
+        let err = validate(&spec).unwrap_err();
+        assert_eq!(paths_of(&err), vec!["routes[1].backend", "http_backend"]);
+        assert!(err
+            .errors()
+            .iter()
+            .all(|e| matches!(e.kind, ErrorKind::BackendUnspecified(_))));
+    }
+
+    fn addressing(public: &str, gw: Option<&str>, private: &str) -> Addressing {
+        Addressing {
+            public_cidr: Some(public.into()),
+            public_gateway: gw.map(|g| g.parse().unwrap()),
+            private_cidr: Some(private.into()),
+        }
+    }
+
+    #[test]
+    fn sane_addressing_passes() {
+        let spec = seed_layout("example.org");
+        let a = addressing("203.0.113.10/24", Some("203.0.113.1"), "10.10.0.3/24");
+        assert_eq!(validate_addressing(&a, &spec), Ok(()));
+        // point-to-point and host routes have no network/broadcast address
+        let a = addressing("203.0.113.10/31", Some("203.0.113.11"), "10.10.0.0/32");
+        assert_eq!(validate_addressing(&a, &spec), Ok(()));
+        // unknown parts are skipped
+        assert_eq!(validate_addressing(&Addressing::default(), &spec), Ok(()));
+        // malformed input is left to the other validations
+        let a = addressing("nonsense", Some("203.0.113.1"), "10.10.0.3");
+        assert_eq!(validate_addressing(&a, &spec), Ok(()));
+    }
+
+    #[test]
+    fn gateway_outside_the_public_subnet_is_refused() {
+        let spec = seed_layout("example.org");
+        let a = addressing("203.0.113.10/24", Some("198.51.100.1"), "10.10.0.3/24");
+        let err = validate_addressing(&a, &spec).unwrap_err();
+        assert_eq!(paths_of(&err), vec!["public_nic.gateway"]);
+        let msg = err.errors()[0].kind.to_string();
+        assert!(msg.contains("outside the subnet 203.0.113.0/24"), "{msg}");
+        let a = addressing("203.0.113.10/24", Some("203.0.113.10"), "10.10.0.3/24");
+        let err = validate_addressing(&a, &spec).unwrap_err();
+        assert_eq!(paths_of(&err), vec!["public_nic.gateway"]);
+        assert!(matches!(err.errors()[0].kind, ErrorKind::GatewayIsSelf(_)));
+        let a = addressing("fd00:1::10/64", Some("fd00:2::1"), "10.10.0.3/24");
+        assert_eq!(
+            paths_of(&validate_addressing(&a, &spec).unwrap_err()),
+            vec!["public_nic.gateway"]
+        );
+    }
+
+    #[test]
+    fn network_and_broadcast_addresses_are_refused() {
+        let spec = seed_layout("example.org");
+        let a = addressing("203.0.113.0/24", None, "10.10.0.255/24");
+        let err = validate_addressing(&a, &spec).unwrap_err();
+        assert_eq!(paths_of(&err), vec!["public_nic.cidr", "private_nic.cidr"]);
+        assert_eq!(
+            err.errors()[0].kind,
+            ErrorKind::SubnetAddress("203.0.113.0/24".into(), "network")
+        );
+        assert_eq!(
+            err.errors()[1].kind,
+            ErrorKind::SubnetAddress("10.10.0.255/24".into(), "broadcast")
+        );
+    }
+
+    #[test]
+    fn private_nic_inside_the_public_subnet_is_refused() {
+        let spec = seed_layout("example.org");
+        let a = addressing("10.10.0.10/16", Some("10.10.0.1"), "10.10.5.3/24");
+        let err = validate_addressing(&a, &spec).unwrap_err();
+        assert_eq!(paths_of(&err), vec!["private_nic.cidr"]);
+        assert!(err
+            .to_string()
+            .contains("inside the public subnet 10.10.0.0/16"));
+    }
+
+    #[test]
+    fn backends_looping_into_the_proxy_are_refused() {
+        let mut spec = seed_layout("example.org");
+        spec.routes[0].backend = "10.10.0.3:3080".into();
+        spec.http_backend = Some("203.0.113.10:80".into());
+        let a = addressing("203.0.113.10/24", Some("203.0.113.1"), "10.10.0.3/24");
+        let err = validate_addressing(&a, &spec).unwrap_err();
+        assert_eq!(paths_of(&err), vec!["routes[0].backend", "http_backend"]);
+        let msg = err.errors()[0].kind.to_string();
+        assert!(
+            msg.contains("private_nic.cidr") && msg.contains("loop"),
+            "{msg}"
+        );
     }
 }

@@ -91,6 +91,9 @@ impl fmt::Display for ApiError {
         for (param, msg) in &self.errors {
             write!(f, "; {param}: {}", msg.trim_end())?;
         }
+        if self.kind == ApiErrorKind::Auth {
+            f.write_str(AUTH_HINT)?;
+        }
         Ok(())
     }
 }
@@ -162,7 +165,7 @@ pub enum Error {
     #[error(transparent)]
     Api(#[from] ApiError),
     /// The request failed below HTTP (connection, TLS, timeout).
-    #[error("Proxmox API {method} {path}: connection error: {message}")]
+    #[error("Proxmox API {method} {path}: connection error: {message}{}", transport_hint(*.kind, .message))]
     Transport {
         /// HTTP method.
         method: String,
@@ -226,6 +229,31 @@ pub enum Error {
         /// Captured standard error (possibly truncated).
         stderr: String,
     },
+}
+
+/// What to check after HTTP 401: the credentials, named as the provider and the environment
+/// take them.
+const AUTH_HINT: &str = " (the credentials were refused: check the API token, the provider's \
+     `api_token` or PROXMOX_VE_API_TOKEN, in the form USER@REALM!TOKENID=SECRET; it may be \
+     mistyped, expired or deleted)";
+
+/// What to do about a TLS failure, when the cause is recognisable.
+fn transport_hint(kind: TransportKind, message: &str) -> &'static str {
+    if kind != TransportKind::Tls {
+        return "";
+    }
+    let m = message.to_ascii_lowercase().replace(['_', ' '], "");
+    let untrusted = ["unknownissuer", "selfsigned", "unknownca", "badsignature"];
+    if untrusted.iter().any(|u| m.contains(u)) {
+        " (the server's certificate is not signed by a trusted CA: pin the Proxmox VE CA with \
+         the provider's `ca_cert` or PROXMOX_VE_CA_CERT, or set `insecure = true` or \
+         PROXMOX_VE_INSECURE to skip verification)"
+    } else if m.contains("notvalidforname") {
+        " (the server's certificate does not name the endpoint's host: use a host name the \
+         certificate is issued for in `endpoint` / PROXMOX_VE_ENDPOINT)"
+    } else {
+        ""
+    }
 }
 
 fn render_tail(lines: &[String]) -> String {

@@ -26,6 +26,10 @@ enum Shape {
     Cidr,
     /// Bare IP address (Talos pattern `^[0-9a-f.:]+$`).
     Ip,
+    /// A subnet as Talos parses `podSubnets` / `serviceSubnets` (Go's `netip.ParsePrefix`):
+    /// an IP address, `/`, and a prefix length in decimal without sign or leading zeros that
+    /// fits the address family. Host bits may be set.
+    Prefix,
     /// `https://...` URL.
     Https,
     Enum(&'static [&'static str]),
@@ -162,8 +166,8 @@ const CLUSTER: Shape = Obj(
                         ),
                     ),
                     ("dnsDomain", Str),
-                    ("podSubnets", List(&Str)),
-                    ("serviceSubnets", List(&Str)),
+                    ("podSubnets", List(&Prefix)),
+                    ("serviceSubnets", List(&Prefix)),
                 ],
                 &[],
             ),
@@ -492,6 +496,20 @@ fn is_ip_pattern(s: &str) -> bool {
         && s.parse::<std::net::IpAddr>().is_ok()
 }
 
+/// Whether `s` parses as Go's `netip.ParsePrefix` accepts it (see [`Shape::Prefix`]).
+fn is_prefix(s: &str) -> bool {
+    let Some((addr, bits)) = s.split_once('/') else {
+        return false;
+    };
+    let Ok(ip) = addr.parse::<std::net::IpAddr>() else {
+        return false;
+    };
+    let digits_only = !bits.is_empty() && bits.bytes().all(|b| b.is_ascii_digit());
+    let no_leading_zero = bits == "0" || !bits.starts_with('0');
+    let max = if ip.is_ipv4() { 32 } else { 128 };
+    digits_only && no_leading_zero && bits.parse::<u8>().is_ok_and(|n| n <= max)
+}
+
 fn join(path: &str, key: &str) -> String {
     if path.is_empty() {
         key.to_string()
@@ -561,6 +579,14 @@ fn check(v: &Value, shape: &Shape, path: &str, errs: &mut Vec<(String, String)>)
                     ));
                 }
             }
+            None => want(errs, "a string"),
+        },
+        Prefix => match v.as_str() {
+            Some(s) if is_prefix(s) => {}
+            Some(s) => errs.push((
+                path.to_string(),
+                format!("{s:?} is not a valid subnet in CIDR notation (e.g. 10.244.0.0/16)"),
+            )),
             None => want(errs, "a string"),
         },
         Ip => match v.as_str() {

@@ -25,18 +25,21 @@ pub fn attribute_of(err: &ClientConfigError) -> &'static str {
     match err {
         ClientConfigError::Unknown(a) => a,
         ClientConfigError::Missing { attribute, .. } => attribute,
-        ClientConfigError::Proxmox(e) => {
-            let m = e.to_string().to_ascii_lowercase();
-            if m.contains("proxy") {
+        // waddle-proxmox starts each configuration message with the setting it is about; a
+        // word merely appearing in a value (an endpoint host named `proxy...`) decides nothing.
+        ClientConfigError::Proxmox(waddle_proxmox::Error::Config(m)) => {
+            let about = |prefixes: &[&str]| prefixes.iter().any(|p| m.starts_with(p));
+            if about(&["proxy_url"]) {
                 attr::PROXY_URL
-            } else if m.contains("insecure") || m.contains("ca ") || m.contains("certificate") {
+            } else if about(&["ca_cert", "insecure"]) {
                 attr::CA_CERT
-            } else if m.contains("token") {
+            } else if about(&["API token", "username"]) {
                 attr::API_TOKEN
             } else {
                 attr::ENDPOINT
             }
         }
+        ClientConfigError::Proxmox(_) => attr::ENDPOINT,
     }
 }
 
@@ -100,6 +103,36 @@ mod tests {
             attribute_of(&proxmox_for(&cfg).unwrap_err()),
             attr::ENDPOINT
         );
+    }
+
+    #[test]
+    fn a_proxy_is_blamed_only_when_one_is_configured() {
+        let token = waddle_proxmox::ApiToken::parse("root@pam!waddle=secret-value").unwrap();
+        let cfg = ProviderConfig {
+            endpoint: Some("http://proxy.example.org:8006".into()),
+            api_token: Some(token.clone()),
+            insecure: true,
+            ..Default::default()
+        };
+        let e = proxmox_for(&cfg).unwrap_err();
+        assert_eq!(attribute_of(&e), attr::ENDPOINT, "{e}");
+        let cfg = ProviderConfig {
+            endpoint: Some("https://127.10.0.1:8006".into()),
+            api_token: Some(token.clone()),
+            insecure: true,
+            proxy_url: Some("ftp://127.0.0.1:21".into()),
+            ..Default::default()
+        };
+        let e = proxmox_for(&cfg).unwrap_err();
+        assert_eq!(attribute_of(&e), attr::PROXY_URL, "{e}");
+        let cfg = ProviderConfig {
+            endpoint: Some("https://127.10.0.1:8006".into()),
+            api_token: Some(token),
+            ca_cert: Some("not a certificate".into()),
+            ..Default::default()
+        };
+        let e = proxmox_for(&cfg).unwrap_err();
+        assert_eq!(attribute_of(&e), attr::CA_CERT, "{e}");
     }
 
     #[test]

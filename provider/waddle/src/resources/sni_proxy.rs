@@ -767,39 +767,73 @@ fn routing_from(v: &Value, diags: &mut Diagnostics) -> Routing {
     }
 }
 
-/// Validate the routing with waddle-haproxy, mapping paths back to the configuration.
-fn validate_routing(routing: &Routing, diags: &mut Diagnostics) {
-    if let Err(errs) = waddle_haproxy::validate(&routing.spec) {
-        for e in errs.errors() {
-            let mut steps = e.path.steps().to_vec();
-            if let (Some(HaStep::Attr(a)), Some(HaStep::Index(i))) = (steps.first(), steps.get(1)) {
-                if a == "routes" {
-                    let orig = routing.route_index.get(*i).copied().unwrap_or(*i);
-                    steps[1] = HaStep::Index(orig);
-                }
+/// Reports waddle-haproxy errors at their configuration paths (route indices mapped back
+/// to the configuration's), each detail naming its element.
+fn report(routing: &Routing, errs: &waddle_haproxy::ValidationErrors, diags: &mut Diagnostics) {
+    let original = |p: &HaPath| {
+        let mut steps = p.steps().to_vec();
+        if let (Some(HaStep::Attr(a)), Some(HaStep::Index(i))) = (steps.first(), steps.get(1)) {
+            if a == "routes" {
+                steps[1] = HaStep::Index(routing.route_index.get(*i).copied().unwrap_or(*i));
             }
-            let msg = match &e.kind {
-                waddle_haproxy::ErrorKind::DuplicateHostname { first, .. } => {
-                    let mut fs = first.steps().to_vec();
-                    if let Some(HaStep::Index(i)) = fs.get(1) {
-                        fs[1] = HaStep::Index(routing.route_index.get(*i).copied().unwrap_or(*i));
-                    }
-                    let first = HaPath(fs);
-                    match &e.kind {
-                        waddle_haproxy::ErrorKind::DuplicateHostname { hostname, key, .. } => {
-                            format!("`{hostname}` is already routed by {first} (same normalized name `{key}`)")
-                        }
-                        _ => e.kind.to_string(),
-                    }
-                }
-                k => k.to_string(),
-            };
-            diags.error_at(
-                to_fw_path(&HaPath(steps)),
-                "Invalid SNI proxy configuration",
-                msg,
-            );
         }
+        HaPath(steps)
+    };
+    for e in errs.errors() {
+        let msg = match &e.kind {
+            waddle_haproxy::ErrorKind::DuplicateHostname {
+                hostname,
+                key,
+                first,
+            } => format!(
+                "`{hostname}` is already routed by {} (same normalized name `{key}`)",
+                original(first)
+            ),
+            k => k.to_string(),
+        };
+        super::error_named(
+            diags,
+            to_fw_path(&original(&e.path)),
+            "Invalid SNI proxy configuration",
+            msg,
+        );
+    }
+}
+
+/// Validate the routing with waddle-haproxy, mapping paths back to the configuration.
+fn validate_routing(config: &Value, routing: &Routing, diags: &mut Diagnostics) {
+    let no_routes = config
+        .get_attr("routes")
+        .filter(|r| r.is_known())
+        .and_then(Value::as_elements)
+        .is_some_and(|r| r.is_empty());
+    if no_routes {
+        diags.error_at(
+            AttributePath::attr("routes"),
+            "Invalid SNI proxy configuration",
+            waddle_haproxy::ErrorKind::NoRoutes.to_string(),
+        );
+    }
+    if let Err(errs) = waddle_haproxy::validate(&routing.spec) {
+        report(routing, &errs, diags);
+    }
+    if let Err(errs) = waddle_haproxy::validate_addressing(&addressing_of(config), &routing.spec) {
+        report(routing, &errs, diags);
+    }
+}
+
+/// The NIC addresses of a configuration, as far as they are known.
+fn addressing_of(config: &Value) -> waddle_haproxy::Addressing {
+    let known = |nic: &str, field: &str| {
+        set(config, nic)
+            .and_then(|n| set(n, field))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
+    waddle_haproxy::Addressing {
+        public_cidr: known("public_nic", "cidr"),
+        public_gateway: known("public_nic", "gateway").and_then(|g| g.parse().ok()),
+        private_cidr: known("private_nic", "cidr"),
     }
 }
 
@@ -881,7 +915,12 @@ fn validate_vm(config: &Value, diags: &mut Diagnostics) {
             .and_then(Value::as_str)
         {
             if let Err(e) = waddle_proxmox::props::validate_bridge(b) {
-                diags.error_at(p(nic).then_attr("bridge"), "Invalid value", e.to_string());
+                super::error_named(
+                    diags,
+                    p(nic).then_attr("bridge"),
+                    "Invalid value",
+                    e.to_string(),
+                );
             }
         }
     }
@@ -891,7 +930,8 @@ fn validate_vm(config: &Value, diags: &mut Diagnostics) {
             if let Some(s) = d.as_str() {
                 match s.parse::<std::net::IpAddr>() {
                     Ok(ip) => dns.push(ip),
-                    Err(_) => diags.error_at(
+                    Err(_) => super::error_named(
+                        diags,
                         p("dns_servers").then_index(i as i64),
                         "Invalid value",
                         format!("{s:?} is not an IP address"),
@@ -963,7 +1003,8 @@ fn validate_vm(config: &Value, diags: &mut Diagnostics) {
     };
     let (pub_cidr, pub_gw, bad_gw) = nic("public_nic", &mut unknown_paths);
     if bad_gw {
-        diags.error_at(
+        super::error_named(
+            diags,
             p("public_nic").then_attr("gateway"),
             "Invalid value",
             "the gateway must be an IP address",
@@ -1013,16 +1054,18 @@ fn validate_vm(config: &Value, diags: &mut Diagnostics) {
             {
                 continue;
             }
-            diags.error_at(path, "Invalid value", e.kind.to_string());
+            super::error_named(diags, path, "Invalid value", e.kind.to_string());
         }
     }
 }
 
-/// All plan-time checks (no API call).
+/// All plan-time checks (no API call), at most [`super::MAX_DIAGNOSTICS`] reported.
 pub fn validate(config: &Value, diags: &mut Diagnostics) {
-    let routing = routing_from(config, diags);
-    validate_routing(&routing, diags);
-    validate_vm(config, diags);
+    let mut found = Diagnostics::new();
+    let routing = routing_from(config, &mut found);
+    validate_routing(config, &routing, &mut found);
+    validate_vm(config, &mut found);
+    super::capped(found, diags);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -46,6 +46,9 @@ pub mod defaults {
     pub const CREATE_TIMEOUT: &str = "30m";
     pub const UPDATE_TIMEOUT: &str = "30m";
     pub const DELETE_TIMEOUT: &str = "10m";
+    /// The most nodes one cluster resource manages. A larger `nodes` map is refused at plan
+    /// (before it costs a check, a diagnostic or an API call per node).
+    pub const MAX_NODES: usize = 500;
     /// Proxmox's own OUI: generated MACs are `BC:24:11:xx:xx:xx`.
     pub const MAC_PREFIX: &str = "BC:24:11";
 }
@@ -390,8 +393,7 @@ pub fn schema() -> Schema {
                      names (`{}:xx:xx:xx`).",
                     defaults::MAC_PREFIX
                 ))
-                .optional()
-                ,
+                .optional(),
             ),
             (
                 "interface",
@@ -440,10 +442,12 @@ pub fn schema() -> Schema {
     // into a null prior object); optional + computed nested attributes are taken as configured.
     .optional()
     .computed()
-    .description(
-        "Required. Nodes by name (the name is the default hostname). Adding a node creates it \
-         and joins it to the cluster; removing one makes it leave etcd, resets it and deletes its VM.",
-    );
+    .description(format!(
+        "Required. Nodes by name (the name is the default hostname), at most {}. Adding a node \
+         creates it and joins it to the cluster; removing one makes it leave etcd, resets it and \
+         deletes its VM.",
+        defaults::MAX_NODES
+    ));
 
     Schema::new(
         "A Talos Linux cluster: per-node machine configurations generated from one secrets \
@@ -946,6 +950,18 @@ fn check_resource_attrs(config: &Value, diags: &mut Diagnostics) {
     let Some(nodes) = config.get_attr("nodes").and_then(Value::as_entries) else {
         return;
     };
+    if nodes.len() > defaults::MAX_NODES {
+        diags.error_at(
+            AttributePath::attr("nodes"),
+            "Too many nodes",
+            format!(
+                "{} nodes: one waddle_talos_cluster manages at most {}",
+                nodes.len(),
+                defaults::MAX_NODES
+            ),
+        );
+        return;
+    }
     for (name, n) in nodes {
         let base = AttributePath::attr("nodes").then_key(name);
         if let Some(r) = n.get_attr("role").and_then(Value::as_str) {
@@ -979,6 +995,7 @@ fn check_resource_attrs(config: &Value, diags: &mut Diagnostics) {
                     "maintenance_address is for nodes without `proxmox` (a VM's maintenance address is found through the guest agent)",
                 );
             }
+            check_placement(&px, &base.clone().then_attr("proxmox"), diags);
             let num = |k: &str| px.get_attr(k).and_then(Value::as_i64);
             for (k, lo, hi) in [
                 ("vmid", 100, 999_999_999),
@@ -1027,6 +1044,92 @@ fn check_resource_attrs(config: &Value, diags: &mut Diagnostics) {
             }
         }
     }
+}
+
+/// Proxmox names in `nodes[*].proxmox`, checked like the API would (no API call).
+fn check_placement(px: &Value, base: &AttributePath, diags: &mut Diagnostics) {
+    let text = |k: &str| px.get_attr(k).and_then(Value::as_str);
+    type Check = fn(&str) -> Result<(), String>;
+    let checks: [(&str, Check); 4] = [
+        ("node", crate::provider::validate_node),
+        ("storage", |x| {
+            waddle_proxmox::props::validate_storage(x).map_err(|e| e.to_string())
+        }),
+        ("image_storage", |x| {
+            waddle_proxmox::props::validate_storage(x).map_err(|e| e.to_string())
+        }),
+        ("bridge", |x| {
+            waddle_proxmox::props::validate_bridge(x).map_err(|e| e.to_string())
+        }),
+    ];
+    for (k, check) in checks {
+        if let Some(Err(e)) = text(k).map(check) {
+            super::error_named(diags, base.clone().then_attr(k), "Invalid value", e);
+        }
+    }
+}
+
+/// The largest secrets file an import reads (a real `secrets.yaml` is a few KiB).
+pub const MAX_SECRETS_FILE: u64 = 1024 * 1024;
+
+/// Why an import's secrets file was not read.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretsFileError {
+    /// It could not be inspected or read.
+    #[error("reading {path:?}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A directory, device, FIFO or socket: only a regular file is read.
+    #[error("{path:?} is not a regular file")]
+    NotAFile { path: String },
+    /// Larger than [`MAX_SECRETS_FILE`].
+    #[error("{path:?} is larger than {MAX_SECRETS_FILE} bytes, too large for a secrets bundle")]
+    TooLarge { path: String },
+    /// Not text.
+    #[error("{path:?} is not UTF-8 text")]
+    NotText { path: String },
+}
+
+/// Reads the secrets file named by an import ID: a regular file of at most
+/// [`MAX_SECRETS_FILE`] bytes. The type is checked before the file is opened (opening a FIFO
+/// would block) and again on the open handle, and the read is bounded even if the file grows.
+pub fn read_secrets_file(path: &str) -> Result<String, SecretsFileError> {
+    use std::io::Read as _;
+    let io = |source| SecretsFileError::Io {
+        path: path.to_string(),
+        source,
+    };
+    let regular = |m: &std::fs::Metadata| -> Result<(), SecretsFileError> {
+        if !m.is_file() {
+            Err(SecretsFileError::NotAFile {
+                path: path.to_string(),
+            })
+        } else if m.len() > MAX_SECRETS_FILE {
+            Err(SecretsFileError::TooLarge {
+                path: path.to_string(),
+            })
+        } else {
+            Ok(())
+        }
+    };
+    regular(&std::fs::metadata(path).map_err(io)?)?;
+    let file = std::fs::File::open(path).map_err(io)?;
+    regular(&file.metadata().map_err(io)?)?;
+    let mut buf = Vec::new();
+    file.take(MAX_SECRETS_FILE + 1)
+        .read_to_end(&mut buf)
+        .map_err(io)?;
+    if buf.len() as u64 > MAX_SECRETS_FILE {
+        return Err(SecretsFileError::TooLarge {
+            path: path.to_string(),
+        });
+    }
+    String::from_utf8(buf).map_err(|_| SecretsFileError::NotText {
+        path: path.to_string(),
+    })
 }
 
 /// Converts a config/plan value (unknowns allowed) into the model, treating unknowns as
@@ -1087,8 +1190,18 @@ fn spec_inputs_known(config: &Value) -> bool {
 /// Full validation of a configuration (or plan) value: resource-level checks, then, when the
 /// spec inputs are known, waddle_talos's validation mapped to attribute paths.
 pub fn validate_value(config: &Value, diags: &mut Diagnostics) {
+    let mut found = Diagnostics::new();
+    validate_uncapped(config, &mut found);
+    super::capped(found, diags);
+}
+
+fn validate_uncapped(config: &Value, diags: &mut Diagnostics) {
     check_resource_attrs(config, diags);
-    if !spec_inputs_known(config) {
+    let too_many = config
+        .get_attr("nodes")
+        .and_then(Value::as_entries)
+        .is_some_and(|n| n.len() > defaults::MAX_NODES);
+    if too_many || !spec_inputs_known(config) {
         return;
     }
     let Some(m) = model_of(config) else {
@@ -1105,10 +1218,11 @@ pub fn validate_value(config: &Value, diags: &mut Diagnostics) {
     }
     for issue in waddle_talos::validate(&build_spec(&m)) {
         let path = to_attr_path(&issue.path);
+        let detail = super::named(&path, &issue.message);
         if issue.is_error() {
-            diags.error_at(path, "Invalid cluster configuration", issue.message);
+            diags.error_at(path, "Invalid cluster configuration", detail);
         } else {
-            diags.warning_at(path, "Cluster configuration warning", issue.message);
+            diags.warning_at(path, "Cluster configuration warning", detail);
         }
     }
 }

@@ -1462,10 +1462,10 @@ pub fn import(id: &str, diags: &mut Diagnostics) -> Option<Value> {
         );
         return None;
     };
-    let text = match std::fs::read_to_string(path) {
+    let text = match super::read_secrets_file(path) {
         Ok(t) => t,
         Err(e) => {
-            diags.error("Invalid import ID", format!("reading {path:?}: {e}"));
+            diags.error("Invalid import ID", e.to_string());
             return None;
         }
     };
