@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use waddle_framework::prelude::*;
 use waddle_proxmox::{
-    Bios, ContentType, DiskSpec, DownloadUrl, EfiDiskSpec, NetSpec, TpmStateSpec, VmSpec,
-    WaitOptions,
+    Bios, ContentType, DiskSpec, DownloadUrl, EfiDiskSpec, NetSpec, OwnerMark, Ownership,
+    TpmStateSpec, VmSpec, WaitOptions,
 };
 use waddle_talos::api::{
     ApplyMode, ConnectOptions, Credentials, MachineStage, MachineStatus, Proxy, ResetOptions,
@@ -271,6 +271,9 @@ fn render_all(m: &ClusterModel, bundle: &SecretsBundle) -> R<BTreeMap<String, St
 pub struct Created {
     pub vms: Mutex<BTreeMap<String, VmRef>>,
     pub images: Mutex<BTreeSet<ImageRef>>,
+    /// A create (no prior state): images with this cluster's name that exist already were
+    /// downloaded by an earlier, interrupted create of this resource and are recorded too.
+    pub fresh: bool,
 }
 
 impl Created {
@@ -284,6 +287,7 @@ impl Created {
                     .into_iter()
                     .collect(),
             ),
+            fresh: false,
         }
     }
     fn add_vm(&self, name: &str, r: VmRef) {
@@ -312,8 +316,29 @@ impl Created {
 // Proxmox side
 // ---------------------------------------------------------------------------------------
 
+/// The ownership mark of a node's VM.
+pub fn owner_mark(cluster_name: &str, node: &str) -> OwnerMark {
+    OwnerMark::new(&[super::TYPE_NAME, cluster_name, node])
+}
+
+/// The cluster name as it may appear in tags and file names.
+fn cluster_slug(cluster_name: &str) -> String {
+    cluster_name
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+        .collect()
+}
+
+/// The file name of this cluster's copy of the disk image: the cluster name in the file name
+/// marks it as the cluster's own.
+pub fn owned_image_file_name(cluster_name: &str, file: &str) -> String {
+    format!("waddle-{}-{file}", cluster_slug(cluster_name))
+}
+
 /// Downloads the disk image once per (Proxmox node, image storage) used by `nodes`; returns
-/// the volume ids. Images that did not exist before are recorded in `created`.
+/// the volume ids. Images that did not exist before are recorded in `created` (in a create,
+/// existing ones too: they carry this cluster's name and are left over from an interrupted
+/// create).
 async fn ensure_images(
     env: &Env,
     m: &ClusterModel,
@@ -332,6 +357,7 @@ async fn ensure_images(
         .disk_image_url()
         .ok_or("image.disk_image_url is required for Proxmox nodes")?;
     let (filename, compression) = image_file_name(&url)?;
+    let filename = owned_image_file_name(&m.cluster_name, &filename);
     let pve = env.pve()?.clone();
     let req = DownloadUrl {
         content: ContentType::Import,
@@ -370,7 +396,7 @@ async fn ensure_images(
     let mut out = BTreeMap::new();
     for r in futures::future::join_all(futs).await {
         let (node, storage, volid, existed) = r?;
-        if !existed {
+        if !existed || created.fresh {
             if let Ok(mut i) = created.images.lock() {
                 i.insert(ImageRef {
                     node: node.clone(),
@@ -412,16 +438,12 @@ pub fn vm_spec(m: &ClusterModel, name: &str, n: &NodeModel, volid: &str) -> R<Vm
             storage: storage.clone(),
         });
     }
-    let tag = m
-        .cluster_name
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
-        .collect::<String>();
-    spec.tags = vec!["talos".into(), tag];
+    spec.tags = vec!["talos".into(), cluster_slug(&m.cluster_name)];
     spec.description = Some(format!(
         "Talos node {name} of cluster {} (managed by waddle_talos_cluster)",
         m.cluster_name
     ));
+    owner_mark(&m.cluster_name, name).apply(&mut spec);
     spec.onboot = Some(true);
     Ok(spec)
 }
@@ -546,17 +568,12 @@ async fn provision_node(
         if pnode.is_empty() {
             return Err("no Proxmox VE node: set proxmox.node or the provider's node".into());
         }
-        let known_vmid = p.vmid.or_else(|| {
-            created
-                .vms
-                .lock()
-                .ok()
-                .and_then(|v| v.get(name).map(|x| x.vmid))
-        });
-        let existing = match known_vmid {
-            Some(v) => pve.locate_vm(v).await.map_err(|e| e.to_string())?,
-            None => None,
-        };
+        let recorded = created
+            .vms
+            .lock()
+            .ok()
+            .and_then(|v| v.get(name).map(|x| x.vmid));
+        let existing = adoptable_vm(&pve, m, name, n, p.vmid, recorded).await?;
         let vmid = match existing {
             Some(vm) => {
                 tracing::info!(node = name, vmid = vm.vmid, "adopting the existing VM");
@@ -579,10 +596,17 @@ async fn provision_node(
                     .ok_or("the disk image was not downloaded")?;
                 let spec = vm_spec(m, name, n, volid)?;
                 let wait = WaitOptions::with_cancel(env.cancel.clone());
-                let vmid = pve
-                    .create_vm_with(&pnode, &spec, &wait)
-                    .await
-                    .map_err(|e| format!("creating the VM: {e}"))?;
+                let vmid = match pve.create_vm_with(&pnode, &spec, &wait).await {
+                    Ok(v) => v,
+                    Err(e) => {
+                        if let Some(vmid) = e.created_vmid() {
+                            // The VM exists: record it so destroy or the next apply finds it.
+                            let node = pnode.clone();
+                            created.add_vm(name, VmRef { node, vmid });
+                        }
+                        return Err(format!("creating the VM: {e}"));
+                    }
+                };
                 created.add_vm(
                     name,
                     VmRef {
@@ -624,6 +648,66 @@ async fn provision_node(
         "node configured"
     );
     Ok(())
+}
+
+/// The existing VM a node adopts: the VM with the configured or recorded VMID when it
+/// carries this node's mark (a recorded VM without any mark is accepted by name: it predates
+/// marks), else — without a configured VMID — a VM carrying the mark that the state does not
+/// know (left by an interrupted create; further ones are deleted). A VM with the VMID that
+/// is not this node's is refused, never adopted.
+async fn adoptable_vm(
+    pve: &waddle_proxmox::Client,
+    m: &ClusterModel,
+    name: &str,
+    n: &NodeModel,
+    vmid: Option<u32>,
+    recorded: Option<u32>,
+) -> R<Option<waddle_proxmox::ClusterVm>> {
+    let mark = owner_mark(&m.cluster_name, name);
+    let hostname = n.hostname.clone().unwrap_or_else(|| name.to_string());
+    if let Some(v) = vmid.or(recorded) {
+        let Some(vm) = pve.locate_vm(v).await.map_err(|e| e.to_string())? else {
+            return Ok(None);
+        };
+        let cfg = pve
+            .vm_config(&vm.node, v)
+            .await
+            .map_err(|e| e.to_string())?;
+        let by_name = (recorded == Some(v)).then_some(hostname.as_str());
+        mark.check(v, &cfg, by_name).map_err(|e| {
+            format!("VMID {v} is taken by a VM that is not this node's: {e}. Choose another proxmox.vmid or remove that VM.")
+        })?;
+        if mark.ownership(&cfg) != Ownership::Ours {
+            pve.mark_vm(&vm.node, v, &mark)
+                .await
+                .map_err(|e| format!("marking VM {v} as this node's: {e}"))?;
+        }
+        return Ok(Some(vm));
+    }
+    let mut found = pve
+        .find_owned_vms(&mark)
+        .await
+        .map_err(|e| format!("looking for this node's VMs: {e}"))?
+        .into_iter();
+    let adopt = found.next();
+    for extra in found {
+        tracing::info!(
+            node = name,
+            vmid = extra.vmid,
+            "deleting a duplicate left-over VM"
+        );
+        pve.shutdown_and_delete_vm(extra.vmid, Duration::from_secs(30), &mark, None)
+            .await
+            .map_err(|e| format!("deleting the left-over VM {}: {e}", extra.vmid))?;
+    }
+    if let Some(vm) = &adopt {
+        tracing::info!(
+            node = name,
+            vmid = vm.vmid,
+            "adopting a left-over VM of this node"
+        );
+    }
+    Ok(adopt)
 }
 
 async fn provision_all(
@@ -958,7 +1042,10 @@ pub async fn create(ctx: &Context, req: CreateRequest, diags: &mut Diagnostics) 
     }
     m.bootstrapped = Some(false);
     let env = make_env(parts, creds, m.timeout("create"), ctx);
-    let created = Created::default();
+    let created = Created {
+        fresh: true,
+        ..Default::default()
+    };
     let started = Instant::now();
     let list: Vec<(String, NodeModel)> = nodes.into_iter().collect();
     let errors: Vec<String> = provision_all(&env, &m, &list, &configs, &created)
@@ -1049,7 +1136,8 @@ async fn remove_node(
     let vm = created.vms.lock().ok().and_then(|v| v.get(name).cloned());
     if let Some(vm) = vm {
         let pve = env.pve()?;
-        pve.shutdown_and_delete_vm(vm.vmid, Duration::from_secs(30))
+        let mark = owner_mark(&m.cluster_name, name);
+        pve.shutdown_and_delete_vm(vm.vmid, Duration::from_secs(30), &mark, Some(&hostname))
             .await
             .map_err(|e| format!("nodes[{name:?}]: deleting VM {}: {e}", vm.vmid))?;
         created.remove_vm(name);
@@ -1414,8 +1502,13 @@ pub async fn delete(ctx: &Context, prior_state: Value, diags: &mut Diagnostics) 
     let vms = m.proxmox_vms.clone().unwrap_or_default();
     let dels = vms.iter().map(|(name, vm)| {
         let pve = pve.clone();
+        let mark = owner_mark(&m.cluster_name, name);
+        let hostname = nodes
+            .get(name)
+            .and_then(|n| n.hostname.clone())
+            .unwrap_or_else(|| name.clone());
         async move {
-            pve.shutdown_and_delete_vm(vm.vmid, Duration::from_secs(30))
+            pve.shutdown_and_delete_vm(vm.vmid, Duration::from_secs(30), &mark, Some(&hostname))
                 .await
                 .map_err(|e| format!("nodes[{name:?}]: deleting VM {}: {e}", vm.vmid))
         }
