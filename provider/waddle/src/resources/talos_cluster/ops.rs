@@ -573,7 +573,7 @@ async fn provision_node(
             .lock()
             .ok()
             .and_then(|v| v.get(name).map(|x| x.vmid));
-        let existing = adoptable_vm(&pve, m, name, n, p.vmid, recorded).await?;
+        let existing = adoptable_vm(&pve, m, name, n, (p.vmid, recorded), created.fresh).await?;
         let vmid = match existing {
             Some(vm) => {
                 tracing::info!(node = name, vmid = vm.vmid, "adopting the existing VM");
@@ -653,59 +653,53 @@ async fn provision_node(
 /// The existing VM a node adopts: the VM with the configured or recorded VMID when it
 /// carries this node's mark (a recorded VM without any mark is accepted by name: it predates
 /// marks), else — without a configured VMID — a VM carrying the mark that the state does not
-/// know (left by an interrupted create; further ones are deleted). A VM with the VMID that
-/// is not this node's is refused, never adopted.
+/// know. A VM with the VMID that is not this node's is refused, never adopted. In a create
+/// (`fresh`: nothing is recorded yet) a VM carrying the mark was left by an interrupted create
+/// whose secrets are lost: it is deleted and the node starts over; so are further ones.
 async fn adoptable_vm(
     pve: &waddle_proxmox::Client,
     m: &ClusterModel,
     name: &str,
     n: &NodeModel,
-    vmid: Option<u32>,
-    recorded: Option<u32>,
+    (vmid, recorded): (Option<u32>, Option<u32>),
+    fresh: bool,
 ) -> R<Option<waddle_proxmox::ClusterVm>> {
     let mark = owner_mark(&m.cluster_name, name);
     let hostname = n.hostname.clone().unwrap_or_else(|| name.to_string());
+    let mut found = Vec::new();
     if let Some(v) = vmid.or(recorded) {
-        let Some(vm) = pve.locate_vm(v).await.map_err(|e| e.to_string())? else {
-            return Ok(None);
-        };
-        let cfg = pve
-            .vm_config(&vm.node, v)
-            .await
-            .map_err(|e| e.to_string())?;
-        let by_name = (recorded == Some(v)).then_some(hostname.as_str());
-        mark.check(v, &cfg, by_name).map_err(|e| {
-            format!("VMID {v} is taken by a VM that is not this node's: {e}. Choose another proxmox.vmid or remove that VM.")
-        })?;
-        if mark.ownership(&cfg) != Ownership::Ours {
-            pve.mark_vm(&vm.node, v, &mark)
+        if let Some(vm) = pve.locate_vm(v).await.map_err(|e| e.to_string())? {
+            let cfg = pve
+                .vm_config(&vm.node, v)
                 .await
-                .map_err(|e| format!("marking VM {v} as this node's: {e}"))?;
+                .map_err(|e| e.to_string())?;
+            let by_name = (recorded == Some(v)).then_some(hostname.as_str());
+            mark.check(v, &cfg, by_name).map_err(|e| {
+                format!(
+                    "VMID {v} is taken by a VM that is not this node's: {e}. Choose another \
+                     proxmox.vmid or remove that VM."
+                )
+            })?;
+            if mark.ownership(&cfg) != Ownership::Ours {
+                pve.mark_vm(&vm.node, v, &mark)
+                    .await
+                    .map_err(|e| format!("marking VM {v} as this node's: {e}"))?;
+            }
+            found.push(vm);
         }
-        return Ok(Some(vm));
+    } else {
+        found = pve
+            .find_owned_vms(&mark)
+            .await
+            .map_err(|e| format!("looking for this node's VMs: {e}"))?;
     }
-    let mut found = pve
-        .find_owned_vms(&mark)
-        .await
-        .map_err(|e| format!("looking for this node's VMs: {e}"))?
-        .into_iter();
-    let adopt = found.next();
+    let mut found = found.into_iter();
+    let adopt = if fresh { None } else { found.next() };
     for extra in found {
-        tracing::info!(
-            node = name,
-            vmid = extra.vmid,
-            "deleting a duplicate left-over VM"
-        );
+        tracing::info!(node = name, vmid = extra.vmid, "deleting a left-over VM");
         pve.shutdown_and_delete_vm(extra.vmid, Duration::from_secs(30), &mark, None)
             .await
             .map_err(|e| format!("deleting the left-over VM {}: {e}", extra.vmid))?;
-    }
-    if let Some(vm) = &adopt {
-        tracing::info!(
-            node = name,
-            vmid = vm.vmid,
-            "adopting a left-over VM of this node"
-        );
     }
     Ok(adopt)
 }
