@@ -136,6 +136,16 @@ fn no_vm_or_iso_left(emu: &PveEmulator) -> Result<(), String> {
     }
 }
 
+/// Destroy `state` of a `type_name` resource (plan with a null config, apply): no errors.
+async fn destroy_state(h: &Harness, type_name: &str, state: &Value) -> Value {
+    let p = h.plan(type_name, state, &Value::Null).await;
+    let a = h
+        .apply(type_name, state, &Value::Null, &p.planned_state)
+        .await;
+    assert!(!a.diagnostics.has_errors(), "{:?}", a.diagnostics);
+    a.state
+}
+
 /// Poll (bounded by count, not time) until `f` holds.
 async fn until(what: &str, mut f: impl FnMut() -> bool) {
     for _ in 0..600 {

@@ -47,12 +47,7 @@ async fn create(h: &Harness, cfg: &Value) -> (Value, String) {
 
 /// Destroy `state` (plan with a null config, apply).
 async fn destroy(h: &Harness, state: &Value) {
-    let p = h.plan(TYPE_NAME, state, &Value::Null).await;
-    let a = h
-        .apply(TYPE_NAME, state, &Value::Null, &p.planned_state)
-        .await;
-    assert!(!a.diagnostics.has_errors(), "{:?}", a.diagnostics);
-    assert!(a.state.is_null());
+    assert!(destroy_state(h, TYPE_NAME, state).await.is_null());
 }
 
 /// After an apply: exactly the state's VM (running, started at host boot) and its seed ISO

@@ -67,11 +67,7 @@ fn recorded_images(state: &Value) -> usize {
 }
 
 async fn destroy(h: &Harness, state: &Value) {
-    let p = h.plan(TYPE_NAME, state, &Value::Null).await;
-    let a = h
-        .apply(TYPE_NAME, state, &Value::Null, &p.planned_state)
-        .await;
-    assert!(!a.diagnostics.has_errors(), "{:?}", a.diagnostics);
+    destroy_state(h, TYPE_NAME, state).await;
 }
 
 /// A node's configured VMID is taken by somebody else's VM: the create refuses it with a
