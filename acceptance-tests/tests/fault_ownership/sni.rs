@@ -313,3 +313,35 @@ fn lost_delete_answer_sends_no_second_delete() {
         no_vm_or_iso_left(&emu).unwrap();
     });
 }
+
+/// An import (by plain VM id, as `import_state` builds it) reads back what Proxmox does not
+/// know from the inputs the VM keeps: the plan after it is empty.
+#[test]
+fn import_ends_with_an_empty_plan() {
+    if skip_on_real_pve("sni import_ends_with_an_empty_plan") {
+        return;
+    }
+    start().block_on(async {
+        let emu = emulator(Ipv4Addr::new(127, 40, 91, 8), FaultConfig::default()).await;
+        let h = harness(&emu).await;
+        let cfg = config(None);
+        let (state, errors) = create(&h, &cfg).await;
+        assert!(errors.is_empty(), "{errors}");
+        let mut imported = schema().null_value();
+        imported.set_path(
+            &AttributePath::attr("vmid"),
+            Value::from(i64::from(vmid_of(&state))),
+        );
+        let r = h.read(TYPE_NAME, &imported).await;
+        assert!(!r.diagnostics.has_errors(), "{:?}", r.diagnostics);
+        let p = h.plan(TYPE_NAME, &r.state, &cfg).await;
+        assert!(!p.diagnostics.has_errors(), "{:?}", p.diagnostics);
+        assert!(p.requires_replace.is_empty(), "{:?}", p.requires_replace);
+        assert!(
+            p.planned_state.equals(&r.state),
+            "the plan after the import is empty"
+        );
+        destroy(&h, &r.state).await;
+        no_vm_or_iso_left(&emu).unwrap();
+    });
+}

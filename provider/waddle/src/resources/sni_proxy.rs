@@ -1184,6 +1184,13 @@ impl Guest<'_> {
             .await
     }
 
+    /// Keep the configuration inputs on the VM (read back by an import).
+    async fn keep_inputs(&self, st: &SniProxyState) -> Result<(), String> {
+        self.write(owned::INPUTS_PATH, &owned::inputs_json(st))
+            .await
+            .map_err(|e| format!("writing {}: {e}", owned::INPUTS_PATH))
+    }
+
     /// Hash of the live config and the maps it names; None when there is no config.
     async fn live(
         &self,
@@ -1690,7 +1697,8 @@ impl SniProxy {
         };
         guest
             .wait_ready(&rendered.config_hash, ready_timeout())
-            .await
+            .await?;
+        guest.keep_inputs(st).await
     }
 }
 
@@ -1900,6 +1908,21 @@ impl Resource for SniProxy {
                 );
             }
         }
+        if importing {
+            // What Proxmox does not know comes from the inputs the VM keeps; its actual
+            // config still wins.
+            match guest.read(owned::INPUTS_PATH).await {
+                Ok(Some(json)) => {
+                    owned::adopt_inputs(&mut st, &json);
+                    refresh_from_config(&mut st, &cfg, true);
+                }
+                Ok(None) => {}
+                Err(e) => diags.warning(
+                    "Cannot read the SNI proxy's inputs",
+                    format!("guest agent of VM {vmid}: {e}; the next plan adopts them from the configuration"),
+                ),
+            }
+        }
         from_typed(&st, diags)
     }
 
@@ -1969,7 +1992,8 @@ impl Resource for SniProxy {
                 .read(&rendered.paths.config)
                 .await
                 .map_err(|e| format!("reading the live config: {e}"))?;
-            guest.apply(&rendered, old_cfg.as_deref()).await
+            guest.apply(&rendered, old_cfg.as_deref()).await?;
+            guest.keep_inputs(&st).await
         }
         .await;
         match result {

@@ -112,3 +112,56 @@ pub async fn prepare_create(
     }
     Ok(())
 }
+
+/// Where the VM keeps the configuration inputs it was built from, so an import can read
+/// back what Proxmox does not know (routes, NIC addresses, cloud-init inputs).
+pub const INPUTS_PATH: &str = "/etc/haproxy/waddle-inputs.json";
+
+/// The configuration inputs of a state as JSON (identity and computed attributes left out;
+/// nothing in them is secret: SSH keys are public keys).
+pub fn inputs_json(st: &SniProxyState) -> String {
+    let inputs = SniProxyState {
+        id: None,
+        node: None,
+        vmid: None,
+        haproxy_cfg: None,
+        exact_map: None,
+        wildcard_map: None,
+        config_hash: None,
+        seed_iso: None,
+        ..st.clone()
+    };
+    serde_json::to_string_pretty(&inputs).unwrap_or_default()
+}
+
+/// An imported state: take what the VM's config did not give from the inputs it keeps
+/// (attributes already known win). Unparseable inputs are ignored.
+pub fn adopt_inputs(st: &mut SniProxyState, json: &str) {
+    let Ok(i) = serde_json::from_str::<SniProxyState>(json) else {
+        return;
+    };
+    fn fill<T>(slot: &mut Option<T>, v: Option<T>) {
+        if slot.is_none() {
+            *slot = v;
+        }
+    }
+    fill(&mut st.name, i.name);
+    fill(&mut st.storage, i.storage);
+    fill(&mut st.cores, i.cores);
+    fill(&mut st.memory, i.memory);
+    fill(&mut st.disk_size, i.disk_size);
+    fill(&mut st.image_url, i.image_url);
+    fill(&mut st.image_storage, i.image_storage);
+    fill(&mut st.public_nic, i.public_nic);
+    fill(&mut st.private_nic, i.private_nic);
+    fill(&mut st.dns_servers, i.dns_servers);
+    fill(&mut st.admin_user, i.admin_user);
+    fill(&mut st.ssh_authorized_keys, i.ssh_authorized_keys);
+    fill(&mut st.routes, i.routes);
+    fill(&mut st.http_backend, i.http_backend);
+    fill(&mut st.listen, i.listen);
+    fill(&mut st.maxconn, i.maxconn);
+    fill(&mut st.proxy_timeouts, i.proxy_timeouts);
+    fill(&mut st.public_address, i.public_address);
+    fill(&mut st.private_address, i.private_address);
+}
