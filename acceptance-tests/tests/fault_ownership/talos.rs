@@ -169,3 +169,46 @@ fn killed_mid_create_then_reapply() {
         emu.shutdown().await;
     });
 }
+
+/// The disk resize inside a node's VM create fails after the VM exists: the create fails,
+/// the returned state records every VM that exists (that one included), and destroying it
+/// leaves nothing.
+#[test]
+fn error_after_the_vm_exists_is_recorded() {
+    if skip_on_real_pve("talos error_after_the_vm_exists_is_recorded") {
+        return;
+    }
+    let faults = FaultConfig::new(12).rule(
+        FaultRule::new(
+            "PUT /nodes/{node}/qemu/{vmid}/resize",
+            FaultKind::FailTask("resize failed: injected".into()),
+            1.0,
+        )
+        .max_hits(1),
+    );
+    rt().block_on(async {
+        let fleet = TalosFleet::new(FleetOptions::default());
+        let emu = emulator(Ipv4Addr::new(127, 40, 92, 3), faults).await;
+        appliance::register(emu.appliances(), fleet.clone());
+        let h = harness(&emu).await;
+        let cfg = config(94, Some((940, 941)), "15s");
+        let p = h.plan(TYPE_NAME, &Value::Null, &cfg).await;
+        assert!(!p.diagnostics.has_errors(), "{:?}", p.diagnostics);
+        let a = h
+            .apply(TYPE_NAME, &Value::Null, &cfg, &p.planned_state)
+            .await;
+        let errors = format!("{:?}", a.diagnostics);
+        assert!(errors.contains("resize failed"), "{errors}");
+        let mut recorded = recorded_vmids(&a.state);
+        recorded.sort_unstable();
+        let vms: Vec<u32> = emu.vms().iter().map(|v| v.vmid).collect();
+        assert_eq!(vms, vec![940, 941], "both VMs exist");
+        assert_eq!(recorded, vms, "every VM that exists is recorded");
+        destroy(&h, &a.state).await;
+        assert!(emu.vms().is_empty(), "{:?}", emu.vms());
+        let vols: Vec<String> = emu.volumes().into_iter().map(|v| v.volid).collect();
+        assert!(vols.is_empty(), "volumes left: {vols:?}");
+        fleet.shutdown().await;
+        emu.shutdown().await;
+    });
+}
