@@ -136,6 +136,22 @@ fn no_vm_or_iso_left(emu: &PveEmulator) -> Result<(), String> {
     }
 }
 
+/// Plan and apply a create of a `type_name` resource: the returned state (null when none came
+/// back) and the errors (empty when none).
+async fn create_state(h: &Harness, type_name: &str, cfg: &Value) -> (Value, String) {
+    let p = h.plan(type_name, &Value::Null, cfg).await;
+    assert!(!p.diagnostics.has_errors(), "{:?}", p.diagnostics);
+    let a = h
+        .apply(type_name, &Value::Null, cfg, &p.planned_state)
+        .await;
+    let errors = if a.diagnostics.has_errors() {
+        format!("{:?}", a.diagnostics)
+    } else {
+        String::new()
+    };
+    (a.state, errors)
+}
+
 /// Destroy `state` of a `type_name` resource (plan with a null config, apply): no errors.
 async fn destroy_state(h: &Harness, type_name: &str, state: &Value) -> Value {
     let p = h.plan(type_name, state, &Value::Null).await;

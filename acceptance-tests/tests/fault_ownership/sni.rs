@@ -32,17 +32,7 @@ fn start() -> tokio::runtime::Runtime {
 
 /// Plan and apply a create; returns the state (null when none came back) and the errors.
 async fn create(h: &Harness, cfg: &Value) -> (Value, String) {
-    let p = h.plan(TYPE_NAME, &Value::Null, cfg).await;
-    assert!(!p.diagnostics.has_errors(), "{:?}", p.diagnostics);
-    let a = h
-        .apply(TYPE_NAME, &Value::Null, cfg, &p.planned_state)
-        .await;
-    let errors = if a.diagnostics.has_errors() {
-        format!("{:?}", a.diagnostics)
-    } else {
-        String::new()
-    };
-    (a.state, errors)
+    create_state(h, TYPE_NAME, cfg).await
 }
 
 /// Destroy `state` (plan with a null config, apply).

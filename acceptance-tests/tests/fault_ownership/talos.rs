@@ -86,24 +86,19 @@ fn foreign_vm_with_a_node_vmid_is_refused_and_survives_destroy() {
         let h = harness(&emu).await;
         // The worker cannot finish without its control plane: a short deadline ends the create.
         let cfg = config(92, Some((920, 921)), "15s");
-        let p = h.plan(TYPE_NAME, &Value::Null, &cfg).await;
-        assert!(!p.diagnostics.has_errors(), "{:?}", p.diagnostics);
-        let a = h
-            .apply(TYPE_NAME, &Value::Null, &cfg, &p.planned_state)
-            .await;
-        let errors = format!("{:?}", a.diagnostics);
-        assert!(a.diagnostics.has_errors(), "the create must fail");
+        let (state, errors) = create_state(&h, TYPE_NAME, &cfg).await;
+        assert!(!errors.is_empty(), "the create must fail");
         assert!(
             errors.contains("prod-db") && errors.contains("920"),
             "{errors}"
         );
         assert!(
-            !recorded_vmids(&a.state).contains(&920),
+            !recorded_vmids(&state).contains(&920),
             "the foreign VM is not recorded: {:?}",
-            recorded_vmids(&a.state)
+            recorded_vmids(&state)
         );
         assert_eq!(emu.vm(920).expect("foreign VM").config, before);
-        destroy(&h, &a.state).await;
+        destroy(&h, &state).await;
         assert_eq!(emu.vm(920).expect("foreign VM").config, before);
         let vms: Vec<u32> = emu.vms().iter().map(|v| v.vmid).collect();
         assert_eq!(vms, vec![920], "only the foreign VM is left");
@@ -139,22 +134,19 @@ fn killed_mid_create_then_reapply() {
             _ = apply => panic!("the create finished before it was killed"),
             _ = killed => {}
         }
-        let p = h.plan(TYPE_NAME, &Value::Null, &cfg).await;
-        let a = h
-            .apply(TYPE_NAME, &Value::Null, &cfg, &p.planned_state)
-            .await;
-        assert!(!a.diagnostics.has_errors(), "{:?}", a.diagnostics);
-        let mut recorded = recorded_vmids(&a.state);
+        let (state, errors) = create_state(&h, TYPE_NAME, &cfg).await;
+        assert!(errors.is_empty(), "{errors}");
+        let mut recorded = recorded_vmids(&state);
         recorded.sort_unstable();
         let vms: Vec<u32> = emu.vms().iter().map(|v| v.vmid).collect();
         assert_eq!(vms, recorded, "no VM the state does not know");
         assert_eq!(
-            recorded_images(&a.state),
+            recorded_images(&state),
             1,
             "the downloaded image is recorded"
         );
         assert_eq!(emu.downloads().len(), 1, "downloaded once");
-        let r = h.read(TYPE_NAME, &a.state).await;
+        let r = h.read(TYPE_NAME, &state).await;
         assert!(!r.diagnostics.has_errors(), "{:?}", r.diagnostics);
         let p = h.plan(TYPE_NAME, &r.state, &cfg).await;
         assert!(
@@ -192,19 +184,14 @@ fn error_after_the_vm_exists_is_recorded() {
         appliance::register(emu.appliances(), fleet.clone());
         let h = harness(&emu).await;
         let cfg = config(94, Some((940, 941)), "15s");
-        let p = h.plan(TYPE_NAME, &Value::Null, &cfg).await;
-        assert!(!p.diagnostics.has_errors(), "{:?}", p.diagnostics);
-        let a = h
-            .apply(TYPE_NAME, &Value::Null, &cfg, &p.planned_state)
-            .await;
-        let errors = format!("{:?}", a.diagnostics);
+        let (state, errors) = create_state(&h, TYPE_NAME, &cfg).await;
         assert!(errors.contains("resize failed"), "{errors}");
-        let mut recorded = recorded_vmids(&a.state);
+        let mut recorded = recorded_vmids(&state);
         recorded.sort_unstable();
         let vms: Vec<u32> = emu.vms().iter().map(|v| v.vmid).collect();
         assert_eq!(vms, vec![940, 941], "both VMs exist");
         assert_eq!(recorded, vms, "every VM that exists is recorded");
-        destroy(&h, &a.state).await;
+        destroy(&h, &state).await;
         assert!(emu.vms().is_empty(), "{:?}", emu.vms());
         let vols: Vec<String> = emu.volumes().into_iter().map(|v| v.volid).collect();
         assert!(vols.is_empty(), "volumes left: {vols:?}");
