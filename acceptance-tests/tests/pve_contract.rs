@@ -255,7 +255,8 @@ async fn client_requests_and_emulator_responses_follow_the_schema() {
 
     // destroy (counted)
     let before_delete = recorder.entries().len();
-    c.shutdown_and_delete_vm(vmid, Duration::from_secs(10))
+    let owner = px::OwnerMark::new(&["pve_contract", "contract"]);
+    c.shutdown_and_delete_vm(vmid, Duration::from_secs(10), &owner, Some("contract"))
         .await
         .expect("delete");
     let delete_calls = recorder.entries()[before_delete..].to_vec();

@@ -1921,12 +1921,21 @@ fn tasks_list(ctx: &Ctx) -> R {
     let node = node_check(ctx)?;
     let st = ctx.shared.st();
     let vmid = ctx.p("vmid").map(str::to_string);
+    let typefilter = ctx.p("typefilter").map(str::to_string);
+    // `source`: archive (default, finished tasks), active (running ones), all.
+    let source = ctx.p("source").unwrap_or("archive").to_string();
     let list: Vec<Value> = st
         .tasks
         .iter()
         .rev()
         .filter(|t| t.node == node)
         .filter(|t| vmid.as_ref().map(|v| &t.id == v).unwrap_or(true))
+        .filter(|t| typefilter.as_ref().map(|f| &t.ttype == f).unwrap_or(true))
+        .filter(|t| match source.as_str() {
+            "active" => t.endtime.is_none(),
+            "all" => true,
+            _ => t.endtime.is_some(),
+        })
         .filter(|t| {
             t.user == ctx.caller.id || ctx.caller.has(&format!("/nodes/{node}"), "Sys.Audit")
         })

@@ -221,6 +221,31 @@ pub enum Error {
         #[source]
         last: Box<Error>,
     },
+    /// A VM is not marked as owned by the caller: it is neither adopted nor deleted.
+    #[error(
+        "VM {vmid}{} is not owned by {expected}: it carries {}; refusing to adopt or delete it",
+        .name.as_deref().map(|n| format!(" ({n})")).unwrap_or_default(),
+        .found.as_deref().map(|f| format!("the mark \"waddle-owner: {f}\"")).unwrap_or_else(|| "no waddle-owner mark".into())
+    )]
+    NotOwned {
+        /// The VMID.
+        vmid: u32,
+        /// The VM's name, when it has one.
+        name: Option<String>,
+        /// The owner the caller expected.
+        expected: String,
+        /// The owner mark the VM carries, if any.
+        found: Option<String>,
+    },
+    /// The VM was created, but a later step of the create (disk resize, wait) failed. The
+    /// caller owns the VM and must record it.
+    #[error("VM {vmid} was created, but: {source}")]
+    CreatedIncomplete {
+        /// The VMID of the VM that exists.
+        vmid: u32,
+        /// What failed after the VM existed.
+        source: Box<Error>,
+    },
     /// A guest agent command ran but failed (non-zero exit, signal).
     #[error("guest command failed with exit code {exitcode:?}: {stderr}")]
     GuestCommand {
@@ -269,6 +294,14 @@ fn render_tail(lines: &[String]) -> String {
 }
 
 impl Error {
+    /// The VMID of a VM that exists although the create failed ([`Error::CreatedIncomplete`]).
+    pub fn created_vmid(&self) -> Option<u32> {
+        match self {
+            Error::CreatedIncomplete { vmid, .. } => Some(*vmid),
+            _ => None,
+        }
+    }
+
     /// The API error classification, when this is an API error.
     pub fn api_kind(&self) -> Option<ApiErrorKind> {
         match self {

@@ -241,7 +241,14 @@ impl Client {
                 self.wait_task(&upid, wait).await?;
             }
             Err(e) if crate::vm::is_outcome_unknown(&e) => {
-                // The download may have started: look before posting again.
+                // The download may have started: wait for its task, and look before posting
+                // again.
+                if let Some(upid) = self
+                    .active_task(node, "download", Some(&req.filename))
+                    .await?
+                {
+                    self.wait_task(&upid, wait).await?;
+                }
                 if !self
                     .volume_exists(node, storage, req.content, &volid)
                     .await?
@@ -299,18 +306,45 @@ impl Client {
         let path = api_path(&["nodes", node, "storage", storage, "upload"]);
         let fields = Params::new().str("content", "iso");
         let data = Arc::new(data);
-        let res = self
+        let res = match self
             .call_body(
                 Method::POST,
                 &path,
                 Body::Upload {
                     fields: &fields,
                     file_name: filename,
-                    data,
+                    data: data.clone(),
                 },
                 false,
             )
-            .await?;
+            .await
+        {
+            Ok(v) => v,
+            Err(e) if crate::vm::is_outcome_unknown(&e) => {
+                // The upload may have been stored: look before sending it again.
+                if let Some(upid) = self.active_task(node, "imgcopy", None).await? {
+                    self.wait_task(&upid, &WaitOptions::default()).await?;
+                }
+                if self
+                    .volume_exists(node, storage, ContentType::Iso, &volid)
+                    .await?
+                {
+                    return Ok(volid);
+                }
+                self.call_body(
+                    Method::POST,
+                    &path,
+                    Body::Upload {
+                        fields: &fields,
+                        file_name: filename,
+                        data,
+                    },
+                    false,
+                )
+                .await?
+            }
+            Err(e) => return Err(e),
+        };
         // Real PVE returns the UPID of the copy task; tolerate servers that finish inline.
         if let Value::String(_) = res {
             let upid = upid_from(&res)?;

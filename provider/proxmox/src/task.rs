@@ -100,6 +100,36 @@ impl Client {
         self.get(&path, &Params::new()).await
     }
 
+    /// A task of type `ttype` for `id` (a VMID, a file name, ...; `None`: any) that still runs
+    /// on `node`
+    /// (`GET /nodes/{node}/tasks?source=active&typefilter=`). Used after a lost answer, so a
+    /// request whose task is already running is waited for instead of sent again.
+    pub async fn active_task(
+        &self,
+        node: &str,
+        ttype: &str,
+        id: Option<&str>,
+    ) -> Result<Option<Upid>> {
+        let path = api_path(&["nodes", node, "tasks"]);
+        let v: Value = self
+            .get(
+                &path,
+                &Params::new()
+                    .str("source", "active")
+                    .str("typefilter", ttype),
+            )
+            .await?;
+        let Value::Array(items) = v else {
+            return Ok(None);
+        };
+        Ok(items
+            .iter()
+            .filter(|t| t.get("type").and_then(v_str).as_deref() == Some(ttype))
+            .filter(|t| id.is_none() || t.get("id").and_then(v_str).as_deref() == id)
+            .filter(|t| t.get("endtime").is_none())
+            .find_map(|t| t.get("upid").and_then(v_str)?.parse::<Upid>().ok()))
+    }
+
     /// Read task log lines `[start, start+limit)`.
     pub async fn task_log(&self, upid: &Upid, start: u64, limit: u64) -> Result<Vec<TaskLogLine>> {
         let path = api_path(&["nodes", &upid.node, "tasks", upid.as_str(), "log"]);

@@ -7,6 +7,7 @@ use serde_json::Value;
 
 use crate::client::Client;
 use crate::error::{ApiErrorKind, Error, Result};
+use crate::owner::OwnerMark;
 use crate::params::{api_path, Params};
 use crate::props::{
     parse_disk_size, parse_property_string, validate_dns_name, validate_node, validate_tag,
@@ -435,10 +436,16 @@ impl Client {
             let res = self.post(&path, &params).await;
             let err = match res {
                 Ok(data) => {
-                    let upid = upid_from(&data)?;
-                    self.wait_task(&upid, wait).await?;
-                    self.grow_imported_disks(node, vmid, spec).await?;
-                    return Ok(vmid);
+                    // From here on the VM exists: errors carry its VMID.
+                    let finish = async {
+                        let upid = upid_from(&data)?;
+                        self.wait_task(&upid, wait).await?;
+                        self.grow_imported_disks(node, vmid, spec).await
+                    };
+                    return match finish.await {
+                        Ok(()) => Ok(vmid),
+                        Err(e) => Err(created_incomplete(vmid, e)),
+                    };
                 }
                 Err(e) => e,
             };
@@ -449,11 +456,16 @@ impl Client {
                 }
                 _ if is_outcome_unknown(&err) => {
                     // The create may or may not have happened: look before retrying.
-                    match self.find_created(node, vmid, &spec.name).await? {
+                    match self.find_created(node, vmid, spec).await? {
                         Found::Ours => {
-                            self.wait_unlocked(node, vmid, wait).await?;
-                            self.grow_imported_disks(node, vmid, spec).await?;
-                            return Ok(vmid);
+                            let finish = async {
+                                self.wait_unlocked(node, vmid, wait).await?;
+                                self.grow_imported_disks(node, vmid, spec).await
+                            };
+                            return match finish.await {
+                                Ok(()) => Ok(vmid),
+                                Err(e) => Err(created_incomplete(vmid, e)),
+                            };
                         }
                         Found::Other if spec.vmid.is_some() => {
                             return Err(Error::InvalidArgument(format!(
@@ -489,27 +501,40 @@ impl Client {
         let cfg = self.vm_config(node, vmid).await?;
         for d in wanted {
             let key = d.key();
-            let current = cfg
-                .get_str(&key)
-                .and_then(|v| {
-                    parse_property_string(&v, Some("file"))
-                        .into_iter()
-                        .find(|(k, _)| k == "size")
-                        .and_then(|(_, s)| parse_disk_size(&s))
-                })
-                .unwrap_or(0);
+            let current = disk_size(&cfg, &key);
             let target = u64::from(d.size_gib) << 30;
             if current < target {
-                self.resize_disk_unlimited(node, vmid, &key, &format!("{}G", d.size_gib))
-                    .await?;
+                let size = format!("{}G", d.size_gib);
+                match self.resize_disk_unlimited(node, vmid, &key, &size).await {
+                    Ok(()) => {}
+                    Err(e) if is_outcome_unknown(&e) => {
+                        // Look instead of resizing again: a lost answer may hide a done resize.
+                        let now = disk_size(&self.vm_config(node, vmid).await?, &key);
+                        if now < target {
+                            self.resize_disk_unlimited(node, vmid, &key, &size).await?;
+                        }
+                    }
+                    Err(e) => return Err(e),
+                }
             }
         }
         Ok(())
     }
 
-    async fn find_created(&self, node: &str, vmid: u32, name: &str) -> Result<Found> {
+    async fn find_created(&self, node: &str, vmid: u32, spec: &VmSpec) -> Result<Found> {
+        let ours = |cfg: &VmConfig| {
+            cfg.get_str("name").as_deref() == Some(spec.name.as_str())
+                && match spec
+                    .description
+                    .as_deref()
+                    .and_then(crate::owner::OwnerMark::in_description)
+                {
+                    Some(mark) => mark.ownership(cfg) == crate::owner::Ownership::Ours,
+                    None => true,
+                }
+        };
         match self.vm_config(node, vmid).await {
-            Ok(cfg) if cfg.get_str("name").as_deref() == Some(name) => Ok(Found::Ours),
+            Ok(cfg) if ours(&cfg) => Ok(Found::Ours),
             Ok(_) => Ok(Found::Other),
             Err(e) if e.is_not_found() => Ok(Found::Absent),
             Err(e) => Err(e),
@@ -721,6 +746,13 @@ impl Client {
             }
             Err(e) if e.is_not_found() => Ok(()),
             Err(e) if is_outcome_unknown(&e) => {
+                // The delete may have started: wait for its task rather than sending another.
+                if let Some(upid) = self
+                    .active_task(node, "qmdestroy", Some(&vmid.to_string()))
+                    .await?
+                {
+                    self.wait_task(&upid, &WaitOptions::default()).await?;
+                }
                 // Check state: gone means done; otherwise try once more.
                 match self.vm_config(node, vmid).await {
                     Err(e2) if e2.is_not_found() => Ok(()),
@@ -736,17 +768,27 @@ impl Client {
         }
     }
 
-    /// Locate the VM anywhere in the cluster, shut it down (ACPI with `shutdown_timeout`,
-    /// then stop) and delete it with purge. Absent VMs are fine ([`DeleteOutcome::NotFound`]).
+    /// Locate the VM anywhere in the cluster, check that it is `owner`'s (see
+    /// [`OwnerMark::check`]: its mark, or no mark and the name `unmarked_name`), shut it down
+    /// (ACPI with `shutdown_timeout`, then stop) and delete it with purge. Absent VMs are fine
+    /// ([`DeleteOutcome::NotFound`]); a VM that is not the owner's is refused with
+    /// [`Error::NotOwned`] and left untouched.
     pub async fn shutdown_and_delete_vm(
         &self,
         vmid: u32,
         shutdown_timeout: Duration,
+        owner: &OwnerMark,
+        unmarked_name: Option<&str>,
     ) -> Result<DeleteOutcome> {
         let Some(vm) = self.locate_vm(vmid).await? else {
             return Ok(DeleteOutcome::NotFound);
         };
         let node = vm.node;
+        match self.vm_config(&node, vmid).await {
+            Ok(cfg) => owner.check(vmid, &cfg, unmarked_name)?,
+            Err(e) if e.is_not_found() => return Ok(DeleteOutcome::NotFound),
+            Err(e) => return Err(e),
+        }
         match self.vm_status(&node, vmid).await {
             Ok(st) if st.is_running() => {
                 if shutdown_timeout.is_zero() {
@@ -762,6 +804,28 @@ impl Client {
         }
         self.delete_vm(&node, vmid).await?;
         Ok(DeleteOutcome::Deleted)
+    }
+}
+
+/// The size in bytes of disk `key` in `cfg` (0 when unknown).
+fn disk_size(cfg: &VmConfig, key: &str) -> u64 {
+    cfg.get_str(key)
+        .and_then(|v| {
+            parse_property_string(&v, Some("file"))
+                .into_iter()
+                .find(|(k, _)| k == "size")
+                .and_then(|(_, s)| parse_disk_size(&s))
+        })
+        .unwrap_or(0)
+}
+
+fn created_incomplete(vmid: u32, e: Error) -> Error {
+    match e {
+        Error::CreatedIncomplete { .. } => e,
+        other => Error::CreatedIncomplete {
+            vmid,
+            source: Box::new(other),
+        },
     }
 }
 

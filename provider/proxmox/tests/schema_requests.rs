@@ -286,7 +286,9 @@ async fn every_request_of_the_typed_operations_matches_the_schema() {
     c.shutdown_vm("pve", vmid, Duration::from_secs(30))
         .await
         .unwrap();
-    c.shutdown_and_delete_vm(vmid, Duration::from_secs(30))
+    // The mock's VM is named "vm" and carries no mark: deleted as the explicitly named VM.
+    let owner = waddle_proxmox::OwnerMark::new(&["test", "vm"]);
+    c.shutdown_and_delete_vm(vmid, Duration::from_secs(30), &owner, Some("vm"))
         .await
         .unwrap();
     c.list_nodes().await.unwrap();
@@ -532,9 +534,14 @@ async fn create_vm_grows_imported_disk_and_multi_node_delete_addresses_the_owner
     assert_eq!(resize.param("size").as_deref(), Some("10G"));
 
     assert_eq!(
-        c.shutdown_and_delete_vm(150, Duration::from_secs(5))
-            .await
-            .unwrap(),
+        c.shutdown_and_delete_vm(
+            150,
+            Duration::from_secs(5),
+            &waddle_proxmox::OwnerMark::new(&["test", "cp"]),
+            Some("cp")
+        )
+        .await
+        .unwrap(),
         DeleteOutcome::Deleted
     );
     let del = server

@@ -70,6 +70,8 @@ use waddle_proxmox::{
 
 use crate::provider::{ProviderConfig, ENV_NODE};
 
+mod owned;
+
 /// Type name.
 pub const TYPE_NAME: &str = "waddle_sni_proxy";
 
@@ -1225,6 +1227,13 @@ impl Guest<'_> {
             .await
     }
 
+    /// Keep the configuration inputs on the VM (read back by an import).
+    async fn keep_inputs(&self, st: &SniProxyState) -> Result<(), String> {
+        self.write(owned::INPUTS_PATH, &owned::inputs_json(st))
+            .await
+            .map_err(|e| format!("writing {}: {e}", owned::INPUTS_PATH))
+    }
+
     /// Hash of the live config and the maps it names; None when there is no config.
     async fn live(
         &self,
@@ -1474,6 +1483,43 @@ fn refresh_from_config(state: &mut SniProxyState, cfg: &VmConfig, importing: boo
 }
 
 impl SniProxy {
+    /// Read found no VM of ours: while a seed ISO of ours still exists the state is kept
+    /// (with an empty `id`, which plans a replacement) so the ISO stays owned; otherwise the
+    /// resource is gone.
+    async fn vm_gone(
+        &self,
+        client: &Client,
+        node: &str,
+        mut st: SniProxyState,
+        diags: &mut Diagnostics,
+    ) -> Option<Value> {
+        let vmid = st.vmid?;
+        let isos = owned::seed_isos(&st, vmid);
+        match owned::any_iso_exists(client, node, &isos).await {
+            Ok(false) => None,
+            Ok(true) => {
+                diags.warning(
+                    "SNI proxy VM is gone",
+                    format!(
+                        "VM {vmid} on {node} no longer exists; its seed ISO does. The next apply \
+                         re-creates the VM, destroy deletes the ISO."
+                    ),
+                );
+                st.id = Some(String::new());
+                st.config_hash = Some(String::new());
+                from_typed(&st, diags)
+            }
+            Err(e) => {
+                diags.warning(
+                    "SNI proxy VM is gone",
+                    format!("VM {vmid} on {node} no longer exists; {e}"),
+                );
+                st.id = Some(String::new());
+                from_typed(&st, diags)
+            }
+        }
+    }
+
     async fn do_create(
         &self,
         ctx: &Context,
@@ -1508,6 +1554,12 @@ impl SniProxy {
         };
         let image_storage = st.image_storage().to_string();
         let wait = waddle_proxmox::WaitOptions::with_cancel(ctx.cancellation().clone());
+        // 0. what an interrupted create left, and a VMID taken by somebody else
+        let mark = owned::owner_mark(&node, &owned::vm_name(&st));
+        if let Err(e) = owned::prepare_create(client, &st, &mark, SHUTDOWN_TIMEOUT).await {
+            diags.error_at(AttributePath::attr("vmid"), "Creating the VM failed", e);
+            return None;
+        }
         // 1. image
         let dl = DownloadUrl {
             content: ContentType::Import,
@@ -1554,11 +1606,26 @@ impl SniProxy {
         spec.description = Some(
             "waddle_sni_proxy: HAProxy SNI passthrough (managed by OpenTofu/Terraform)".into(),
         );
+        mark.apply(&mut spec);
+        // The public entry point comes back after a host reboot.
+        spec.onboot = Some(true);
         let vmid = match client.create_vm_with(&node, &spec, &wait).await {
             Ok(v) => v,
             Err(e) => {
-                fail(diags, "Creating the VM failed", e);
-                return None;
+                let Some(vmid) = e.created_vmid() else {
+                    fail(diags, "Creating the VM failed", e);
+                    return None;
+                };
+                // The VM exists: recorded (tainted), so the next apply or destroy removes it.
+                fail(
+                    diags,
+                    "Creating the SNI proxy VM failed",
+                    format!("{e}\nThe VM {vmid} is recorded in the state as tainted."),
+                );
+                st.vmid = Some(vmid);
+                st.id = Some(id_of(&node, vmid));
+                st.set_rendered(&rendered);
+                return Some(st);
             }
         };
         // From here on the VM exists: every error returns the partial state.
@@ -1673,7 +1740,8 @@ impl SniProxy {
         };
         guest
             .wait_ready(&rendered.config_hash, ready_timeout())
-            .await
+            .await?;
+        guest.keep_inputs(st).await
     }
 }
 
@@ -1784,6 +1852,14 @@ impl Resource for SniProxy {
                     .get_path(p)
                     .is_some_and(|v| !v.is_null() && v.as_str() != Some(""))
             });
+            // The VM is gone (read keeps the state for its seed ISO): re-create it.
+            if req.prior_state.get_attr("id").and_then(Value::as_str) == Some("") {
+                let id = AttributePath::attr("id");
+                if plan.state.get_attr("id").and_then(Value::as_str) == Some("") {
+                    plan.state.set_path(&id, Value::unknown());
+                }
+                plan.requires_replace.push(id);
+            }
         }
     }
 
@@ -1817,18 +1893,28 @@ impl Resource for SniProxy {
         };
         let cfg = match client.vm_config(&node, vmid).await {
             Ok(c) => c,
-            Err(e) if e.is_not_found() => return None,
+            Err(e) if e.is_not_found() => return self.vm_gone(&client, &node, st, diags).await,
             Err(e) => {
                 fail(diags, "Reading the VM failed", e);
                 return None;
             }
         };
+        // A VM with our VMID that is not ours (ours was deleted by hand and the id reused):
+        // ours is gone. An import names its VM explicitly and is taken as is.
+        let name = owned::vm_name(&st);
+        if !importing
+            && owned::owner_mark(&node, &name)
+                .check(vmid, &cfg, Some(&name))
+                .is_err()
+        {
+            return self.vm_gone(&client, &node, st, diags).await;
+        }
         st.node = Some(node.clone());
         st.id = Some(id_of(&node, vmid));
         refresh_from_config(&mut st, &cfg, importing);
         let running = match client.vm_status(&node, vmid).await {
             Ok(s) => s.is_running(),
-            Err(e) if e.is_not_found() => return None,
+            Err(e) if e.is_not_found() => return self.vm_gone(&client, &node, st, diags).await,
             Err(e) => {
                 fail(diags, "Reading the VM status failed", e);
                 return None;
@@ -1863,6 +1949,21 @@ impl Resource for SniProxy {
                     "Cannot read the live HAProxy configuration",
                     format!("guest agent of VM {vmid}: {e}; the recorded config hash is kept"),
                 );
+            }
+        }
+        if importing {
+            // What Proxmox does not know comes from the inputs the VM keeps; its actual
+            // config still wins.
+            match guest.read(owned::INPUTS_PATH).await {
+                Ok(Some(json)) => {
+                    owned::adopt_inputs(&mut st, &json);
+                    refresh_from_config(&mut st, &cfg, true);
+                }
+                Ok(None) => {}
+                Err(e) => diags.warning(
+                    "Cannot read the SNI proxy's inputs",
+                    format!("guest agent of VM {vmid}: {e}; the next plan adopts them from the configuration"),
+                ),
             }
         }
         from_typed(&st, diags)
@@ -1900,6 +2001,21 @@ impl Resource for SniProxy {
             ctx,
         };
         let result: Result<(), String> = async {
+            let mark = owned::owner_mark(&node, &owned::vm_name(&st));
+            client
+                .mark_vm(&node, vmid, &mark)
+                .await
+                .map_err(|e| format!("marking the VM as this proxy's: {e}"))?;
+            let cfg = client
+                .vm_config(&node, vmid)
+                .await
+                .map_err(|e| format!("reading the VM config: {e}"))?;
+            if cfg.get_str("onboot").as_deref() != Some("1") {
+                client
+                    .update_vm_config(&node, vmid, &Params::new().bool("onboot", true))
+                    .await
+                    .map_err(|e| format!("setting onboot: {e}"))?;
+            }
             let status = client
                 .vm_status(&node, vmid)
                 .await
@@ -1919,7 +2035,8 @@ impl Resource for SniProxy {
                 .read(&rendered.paths.config)
                 .await
                 .map_err(|e| format!("reading the live config: {e}"))?;
-            guest.apply(&rendered, old_cfg.as_deref()).await
+            guest.apply(&rendered, old_cfg.as_deref()).await?;
+            guest.keep_inputs(&st).await
         }
         .await;
         match result {
@@ -1945,58 +2062,30 @@ impl Resource for SniProxy {
         let Some(vmid) = st.vmid else {
             return; // nothing was created
         };
-        let node = match st.node.clone() {
-            Some(n) => n,
-            None => match client.locate_vm(vmid).await {
-                Ok(Some(vm)) => vm.node,
-                Ok(None) => return,
-                Err(e) => {
-                    fail(diags, "Locating the VM failed", e);
-                    return;
-                }
-            },
-        };
-        match client.vm_status(&node, vmid).await {
-            Ok(s) if s.is_running() => {
-                if let Err(e) = client.shutdown_vm(&node, vmid, SHUTDOWN_TIMEOUT).await {
-                    fail(diags, "Stopping the VM failed", e);
-                    return;
-                }
-            }
-            Ok(_) => {}
-            Err(e) if e.is_not_found() => {}
+        let located = match client.locate_vm(vmid).await {
+            Ok(vm) => vm.map(|v| v.node),
             Err(e) => {
-                fail(diags, "Reading the VM status failed", e);
+                fail(diags, "Locating the VM failed", e);
+                return;
+            }
+        };
+        let Some(node) = st.node.clone().or(located.clone()) else {
+            return; // no VM, and no node to look for its seed ISO on
+        };
+        let name = owned::vm_name(&st);
+        let mark = owned::owner_mark(&node, &name);
+        // A VM whose mark is not ours is refused (NotOwned) and left alone; a gone VM is fine.
+        if located.is_some() {
+            if let Err(e) = client
+                .shutdown_and_delete_vm(vmid, SHUTDOWN_TIMEOUT, &mark, Some(&name))
+                .await
+            {
+                fail(diags, "Deleting the VM failed", e);
                 return;
             }
         }
-        if let Err(e) = client.delete_vm(&node, vmid).await {
-            fail(diags, "Deleting the VM failed", e);
-            return;
-        }
-        let storage = st.image_storage().to_string();
-        let mut isos = vec![waddle_proxmox::volume_id(
-            &storage,
-            ContentType::Iso,
-            &seed_iso_name(vmid),
-        )];
-        if let Some(s) = st.seed_iso.clone() {
-            if !isos.contains(&s) {
-                isos.push(s);
-            }
-        }
-        for volid in isos {
-            let store = volid
-                .split_once(':')
-                .map(|(s, _)| s.to_string())
-                .unwrap_or(storage.clone());
-            if let Err(e) = client.delete_volume(&node, &store, &volid).await {
-                fail(
-                    diags,
-                    "Deleting the seed ISO failed",
-                    format!("{volid}: {e}"),
-                );
-            }
+        if let Err(e) = owned::delete_isos(&client, &node, &owned::seed_isos(&st, vmid)).await {
+            fail(diags, "Deleting the seed ISO failed", e);
         }
     }
 

@@ -30,6 +30,10 @@ use super::{
 };
 use crate::provider::ProviderConfig;
 
+mod owned;
+use owned::{adoptable_vm, cluster_slug};
+pub use owned::{owned_image_file_name, owner_mark};
+
 type R<T> = Result<T, String>;
 
 /// Poll intervals: start small so a fast step is noticed quickly, grow to a cap.
@@ -281,6 +285,9 @@ fn render_all(m: &ClusterModel, bundle: &SecretsBundle) -> R<BTreeMap<String, St
 pub struct Created {
     pub vms: Mutex<BTreeMap<String, VmRef>>,
     pub images: Mutex<BTreeSet<ImageRef>>,
+    /// A create (no prior state): images with this cluster's name that exist already were
+    /// downloaded by an earlier, interrupted create of this resource and are recorded too.
+    pub fresh: bool,
 }
 
 impl Created {
@@ -294,6 +301,7 @@ impl Created {
                     .into_iter()
                     .collect(),
             ),
+            fresh: false,
         }
     }
     fn add_vm(&self, name: &str, r: VmRef) {
@@ -323,7 +331,9 @@ impl Created {
 // ---------------------------------------------------------------------------------------
 
 /// Downloads the disk image once per (Proxmox node, image storage) used by `nodes`; returns
-/// the volume ids. Images that did not exist before are recorded in `created`.
+/// the volume ids. Images that did not exist before are recorded in `created` (in a create,
+/// existing ones too: they carry this cluster's name and are left over from an interrupted
+/// create).
 async fn ensure_images(
     env: &Env,
     m: &ClusterModel,
@@ -342,6 +352,7 @@ async fn ensure_images(
         .disk_image_url()
         .ok_or("image.disk_image_url is required for Proxmox nodes")?;
     let (filename, compression) = image_file_name(&url)?;
+    let filename = owned_image_file_name(&m.cluster_name, &filename);
     let pve = env.pve()?.clone();
     let req = DownloadUrl {
         content: ContentType::Import,
@@ -380,7 +391,7 @@ async fn ensure_images(
     let mut out = BTreeMap::new();
     for r in futures::future::join_all(futs).await {
         let (node, storage, volid, existed) = r?;
-        if !existed {
+        if !existed || created.fresh {
             if let Ok(mut i) = created.images.lock() {
                 i.insert(ImageRef {
                     node: node.clone(),
@@ -422,16 +433,12 @@ pub fn vm_spec(m: &ClusterModel, name: &str, n: &NodeModel, volid: &str) -> R<Vm
             storage: storage.clone(),
         });
     }
-    let tag = m
-        .cluster_name
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
-        .collect::<String>();
-    spec.tags = vec!["talos".into(), tag];
+    spec.tags = vec!["talos".into(), cluster_slug(&m.cluster_name)];
     spec.description = Some(format!(
         "Talos node {name} of cluster {} (managed by waddle_talos_cluster)",
         m.cluster_name
     ));
+    owner_mark(&m.cluster_name, name).apply(&mut spec);
     spec.onboot = Some(true);
     Ok(spec)
 }
@@ -556,17 +563,12 @@ async fn provision_node(
         if pnode.is_empty() {
             return Err("no Proxmox VE node: set proxmox.node or the provider's node".into());
         }
-        let known_vmid = p.vmid.or_else(|| {
-            created
-                .vms
-                .lock()
-                .ok()
-                .and_then(|v| v.get(name).map(|x| x.vmid))
-        });
-        let existing = match known_vmid {
-            Some(v) => pve.locate_vm(v).await.map_err(|e| e.to_string())?,
-            None => None,
-        };
+        let recorded = created
+            .vms
+            .lock()
+            .ok()
+            .and_then(|v| v.get(name).map(|x| x.vmid));
+        let existing = adoptable_vm(&pve, m, name, n, (p.vmid, recorded), created.fresh).await?;
         let vmid = match existing {
             Some(vm) => {
                 tracing::info!(node = name, vmid = vm.vmid, "adopting the existing VM");
@@ -589,10 +591,17 @@ async fn provision_node(
                     .ok_or("the disk image was not downloaded")?;
                 let spec = vm_spec(m, name, n, volid)?;
                 let wait = WaitOptions::with_cancel(env.cancel.clone());
-                let vmid = pve
-                    .create_vm_with(&pnode, &spec, &wait)
-                    .await
-                    .map_err(|e| format!("creating the VM: {e}"))?;
+                let vmid = match pve.create_vm_with(&pnode, &spec, &wait).await {
+                    Ok(v) => v,
+                    Err(e) => {
+                        if let Some(vmid) = e.created_vmid() {
+                            // The VM exists: record it so destroy or the next apply finds it.
+                            let node = pnode.clone();
+                            created.add_vm(name, VmRef { node, vmid });
+                        }
+                        return Err(format!("creating the VM: {e}"));
+                    }
+                };
                 created.add_vm(
                     name,
                     VmRef {
@@ -968,7 +977,10 @@ pub async fn create(ctx: &Context, req: CreateRequest, diags: &mut Diagnostics) 
     }
     m.bootstrapped = Some(false);
     let env = make_env(parts, creds, m.timeout("create"), ctx);
-    let created = Created::default();
+    let created = Created {
+        fresh: true,
+        ..Default::default()
+    };
     let started = Instant::now();
     let list: Vec<(String, NodeModel)> = nodes.into_iter().collect();
     let errors: Vec<String> = provision_all(&env, &m, &list, &configs, &created)
@@ -1059,7 +1071,8 @@ async fn remove_node(
     let vm = created.vms.lock().ok().and_then(|v| v.get(name).cloned());
     if let Some(vm) = vm {
         let pve = env.pve()?;
-        pve.shutdown_and_delete_vm(vm.vmid, Duration::from_secs(30))
+        let mark = owner_mark(&m.cluster_name, name);
+        pve.shutdown_and_delete_vm(vm.vmid, Duration::from_secs(30), &mark, Some(&hostname))
             .await
             .map_err(|e| format!("nodes[{name:?}]: deleting VM {}: {e}", vm.vmid))?;
         created.remove_vm(name);
@@ -1424,8 +1437,13 @@ pub async fn delete(ctx: &Context, prior_state: Value, diags: &mut Diagnostics) 
     let vms = m.proxmox_vms.clone().unwrap_or_default();
     let dels = vms.iter().map(|(name, vm)| {
         let pve = pve.clone();
+        let mark = owner_mark(&m.cluster_name, name);
+        let hostname = nodes
+            .get(name)
+            .and_then(|n| n.hostname.clone())
+            .unwrap_or_else(|| name.clone());
         async move {
-            pve.shutdown_and_delete_vm(vm.vmid, Duration::from_secs(30))
+            pve.shutdown_and_delete_vm(vm.vmid, Duration::from_secs(30), &mark, Some(&hostname))
                 .await
                 .map_err(|e| format!("nodes[{name:?}]: deleting VM {}: {e}", vm.vmid))
         }

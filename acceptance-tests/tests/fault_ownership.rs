@@ -1,0 +1,179 @@
+//! Fault suite: ownership marks and crash-consistent VM / seed ISO / disk image lifecycles.
+//!
+//! The resources are driven in process through the provider's RPC handlers (no CLI) against
+//! the PVE emulator (and, for Talos, the Talos emulator), on 127.40.9x.y / 127.20.9x.y. Each
+//! test injects one kind of fault — a foreign VM with our VMID, lost responses on every
+//! create (VM, disk, ISO, image), an error after the VM exists, the provider killed mid-create,
+//! objects deleted by hand, a destroy whose VM is already gone — and checks: no object left
+//! that the state does not know, foreign objects untouched, the next apply converges, the
+//! plan after it is empty, and destroy leaves nothing.
+//!
+//! "Killed mid-create" drops the in-flight apply (no state comes back, exactly like a killed
+//! CLI), once the emulator shows the VM exists. Every wait is bounded by a count.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use waddle_acceptance::harness::notice;
+use waddle_acceptance::harness::target::PveTarget;
+use waddle_acceptance::pve::{EmulatorConfig, FaultConfig, FaultKind, FaultRule, PveEmulator};
+use waddle_acceptance::talos::{appliance, FleetOptions, TalosFleet};
+use waddle_framework::testing::Harness;
+use waddle_framework::{AttributePath, Value};
+use waddle_provider::provider::{schema as provider_schema, NoEnv, WaddleProvider};
+use waddle_provider::resources::{sni_proxy, talos_cluster};
+
+const KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHWaddleAcceptanceTestKeyNotARealOne0 test";
+
+fn skip_on_real_pve(test: &str) -> bool {
+    let real = PveTarget::real_from(|k| std::env::var(k).ok())
+        .expect("real-PVE variables")
+        .is_some();
+    if real {
+        notice(&format!(
+            "SKIPPED {test} (real PVE): injects faults into the in-process emulators"
+        ));
+    }
+    real
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+async fn emulator(ip: Ipv4Addr, faults: FaultConfig) -> PveEmulator {
+    PveEmulator::start(
+        EmulatorConfig::builder()
+            .ip(ip)
+            .bridge("vmbr1")
+            .faults(faults)
+            .build(),
+    )
+    .await
+    .expect("PVE emulator")
+}
+
+async fn harness(emu: &PveEmulator) -> Harness {
+    let h = Harness::new(WaddleProvider::with_env(NoEnv));
+    let mut pc = provider_schema().null_value();
+    for (k, v) in [
+        ("endpoint", emu.endpoint()),
+        ("api_token", emu.api_token().expect("token")),
+        ("ca_cert", emu.ca_pem().to_string()),
+        ("node", emu.node().to_string()),
+    ] {
+        pc.set_path(&AttributePath::attr(k), Value::from(v.as_str()));
+    }
+    let d = h.configure(pc).await;
+    assert!(!d.has_errors(), "{d:?}");
+    h
+}
+
+fn client(emu: &PveEmulator) -> waddle_proxmox::Client {
+    let mut cfg = waddle_proxmox::ClientConfig::new(
+        emu.endpoint(),
+        waddle_proxmox::Auth::api_token(&emu.api_token().expect("token")).expect("token"),
+    );
+    cfg.ca_cert_pem = Some(emu.ca_pem().to_string());
+    waddle_proxmox::Client::new(cfg).expect("client")
+}
+
+/// Somebody else's VM ("prod-db", no waddle mark) with `vmid`.
+async fn foreign_vm(emu: &PveEmulator, vmid: u32) -> BTreeMap<String, String> {
+    let mut spec = waddle_proxmox::VmSpec::new("prod-db", 1, 512);
+    spec.vmid = Some(vmid);
+    spec.description = Some("the production database".into());
+    spec.tags = vec!["prod".into()];
+    client(emu)
+        .create_vm(emu.node(), &spec)
+        .await
+        .expect("foreign VM");
+    emu.vm(vmid).expect("foreign VM exists").config
+}
+
+/// Stop and delete a VM behind the provider's back (its seed ISO stays).
+async fn delete_by_hand(emu: &PveEmulator, vmid: u32) {
+    let c = client(emu);
+    c.stop_vm(emu.node(), vmid).await.expect("stop");
+    c.delete_vm(emu.node(), vmid).await.expect("delete");
+    assert!(emu.vm(vmid).is_none(), "VM {vmid} deleted by hand");
+}
+
+fn vmid_of(state: &Value) -> u32 {
+    state
+        .get_attr("vmid")
+        .and_then(Value::as_i64)
+        .and_then(|v| u32::try_from(v).ok())
+        .expect("vmid in state")
+}
+
+fn isos(emu: &PveEmulator) -> Vec<String> {
+    emu.volumes()
+        .into_iter()
+        .filter(|v| v.content == "iso")
+        .map(|v| v.volid)
+        .collect()
+}
+
+/// No VM and no VM disk or ISO left (downloaded `import` images are checked separately).
+fn no_vm_or_iso_left(emu: &PveEmulator) -> Result<(), String> {
+    let vms: Vec<u32> = emu.vms().iter().map(|v| v.vmid).collect();
+    let vols: Vec<String> = emu
+        .volumes()
+        .into_iter()
+        .filter(|v| v.content != "import")
+        .map(|v| v.volid)
+        .collect();
+    if vms.is_empty() && vols.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("left behind: VMs {vms:?}, volumes {vols:?}"))
+    }
+}
+
+/// Plan and apply a create of a `type_name` resource: the returned state (null when none came
+/// back) and the errors (empty when none).
+async fn create_state(h: &Harness, type_name: &str, cfg: &Value) -> (Value, String) {
+    let p = h.plan(type_name, &Value::Null, cfg).await;
+    assert!(!p.diagnostics.has_errors(), "{:?}", p.diagnostics);
+    let a = h
+        .apply(type_name, &Value::Null, cfg, &p.planned_state)
+        .await;
+    let errors = if a.diagnostics.has_errors() {
+        format!("{:?}", a.diagnostics)
+    } else {
+        String::new()
+    };
+    (a.state, errors)
+}
+
+/// Destroy `state` of a `type_name` resource (plan with a null config, apply): no errors.
+async fn destroy_state(h: &Harness, type_name: &str, state: &Value) -> Value {
+    let p = h.plan(type_name, state, &Value::Null).await;
+    let a = h
+        .apply(type_name, state, &Value::Null, &p.planned_state)
+        .await;
+    assert!(!a.diagnostics.has_errors(), "{:?}", a.diagnostics);
+    a.state
+}
+
+/// Poll (bounded by count, not time) until `f` holds.
+async fn until(what: &str, mut f: impl FnMut() -> bool) {
+    for _ in 0..600 {
+        if f() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("never happened: {what}");
+}
+
+#[path = "fault_ownership/sni.rs"]
+mod sni;
+#[path = "fault_ownership/talos.rs"]
+mod talos;

@@ -1,0 +1,201 @@
+//! `waddle_talos_cluster`: node VMs and the downloaded disk image.
+
+use super::*;
+use talos_cluster::{
+    schema, ClusterModel, ImageModel, NodeModel, PlacementModel, TimeoutsModel, TYPE_NAME,
+};
+
+const URL: &str = "https://factory.talos.dev/image/376567988ad370138ad8b2698212367b8edcb69b5fd68c80be1f2ec7d603b4ba/v1.12.11/nocloud-amd64.qcow2";
+
+/// One control plane and one worker in 127.20.<net>.0/24 (`vmids`: explicit VMIDs), with
+/// `timeout` for each operation.
+fn config(net: u8, vmids: Option<(u32, u32)>, timeout: &str) -> Value {
+    let ip = |h: u8| format!("127.20.{net}.{h}");
+    let node = |role: &str, h: u8, vmid: Option<u32>| NodeModel {
+        role: role.into(),
+        address: format!("{}/24", ip(h)),
+        gateway: Some(ip(1)),
+        proxmox: Some(PlacementModel {
+            vmid,
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let m = ClusterModel {
+        cluster_name: format!("fault{net}"),
+        endpoint: format!("https://{}:6443", ip(20)),
+        vip: Some(ip(20)),
+        image: Some(ImageModel {
+            installer: None,
+            disk_image_url: Some(URL.into()),
+        }),
+        timeouts: Some(TimeoutsModel {
+            create: Some(timeout.into()),
+            update: Some(timeout.into()),
+            delete: Some(timeout.into()),
+        }),
+        nodes: Some(BTreeMap::from([
+            (
+                "cp1".to_string(),
+                node("controlplane", 10, vmids.map(|v| v.0)),
+            ),
+            ("w1".to_string(), node("worker", 11, vmids.map(|v| v.1))),
+        ])),
+        ..Default::default()
+    };
+    schema().from_typed(&m).expect("config")
+}
+
+fn recorded_vmids(state: &Value) -> Vec<u32> {
+    state
+        .get_attr("proxmox_vms")
+        .and_then(Value::as_entries)
+        .map(|m| {
+            m.values()
+                .filter_map(|v| v.get_attr("vmid").and_then(Value::as_i64))
+                .filter_map(|v| u32::try_from(v).ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn recorded_images(state: &Value) -> usize {
+    state
+        .get_attr("proxmox_images")
+        .and_then(Value::as_elements)
+        .map_or(0, <[Value]>::len)
+}
+
+async fn destroy(h: &Harness, state: &Value) {
+    destroy_state(h, TYPE_NAME, state).await;
+}
+
+/// A node's configured VMID is taken by somebody else's VM: the create refuses it with a
+/// message naming the VM and never adopts it; destroying what the create recorded deletes
+/// everything of ours and leaves that VM exactly as it was.
+#[test]
+fn foreign_vm_with_a_node_vmid_is_refused_and_survives_destroy() {
+    if skip_on_real_pve("talos foreign_vm_with_a_node_vmid_is_refused_and_survives_destroy") {
+        return;
+    }
+    rt().block_on(async {
+        let fleet = TalosFleet::new(FleetOptions::default());
+        let emu = emulator(Ipv4Addr::new(127, 40, 92, 1), FaultConfig::default()).await;
+        appliance::register(emu.appliances(), fleet.clone());
+        let before = foreign_vm(&emu, 920).await;
+        let h = harness(&emu).await;
+        // The worker cannot finish without its control plane: a short deadline ends the create.
+        let cfg = config(92, Some((920, 921)), "15s");
+        let (state, errors) = create_state(&h, TYPE_NAME, &cfg).await;
+        assert!(!errors.is_empty(), "the create must fail");
+        assert!(
+            errors.contains("prod-db") && errors.contains("920"),
+            "{errors}"
+        );
+        assert!(
+            !recorded_vmids(&state).contains(&920),
+            "the foreign VM is not recorded: {:?}",
+            recorded_vmids(&state)
+        );
+        assert_eq!(emu.vm(920).expect("foreign VM").config, before);
+        destroy(&h, &state).await;
+        assert_eq!(emu.vm(920).expect("foreign VM").config, before);
+        let vms: Vec<u32> = emu.vms().iter().map(|v| v.vmid).collect();
+        assert_eq!(vms, vec![920], "only the foreign VM is left");
+        assert!(
+            emu.volumes().iter().all(|v| v.vmid == Some(920)),
+            "{:?}",
+            emu.volumes()
+        );
+        fleet.shutdown().await;
+        emu.shutdown().await;
+    });
+}
+
+/// The provider dies mid-create (automatic VMIDs, after both VMs exist): the next apply finds
+/// the left-over VMs by their mark and removes them, records the disk image the first attempt
+/// downloaded, converges with an empty plan, and destroy leaves nothing at all.
+#[test]
+fn killed_mid_create_then_reapply() {
+    if skip_on_real_pve("talos killed_mid_create_then_reapply") {
+        return;
+    }
+    rt().block_on(async {
+        let fleet = TalosFleet::new(FleetOptions::default());
+        let emu = emulator(Ipv4Addr::new(127, 40, 92, 2), FaultConfig::default()).await;
+        appliance::register(emu.appliances(), fleet.clone());
+        let h = harness(&emu).await;
+        let cfg = config(93, None, "90s");
+        let p = h.plan(TYPE_NAME, &Value::Null, &cfg).await;
+        assert!(!p.diagnostics.has_errors(), "{:?}", p.diagnostics);
+        let apply = h.apply(TYPE_NAME, &Value::Null, &cfg, &p.planned_state);
+        let killed = until("both node VMs exist", || emu.vms().len() == 2);
+        tokio::select! {
+            _ = apply => panic!("the create finished before it was killed"),
+            _ = killed => {}
+        }
+        let (state, errors) = create_state(&h, TYPE_NAME, &cfg).await;
+        assert!(errors.is_empty(), "{errors}");
+        let mut recorded = recorded_vmids(&state);
+        recorded.sort_unstable();
+        let vms: Vec<u32> = emu.vms().iter().map(|v| v.vmid).collect();
+        assert_eq!(vms, recorded, "no VM the state does not know");
+        assert_eq!(
+            recorded_images(&state),
+            1,
+            "the downloaded image is recorded"
+        );
+        assert_eq!(emu.downloads().len(), 1, "downloaded once");
+        let r = h.read(TYPE_NAME, &state).await;
+        assert!(!r.diagnostics.has_errors(), "{:?}", r.diagnostics);
+        let p = h.plan(TYPE_NAME, &r.state, &cfg).await;
+        assert!(
+            p.planned_state.equals(&r.state),
+            "the plan after it is empty"
+        );
+        destroy(&h, &r.state).await;
+        assert!(emu.vms().is_empty(), "{:?}", emu.vms());
+        let vols: Vec<String> = emu.volumes().into_iter().map(|v| v.volid).collect();
+        assert!(vols.is_empty(), "volumes left: {vols:?}");
+        fleet.shutdown().await;
+        emu.shutdown().await;
+    });
+}
+
+/// The disk resize inside a node's VM create fails after the VM exists: the create fails,
+/// the returned state records every VM that exists (that one included), and destroying it
+/// leaves nothing.
+#[test]
+fn error_after_the_vm_exists_is_recorded() {
+    if skip_on_real_pve("talos error_after_the_vm_exists_is_recorded") {
+        return;
+    }
+    let faults = FaultConfig::new(12).rule(
+        FaultRule::new(
+            "PUT /nodes/{node}/qemu/{vmid}/resize",
+            FaultKind::FailTask("resize failed: injected".into()),
+            1.0,
+        )
+        .max_hits(1),
+    );
+    rt().block_on(async {
+        let fleet = TalosFleet::new(FleetOptions::default());
+        let emu = emulator(Ipv4Addr::new(127, 40, 92, 3), faults).await;
+        appliance::register(emu.appliances(), fleet.clone());
+        let h = harness(&emu).await;
+        let cfg = config(94, Some((940, 941)), "15s");
+        let (state, errors) = create_state(&h, TYPE_NAME, &cfg).await;
+        assert!(errors.contains("resize failed"), "{errors}");
+        let mut recorded = recorded_vmids(&state);
+        recorded.sort_unstable();
+        let vms: Vec<u32> = emu.vms().iter().map(|v| v.vmid).collect();
+        assert_eq!(vms, vec![940, 941], "both VMs exist");
+        assert_eq!(recorded, vms, "every VM that exists is recorded");
+        destroy(&h, &state).await;
+        assert!(emu.vms().is_empty(), "{:?}", emu.vms());
+        let vols: Vec<String> = emu.volumes().into_iter().map(|v| v.volid).collect();
+        assert!(vols.is_empty(), "volumes left: {vols:?}");
+        fleet.shutdown().await;
+        emu.shutdown().await;
+    });
+}
