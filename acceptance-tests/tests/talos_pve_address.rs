@@ -11,6 +11,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use support::*;
+use waddle_acceptance::pve::TokenSpec;
 use waddle_acceptance::talos::appliance::{self, TalosAppliance};
 use waddle_acceptance::talos::{FleetOptions, Stage, TalosFleet, TalosNode};
 use waddle_proxmox::nocloud::NoCloudSeed;
@@ -179,4 +180,51 @@ async fn sdn_subnet_with_dhcp_range_gives_a_dhcp_address() {
     assert!(answers_maintenance(dhcp).await);
     assert_eq!(agent_ipv4(&api, "933", mac, |a| a == dhcp).await, dhcp);
     fleet.shutdown().await;
+}
+
+/// The cloud-init drive allocates a volume (`Datastore.AllocateSpace` on its storage, as in
+/// PVE's `check_storage_access`), and `nameserver` must be an address list.
+#[tokio::test]
+async fn cloud_init_drive_is_checked_like_pve() {
+    let privs: &[&str] = &[
+        "VM.Allocate",
+        "VM.Config.Disk",
+        "VM.Config.Cloudinit",
+        "VM.Config.CPU",
+        "VM.Config.Memory",
+        "VM.Config.Options",
+    ];
+    let api = start(
+        fast()
+            .token(TokenSpec::with_privileges(
+                "ci@pve",
+                "t",
+                "s3cret",
+                &[("/vms", privs), ("/storage/local", &["Datastore.Audit"])],
+            ))
+            .build(),
+    )
+    .await;
+    let form = [
+        ("vmid", "940"),
+        ("ide2", "local-lvm:cloudinit"),
+        ("ipconfig0", "ip=127.20.40.10/24"),
+    ];
+    let r = api
+        .call_with(Some("ci@pve!t=s3cret"), "POST", "/nodes/pve/qemu", &form)
+        .await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert_eq!(
+        r.reason,
+        "Permission check failed (/storage/local-lvm, Datastore.AllocateSpace)"
+    );
+    let r = api
+        .call(
+            "POST",
+            "/nodes/pve/qemu",
+            &[("vmid", "941"), ("nameserver", "1.1.1.1 dns.example")],
+        )
+        .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.body["errors"]["nameserver"].is_string(), "{}", r.body);
 }

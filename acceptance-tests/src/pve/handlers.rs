@@ -755,6 +755,8 @@ fn plan_disk(
         d.insert("size".into(), size_str(size));
     } else if rest == "cloudinit" {
         require_content(&storage, "images")?;
+        // PVE's check_storage_access: a cloud-init drive allocates a volume.
+        ctx.require(&format!("/storage/{sid}"), "Datastore.AllocateSpace")?;
         let volid = format!("{sid}:vm-{vmid}-cloudinit");
         new_volumes.push(Volume {
             volid: volid.clone(),

@@ -4,7 +4,9 @@
 //! its own loopback address (127.20.x.y) on the apid port (50000 by default,
 //! [`FleetOptions::api_port`]):
 //!
-//! 1. **Booting** for [`Timings::boot`], then **Maintenance** on its "DHCP" address: TLS with
+//! 1. **Booting** for [`Timings::boot`], then **Maintenance** on its maintenance address
+//!    ([`NodeOptions`]: the static address of its platform (NoCloud) network configuration,
+//!    else a DHCP address when its network has DHCP, else none — then it never answers): TLS with
 //!    a self-signed Ed25519 certificate, no client certificate. `ApplyConfiguration`
 //!    accepts REBOOT/AUTO/TRY (NO_REBOOT/STAGED: `Unimplemented`, Talos's message) and
 //!    validates the configuration ([`validate`]: the official schema when present + Talos's
@@ -14,7 +16,7 @@
 //!    failed: ..." listing every finding. Other calls answer `Unimplemented` "API is not
 //!    implemented in maintenance mode" (maintenance mode grants no admin role).
 //! 2. **Rebooting** for [`Timings::reboot`] (all connections dropped), then **Running** on
-//!    the static address of its `LinkConfig` (falls back to the DHCP address): mutual TLS,
+//!    the static address of its `LinkConfig` (falls back to the maintenance address): mutual TLS,
 //!    client certificate signed by the configuration's OS CA (`machine.ca`) required, server
 //!    certificate from that CA for the node's IP. Its `MachineStatus` resource
 //!    (`cosi.resource.State/Get`, the COSI API real apid serves) reports stage `booting`
@@ -30,7 +32,7 @@
 //!    Kubernetes API emulation answers HTTPS `GET /readyz` on the VIP (`Layer2VIPConfig`)
 //!    port [`FleetOptions::kube_api_port`] with `ok` while etcd has quorum.
 //! 4. `Reset`: graceful leaves etcd first (refused for the last member); forced leaves a
-//!    stale member behind, as real Talos does. The node reboots into maintenance on its DHCP
+//!    stale member behind, as real Talos does. The node reboots into maintenance on its maintenance
 //!    address (or powers off when `reboot` is false).
 //!
 //! Faults ([`Faults`]) are deterministic for a seed: an error rate per RPC plus one-shot
