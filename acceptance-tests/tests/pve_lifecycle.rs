@@ -10,17 +10,6 @@ use serde_json::Value;
 use support::*;
 use waddle_acceptance::pve::DebianAppliance;
 
-async fn download(api: &Api, filename: &str, url: &str) {
-    let upid = api
-        .ok(
-            "POST",
-            "/nodes/pve/storage/local/download-url",
-            &[("content", "import"), ("filename", filename), ("url", url)],
-        )
-        .await;
-    assert_eq!(api.wait_task(upid.as_str().expect("upid")).await, "OK");
-}
-
 async fn wait_agent(api: &Api, vmid: u32) -> Value {
     for _ in 0..300 {
         let r = api
@@ -55,7 +44,8 @@ async fn exec(api: &Api, vmid: u32, argv: &[&str]) -> Value {
 
 #[tokio::test]
 async fn vm_lifecycle_with_import_from_and_agent() {
-    let api = start(fast().build()).await;
+    // vmbr0 has a DHCP server here: the guest's NIC gets a lease.
+    let api = start(fast().dhcp_bridge("vmbr0").build()).await;
     download(
         &api,
         "generic-cloud.qcow2",
@@ -329,24 +319,7 @@ async fn debian_appliance_applies_user_data_and_runs_real_haproxy() {
     assert!(parsed.files.contains_key("user-data") && parsed.files.contains_key("meta-data"));
 
     let api = start(fast().build()).await;
-    let part = reqwest::multipart::Part::bytes(iso).file_name("seed-105.iso");
-    let form = reqwest::multipart::Form::new()
-        .text("content", "iso")
-        .part("filename", part);
-    let r = api
-        .http
-        .post(api.url("/nodes/pve/storage/local/upload"))
-        .header("Authorization", format!("PVEAPIToken={}", api.token))
-        .multipart(form)
-        .send()
-        .await
-        .expect("upload");
-    let r = into_resp(r).await;
-    assert_eq!(r.status, 200, "{} {}", r.reason, r.body);
-    assert_eq!(
-        api.wait_task(r.body["data"].as_str().expect("upid")).await,
-        "OK"
-    );
+    upload_iso(&api, "seed-105.iso", iso).await;
     download(
         &api,
         "debian-12-genericcloud-amd64.qcow2",

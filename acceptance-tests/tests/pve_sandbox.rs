@@ -58,7 +58,8 @@ async fn sandbox_writes_env_file_and_stops_on_sigterm() {
         .collect();
     assert_eq!(ids, vec!["local", "local-lvm"]);
 
-    // A VM booting a Talos image runs the Talos emulator: its agent reports a 127.20.x.y address.
+    // A VM booting a Talos image runs the Talos emulator: its agent reports the 127.20.x.y
+    // address of its cloud-init drive.
     let call = |method: &'static str, path: String, form: Vec<(&'static str, String)>| {
         let http = http.clone();
         let endpoint = endpoint.clone();
@@ -108,6 +109,9 @@ async fn sandbox_writes_env_file_and_stops_on_sigterm() {
                 "local-lvm:0,import-from=local:import/talos-v1.12.0-nocloud-amd64.raw".into(),
             ),
             ("net0", "virtio,bridge=vmbr0".into()),
+            // The sandbox's network has no DHCP: the address comes from the cloud-init drive.
+            ("ide2", "local-lvm:cloudinit".into()),
+            ("ipconfig0", "ip=127.20.12.10/24,gw=127.20.12.1".into()),
             ("start", "1".into()),
         ],
     )
@@ -137,7 +141,7 @@ async fn sandbox_writes_env_file_and_stops_on_sigterm() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let addr = addr.expect("talos guest reports an address");
-    assert!(addr.starts_with("127.20."), "{addr}");
+    assert_eq!(addr, "127.20.12.10");
 
     let st = std::process::Command::new("kill")
         .args(["-TERM", &child.id().to_string()])

@@ -133,3 +133,128 @@ pub async fn raw_call(
     let r = rb.send().await.expect("request");
     into_resp(r).await
 }
+
+// ---------------------------------------------------------------- Talos guests
+
+/// A Talos Image Factory nocloud image URL (the Talos appliance matches it).
+pub const TALOS_IMAGE_URL: &str = "https://factory.talos.dev/image/ce4c980550dd2ab1b17bbf2b08801c7eb59418eafe8f279833297925d67c7515/v1.12.11/nocloud-amd64.qcow2";
+
+/// Downloads `url` to `local:import/<filename>`.
+pub async fn download(api: &Api, filename: &str, url: &str) {
+    let upid = api
+        .ok(
+            "POST",
+            "/nodes/pve/storage/local/download-url",
+            &[("content", "import"), ("filename", filename), ("url", url)],
+        )
+        .await;
+    assert_eq!(api.wait_task(upid.as_str().expect("upid")).await, "OK");
+}
+
+/// Uploads `iso` as `local:iso/<filename>`.
+pub async fn upload_iso(api: &Api, filename: &str, iso: Vec<u8>) {
+    let part = reqwest::multipart::Part::bytes(iso).file_name(filename.to_string());
+    let form = reqwest::multipart::Form::new()
+        .text("content", "iso")
+        .part("filename", part);
+    let r = api
+        .http
+        .post(api.url("/nodes/pve/storage/local/upload"))
+        .header("Authorization", format!("PVEAPIToken={}", api.token))
+        .multipart(form)
+        .send()
+        .await
+        .expect("upload");
+    let r = into_resp(r).await;
+    assert_eq!(r.status, 200, "{} {}", r.reason, r.body);
+    assert_eq!(
+        api.wait_task(r.body["data"].as_str().expect("upid")).await,
+        "OK"
+    );
+}
+
+/// Creates VM `vmid` from `local:import/<image>` with one NIC (`mac` on `bridge`) plus the
+/// `extra` parameters, and starts it.
+pub async fn create_and_start_on(
+    api: &Api,
+    vmid: &str,
+    image: &str,
+    mac: &str,
+    bridge: &str,
+    extra: &[(&str, &str)],
+) {
+    let scsi0 = format!("local-lvm:0,import-from=local:import/{image},iothread=1");
+    let net0 = format!("virtio={mac},bridge={bridge}");
+    let name = format!("vm-{vmid}");
+    let mut form = vec![
+        ("vmid", vmid),
+        ("name", name.as_str()),
+        ("memory", "2048"),
+        ("cores", "2"),
+        ("agent", "1"),
+        ("scsihw", "virtio-scsi-single"),
+        ("scsi0", scsi0.as_str()),
+        ("net0", net0.as_str()),
+    ];
+    form.extend_from_slice(extra);
+    let upid = api.ok("POST", "/nodes/pve/qemu", &form).await;
+    assert_eq!(api.wait_task(upid.as_str().unwrap()).await, "OK");
+    let upid = api
+        .ok("POST", &format!("/nodes/pve/qemu/{vmid}/status/start"), &[])
+        .await;
+    assert_eq!(api.wait_task(upid.as_str().unwrap()).await, "OK");
+}
+
+/// [`create_and_start_on`] on `vmbr0` without extra parameters.
+pub async fn create_and_start(api: &Api, vmid: &str, image: &str, mac: &str) {
+    create_and_start_on(api, vmid, image, mac, "vmbr0", &[]).await;
+}
+
+/// The IPv4 addresses the guest agent reports on the NIC with `mac` (`None` while the agent
+/// does not answer).
+pub async fn agent_ipv4s(api: &Api, vmid: &str, mac: &str) -> Option<Vec<std::net::Ipv4Addr>> {
+    let r = api
+        .call(
+            "GET",
+            &format!("/nodes/pve/qemu/{vmid}/agent/network-get-interfaces"),
+            &[],
+        )
+        .await;
+    if r.status != 200 {
+        return None;
+    }
+    let ifs = r.body["data"]["result"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    Some(
+        ifs.iter()
+            .filter(|i| i["hardware-address"].as_str() == Some(&mac.to_ascii_lowercase()))
+            .flat_map(|i| i["ip-addresses"].as_array().cloned().unwrap_or_default())
+            .filter(|a| a["ip-address-type"] == "ipv4")
+            .filter_map(|a| a["ip-address"].as_str().and_then(|s| s.parse().ok()))
+            .collect(),
+    )
+}
+
+/// The IPv4 address the guest agent reports on the NIC with `mac`, once there is one
+/// matching `want` (polls; bounded).
+pub async fn agent_ipv4(
+    api: &Api,
+    vmid: &str,
+    mac: &str,
+    want: impl Fn(std::net::Ipv4Addr) -> bool,
+) -> std::net::Ipv4Addr {
+    for _ in 0..500 {
+        if let Some(ip) = agent_ipv4s(api, vmid, mac)
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .find(|ip| want(*ip))
+        {
+            return ip;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("guest agent never reported a matching address");
+}

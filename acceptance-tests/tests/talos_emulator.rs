@@ -74,9 +74,12 @@ fn ep(ip: Ipv4Addr) -> SocketAddr {
 
 async fn maintenance(node: &TalosNode) -> TalosClient {
     assert!(node.wait_stage(Stage::Maintenance, WAIT).await, "{node:?}");
-    TalosClient::connect_maintenance(ep(node.dhcp_address()), &ConnectOptions::default())
-        .await
-        .expect("maintenance connection")
+    TalosClient::connect_maintenance(
+        ep(node.dhcp_address().expect("a maintenance address")),
+        &ConnectOptions::default(),
+    )
+    .await
+    .expect("maintenance connection")
 }
 
 fn creds() -> Credentials {
@@ -361,7 +364,8 @@ async fn full_cluster_lifecycle() {
     assert_eq!(fleet.etcd_members(&cluster_id(&spec)).len(), 2);
     cp3.reset(&ResetOptions::default()).await.unwrap();
     assert!(nodes[2].wait_stage(Stage::Maintenance, WAIT).await);
-    assert_eq!(nodes[2].address(), Some(nodes[2].dhcp_address()));
+    assert_eq!(nodes[2].address(), nodes[2].dhcp_address());
+    assert!(nodes[2].address().is_some());
     assert!(nodes[2].config_yaml().is_none());
 
     // cp2 is reset without leaving: its member stays (stale) until removed by id.
@@ -655,9 +659,12 @@ async fn client_reaches_nodes_through_a_socks5_proxy() {
         proxy: Some(Proxy::parse(&format!("socks5://{paddr}")).unwrap()),
         ..ConnectOptions::default()
     };
-    let c = TalosClient::connect_maintenance(ep(node.dhcp_address()), &opts)
-        .await
-        .unwrap();
+    let c = TalosClient::connect_maintenance(
+        ep(node.dhcp_address().expect("a maintenance address")),
+        &opts,
+    )
+    .await
+    .unwrap();
     c.apply_configuration(
         &render_node_config(&spec, bundle(), "cp1").unwrap(),
         ApplyMode::Auto,
@@ -763,10 +770,12 @@ mod machine_status {
         assert!(node.wait_stage(Stage::Maintenance, WAIT).await);
 
         // Maintenance mode serves resource reads too (no admin role needed).
-        let c =
-            TalosClient::connect_maintenance(ep(node.dhcp_address()), &ConnectOptions::default())
-                .await
-                .unwrap();
+        let c = TalosClient::connect_maintenance(
+            ep(node.dhcp_address().expect("a maintenance address")),
+            &ConnectOptions::default(),
+        )
+        .await
+        .unwrap();
         let st = c.machine_status().await.unwrap();
         assert_eq!(st.stage, MachineStage::Maintenance);
         assert!(!st.is_booted());

@@ -1,6 +1,6 @@
 //! The Talos emulator as a PVE emulator guest: a VM whose disk is imported from a Talos
-//! Image Factory image boots a maintenance-mode Talos node on a 127.20.x.y "DHCP" address
-//! reported by the guest agent; after ApplyConfiguration the agent reports the static
+//! Image Factory image, on a bridge with a DHCP server, boots a maintenance-mode Talos node
+//! on a 127.20.x.y DHCP address reported by the guest agent; after ApplyConfiguration the agent reports the static
 //! address. A VM from another image gets no Talos node.
 
 #[path = "pve_support.rs"]
@@ -17,78 +17,10 @@ use waddle_talos::api::{ApplyMode, ConnectOptions, Credentials, TalosClient};
 use waddle_talos::secrets::SystemClock;
 use waddle_talos::{render_node_config, ClusterSpec, NodeSpec, Role, SecretsBundle};
 
-async fn download(api: &Api, filename: &str, url: &str) {
-    let upid = api
-        .ok(
-            "POST",
-            "/nodes/pve/storage/local/download-url",
-            &[("content", "import"), ("filename", filename), ("url", url)],
-        )
-        .await;
-    assert_eq!(api.wait_task(upid.as_str().expect("upid")).await, "OK");
-}
-
-async fn create_and_start(api: &Api, vmid: &str, image: &str, mac: &str) {
-    let scsi0 = format!("local-lvm:0,import-from=local:import/{image},iothread=1");
-    let net0 = format!("virtio={mac},bridge=vmbr0");
-    let upid = api
-        .ok(
-            "POST",
-            "/nodes/pve/qemu",
-            &[
-                ("vmid", vmid),
-                ("name", &format!("vm-{vmid}")),
-                ("memory", "2048"),
-                ("cores", "2"),
-                ("agent", "1"),
-                ("scsihw", "virtio-scsi-single"),
-                ("scsi0", &scsi0),
-                ("net0", &net0),
-            ],
-        )
-        .await;
-    assert_eq!(api.wait_task(upid.as_str().unwrap()).await, "OK");
-    let upid = api
-        .ok("POST", &format!("/nodes/pve/qemu/{vmid}/status/start"), &[])
-        .await;
-    assert_eq!(api.wait_task(upid.as_str().unwrap()).await, "OK");
-}
-
-/// The IPv4 address the guest agent reports on the NIC with `mac`, once there is one
-/// matching `want` (polls; bounded).
-async fn agent_ipv4(api: &Api, vmid: &str, mac: &str, want: impl Fn(Ipv4Addr) -> bool) -> Ipv4Addr {
-    for _ in 0..500 {
-        let r = api
-            .call(
-                "GET",
-                &format!("/nodes/pve/qemu/{vmid}/agent/network-get-interfaces"),
-                &[],
-            )
-            .await;
-        if r.status == 200 {
-            let ifs = r.body["data"]["result"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default();
-            let found = ifs
-                .iter()
-                .filter(|i| i["hardware-address"].as_str() == Some(&mac.to_ascii_lowercase()))
-                .flat_map(|i| i["ip-addresses"].as_array().cloned().unwrap_or_default())
-                .filter(|a| a["ip-address-type"] == "ipv4")
-                .filter_map(|a| a["ip-address"].as_str().and_then(|s| s.parse().ok()))
-                .find(|ip: &Ipv4Addr| want(*ip));
-            if let Some(ip) = found {
-                return ip;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("guest agent never reported a matching address");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn talos_image_vm_runs_a_talos_node() {
-    let api = start(fast().build()).await;
+    // vmbr0 has a DHCP server here (the DHCP path; the default network has none).
+    let api = start(fast().dhcp_bridge("vmbr0").build()).await;
     let fleet = TalosFleet::new(FleetOptions {
         dhcp_pool_start: Some(Ipv4Addr::new(127, 20, 8, 200)),
         ..FleetOptions::default()
@@ -96,8 +28,7 @@ async fn talos_image_vm_runs_a_talos_node() {
     appliance::register(api.emu.appliances(), fleet.clone());
     assert_eq!(api.emu.appliances().names()[0], "talos");
 
-    let url = "https://factory.talos.dev/image/ce4c980550dd2ab1b17bbf2b08801c7eb59418eafe8f279833297925d67c7515/v1.12.11/nocloud-amd64.qcow2";
-    download(&api, "talos-v1.12.11-nocloud-amd64.qcow2", url).await;
+    download(&api, "talos-v1.12.11-nocloud-amd64.qcow2", TALOS_IMAGE_URL).await;
     download(
         &api,
         "debian-12-genericcloud-amd64.qcow2",

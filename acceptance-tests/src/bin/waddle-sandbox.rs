@@ -3,8 +3,11 @@
 //! ```text
 //! waddle-sandbox --env-file .sandbox.env [--listen 127.10.0.1:0] [--seed N]
 //!                [--fault 'POST /nodes/{node}/qemu=lock-timeout@0.2']... [--node pve]...
-//!                [--boot-ms 2000] [--token-secret S]
+//!                [--boot-ms 2000] [--token-secret S] [--dhcp-bridge vmbr1]...
 //! ```
+//! No bridge has DHCP unless `--dhcp-bridge` says so (a bridge with a DHCP server outside
+//! Proxmox); SDN vnets have DHCP when their zone runs it and their subnet has a `dhcp-range`.
+//! A Talos VM without either gets its address only from its NoCloud network configuration.
 //! Guests that boot a Talos image run the Talos emulator (`waddle_acceptance::talos`); other
 //! images run the Debian appliance. Once ready it writes `PROXMOX_VE_ENDPOINT`, `PROXMOX_VE_API_TOKEN`, `PROXMOX_VE_CA_CERT`
 //! (a PEM file written next to the env file) and `PROXMOX_VE_NODE` to the env file, then
@@ -27,9 +30,10 @@ struct Args {
     nodes: Vec<String>,
     boot_ms: Option<u64>,
     token_secret: Option<String>,
+    dhcp_bridges: Vec<String>,
 }
 
-const USAGE: &str = "usage: waddle-sandbox --env-file PATH [--listen IP:PORT] [--seed N] [--fault 'METHOD /path=KIND@P']... [--node NAME]... [--boot-ms MS] [--token-secret SECRET]";
+const USAGE: &str = "usage: waddle-sandbox --env-file PATH [--listen IP:PORT] [--seed N] [--fault 'METHOD /path=KIND@P']... [--node NAME]... [--boot-ms MS] [--token-secret SECRET] [--dhcp-bridge BRIDGE]...";
 
 fn parse_args() -> Result<Args, String> {
     let mut a = Args {
@@ -40,6 +44,7 @@ fn parse_args() -> Result<Args, String> {
         nodes: Vec::new(),
         boot_ms: None,
         token_secret: None,
+        dhcp_bridges: Vec::new(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -71,6 +76,7 @@ fn parse_args() -> Result<Args, String> {
                 )
             }
             "--token-secret" => a.token_secret = Some(val("--token-secret")?),
+            "--dhcp-bridge" => a.dhcp_bridges.push(val("--dhcp-bridge")?),
             "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown argument '{other}'\n{USAGE}")),
         }
@@ -123,6 +129,9 @@ async fn main() {
             seed: args.seed,
             rules: args.faults.clone(),
         });
+    for b in &args.dhcp_bridges {
+        builder = builder.dhcp_bridge(b);
+    }
     if !args.nodes.is_empty() {
         let nodes: Vec<&str> = args.nodes.iter().map(String::as_str).collect();
         builder = builder.nodes(&nodes);

@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use async_trait::async_trait;
 use serde_json::Value;
 
+use super::cloudinit::{is_cloudinit_drive, render_nocloud, NoCloudFiles};
 use super::iso::read_iso_files;
 use super::shell::{self, Join};
 
@@ -114,6 +115,24 @@ impl GuestContext {
             s.push_str(&m.volid);
         }
         s.to_ascii_lowercase()
+    }
+
+    /// The NoCloud data source a guest finds, as cloud-init and Talos's `nocloud` platform
+    /// look for it: the first attached drive (by config key) that is a PVE cloud-init drive
+    /// of type `nocloud` (rendered from the VM's config, [`super::cloudinit`]) or an uploaded
+    /// ISO labelled `cidata`/`CIDATA`. Returns its files by name.
+    pub fn nocloud_files(&self) -> Option<NoCloudFiles> {
+        let mut media: Vec<&AttachedMedia> = self.media.iter().collect();
+        media.sort_by(|a, b| a.key.cmp(&b.key));
+        media.into_iter().find_map(|m| {
+            if is_cloudinit_drive(&m.volid) {
+                return render_nocloud(self.vmid, &self.config);
+            }
+            let iso = read_iso_files(m.data.as_ref()?).ok()?;
+            iso.volume_id
+                .eq_ignore_ascii_case("cidata")
+                .then_some(iso.files)
+        })
     }
 
     /// Interfaces with the DHCP leases (`eth0`.. plus `lo`).
@@ -1242,22 +1261,15 @@ impl GuestAppliance for DebianAppliance {
             f
         };
         if first {
-            let seed = ctx.media.iter().find_map(|m| {
-                let data = m.data.as_ref()?;
-                let iso = read_iso_files(data).ok()?;
-                iso.volume_id.eq_ignore_ascii_case("cidata").then_some(iso)
-            });
-            match seed {
-                Some(iso) => {
-                    let ud = iso
-                        .files
+            match ctx.nocloud_files() {
+                Some(files) => {
+                    let ud = files
                         .get("user-data")
                         .map(|d| String::from_utf8_lossy(d).into_owned());
-                    let md = iso
-                        .files
+                    let md = files
                         .get("meta-data")
                         .map(|d| String::from_utf8_lossy(d).into_owned());
-                    if let Some(nc) = iso.files.get("network-config") {
+                    if let Some(nc) = files.get("network-config") {
                         let _ = self.write_file("/etc/cloud/network-config.yaml", nc, false);
                         let parsed = parse_network_config(&String::from_utf8_lossy(nc));
                         self.lock().static_addrs = parsed;
@@ -1402,8 +1414,15 @@ fn parse_network_config(text: &str) -> Vec<StaticAddrs> {
                 .map(|subs| {
                     subs.iter()
                         .filter(|s| s.get("type").and_then(Value::as_str) == Some("static"))
-                        .filter_map(|s| s.get("address").and_then(Value::as_str))
-                        .filter_map(|a| parse_v4(a).or_else(|| Some((a.parse().ok()?, 24))))
+                        .filter_map(|s| {
+                            let a = s.get("address").and_then(Value::as_str)?;
+                            let len = s
+                                .get("netmask")
+                                .and_then(Value::as_str)
+                                .and_then(|m| m.parse::<Ipv4Addr>().ok())
+                                .map_or(24, |m| u32::from(m).count_ones() as u8);
+                            parse_v4(a).or_else(|| Some((a.parse().ok()?, len)))
+                        })
                         .collect()
                 })
                 .unwrap_or_default();

@@ -11,7 +11,9 @@ use serde_json::{json, Map, Value};
 
 use super::guest::{AttachedMedia, BootImage, GuestAppliance, GuestContext};
 use super::server::{ApiError, Ctx};
-use super::state::{digest_of, now, ExecRecord, Firewall, Power, Shared, State, Task, Vm, Volume};
+use super::state::{
+    digest_of, now, ExecRecord, Firewall, Power, Sdn, Shared, State, Task, Vm, Volume,
+};
 use crate::spec::{parse_property_string, print_property_string, ParamValue};
 
 type R = Result<Value, ApiError>;
@@ -753,6 +755,8 @@ fn plan_disk(
         d.insert("size".into(), size_str(size));
     } else if rest == "cloudinit" {
         require_content(&storage, "images")?;
+        // PVE's check_storage_access: a cloud-init drive allocates a volume.
+        ctx.require(&format!("/storage/{sid}"), "Datastore.AllocateSpace")?;
         let volid = format!("{sid}:vm-{vmid}-cloudinit");
         new_volumes.push(Volume {
             volid: volid.clone(),
@@ -1450,6 +1454,35 @@ fn guest_context(shared: &Shared, st: &State, vm: &Vm) -> GuestContext {
     }
 }
 
+/// SDN vnets with a DHCP server in the applied SDN configuration: the zone has `dhcp` set
+/// (dnsmasq) and a subnet of the vnet has a `dhcp-range`.
+fn dhcp_vnets(sdn: &Sdn) -> Vec<String> {
+    let Some(running) = sdn.running.as_deref() else {
+        return Vec::new();
+    };
+    let (zones, vnets, subnets) = running;
+    vnets
+        .iter()
+        .filter(|(_, v)| {
+            v.get("zone")
+                .and_then(Value::as_str)
+                .and_then(|z| zones.get(z))
+                .is_some_and(|z| z.get("dhcp").and_then(Value::as_str).is_some())
+        })
+        .filter(|(name, _)| {
+            subnets.values().any(|s| {
+                s.get("vnet").and_then(Value::as_str) == Some(name.as_str())
+                    && s.get("dhcp-range").is_some_and(|r| match r {
+                        Value::Array(a) => !a.is_empty(),
+                        Value::String(x) => !x.is_empty(),
+                        _ => false,
+                    })
+            })
+        })
+        .map(|(name, _)| name.clone())
+        .collect()
+}
+
 /// Mark the VM running and schedule its boot.
 fn power_on(shared: &Arc<Shared>, node: &str, id: u32, slow: Option<Duration>) {
     let generation = {
@@ -1475,21 +1508,32 @@ fn power_on(shared: &Arc<Shared>, node: &str, id: u32, slow: Option<Duration>) {
             .filter(|k| is_net_key(k))
             .filter_map(|k| k[3..].parse().ok())
             .collect();
-        for i in nics {
+        // A NIC gets a lease only when its bridge has a DHCP server; static addresses are
+        // the guest's business (its NoCloud network configuration).
+        let bridges: Vec<(u32, String)> = nics
+            .into_iter()
+            .filter_map(|i| {
+                let net = vm.config.get(&format!("net{i}"))?;
+                let bridge = net.split(',').find_map(|p| p.strip_prefix("bridge="))?;
+                Some((i, bridge.to_string()))
+            })
+            .collect();
+        let sdn_dhcp = dhcp_vnets(&st.sdn);
+        let served: Vec<u32> = bridges
+            .into_iter()
+            .filter(|(_, b)| shared.cfg.dhcp_bridges.contains(b) || sdn_dhcp.contains(b))
+            .map(|(i, _)| i)
+            .collect();
+        let Some(vm) = st.vms.get_mut(&id) else {
+            return;
+        };
+        vm.dhcp.retain(|i, _| served.contains(i));
+        for i in served {
             if vm.dhcp.contains_key(&i) {
                 continue;
             }
-            let static_ip = vm.config.get(&format!("ipconfig{i}")).and_then(|c| {
-                c.split(',')
-                    .find_map(|p| p.strip_prefix("ip="))
-                    .and_then(|ip| ip.split('/').next())
-                    .and_then(|ip| ip.parse::<Ipv4Addr>().ok())
-            });
-            let ip = static_ip.unwrap_or_else(|| {
-                let ip = Ipv4Addr::from(u32::from(start).wrapping_add(next));
-                next += 1;
-                ip
-            });
+            let ip = Ipv4Addr::from(u32::from(start).wrapping_add(next));
+            next += 1;
             vm.dhcp.insert(i, ip);
         }
         let g = vm.generation;

@@ -30,6 +30,7 @@
 //! ```
 
 mod auth;
+pub mod cloudinit;
 mod faults;
 mod guest;
 mod handlers;
@@ -174,6 +175,11 @@ pub struct EmulatorConfig {
     pub validate_responses: bool,
     /// First address handed out by the emulated DHCP (reported by the guest agent).
     pub dhcp_pool_start: Ipv4Addr,
+    /// Bridges with a DHCP server outside Proxmox (e.g. the LAN's router). A NIC gets a
+    /// DHCP lease only on one of these or on an SDN vnet whose zone runs DHCP and whose
+    /// subnet has a `dhcp-range`; on every other bridge a guest has only the addresses its
+    /// own (NoCloud) network configuration gives it. Default: none.
+    pub dhcp_bridges: Vec<String>,
     /// Default virtual size of an imported disk image (bytes) when nothing else is known.
     pub default_image_size: u64,
     /// Maximum request body size (uploads).
@@ -222,6 +228,7 @@ impl Default for EmulatorConfig {
             faults: FaultConfig::default(),
             validate_responses: true,
             dhcp_pool_start: Ipv4Addr::new(127, 10, 254, 10),
+            dhcp_bridges: Vec::new(),
             default_image_size: 2 * 1024 * 1024 * 1024,
             max_body: 512 * 1024 * 1024,
             haproxy_binary: None,
@@ -302,6 +309,11 @@ impl EmulatorBuilder {
     }
     pub fn dhcp_pool_start(mut self, ip: Ipv4Addr) -> Self {
         self.cfg.dhcp_pool_start = ip;
+        self
+    }
+    /// Flag `bridge` as having an outside DHCP server ([`EmulatorConfig::dhcp_bridges`]).
+    pub fn dhcp_bridge(mut self, bridge: &str) -> Self {
+        self.cfg.dhcp_bridges.push(bridge.to_string());
         self
     }
     pub fn default_image_size(mut self, bytes: u64) -> Self {

@@ -383,6 +383,16 @@ pub fn check_named_format(name: &str, v: &str, typetext: Option<&str>) -> Result
                 }
             }
         }
+        "address-list" => {
+            // PVE's split_list: separators are NUL, whitespace, `,` and `;`.
+            let bad = v
+                .split(|c: char| c == '\0' || c.is_whitespace() || c == ',' || c == ';')
+                .filter(|a| !a.is_empty())
+                .any(|a| a.parse::<Ipv4Addr>().is_err() && a.parse::<Ipv6Addr>().is_err());
+            if bad {
+                return Err("value does not look like a valid address list".into());
+            }
+        }
         "pve-fw-dport-spec" | "pve-fw-sport-spec" => {
             static R: OnceLock<Regex> = OnceLock::new();
             static S: OnceLock<Regex> = OnceLock::new();
@@ -471,6 +481,8 @@ mod tests {
             check_named_format("pve-qm-ipconfig", "ip=10.10.0.5/24,gw=10.10.0.1", None).is_ok()
         );
         assert!(check_named_format("pve-qm-ipconfig", "ip=dhcp", None).is_ok());
+        assert!(check_named_format("address-list", "1.1.1.1 8.8.8.8;fd00::1", None).is_ok());
+        assert!(check_named_format("address-list", "1.1.1.1 dns.example", None).is_err());
         assert!(check_named_format("pve-qm-ipconfig", "ip=10.10.0.5", None).is_err());
         assert!(check_named_format("pve-qm-ipconfig", "foo=1", None).is_err());
         assert!(check_named_format("pve-node", "pve-1", None).is_ok());

@@ -1,8 +1,10 @@
 //! Talos as a PVE emulator guest: a VM whose boot disk was imported from a Talos image
 //! (volume or URL containing `talos`, `factory.talos.dev`, or `nocloud-amd64`) runs a
 //! [`TalosNode`] of a [`TalosFleet`]. At first boot the node starts in maintenance mode on
-//! a fresh 127.20.x.y "DHCP" address, which the guest agent (Talos's qemu-guest-agent
-//! extension) reports in `network-get-interfaces`; after configuration it reports the
+//! the address real Talos would have ([`maintenance_network`]): the static address of its
+//! NoCloud network configuration, else a 127.20.x.y DHCP lease when its bridge has DHCP,
+//! else none at all (it never answers). The guest agent (Talos's qemu-guest-agent extension)
+//! reports the address in `network-get-interfaces`; after configuration it reports the
 //! node's static address.
 
 use std::any::Any;
@@ -15,12 +17,41 @@ use crate::pve::{
     ApplianceFactory, ApplianceRegistry, GuestAppliance, GuestContext, GuestInterface,
 };
 
+use super::nocloud::parse_network_config;
 use super::{lock, NodeOptions, Stage, TalosFleet, TalosNode};
 
 /// Whether a VM boots a Talos image.
 pub fn is_talos_image(ctx: &GuestContext) -> bool {
     let h = ctx.image_hint();
     h.contains("talos") || h.contains("factory.talos.dev") || h.contains("nocloud-amd64")
+}
+
+/// How the node's first NIC (`net0`) gets its maintenance-mode address, as Talos's
+/// `nocloud` platform decides: the static address of the NoCloud `network-config` entry for
+/// that NIC (PVE cloud-init drive or a `cidata` ISO); else DHCP, which answers only when the
+/// NIC's bridge has a DHCP server (the PVE emulator then holds a lease for it). Returns
+/// (platform address, no DHCP).
+pub fn maintenance_network(ctx: &GuestContext) -> (Option<Ipv4Addr>, bool) {
+    let Some((&nic, mac)) = ctx.macs.iter().next() else {
+        return (None, true);
+    };
+    let platform = ctx
+        .nocloud_files()
+        .and_then(|f| f.get("network-config").cloned())
+        .map(|text| parse_network_config(&String::from_utf8_lossy(&text)));
+    let link = match &platform {
+        Some(Ok(net)) => net.link(mac, &format!("eth{nic}")).cloned(),
+        Some(Err(e)) => {
+            tracing::warn!(
+                vmid = ctx.vmid,
+                "talos emulator: nocloud network-config: {e}"
+            );
+            None
+        }
+        None => None,
+    };
+    let address = link.as_ref().and_then(|l| l.addresses.first().map(|a| a.0));
+    (address, !ctx.dhcp.contains_key(&nic))
 }
 
 /// Creates [`TalosAppliance`]s on `fleet`.
@@ -85,9 +116,12 @@ impl GuestAppliance for TalosAppliance {
                 }
             }
             None => {
+                let (platform_address, no_dhcp) = maintenance_network(ctx);
                 let n = self.fleet.start_node(NodeOptions {
                     dhcp_address: None,
                     name: ctx.name.clone(),
+                    platform_address,
+                    no_dhcp,
                 });
                 *lock(&self.node) = Some(n);
             }

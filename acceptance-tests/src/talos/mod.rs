@@ -4,7 +4,9 @@
 //! its own loopback address (127.20.x.y) on the apid port (50000 by default,
 //! [`FleetOptions::api_port`]):
 //!
-//! 1. **Booting** for [`Timings::boot`], then **Maintenance** on its "DHCP" address: TLS with
+//! 1. **Booting** for [`Timings::boot`], then **Maintenance** on its maintenance address
+//!    ([`NodeOptions`]: the static address of its platform (NoCloud) network configuration,
+//!    else a DHCP address when its network has DHCP, else none — then it never answers): TLS with
 //!    a self-signed Ed25519 certificate, no client certificate. `ApplyConfiguration`
 //!    accepts REBOOT/AUTO/TRY (NO_REBOOT/STAGED: `Unimplemented`, Talos's message) and
 //!    validates the configuration ([`validate`]: the official schema when present + Talos's
@@ -14,7 +16,7 @@
 //!    failed: ..." listing every finding. Other calls answer `Unimplemented` "API is not
 //!    implemented in maintenance mode" (maintenance mode grants no admin role).
 //! 2. **Rebooting** for [`Timings::reboot`] (all connections dropped), then **Running** on
-//!    the static address of its `LinkConfig` (falls back to the DHCP address): mutual TLS,
+//!    the static address of its `LinkConfig` (falls back to the maintenance address): mutual TLS,
 //!    client certificate signed by the configuration's OS CA (`machine.ca`) required, server
 //!    certificate from that CA for the node's IP. Its `MachineStatus` resource
 //!    (`cosi.resource.State/Get`, the COSI API real apid serves) reports stage `booting`
@@ -30,7 +32,7 @@
 //!    Kubernetes API emulation answers HTTPS `GET /readyz` on the VIP (`Layer2VIPConfig`)
 //!    port [`FleetOptions::kube_api_port`] with `ok` while etcd has quorum.
 //! 4. `Reset`: graceful leaves etcd first (refused for the last member); forced leaves a
-//!    stale member behind, as real Talos does. The node reboots into maintenance on its DHCP
+//!    stale member behind, as real Talos does. The node reboots into maintenance on its maintenance
 //!    address (or powers off when `reboot` is false).
 //!
 //! Faults ([`Faults`]) are deterministic for a seed: an error rate per RPC plus one-shot
@@ -39,6 +41,7 @@
 pub mod appliance;
 pub mod certs;
 pub mod net;
+pub mod nocloud;
 mod service;
 pub mod validate;
 
@@ -346,6 +349,12 @@ fn splitmix(mut x: u64) -> u64 {
     z ^ (z >> 31)
 }
 
+/// The address to listen on: only loopback addresses (an address outside 127.0.0.0/8 is
+/// unreachable from the test host, and no test server listens anywhere else).
+fn reachable(ip: Option<Ipv4Addr>) -> Option<Ipv4Addr> {
+    ip.filter(Ipv4Addr::is_loopback)
+}
+
 static GLOBAL_DHCP: AtomicU32 = AtomicU32::new(0);
 const GLOBAL_DHCP_BASE: u32 = u32::from_be_bytes([127, 20, 128, 1]);
 
@@ -370,6 +379,12 @@ pub struct NodeOptions {
     pub dhcp_address: Option<Ipv4Addr>,
     /// Hostname before configuration (default `talos-<id>`).
     pub name: Option<String>,
+    /// The static address the platform's network configuration (NoCloud `network-config`)
+    /// gives the node: it answers there in maintenance mode, instead of a DHCP address.
+    pub platform_address: Option<Ipv4Addr>,
+    /// No DHCP server on the node's network: without a `platform_address` the node has no
+    /// IPv4 address in maintenance mode and never answers (as a real machine would).
+    pub no_dhcp: bool,
 }
 
 impl TalosFleet {
@@ -408,7 +423,7 @@ impl TalosFleet {
     fn next_dhcp(&self) -> Ipv4Addr {
         let used: Vec<Ipv4Addr> = lock(&self.inner.nodes)
             .iter()
-            .flat_map(|n| [Some(n.dhcp_address()), n.address()])
+            .flat_map(|n| [n.dhcp_address(), n.address()])
             .flatten()
             .collect();
         loop {
@@ -430,14 +445,18 @@ impl TalosFleet {
     /// [`Stage::Maintenance`] after [`Timings::boot`].
     pub fn start_node(&self, opts: NodeOptions) -> TalosNode {
         let id = self.inner.next_node.fetch_add(1, Ordering::Relaxed);
-        let dhcp = opts.dhcp_address.unwrap_or_else(|| self.next_dhcp());
+        let maintenance = match (opts.platform_address, opts.no_dhcp) {
+            (Some(ip), _) => Some(ip),
+            (None, true) => None,
+            (None, false) => Some(opts.dhcp_address.unwrap_or_else(|| self.next_dhcp())),
+        };
         let (tx, _) = tokio::sync::watch::channel(Stage::Booting);
         let node = TalosNode {
             inner: Arc::new(NodeInner {
                 id,
                 name: opts.name.unwrap_or_else(|| format!("talos-{id}")),
                 fleet: Arc::downgrade(&self.inner),
-                dhcp,
+                maintenance,
                 state: Mutex::new(NodeState {
                     stage: Stage::Booting,
                     generation: 0,
@@ -470,7 +489,7 @@ impl TalosFleet {
         nodes
             .iter()
             .find(|n| n.address() == Some(ip))
-            .or_else(|| nodes.iter().find(|n| n.dhcp_address() == ip))
+            .or_else(|| nodes.iter().find(|n| n.dhcp_address() == Some(ip)))
             .cloned()
     }
 
@@ -601,7 +620,8 @@ struct NodeInner {
     id: u32,
     name: String,
     fleet: Weak<Fleet>,
-    dhcp: Ipv4Addr,
+    /// Maintenance-mode address (DHCP or platform network configuration); `None`: no IPv4.
+    maintenance: Option<Ipv4Addr>,
     state: Mutex<NodeState>,
     stage_tx: tokio::sync::watch::Sender<Stage>,
     faults: Mutex<Faults>,
@@ -632,9 +652,10 @@ impl TalosNode {
         self.inner.id
     }
 
-    /// The maintenance-mode ("DHCP") address.
-    pub fn dhcp_address(&self) -> Ipv4Addr {
-        self.inner.dhcp
+    /// The maintenance-mode address (from DHCP or the platform's network configuration);
+    /// `None` when the node has no IPv4 address in maintenance mode.
+    pub fn dhcp_address(&self) -> Option<Ipv4Addr> {
+        self.inner.maintenance
     }
 
     /// The address it answers on now (None while booting/rebooting/off).
@@ -797,7 +818,21 @@ impl TalosNode {
 
     async fn start_maintenance(&self, generation: u64) -> Result<(), EmulatorError> {
         let fleet = self.fleet().ok_or(EmulatorError::FleetGone)?;
-        let ip = self.inner.dhcp;
+        let Some(ip) = reachable(self.inner.maintenance) else {
+            // Up in maintenance mode, but with no address anybody can reach.
+            let mut st = lock(&self.inner.state);
+            if st.generation == generation {
+                st.config = None;
+                st.stage = Stage::Maintenance;
+                drop(st);
+                tracing::warn!(
+                    node = self.inner.id,
+                    "talos emulator: no IPv4 address (no DHCP, no platform network config)"
+                );
+                self.inner.stage_tx.send_replace(Stage::Maintenance);
+            }
+            return Ok(());
+        };
         let cert = certs::maintenance_cert(IpAddr::V4(ip)).map_err(EmulatorError::Tls)?;
         let tls = net::server_tls(&cert.crt, &cert.key, true).map_err(EmulatorError::Tls)?;
         let addr = SocketAddr::new(IpAddr::V4(ip), fleet.opts.api_port);
@@ -838,7 +873,13 @@ impl TalosNode {
         cfg: Arc<NodeConfig>,
     ) -> Result<(), EmulatorError> {
         let fleet = self.fleet().ok_or(EmulatorError::FleetGone)?;
-        let ip = cfg.address.unwrap_or(self.inner.dhcp);
+        let Some(ip) = reachable(cfg.address.or(self.inner.maintenance)) else {
+            tracing::warn!(
+                node = self.inner.id,
+                "talos emulator: configured node has no loopback IPv4 address to answer on"
+            );
+            return Ok(());
+        };
         let ca_key = match cfg.os_ca_key.clone() {
             Some(k) => {
                 lock(&fleet.trustd).insert(cfg.os_ca_crt.clone(), k.clone());

@@ -19,6 +19,7 @@
 
 mod agent;
 mod client;
+pub mod cloudinit;
 mod config;
 mod error;
 mod network;
@@ -37,6 +38,7 @@ mod vm;
 
 pub use agent::{ExecResult, GuestInterface, GuestIp};
 pub use client::{install_crypto_provider, Client};
+pub use cloudinit::{CiType, CloudInitSpec, IpConfig};
 pub use config::{parse_endpoint, ApiToken, Auth, ClientConfig, Secret, Timeouts};
 pub use error::{classify, ApiError, ApiErrorKind, Error, Result, TransportKind};
 pub use network::{sdn_subnet_id, BridgeSpec, FirewallRule, FirewallScope, IpSetEntry, SubnetSpec};

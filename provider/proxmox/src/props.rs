@@ -174,7 +174,7 @@ impl DiskBus {
             DiskBus::Ide => "ide",
         }
     }
-    fn max_index(self) -> u8 {
+    pub(crate) fn max_index(self) -> u8 {
         match self {
             DiskBus::Scsi => 30,
             DiskBus::Virtio => 15,

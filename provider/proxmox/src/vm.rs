@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::client::Client;
+use crate::cloudinit::CloudInitSpec;
 use crate::error::{ApiErrorKind, Error, Result};
 use crate::owner::OwnerMark;
 use crate::params::{api_path, Params};
@@ -59,6 +60,9 @@ pub struct VmSpec {
     pub nets: Vec<NetSpec>,
     /// CD-ROM drives.
     pub cdroms: Vec<CdromSpec>,
+    /// The PVE cloud-init drive and its network settings (`ideN: STORAGE:cloudinit`,
+    /// `citype`, `ipconfigN`, `nameserver`, `searchdomain`).
+    pub cloud_init: Option<CloudInitSpec>,
     /// `agent=1` (QEMU guest agent).
     pub agent: bool,
     /// `serial0=socket`.
@@ -98,6 +102,7 @@ impl VmSpec {
             tpmstate: None,
             nets: Vec::new(),
             cdroms: Vec::new(),
+            cloud_init: None,
             agent: true,
             serial_socket: true,
             vga: None,
@@ -138,6 +143,7 @@ impl VmSpec {
             .map(DiskSpec::key)
             .chain(self.cdroms.iter().map(CdromSpec::key))
             .chain(self.nets.iter().map(NetSpec::key))
+            .chain(self.cloud_init.iter().map(CloudInitSpec::key))
         {
             if !keys.insert(k.clone()) {
                 return Err(Error::InvalidArgument(format!("{k} is defined twice")));
@@ -186,6 +192,11 @@ impl VmSpec {
         }
         for c in &self.cdroms {
             p = p.str(&c.key(), c.render()?);
+        }
+        if let Some(ci) = &self.cloud_init {
+            for (k, v) in ci.params()? {
+                p = p.str(&k, v);
+            }
         }
         if self.agent {
             p = p.str("agent", "1");

@@ -266,6 +266,15 @@ async fn every_request_of_the_typed_operations_matches_the_schema() {
     nic.tag = Some(10);
     spec.nets.push(nic);
     spec.cdroms.push(CdromSpec::ide2("local:iso/seed.iso"));
+    let mut ci = CloudInitSpec::nocloud("local-lvm");
+    ci.index = 0;
+    ci.ipconfig.insert(
+        0,
+        IpConfig::static_address("10.10.0.10/24", Some("10.10.0.1")),
+    );
+    ci.nameservers = vec!["1.1.1.1".into(), "fd00::53".into()];
+    ci.searchdomains = vec!["example.org".into()];
+    spec.cloud_init = Some(ci);
     spec.boot_order = vec!["scsi0".into(), "ide2".into()];
     spec.tags = vec!["waddle".into()];
     spec.description = Some("managed by waddle".into());

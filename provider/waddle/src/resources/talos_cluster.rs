@@ -365,7 +365,14 @@ pub fn schema() -> Schema {
         "Create the node as a Proxmox VE VM: the Talos disk image (`image.disk_image_url`) is \
          downloaded once per node/storage and imported as the system disk; the VM gets the \
          node's MAC, the guest agent, and UEFI + TPM 2.0 when `secureboot` or \
-         `disk_encryption` is set. Without `proxmox` the node must already exist (bare metal \
+         `disk_encryption` is set. The node needs no DHCP: its VM gets a Proxmox cloud-init \
+         drive (`ide2: <storage>:cloudinit`, `citype = nocloud`, `ipconfig0` with `address` and \
+         `gateway`, `nameserver` from `nameservers`), which Talos's `nocloud` platform applies \
+         before the first boot, and the machine configuration is applied in maintenance mode \
+         to `address` (chosen over an uploaded NoCloud ISO: no ISO upload, PVE regenerates the \
+         drive at every start, the drive goes with the VM; needs `VM.Config.Cloudinit` and \
+         `images` content on `storage`). The guest agent is not required: an IPv4 address it \
+         reports is tried only while `address` does not answer (networks with DHCP). Without `proxmox` the node must already exist (bare metal \
          or a VM made elsewhere), see `maintenance_address`. Changing the placement re-creates \
          the node.",
     );
@@ -992,7 +999,7 @@ fn check_resource_attrs(config: &Value, diags: &mut Diagnostics) {
                 diags.error_at(
                     base.clone().then_attr("maintenance_address"),
                     "Conflicting attributes",
-                    "maintenance_address is for nodes without `proxmox` (a VM's maintenance address is found through the guest agent)",
+                    "maintenance_address is for nodes without `proxmox` (a VM gets `address` through its cloud-init drive and is configured there)",
                 );
             }
             check_placement(&px, &base.clone().then_attr("proxmox"), diags);

@@ -33,6 +33,9 @@ use crate::provider::ProviderConfig;
 mod owned;
 use owned::{adoptable_vm, cluster_slug};
 pub use owned::{owned_image_file_name, owner_mark};
+mod address;
+
+use address::{apply_maintenance, apply_maintenance_vm, VmNic};
 
 type R<T> = Result<T, String>;
 
@@ -421,6 +424,8 @@ pub fn vm_spec(m: &ClusterModel, name: &str, n: &NodeModel, volid: &str) -> R<Vm
     let mut net = NetSpec::virtio(0, &p.bridge());
     net.mac = effective_mac(&m.cluster_name, name, n);
     spec.nets = vec![net];
+    // The static address before the first boot: no DHCP needed (see `address`).
+    spec.cloud_init = Some(address::cloud_init(m, n, &storage));
     spec.agent = true;
     spec.boot_order = vec!["scsi0".into()];
     let secure = m.secureboot.unwrap_or(false);
@@ -443,65 +448,9 @@ pub fn vm_spec(m: &ClusterModel, name: &str, n: &NodeModel, volid: &str) -> R<Vm
     Ok(spec)
 }
 
-/// The DHCP (maintenance) address the guest agent reports for the NIC with `mac`.
-async fn dhcp_address(env: &Env, node: &str, vmid: u32, mac: Option<&str>) -> R<String> {
-    let pve = env.pve()?.clone();
-    let want = mac.map(|m| m.to_ascii_uppercase());
-    env.retry(&format!("guest agent of VM {vmid}"), || {
-        let pve = pve.clone();
-        let want = want.clone();
-        async move {
-            match pve.agent_network_interfaces(node, vmid).await {
-                Ok(ifs) => {
-                    let pick = ifs
-                        .iter()
-                        .filter(|i| i.name != "lo")
-                        .filter(|i| match (&want, &i.mac) {
-                            (Some(w), Some(m)) => w == m,
-                            (Some(_), None) => false,
-                            (None, _) => true,
-                        })
-                        .flat_map(|i| i.ips.iter())
-                        .find(|ip| ip.kind == "ipv4" && ip.address != "127.0.0.1")
-                        .map(|ip| ip.address.clone());
-                    match pick {
-                        Some(a) => Attempt::Done(a),
-                        None => Attempt::Again("no IPv4 address on the node's NIC yet".into()),
-                    }
-                }
-                Err(e) if e.is_not_found() => Attempt::Fatal(e.to_string()),
-                Err(e) => Attempt::Again(format!("guest agent not answering: {e}")),
-            }
-        }
-    })
-    .await
-}
-
 // ---------------------------------------------------------------------------------------
 // Talos side
 // ---------------------------------------------------------------------------------------
-
-async fn apply_maintenance(env: &Env, name: &str, addr: &str, config: &str) -> R<()> {
-    let ep = api_addr(addr).map_err(|e| e.to_string())?;
-    let opts = env.opts();
-    env.retry(
-        &format!("nodes[{name:?}]: apply in maintenance mode at {ep}"),
-        || {
-            let opts = opts.clone();
-            async move {
-                let c = match TalosClient::connect_maintenance(ep, &opts).await {
-                    Ok(c) => c,
-                    Err(e) => return classify(e),
-                };
-                match c.apply_configuration(config, ApplyMode::Auto).await {
-                    Ok(_) => Attempt::Done(()),
-                    Err(e) => classify(e),
-                }
-            }
-        },
-    )
-    .await
-}
 
 /// Waits until the node answers with mTLS on `ip`.
 async fn wait_configured(env: &Env, name: &str, ip: &str) -> R<()> {
@@ -556,7 +505,8 @@ async fn provision_node(
 ) -> R<()> {
     let started = Instant::now();
     let ip = node_ip(n).to_string();
-    let mut maintenance = n.maintenance_address.clone();
+    let maintenance = n.maintenance_address.clone();
+    let mut applied = false;
     if let Some(p) = &n.proxmox {
         let pve = env.pve()?.clone();
         let pnode = env.pve_node(p);
@@ -617,16 +567,18 @@ async fn provision_node(
             .await
             .map_err(|e| format!("starting VM {vmid}: {e}"))?;
         let mac = effective_mac(&m.cluster_name, name, n);
-        let addr = dhcp_address(env, &pnode, vmid, mac.as_deref()).await?;
-        tracing::info!(
-            node = name,
+        let vm = VmNic {
+            pve: &pve,
+            node: &pnode,
             vmid,
-            addr,
-            "maintenance address from the guest agent"
-        );
-        maintenance = Some(addr);
+            mac: mac.as_deref(),
+        };
+        let addr = apply_maintenance_vm(env, name, &ip, &vm, config).await?;
+        tracing::info!(node = name, vmid, addr, "configured in maintenance mode");
+        applied = true;
     }
     match maintenance {
+        _ if applied => wait_configured(env, name, &ip).await?,
         Some(addr) => {
             apply_maintenance(env, name, &addr, config).await?;
             wait_configured(env, name, &ip).await?;
