@@ -1,5 +1,9 @@
-//! The DHCP path of `waddle_talos_cluster`, kept alive on a network that has DHCP: a VM made
-//! elsewhere (no cloud-init drive, so no static address before configuration) on a bridge
+//! The DHCP path of `waddle_talos_cluster`, kept alive on a network that has DHCP: the
+//! cluster's control plane is created by the provider (static address through the cloud-init
+//! drive), then a worker joins on a VM made elsewhere and handed over by its ownership mark
+//! (tag `waddle` and the node's `waddle-owner` line; an unmarked VM is refused, see
+//! `fault_ownership`), with no cloud-init drive, so no static address before configuration,
+//! on a bridge
 //! with a DHCP server is adopted; its node answers in maintenance mode only on its DHCP
 //! lease, which the provider finds through the guest agent and configures. On the default,
 //! DHCP-less networks every other test exercises the static path (cloud-init drive).
@@ -40,16 +44,19 @@ async fn a_node_on_a_dhcp_network_without_cloud_init_is_configured_at_its_lease(
     // The VM exists already: no cloud-init drive, the node's MAC, on the DHCP bridge, the
     // guest agent enabled (Talos's qemu-guest-agent extension reports the lease).
     download(&api, "talos-pre-nocloud-amd64.qcow2", TALOS_IMAGE_URL).await;
+    let mark = waddle_provider::resources::talos_cluster::ops::owner_mark("dhcp50", "w1").line();
     let upid = api
         .ok(
             "POST",
             "/nodes/pve/qemu",
             &[
-                ("vmid", "500"),
-                ("name", "cp1"),
+                ("vmid", "501"),
+                ("name", "w1"),
                 ("memory", "4096"),
                 ("cores", "2"),
                 ("agent", "1"),
+                ("tags", "waddle"),
+                ("description", mark.as_str()),
                 (
                     "scsi0",
                     "local-lvm:0,import-from=local:import/talos-pre-nocloud-amd64.qcow2",
@@ -91,7 +98,6 @@ async fn a_node_on_a_dhcp_network_without_cloud_init_is_configured_at_its_lease(
                 role: "controlplane".into(),
                 address: "127.20.50.10/24".into(),
                 gateway: Some("127.20.50.1".into()),
-                mac: Some(MAC.into()),
                 proxmox: Some(PlacementModel {
                     vmid: Some(500),
                     ..Default::default()
@@ -102,21 +108,49 @@ async fn a_node_on_a_dhcp_network_without_cloud_init_is_configured_at_its_lease(
         ..Default::default()
     };
     let config = schema().from_typed(&m).expect("config");
-    let state = h
+    let created = h
         .plan_and_apply(TYPE_NAME, &Value::Null, &config)
         .await
         .expect("create");
 
-    // The node took its configuration in maintenance mode at its DHCP lease, then came up
+    // The worker joins on the handed-over VM.
+    let mut m = m;
+    if let Some(nodes) = m.nodes.as_mut() {
+        nodes.insert(
+            "w1".to_string(),
+            NodeModel {
+                role: "worker".into(),
+                address: "127.20.50.11/24".into(),
+                gateway: Some("127.20.50.1".into()),
+                mac: Some(MAC.into()),
+                proxmox: Some(PlacementModel {
+                    vmid: Some(501),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        );
+    }
+    let config = schema().from_typed(&m).expect("config");
+    let state = h
+        .plan_and_apply(TYPE_NAME, &created, &config)
+        .await
+        .expect("add the worker");
+
+    // The worker took its configuration in maintenance mode at its DHCP lease, then came up
     // on the static address of its machine configuration.
     let node = fleet
-        .node_at(Ipv4Addr::new(127, 20, 50, 10))
+        .node_at(Ipv4Addr::new(127, 20, 50, 11))
         .expect("node on its static address");
     assert_eq!(node.dhcp_address(), Some(lease));
     assert_eq!(node.stage(), Stage::Running);
     let applies = node.applies();
     assert!(applies[0].in_maintenance, "{applies:?}");
-    assert_eq!(api.emu.vms().len(), 1, "the existing VM was adopted");
+    assert_eq!(
+        api.emu.vms().len(),
+        2,
+        "the existing VM was adopted, one VM was created for cp1"
+    );
     assert!(state
         .get_attr("kubeconfig")
         .and_then(Value::as_str)
