@@ -1184,4 +1184,129 @@ mod in_process {
             emu.shutdown().await;
         });
     }
+
+    /// Three control planes with `cores`/`disk_size` on every node, in 127.20.<net>.0/24.
+    fn three_cps(net: u8, vmid_base: u32, cores: u32, disk: u32) -> Value {
+        let mut cfg = config(net, vmid_base);
+        let mut m: ClusterModel = cfg.unknown_as_null().to_typed().expect("model");
+        let base = m.nodes().get("cp1").cloned().expect("cp1");
+        let nodes = (0..3u8)
+            .map(|i| {
+                let mut n = base.clone();
+                n.address = format!("127.20.{net}.{}/24", 10 + i);
+                n.proxmox = Some(PlacementModel {
+                    vmid: Some(vmid_base + u32::from(i)),
+                    cores: Some(cores),
+                    disk_size: Some(disk),
+                    ..Default::default()
+                });
+                (format!("cp{}", i + 1), n)
+            })
+            .collect();
+        m.nodes = Some(nodes);
+        cfg = schema().from_typed(&m).expect("config");
+        cfg
+    }
+
+    /// A control-plane resize (`cores` 2 -> 3, disk 10 -> 12 GiB) is done in place, one
+    /// node at a time: no VM is deleted or created, every VM ends with the new size, and the
+    /// emulator's etcd membership log shows each member going down and up again with
+    /// quorum kept after every change and no member leaving. The next plan is empty.
+    #[test]
+    fn control_plane_resize_rolls_in_place_and_keeps_quorum() {
+        if skip_in_process_on_real_pve("control_plane_resize_rolls_in_place_and_keeps_quorum") {
+            return;
+        }
+        let rt = rt();
+        rt.block_on(async {
+            let fleet = TalosFleet::new(FleetOptions::default());
+            let emu = PveEmulator::start(
+                EmulatorConfig::builder()
+                    .ip(Ipv4Addr::new(127, 40, 49, 1))
+                    .build(),
+            )
+            .await
+            .expect("PVE emulator");
+            appliance::register(emu.appliances(), fleet.clone());
+            let h = harness(&emu).await;
+            let small = three_cps(49, 490, 2, 10);
+            let state = h
+                .plan_and_apply(TYPE_NAME, &Value::Null, &small)
+                .await
+                .expect("create");
+            let secrets = state
+                .get_attr("machine_secrets")
+                .and_then(Value::as_str)
+                .unwrap();
+            let id = SecretsBundle::from_yaml(secrets).unwrap().cluster_id;
+            let before = fleet.membership_log(&id).len();
+
+            let big = three_cps(49, 490, 3, 12);
+            let p = h.plan(TYPE_NAME, &state, &big).await;
+            assert!(!p.diagnostics.has_errors(), "{:?}", p.diagnostics);
+            assert!(p.requires_replace.is_empty(), "{:?}", p.requires_replace);
+            let a = h.apply(TYPE_NAME, &state, &big, &p.planned_state).await;
+            assert!(!a.diagnostics.has_errors(), "{:?}", a.diagnostics);
+
+            let ids: Vec<u32> = emu.vms().iter().map(|v| v.vmid).collect();
+            assert_eq!(ids, vec![490, 491, 492], "no VM deleted or created");
+            for v in emu.vms() {
+                assert_eq!(
+                    v.config.get("cores").map(String::as_str),
+                    Some("3"),
+                    "{v:?}"
+                );
+                assert!(v.pending.is_empty(), "pending changes applied: {v:?}");
+                assert!(
+                    v.config
+                        .get("scsi0")
+                        .is_some_and(|d| d.contains("size=12G")),
+                    "{v:?}"
+                );
+                assert!(v.running);
+            }
+            let log = fleet.membership_log(&id);
+            let roll = &log[before..];
+            assert!(
+                log.iter().all(|e| e.has_quorum()),
+                "etcd lost quorum: {log:#?}"
+            );
+            assert!(
+                !roll
+                    .iter()
+                    .any(|e| e.change == waddle_acceptance::talos::MembershipChange::Left),
+                "no member left etcd: {roll:#?}"
+            );
+            for cp in ["cp1", "cp2", "cp3"] {
+                let seen: Vec<_> = roll
+                    .iter()
+                    .filter(|e| e.hostname == cp)
+                    .map(|e| e.change)
+                    .collect();
+                assert_eq!(
+                    seen,
+                    vec![
+                        waddle_acceptance::talos::MembershipChange::Down,
+                        waddle_acceptance::talos::MembershipChange::Up
+                    ],
+                    "{cp} restarted once: {roll:#?}"
+                );
+            }
+            // One node at a time: never two members down together.
+            assert!(roll.iter().all(|e| e.up + 1 >= e.members), "{roll:#?}");
+            let p = h.plan(TYPE_NAME, &a.state, &big).await;
+            assert!(p.planned_state.equals(&a.state), "the next plan is empty");
+            let r = h.read(TYPE_NAME, &a.state).await;
+            assert!(r.state.equals(&a.state), "refresh changes nothing");
+
+            let d = h.plan(TYPE_NAME, &a.state, &Value::Null).await;
+            let r = h
+                .apply(TYPE_NAME, &a.state, &Value::Null, &d.planned_state)
+                .await;
+            assert!(!r.diagnostics.has_errors(), "{:?}", r.diagnostics);
+            nothing_left(&emu).expect("destroy cleans up");
+            fleet.shutdown().await;
+            emu.shutdown().await;
+        });
+    }
 }
