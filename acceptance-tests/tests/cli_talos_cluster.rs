@@ -491,8 +491,42 @@ fn three_node_example_add_and_remove_a_worker() {
     env.shutdown();
 }
 
+/// The membership log of the cluster in `s` (emulator) shows a rolling restart: every entry
+/// since `from` kept quorum, no member left, and each of `cps` went down and came back once.
+fn rolled_with_quorum(
+    fleet: &TalosFleet,
+    s: &Snapshot,
+    addr: &str,
+    from: usize,
+    cps: &[&str],
+) -> Result<(), String> {
+    use waddle_acceptance::talos::MembershipChange as C;
+    let id = secrets(s, addr)?.cluster_id;
+    let log = fleet.membership_log(&id);
+    if let Some(e) = log.iter().find(|e| !e.has_quorum()) {
+        return Err(format!("etcd lost quorum: {e:?} in {log:#?}"));
+    }
+    let roll = log.get(from..).unwrap_or_default();
+    if let Some(e) = roll.iter().find(|e| e.change == C::Left) {
+        return Err(format!("a member left etcd during the resize: {e:?}"));
+    }
+    for cp in cps {
+        let seen: Vec<C> = roll
+            .iter()
+            .filter(|e| e.hostname == *cp)
+            .map(|e| e.change)
+            .collect();
+        if seen != [C::Down, C::Up] {
+            return Err(format!("{cp}: {seen:?}, expected one restart: {roll:#?}"));
+        }
+    }
+    Ok(())
+}
+
 /// `modules/talos-cluster` (written against this resource's attribute names) applied as is,
-/// with the addresses moved into the test range.
+/// with the addresses moved into the test range; then the module's `cores = 3 -> 4`: the
+/// control planes are resized in place (same VMs, one restart each) and the Talos emulator's
+/// etcd membership log shows that quorum was never lost.
 #[test]
 fn talos_cluster_module() {
     let env = start(Ipv4Addr::new(127, 40, 48, 1));
@@ -506,8 +540,11 @@ fn talos_cluster_module() {
     };
     let bridge = net.bridge.clone().unwrap_or_else(|| "vmbr1".to_string());
     let cp3 = net.ip(2);
-    let mut step = TestStep::config(format!(
-        r#"
+    let files = harness::module_files("talos-cluster");
+    assert!(!files.is_empty(), "modules/talos-cluster has no .tf files");
+    let step = |cores: u32| {
+        let mut step = TestStep::config(format!(
+            r#"
 terraform {{
   required_providers {{
     waddle = {{
@@ -526,45 +563,94 @@ module "cluster" {{
   proxmox_node            = "{node}"
   bridge                  = "{bridge}"
   vmid_base               = 480
+  cores                   = {cores}
 }}
 
 output "node_addresses" {{
   value = module.cluster.node_addresses
 }}
 "#,
-        ip0 = net.ip(0),
-        ip1 = net.ip(1),
-        ip2 = net.ip(2),
-        gateway = net.gateway,
-        vip = net.vip,
-        node = env.target.node(),
-    ))
-    .describe("module create")
-    .check(check::func(move |s| {
-        let o = s.output("node_addresses")?;
-        match o.get("cp3").and_then(|v| v.as_str()) {
-            Some(a) if a == cp3 => Ok(()),
-            _ => Err(format!("node_addresses = {o}")),
+            ip0 = net.ip(0),
+            ip1 = net.ip(1),
+            ip2 = net.ip(2),
+            gateway = net.gateway,
+            vip = net.vip,
+            node = env.target.node(),
+        ));
+        for (name, content) in &files {
+            step = step.file(name.clone(), content.clone());
         }
-    }));
-    let files = harness::module_files("talos-cluster");
-    assert!(!files.is_empty(), "modules/talos-cluster has no .tf files");
-    for (name, content) in files {
-        step = step.file(name, content);
-    }
+        step
+    };
     let internals = env.internals("talos_cluster_module: emulator VM count, etcd");
-    let api = env.api.clone();
+    let (api, i1) = (env.api.clone(), internals.clone());
+    let (api3, i3) = (env.api.clone(), internals);
     let (api2, emu2) = (env.api.clone(), env.target.emulator_arc());
     const ADDR: &str = "module.cluster.waddle_talos_cluster.this";
+    // Where the membership log stood before the resize.
+    let mark = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mark2 = mark.clone();
     case(&env)
-        .step(step.check(check::func(move |s| {
-            cluster_matches(&api, internals.as_ref(), s, ADDR, 3, 3)?;
-            let ids: Vec<u32> = vmids(s, ADDR)?.into_iter().map(|(_, v)| v).collect();
-            if ids != vec![480, 481, 482] {
-                return Err(format!("VM ids {ids:?}"));
-            }
-            Ok(())
-        })))
+        .step(
+            step(3)
+                .describe("module create")
+                .check(check::func(move |s| {
+                    let o = s.output("node_addresses")?;
+                    match o.get("cp3").and_then(|v| v.as_str()) {
+                        Some(a) if a == cp3 => Ok(()),
+                        _ => Err(format!("node_addresses = {o}")),
+                    }
+                }))
+                .check(check::func(move |s| {
+                    cluster_matches(&api, i1.as_ref(), s, ADDR, 3, 3)?;
+                    let ids: Vec<u32> = vmids(s, ADDR)?.into_iter().map(|(_, v)| v).collect();
+                    if ids != vec![480, 481, 482] {
+                        return Err(format!("VM ids {ids:?}"));
+                    }
+                    if let Some((_, fleet)) = &i1 {
+                        let id = secrets(s, ADDR)?.cluster_id;
+                        mark.store(
+                            fleet.membership_log(&id).len(),
+                            std::sync::atomic::Ordering::SeqCst,
+                        );
+                    }
+                    Ok(())
+                })),
+        )
+        .step(
+            step(4)
+                .describe("resize the control planes: cores 3 -> 4")
+                .plan_check(check::plan_actions(ADDR, &["update"]))
+                .check(check::attr_matches(
+                    ADDR,
+                    "node_status.cp2.action",
+                    "^resized in place: cores 3 -> 4",
+                ))
+                .check(check::attr_equals(ADDR, "node_status.cp1.cores", 4))
+                .check(check::func(move |s| {
+                    cluster_matches(&api3, i3.as_ref(), s, ADDR, 3, 3)?;
+                    let ids: Vec<u32> = vmids(s, ADDR)?.into_iter().map(|(_, v)| v).collect();
+                    if ids != vec![480, 481, 482] {
+                        return Err(format!("the VMs were replaced: {ids:?}"));
+                    }
+                    for id in ids {
+                        let cores = Api::config_str(&api3.vm_config(id)?, "cores");
+                        if cores != "4" {
+                            return Err(format!("VM {id}: cores = {cores:?}"));
+                        }
+                    }
+                    match &i3 {
+                        Some((_, fleet)) => rolled_with_quorum(
+                            fleet,
+                            s,
+                            ADDR,
+                            mark2.load(std::sync::atomic::Ordering::SeqCst),
+                            &["cp1", "cp2", "cp3"],
+                        ),
+                        None => Ok(()),
+                    }
+                })),
+        )
         .check_destroy(move |st| nothing_left_on(&api2, emu2.as_deref(), st, &[480, 481, 482]))
         .run();
     env.shutdown();
@@ -1298,6 +1384,129 @@ mod in_process {
             assert!(p.planned_state.equals(&a.state), "the next plan is empty");
             let r = h.read(TYPE_NAME, &a.state).await;
             assert!(r.state.equals(&a.state), "refresh changes nothing");
+
+            let d = h.plan(TYPE_NAME, &a.state, &Value::Null).await;
+            let r = h
+                .apply(TYPE_NAME, &a.state, &Value::Null, &d.planned_state)
+                .await;
+            assert!(!r.diagnostics.has_errors(), "{:?}", r.diagnostics);
+            nothing_left(&emu).expect("destroy cleans up");
+            fleet.shutdown().await;
+            emu.shutdown().await;
+        });
+    }
+
+    fn node_attr(v: &Value, node: &str, path: &[&str]) -> Value {
+        let mut p = AttributePath::attr(path[0]).then_key(node);
+        for a in &path[1..] {
+            p = p.then_attr(*a);
+        }
+        v.get_path(&p).cloned().unwrap_or(Value::Null)
+    }
+
+    /// A resize interrupted (StopProvider, as Ctrl-C does) once the second control plane
+    /// is going down: the returned state has the finished node resized and the others as
+    /// they were with `node_status` saying `not done: ...`, so the next plan is not empty;
+    /// applying it finishes the roll, quorum is never lost, and the plan after is empty.
+    #[test]
+    fn interrupted_resize_is_recorded_and_planned_again() {
+        if skip_in_process_on_real_pve("interrupted_resize_is_recorded_and_planned_again") {
+            return;
+        }
+        use waddle_acceptance::talos::MembershipChange as C;
+        let rt = rt();
+        rt.block_on(async {
+            let fleet = TalosFleet::new(FleetOptions::default());
+            let emu = PveEmulator::start(
+                EmulatorConfig::builder()
+                    .ip(Ipv4Addr::new(127, 40, 50, 1))
+                    .build(),
+            )
+            .await
+            .expect("PVE emulator");
+            appliance::register(emu.appliances(), fleet.clone());
+            let h = harness(&emu).await;
+            let small = three_cps(50, 500, 2, 10);
+            let state = h
+                .plan_and_apply(TYPE_NAME, &Value::Null, &small)
+                .await
+                .expect("create");
+            let secrets = state
+                .get_attr("machine_secrets")
+                .and_then(Value::as_str)
+                .unwrap();
+            let id = SecretsBundle::from_yaml(secrets).unwrap().cluster_id;
+            let before = fleet.membership_log(&id).len();
+
+            let big = three_cps(50, 500, 3, 10);
+            let p = h.plan(TYPE_NAME, &state, &big).await;
+            assert!(!p.diagnostics.has_errors(), "{:?}", p.diagnostics);
+            let watch = async {
+                // Bounded: 30 s at most.
+                for _ in 0..6000 {
+                    let log = fleet.membership_log(&id);
+                    if log[before..]
+                        .iter()
+                        .any(|e| e.hostname == "cp2" && e.change == C::Down)
+                    {
+                        h.stop();
+                        return true;
+                    }
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                false
+            };
+            let (a, stopped) =
+                tokio::join!(h.apply(TYPE_NAME, &state, &big, &p.planned_state), watch);
+            assert!(stopped, "cp2 never went down");
+            assert!(
+                a.diagnostics.has_errors(),
+                "the interrupted apply reports it"
+            );
+            let st = &a.state;
+            assert_eq!(
+                node_attr(st, "cp1", &["nodes", "proxmox", "cores"]).as_i64(),
+                Some(3)
+            );
+            let done = node_attr(st, "cp1", &["node_status", "action"]);
+            assert!(
+                done.as_str()
+                    .is_some_and(|a| a.starts_with("resized in place")),
+                "{done:?}"
+            );
+            for cp in ["cp2", "cp3"] {
+                assert_eq!(
+                    node_attr(st, cp, &["nodes", "proxmox", "cores"]).as_i64(),
+                    Some(2),
+                    "{cp} is recorded as not resized"
+                );
+                let act = node_attr(st, cp, &["node_status", "action"]);
+                assert!(
+                    act.as_str()
+                        .is_some_and(|a| a.starts_with("not done: resized")),
+                    "{cp}: {act:?}"
+                );
+            }
+            let p = h.plan(TYPE_NAME, st, &big).await;
+            assert!(!p.diagnostics.has_errors(), "{:?}", p.diagnostics);
+            assert!(!p.planned_state.equals(st), "the remaining work is planned");
+            let a = h.apply(TYPE_NAME, st, &big, &p.planned_state).await;
+            assert!(!a.diagnostics.has_errors(), "{:?}", a.diagnostics);
+            for v in emu.vms() {
+                assert_eq!(
+                    v.config.get("cores").map(String::as_str),
+                    Some("3"),
+                    "{v:?}"
+                );
+            }
+            let log = fleet.membership_log(&id);
+            assert!(log.iter().all(|e| e.has_quorum()), "{log:#?}");
+            assert!(
+                !log[before..].iter().any(|e| e.change == C::Left),
+                "{log:#?}"
+            );
+            let p = h.plan(TYPE_NAME, &a.state, &big).await;
+            assert!(p.planned_state.equals(&a.state), "the next plan is empty");
 
             let d = h.plan(TYPE_NAME, &a.state, &Value::Null).await;
             let r = h
