@@ -1518,4 +1518,84 @@ mod in_process {
             emu.shutdown().await;
         });
     }
+
+    /// Changing the install disk of every control plane re-creates them one at a time: each
+    /// leaves etcd, its VM is deleted and created again (same VM id), it joins again, and
+    /// only then is the next one touched. etcd keeps quorum and at least two members
+    /// throughout; the next plan is empty.
+    #[test]
+    fn control_plane_recreation_is_one_at_a_time() {
+        if skip_in_process_on_real_pve("control_plane_recreation_is_one_at_a_time") {
+            return;
+        }
+        use waddle_acceptance::talos::MembershipChange as C;
+        let rt = rt();
+        rt.block_on(async {
+            let fleet = TalosFleet::new(FleetOptions::default());
+            let emu = PveEmulator::start(
+                EmulatorConfig::builder()
+                    .ip(Ipv4Addr::new(127, 40, 51, 1))
+                    .build(),
+            )
+            .await
+            .expect("PVE emulator");
+            appliance::register(emu.appliances(), fleet.clone());
+            let h = harness(&emu).await;
+            let cfg = three_cps(51, 510, 2, 10);
+            let state = h
+                .plan_and_apply(TYPE_NAME, &Value::Null, &cfg)
+                .await
+                .expect("create");
+            let secrets = state
+                .get_attr("machine_secrets")
+                .and_then(Value::as_str)
+                .unwrap();
+            let id = SecretsBundle::from_yaml(secrets).unwrap().cluster_id;
+            let before = fleet.membership_log(&id).len();
+            let mut moved = cfg.clone();
+            for cp in ["cp1", "cp2", "cp3"] {
+                moved.set_path(
+                    &AttributePath::attr("nodes")
+                        .then_key(cp)
+                        .then_attr("install_disk"),
+                    Value::from("/dev/vda"),
+                );
+            }
+            let p = h.plan(TYPE_NAME, &state, &moved).await;
+            assert!(!p.diagnostics.has_errors(), "{:?}", p.diagnostics);
+            let warned = format!("{:?}", p.diagnostics);
+            assert!(warned.contains("RE-CREATED"), "{warned}");
+            let a = h.apply(TYPE_NAME, &state, &moved, &p.planned_state).await;
+            assert!(!a.diagnostics.has_errors(), "{:?}", a.diagnostics);
+            let ids: Vec<u32> = emu.vms().iter().map(|v| v.vmid).collect();
+            assert_eq!(ids, vec![510, 511, 512]);
+            let log = fleet.membership_log(&id);
+            let roll = &log[before..];
+            assert!(log.iter().all(|e| e.has_quorum()), "{log:#?}");
+            assert!(roll.iter().all(|e| e.members >= 2), "{roll:#?}");
+            // One node at a time: cp1 is back before cp2 leaves, cp2 before cp3.
+            let order: Vec<(String, C)> = roll
+                .iter()
+                .filter(|e| matches!(e.change, C::Left | C::Joined))
+                .map(|e| (e.hostname.clone(), e.change))
+                .collect();
+            let want: Vec<(String, C)> = ["cp1", "cp2", "cp3"]
+                .iter()
+                .flat_map(|c| [(c.to_string(), C::Left), (c.to_string(), C::Joined)])
+                .collect();
+            assert_eq!(order, want, "{roll:#?}");
+            assert_eq!(fleet.etcd_members(&id).len(), 3);
+            let p = h.plan(TYPE_NAME, &a.state, &moved).await;
+            assert!(p.planned_state.equals(&a.state), "the next plan is empty");
+
+            let d = h.plan(TYPE_NAME, &a.state, &Value::Null).await;
+            let r = h
+                .apply(TYPE_NAME, &a.state, &Value::Null, &d.planned_state)
+                .await;
+            assert!(!r.diagnostics.has_errors(), "{:?}", r.diagnostics);
+            nothing_left(&emu).expect("destroy cleans up");
+            fleet.shutdown().await;
+            emu.shutdown().await;
+        });
+    }
 }
