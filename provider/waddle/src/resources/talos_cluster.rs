@@ -376,8 +376,10 @@ pub fn schema() -> Schema {
          downloaded once per node/storage and imported as the system disk; the VM gets the \
          node's MAC, the guest agent, and UEFI + TPM 2.0 when `secureboot` or \
          `disk_encryption` is set. Without `proxmox` the node must already exist (bare metal \
-         or a VM made elsewhere), see `maintenance_address`. Changing the placement re-creates \
-         the node.",
+         or a VM made elsewhere), see `maintenance_address`. `cores`, `memory` and `disk_size` \
+         change in place (a disk only grows; CPU/memory restart the VM), one node at a time; \
+         changing `node`, `storage`, `bridge` or `vmid` re-creates the node, one node at a \
+         time, and is refused for the only control plane.",
     );
 
     let node = Attribute::nested(
