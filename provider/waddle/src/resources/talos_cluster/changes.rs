@@ -340,6 +340,11 @@ pub fn planned_vms(
     for (name, n) in new.nodes() {
         let Some(p) = &n.proxmox else { continue };
         let kept = matches!(actions.get(&name), Some(Action::Keep | Action::Resize(_)));
+        if kept && !vms.contains_key(&name) {
+            // A kept node without a recorded VM (an earlier apply stopped half-way): what
+            // the apply records for it is not known.
+            return Value::unknown();
+        }
         let v = match vms.get(&name).filter(|_| kept) {
             Some(vm) => Value::object([
                 ("node", Value::from(vm.node.as_str())),
@@ -475,5 +480,31 @@ mod tests {
         let w = warning_text(&old2, &a).unwrap();
         assert!(w.contains("nodes[\"cp1\"] (VM 110 on pve)"), "{w}");
         assert!(w.contains("RE-CREATED"), "{w}");
+    }
+
+    #[test]
+    fn planned_vms_keep_known_ids() {
+        let old = cluster(&[("cp1", node("controlplane", Some(3)))]);
+        let mut w = node("worker", None);
+        if let Some(p) = w.proxmox.as_mut() {
+            p.vmid = Some(120);
+        }
+        let mut new = old.clone();
+        new.nodes.as_mut().unwrap().insert("w1".into(), w);
+        let a = classify(&old, &new, Some("pve"));
+        let v = planned_vms(&old, &new, &a, Some("pve"));
+        assert!(v.is_wholly_known(), "{v:?}");
+        let id = |k: &str| {
+            v.as_entries()
+                .and_then(|e| e.get(k))
+                .and_then(|o| o.get_attr("vmid"))
+                .and_then(Value::as_i64)
+        };
+        assert_eq!((id("cp1"), id("w1")), (Some(110), Some(120)));
+        // A kept node whose VM is not recorded: unknown, not a guess.
+        let mut lost = old.clone();
+        lost.proxmox_vms = Some(BTreeMap::new());
+        let a = classify(&lost, &old, Some("pve"));
+        assert!(planned_vms(&lost, &old, &a, Some("pve")).is_unknown());
     }
 }
