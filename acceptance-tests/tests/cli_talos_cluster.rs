@@ -426,6 +426,30 @@ vip     = "{vip}"
     )
 }
 
+/// Adding a worker does not read like a wipe: the plan keeps the existing nodes' VM ids and
+/// `bootstrapped` known (the new worker's VM is known from its configured id too).
+fn existing_nodes_stay_known(p: &harness::Plan) -> Result<(), String> {
+    let rc = p
+        .resource_changes()
+        .into_iter()
+        .find(|rc| rc.address == THREE)
+        .ok_or("no change for the cluster")?;
+    for attr in ["proxmox_vms", "bootstrapped"] {
+        if rc.after_unknown.get(attr).is_some_and(|u| u == true) {
+            return Err(format!("{attr} is \"known after apply\""));
+        }
+    }
+    if rc.after["bootstrapped"] != true {
+        return Err(format!("bootstrapped = {}", rc.after["bootstrapped"]));
+    }
+    for (n, id) in [("cp1", 210), ("cp2", 211), ("cp3", 212), ("w1", 213)] {
+        if rc.after["proxmox_vms"][n]["vmid"] != id {
+            return Err(format!("proxmox_vms.{n} = {}", rc.after["proxmox_vms"][n]));
+        }
+    }
+    Ok(())
+}
+
 #[test]
 fn three_node_example_add_and_remove_a_worker() {
     let env = start(Ipv4Addr::new(127, 40, 42, 1));
@@ -460,6 +484,7 @@ fn three_node_example_add_and_remove_a_worker() {
             step(&worker)
                 .describe("add a worker")
                 .plan_check(check::plan_actions(THREE, &["update"]))
+                .plan_check(Box::new(existing_nodes_stay_known))
                 .check(check::func(move |s| {
                     cluster_matches(&a2, i2.as_ref(), s, THREE, 4, 3)?;
                     let ids = vmids(s, THREE)?;
