@@ -426,6 +426,30 @@ vip     = "{vip}"
     )
 }
 
+/// Adding a worker does not read like a wipe: the plan keeps the existing nodes' VM ids and
+/// `bootstrapped` known (the new worker's VM is known from its configured id too).
+fn existing_nodes_stay_known(p: &harness::Plan) -> Result<(), String> {
+    let rc = p
+        .resource_changes()
+        .into_iter()
+        .find(|rc| rc.address == THREE)
+        .ok_or("no change for the cluster")?;
+    for attr in ["proxmox_vms", "bootstrapped"] {
+        if rc.after_unknown.get(attr).is_some_and(|u| u == true) {
+            return Err(format!("{attr} is \"known after apply\""));
+        }
+    }
+    if rc.after["bootstrapped"] != true {
+        return Err(format!("bootstrapped = {}", rc.after["bootstrapped"]));
+    }
+    for (n, id) in [("cp1", 210), ("cp2", 211), ("cp3", 212), ("w1", 213)] {
+        if rc.after["proxmox_vms"][n]["vmid"] != id {
+            return Err(format!("proxmox_vms.{n} = {}", rc.after["proxmox_vms"][n]));
+        }
+    }
+    Ok(())
+}
+
 #[test]
 fn three_node_example_add_and_remove_a_worker() {
     let env = start(Ipv4Addr::new(127, 40, 42, 1));
@@ -460,6 +484,7 @@ fn three_node_example_add_and_remove_a_worker() {
             step(&worker)
                 .describe("add a worker")
                 .plan_check(check::plan_actions(THREE, &["update"]))
+                .plan_check(Box::new(existing_nodes_stay_known))
                 .check(check::func(move |s| {
                     cluster_matches(&a2, i2.as_ref(), s, THREE, 4, 3)?;
                     let ids = vmids(s, THREE)?;
@@ -491,8 +516,42 @@ fn three_node_example_add_and_remove_a_worker() {
     env.shutdown();
 }
 
+/// The membership log of the cluster in `s` (emulator) shows a rolling restart: every entry
+/// since `from` kept quorum, no member left, and each of `cps` went down and came back once.
+fn rolled_with_quorum(
+    fleet: &TalosFleet,
+    s: &Snapshot,
+    addr: &str,
+    from: usize,
+    cps: &[&str],
+) -> Result<(), String> {
+    use waddle_acceptance::talos::MembershipChange as C;
+    let id = secrets(s, addr)?.cluster_id;
+    let log = fleet.membership_log(&id);
+    if let Some(e) = log.iter().find(|e| !e.has_quorum()) {
+        return Err(format!("etcd lost quorum: {e:?} in {log:#?}"));
+    }
+    let roll = log.get(from..).unwrap_or_default();
+    if let Some(e) = roll.iter().find(|e| e.change == C::Left) {
+        return Err(format!("a member left etcd during the resize: {e:?}"));
+    }
+    for cp in cps {
+        let seen: Vec<C> = roll
+            .iter()
+            .filter(|e| e.hostname == *cp)
+            .map(|e| e.change)
+            .collect();
+        if seen != [C::Down, C::Up] {
+            return Err(format!("{cp}: {seen:?}, expected one restart: {roll:#?}"));
+        }
+    }
+    Ok(())
+}
+
 /// `modules/talos-cluster` (written against this resource's attribute names) applied as is,
-/// with the addresses moved into the test range.
+/// with the addresses moved into the test range; then the module's `cores = 3 -> 4`: the
+/// control planes are resized in place (same VMs, one restart each) and the Talos emulator's
+/// etcd membership log shows that quorum was never lost.
 #[test]
 fn talos_cluster_module() {
     let env = start(Ipv4Addr::new(127, 40, 48, 1));
@@ -506,8 +565,11 @@ fn talos_cluster_module() {
     };
     let bridge = net.bridge.clone().unwrap_or_else(|| "vmbr1".to_string());
     let cp3 = net.ip(2);
-    let mut step = TestStep::config(format!(
-        r#"
+    let files = harness::module_files("talos-cluster");
+    assert!(!files.is_empty(), "modules/talos-cluster has no .tf files");
+    let step = |cores: u32| {
+        let mut step = TestStep::config(format!(
+            r#"
 terraform {{
   required_providers {{
     waddle = {{
@@ -526,45 +588,94 @@ module "cluster" {{
   proxmox_node            = "{node}"
   bridge                  = "{bridge}"
   vmid_base               = 480
+  cores                   = {cores}
 }}
 
 output "node_addresses" {{
   value = module.cluster.node_addresses
 }}
 "#,
-        ip0 = net.ip(0),
-        ip1 = net.ip(1),
-        ip2 = net.ip(2),
-        gateway = net.gateway,
-        vip = net.vip,
-        node = env.target.node(),
-    ))
-    .describe("module create")
-    .check(check::func(move |s| {
-        let o = s.output("node_addresses")?;
-        match o.get("cp3").and_then(|v| v.as_str()) {
-            Some(a) if a == cp3 => Ok(()),
-            _ => Err(format!("node_addresses = {o}")),
+            ip0 = net.ip(0),
+            ip1 = net.ip(1),
+            ip2 = net.ip(2),
+            gateway = net.gateway,
+            vip = net.vip,
+            node = env.target.node(),
+        ));
+        for (name, content) in &files {
+            step = step.file(name.clone(), content.clone());
         }
-    }));
-    let files = harness::module_files("talos-cluster");
-    assert!(!files.is_empty(), "modules/talos-cluster has no .tf files");
-    for (name, content) in files {
-        step = step.file(name, content);
-    }
+        step
+    };
     let internals = env.internals("talos_cluster_module: emulator VM count, etcd");
-    let api = env.api.clone();
+    let (api, i1) = (env.api.clone(), internals.clone());
+    let (api3, i3) = (env.api.clone(), internals);
     let (api2, emu2) = (env.api.clone(), env.target.emulator_arc());
     const ADDR: &str = "module.cluster.waddle_talos_cluster.this";
+    // Where the membership log stood before the resize.
+    let mark = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mark2 = mark.clone();
     case(&env)
-        .step(step.check(check::func(move |s| {
-            cluster_matches(&api, internals.as_ref(), s, ADDR, 3, 3)?;
-            let ids: Vec<u32> = vmids(s, ADDR)?.into_iter().map(|(_, v)| v).collect();
-            if ids != vec![480, 481, 482] {
-                return Err(format!("VM ids {ids:?}"));
-            }
-            Ok(())
-        })))
+        .step(
+            step(3)
+                .describe("module create")
+                .check(check::func(move |s| {
+                    let o = s.output("node_addresses")?;
+                    match o.get("cp3").and_then(|v| v.as_str()) {
+                        Some(a) if a == cp3 => Ok(()),
+                        _ => Err(format!("node_addresses = {o}")),
+                    }
+                }))
+                .check(check::func(move |s| {
+                    cluster_matches(&api, i1.as_ref(), s, ADDR, 3, 3)?;
+                    let ids: Vec<u32> = vmids(s, ADDR)?.into_iter().map(|(_, v)| v).collect();
+                    if ids != vec![480, 481, 482] {
+                        return Err(format!("VM ids {ids:?}"));
+                    }
+                    if let Some((_, fleet)) = &i1 {
+                        let id = secrets(s, ADDR)?.cluster_id;
+                        mark.store(
+                            fleet.membership_log(&id).len(),
+                            std::sync::atomic::Ordering::SeqCst,
+                        );
+                    }
+                    Ok(())
+                })),
+        )
+        .step(
+            step(4)
+                .describe("resize the control planes: cores 3 -> 4")
+                .plan_check(check::plan_actions(ADDR, &["update"]))
+                .check(check::attr_matches(
+                    ADDR,
+                    "node_status.cp2.action",
+                    "^resized in place: cores 3 -> 4",
+                ))
+                .check(check::attr_equals(ADDR, "node_status.cp1.cores", 4))
+                .check(check::func(move |s| {
+                    cluster_matches(&api3, i3.as_ref(), s, ADDR, 3, 3)?;
+                    let ids: Vec<u32> = vmids(s, ADDR)?.into_iter().map(|(_, v)| v).collect();
+                    if ids != vec![480, 481, 482] {
+                        return Err(format!("the VMs were replaced: {ids:?}"));
+                    }
+                    for id in ids {
+                        let cores = Api::config_str(&api3.vm_config(id)?, "cores");
+                        if cores != "4" {
+                            return Err(format!("VM {id}: cores = {cores:?}"));
+                        }
+                    }
+                    match &i3 {
+                        Some((_, fleet)) => rolled_with_quorum(
+                            fleet,
+                            s,
+                            ADDR,
+                            mark2.load(std::sync::atomic::Ordering::SeqCst),
+                            &["cp1", "cp2", "cp3"],
+                        ),
+                        None => Ok(()),
+                    }
+                })),
+        )
         .check_destroy(move |st| nothing_left_on(&api2, emu2.as_deref(), st, &[480, 481, 482]))
         .run();
     env.shutdown();
@@ -1173,6 +1284,334 @@ mod in_process {
             );
             let r = h.read(TYPE_NAME, &a.state).await;
             assert!(r.state.equals(&a.state), "no drift left");
+
+            let d = h.plan(TYPE_NAME, &a.state, &Value::Null).await;
+            let r = h
+                .apply(TYPE_NAME, &a.state, &Value::Null, &d.planned_state)
+                .await;
+            assert!(!r.diagnostics.has_errors(), "{:?}", r.diagnostics);
+            nothing_left(&emu).expect("destroy cleans up");
+            fleet.shutdown().await;
+            emu.shutdown().await;
+        });
+    }
+
+    /// Three control planes with `cores`/`disk_size` on every node, in 127.20.<net>.0/24.
+    fn three_cps(net: u8, vmid_base: u32, cores: u32, disk: u32) -> Value {
+        let mut cfg = config(net, vmid_base);
+        let mut m: ClusterModel = cfg.unknown_as_null().to_typed().expect("model");
+        let base = m.nodes().get("cp1").cloned().expect("cp1");
+        let nodes = (0..3u8)
+            .map(|i| {
+                let mut n = base.clone();
+                n.address = format!("127.20.{net}.{}/24", 10 + i);
+                n.proxmox = Some(PlacementModel {
+                    vmid: Some(vmid_base + u32::from(i)),
+                    cores: Some(cores),
+                    disk_size: Some(disk),
+                    ..Default::default()
+                });
+                (format!("cp{}", i + 1), n)
+            })
+            .collect();
+        m.nodes = Some(nodes);
+        cfg = schema().from_typed(&m).expect("config");
+        cfg
+    }
+
+    /// A control-plane resize (`cores` 2 -> 3, disk 10 -> 12 GiB) is done in place, one
+    /// node at a time: no VM is deleted or created, every VM ends with the new size, and the
+    /// emulator's etcd membership log shows each member going down and up again with
+    /// quorum kept after every change and no member leaving. The next plan is empty.
+    #[test]
+    fn control_plane_resize_rolls_in_place_and_keeps_quorum() {
+        if skip_in_process_on_real_pve("control_plane_resize_rolls_in_place_and_keeps_quorum") {
+            return;
+        }
+        let rt = rt();
+        rt.block_on(async {
+            let fleet = TalosFleet::new(FleetOptions::default());
+            let emu = PveEmulator::start(
+                EmulatorConfig::builder()
+                    .ip(Ipv4Addr::new(127, 40, 49, 1))
+                    .build(),
+            )
+            .await
+            .expect("PVE emulator");
+            appliance::register(emu.appliances(), fleet.clone());
+            let h = harness(&emu).await;
+            let small = three_cps(49, 490, 2, 10);
+            let state = h
+                .plan_and_apply(TYPE_NAME, &Value::Null, &small)
+                .await
+                .expect("create");
+            let secrets = state
+                .get_attr("machine_secrets")
+                .and_then(Value::as_str)
+                .unwrap();
+            let id = SecretsBundle::from_yaml(secrets).unwrap().cluster_id;
+            let before = fleet.membership_log(&id).len();
+
+            let big = three_cps(49, 490, 3, 12);
+            let p = h.plan(TYPE_NAME, &state, &big).await;
+            assert!(!p.diagnostics.has_errors(), "{:?}", p.diagnostics);
+            assert!(p.requires_replace.is_empty(), "{:?}", p.requires_replace);
+            let a = h.apply(TYPE_NAME, &state, &big, &p.planned_state).await;
+            assert!(!a.diagnostics.has_errors(), "{:?}", a.diagnostics);
+
+            let ids: Vec<u32> = emu.vms().iter().map(|v| v.vmid).collect();
+            assert_eq!(ids, vec![490, 491, 492], "no VM deleted or created");
+            for v in emu.vms() {
+                assert_eq!(
+                    v.config.get("cores").map(String::as_str),
+                    Some("3"),
+                    "{v:?}"
+                );
+                assert!(v.pending.is_empty(), "pending changes applied: {v:?}");
+                assert!(
+                    v.config
+                        .get("scsi0")
+                        .is_some_and(|d| d.contains("size=12G")),
+                    "{v:?}"
+                );
+                assert!(v.running);
+            }
+            let log = fleet.membership_log(&id);
+            let roll = &log[before..];
+            assert!(
+                log.iter().all(|e| e.has_quorum()),
+                "etcd lost quorum: {log:#?}"
+            );
+            assert!(
+                !roll
+                    .iter()
+                    .any(|e| e.change == waddle_acceptance::talos::MembershipChange::Left),
+                "no member left etcd: {roll:#?}"
+            );
+            for cp in ["cp1", "cp2", "cp3"] {
+                let seen: Vec<_> = roll
+                    .iter()
+                    .filter(|e| e.hostname == cp)
+                    .map(|e| e.change)
+                    .collect();
+                assert_eq!(
+                    seen,
+                    vec![
+                        waddle_acceptance::talos::MembershipChange::Down,
+                        waddle_acceptance::talos::MembershipChange::Up
+                    ],
+                    "{cp} restarted once: {roll:#?}"
+                );
+            }
+            // One node at a time: never two members down together.
+            assert!(roll.iter().all(|e| e.up + 1 >= e.members), "{roll:#?}");
+            let p = h.plan(TYPE_NAME, &a.state, &big).await;
+            assert!(p.planned_state.equals(&a.state), "the next plan is empty");
+            let r = h.read(TYPE_NAME, &a.state).await;
+            assert!(r.state.equals(&a.state), "refresh changes nothing");
+
+            let d = h.plan(TYPE_NAME, &a.state, &Value::Null).await;
+            let r = h
+                .apply(TYPE_NAME, &a.state, &Value::Null, &d.planned_state)
+                .await;
+            assert!(!r.diagnostics.has_errors(), "{:?}", r.diagnostics);
+            nothing_left(&emu).expect("destroy cleans up");
+            fleet.shutdown().await;
+            emu.shutdown().await;
+        });
+    }
+
+    fn node_attr(v: &Value, node: &str, path: &[&str]) -> Value {
+        let mut p = AttributePath::attr(path[0]).then_key(node);
+        for a in &path[1..] {
+            p = p.then_attr(*a);
+        }
+        v.get_path(&p).cloned().unwrap_or(Value::Null)
+    }
+
+    /// A resize interrupted (StopProvider, as Ctrl-C does) once the second control plane
+    /// is going down: the returned state has the finished node resized and the others as
+    /// they were with `node_status` saying `not done: ...`, so the next plan is not empty;
+    /// applying it finishes the roll, quorum is never lost, and the plan after is empty.
+    #[test]
+    fn interrupted_resize_is_recorded_and_planned_again() {
+        if skip_in_process_on_real_pve("interrupted_resize_is_recorded_and_planned_again") {
+            return;
+        }
+        use waddle_acceptance::talos::MembershipChange as C;
+        let rt = rt();
+        rt.block_on(async {
+            let fleet = TalosFleet::new(FleetOptions::default());
+            let emu = PveEmulator::start(
+                EmulatorConfig::builder()
+                    .ip(Ipv4Addr::new(127, 40, 50, 1))
+                    .build(),
+            )
+            .await
+            .expect("PVE emulator");
+            appliance::register(emu.appliances(), fleet.clone());
+            let h = harness(&emu).await;
+            let small = three_cps(50, 500, 2, 10);
+            let state = h
+                .plan_and_apply(TYPE_NAME, &Value::Null, &small)
+                .await
+                .expect("create");
+            let secrets = state
+                .get_attr("machine_secrets")
+                .and_then(Value::as_str)
+                .unwrap();
+            let id = SecretsBundle::from_yaml(secrets).unwrap().cluster_id;
+            let before = fleet.membership_log(&id).len();
+
+            let big = three_cps(50, 500, 3, 10);
+            let p = h.plan(TYPE_NAME, &state, &big).await;
+            assert!(!p.diagnostics.has_errors(), "{:?}", p.diagnostics);
+            let watch = async {
+                // Bounded: 30 s at most.
+                for _ in 0..6000 {
+                    let log = fleet.membership_log(&id);
+                    if log[before..]
+                        .iter()
+                        .any(|e| e.hostname == "cp2" && e.change == C::Down)
+                    {
+                        h.stop();
+                        return true;
+                    }
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                false
+            };
+            let (a, stopped) =
+                tokio::join!(h.apply(TYPE_NAME, &state, &big, &p.planned_state), watch);
+            assert!(stopped, "cp2 never went down");
+            assert!(
+                a.diagnostics.has_errors(),
+                "the interrupted apply reports it"
+            );
+            let st = &a.state;
+            assert_eq!(
+                node_attr(st, "cp1", &["nodes", "proxmox", "cores"]).as_i64(),
+                Some(3)
+            );
+            let done = node_attr(st, "cp1", &["node_status", "action"]);
+            assert!(
+                done.as_str()
+                    .is_some_and(|a| a.starts_with("resized in place")),
+                "{done:?}"
+            );
+            for cp in ["cp2", "cp3"] {
+                assert_eq!(
+                    node_attr(st, cp, &["nodes", "proxmox", "cores"]).as_i64(),
+                    Some(2),
+                    "{cp} is recorded as not resized"
+                );
+                let act = node_attr(st, cp, &["node_status", "action"]);
+                assert!(
+                    act.as_str()
+                        .is_some_and(|a| a.starts_with("not done: resized")),
+                    "{cp}: {act:?}"
+                );
+            }
+            let p = h.plan(TYPE_NAME, st, &big).await;
+            assert!(!p.diagnostics.has_errors(), "{:?}", p.diagnostics);
+            assert!(!p.planned_state.equals(st), "the remaining work is planned");
+            let a = h.apply(TYPE_NAME, st, &big, &p.planned_state).await;
+            assert!(!a.diagnostics.has_errors(), "{:?}", a.diagnostics);
+            for v in emu.vms() {
+                assert_eq!(
+                    v.config.get("cores").map(String::as_str),
+                    Some("3"),
+                    "{v:?}"
+                );
+            }
+            let log = fleet.membership_log(&id);
+            assert!(log.iter().all(|e| e.has_quorum()), "{log:#?}");
+            assert!(
+                !log[before..].iter().any(|e| e.change == C::Left),
+                "{log:#?}"
+            );
+            let p = h.plan(TYPE_NAME, &a.state, &big).await;
+            assert!(p.planned_state.equals(&a.state), "the next plan is empty");
+
+            let d = h.plan(TYPE_NAME, &a.state, &Value::Null).await;
+            let r = h
+                .apply(TYPE_NAME, &a.state, &Value::Null, &d.planned_state)
+                .await;
+            assert!(!r.diagnostics.has_errors(), "{:?}", r.diagnostics);
+            nothing_left(&emu).expect("destroy cleans up");
+            fleet.shutdown().await;
+            emu.shutdown().await;
+        });
+    }
+
+    /// Changing the install disk of every control plane re-creates them one at a time: each
+    /// leaves etcd, its VM is deleted and created again (same VM id), it joins again, and
+    /// only then is the next one touched. etcd keeps quorum and at least two members
+    /// throughout; the next plan is empty.
+    #[test]
+    fn control_plane_recreation_is_one_at_a_time() {
+        if skip_in_process_on_real_pve("control_plane_recreation_is_one_at_a_time") {
+            return;
+        }
+        use waddle_acceptance::talos::MembershipChange as C;
+        let rt = rt();
+        rt.block_on(async {
+            let fleet = TalosFleet::new(FleetOptions::default());
+            let emu = PveEmulator::start(
+                EmulatorConfig::builder()
+                    .ip(Ipv4Addr::new(127, 40, 51, 1))
+                    .build(),
+            )
+            .await
+            .expect("PVE emulator");
+            appliance::register(emu.appliances(), fleet.clone());
+            let h = harness(&emu).await;
+            let cfg = three_cps(51, 510, 2, 10);
+            let state = h
+                .plan_and_apply(TYPE_NAME, &Value::Null, &cfg)
+                .await
+                .expect("create");
+            let secrets = state
+                .get_attr("machine_secrets")
+                .and_then(Value::as_str)
+                .unwrap();
+            let id = SecretsBundle::from_yaml(secrets).unwrap().cluster_id;
+            let before = fleet.membership_log(&id).len();
+            let mut moved = cfg.clone();
+            for cp in ["cp1", "cp2", "cp3"] {
+                moved.set_path(
+                    &AttributePath::attr("nodes")
+                        .then_key(cp)
+                        .then_attr("install_disk"),
+                    Value::from("/dev/vda"),
+                );
+            }
+            let p = h.plan(TYPE_NAME, &state, &moved).await;
+            assert!(!p.diagnostics.has_errors(), "{:?}", p.diagnostics);
+            let warned = format!("{:?}", p.diagnostics);
+            assert!(warned.contains("RE-CREATED"), "{warned}");
+            let a = h.apply(TYPE_NAME, &state, &moved, &p.planned_state).await;
+            assert!(!a.diagnostics.has_errors(), "{:?}", a.diagnostics);
+            let ids: Vec<u32> = emu.vms().iter().map(|v| v.vmid).collect();
+            assert_eq!(ids, vec![510, 511, 512]);
+            let log = fleet.membership_log(&id);
+            let roll = &log[before..];
+            assert!(log.iter().all(|e| e.has_quorum()), "{log:#?}");
+            assert!(roll.iter().all(|e| e.members >= 2), "{roll:#?}");
+            // One node at a time: cp1 is back before cp2 leaves, cp2 before cp3.
+            let order: Vec<(String, C)> = roll
+                .iter()
+                .filter(|e| matches!(e.change, C::Left | C::Joined))
+                .map(|e| (e.hostname.clone(), e.change))
+                .collect();
+            let want: Vec<(String, C)> = ["cp1", "cp2", "cp3"]
+                .iter()
+                .flat_map(|c| [(c.to_string(), C::Left), (c.to_string(), C::Joined)])
+                .collect();
+            assert_eq!(order, want, "{roll:#?}");
+            assert_eq!(fleet.etcd_members(&id).len(), 3);
+            let p = h.plan(TYPE_NAME, &a.state, &moved).await;
+            assert!(p.planned_state.equals(&a.state), "the next plan is empty");
 
             let d = h.plan(TYPE_NAME, &a.state, &Value::Null).await;
             let r = h

@@ -950,3 +950,90 @@ mod machine_status {
         fleet.shutdown().await;
     }
 }
+
+/// The membership log records joins, leaves and members going down and up with the quorum
+/// after each; the VIP's Kubernetes API is released when no member runs (a destroyed
+/// cluster), so a cluster created again on the same VIP can take it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn membership_log_and_vip_follow_the_members() {
+    use waddle_acceptance::talos::MembershipChange as C;
+    let net = 7;
+    let mut spec = spec(net);
+    spec.nodes.remove("w1");
+    let fleet = fleet(net, fast());
+    let names = ["cp1", "cp2", "cp3"];
+    let nodes: Vec<TalosNode> = names
+        .iter()
+        .map(|_| fleet.start_node(NodeOptions::default()))
+        .collect();
+    for (name, node) in names.iter().zip(&nodes) {
+        let c = maintenance(node).await;
+        let cfg = render_node_config(&spec, bundle(), name).unwrap();
+        c.apply_configuration(&cfg, ApplyMode::Auto).await.unwrap();
+    }
+    for node in &nodes {
+        assert!(node.wait_stage(Stage::Running, WAIT).await, "{node:?}");
+    }
+    let id = cluster_id(&spec);
+    secure(nodes[0].address().unwrap())
+        .await
+        .bootstrap()
+        .await
+        .unwrap();
+    let log = fleet.membership_log(&id);
+    assert_eq!(log.len(), 3, "{log:?}");
+    assert!(log.iter().all(|e| e.change == C::Joined), "{log:?}");
+    assert_eq!((log[2].members, log[2].up), (3, 3));
+
+    // A member reboots: down (2 of 3 up, quorum kept), then up again.
+    nodes[1].power_off().await;
+    nodes[1].power_on();
+    assert!(nodes[1].wait_stage(Stage::Running, WAIT).await);
+    let log = fleet.membership_log(&id);
+    let tail: Vec<_> = log[3..]
+        .iter()
+        .map(|e| (e.change, e.members, e.up))
+        .collect();
+    assert_eq!(tail, vec![(C::Down, 3, 2), (C::Up, 3, 3)]);
+    assert!(log.iter().all(|e| e.has_quorum()), "{log:?}");
+
+    // Leaving is logged with the smaller membership.
+    secure(nodes[2].address().unwrap())
+        .await
+        .etcd_leave()
+        .await
+        .unwrap();
+    let last = fleet.membership_log(&id).pop().unwrap();
+    assert_eq!(
+        (last.change, last.hostname.as_str(), last.members, last.up),
+        (C::Left, "cp3", 2, 2)
+    );
+
+    // Every member down: no quorum, and the VIP is released; a member back takes it again.
+    assert!(fleet.kube_api_addr(&id).is_some(), "the VIP serves");
+    nodes[0].power_off().await;
+    nodes[1].power_off().await;
+    let last = fleet.membership_log(&id).pop().unwrap();
+    assert!(!last.has_quorum(), "{last:?}");
+    assert!(
+        fleet.kube_api_addr(&id).is_none(),
+        "nobody holds the VIP of a cluster without running members"
+    );
+    let vip: Ipv4Addr = spec.vip.as_deref().unwrap().parse().unwrap();
+    let freed = tokio::net::TcpListener::bind((vip, 6443))
+        .await
+        .expect("the VIP port is free again");
+    drop(freed);
+    nodes[0].power_on();
+    assert!(nodes[0].wait_stage(Stage::Running, WAIT).await);
+    let mut served = false;
+    for _ in 0..200 {
+        if fleet.kube_api_addr(&id).is_some() {
+            served = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(served, "a member back up serves the VIP again");
+    fleet.shutdown().await;
+}

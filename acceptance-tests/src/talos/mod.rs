@@ -217,6 +217,41 @@ pub struct Member {
     pub ip: Ipv4Addr,
 }
 
+/// What happened to an etcd member (see [`TalosFleet::membership_log`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MembershipChange {
+    /// Joined etcd (bootstrap, or a control plane of a bootstrapped cluster started).
+    Joined,
+    /// Left etcd (leave, member removal, graceful reset).
+    Left,
+    /// A member's machine went down (reboot, power off, reset) and stays a member.
+    Down,
+    /// A member's machine is running again.
+    Up,
+}
+
+/// One entry of a cluster's etcd membership log: the change and the membership after it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MembershipEvent {
+    /// `cluster.id`.
+    pub cluster_id: String,
+    /// What happened.
+    pub change: MembershipChange,
+    /// Hostname of the member it happened to.
+    pub hostname: String,
+    /// Members after the change.
+    pub members: usize,
+    /// Members whose machine is running after the change.
+    pub up: usize,
+}
+
+impl MembershipEvent {
+    /// Whether etcd had quorum after the change: a majority of its members up.
+    pub fn has_quorum(&self) -> bool {
+        self.members > 0 && self.up * 2 > self.members
+    }
+}
+
 /// The parts of a machine configuration the emulator acts on.
 #[derive(Clone)]
 pub(crate) struct NodeConfig {
@@ -335,6 +370,8 @@ struct Fleet {
     next_dhcp: AtomicU32,
     /// Static addresses whose boot sequence does not finish ([`TalosFleet::hold_boot`]).
     boot_holds: Mutex<HashSet<Ipv4Addr>>,
+    /// Every etcd membership change, in order.
+    membership_log: Mutex<Vec<MembershipEvent>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -399,6 +436,7 @@ impl TalosFleet {
                 next_node: AtomicU32::new(1),
                 next_dhcp: AtomicU32::new(0),
                 boot_holds: Mutex::new(HashSet::new()),
+                membership_log: Mutex::new(Vec::new()),
             }),
         }
     }
@@ -501,6 +539,16 @@ impl TalosFleet {
             .unwrap_or_default()
     }
 
+    /// Every membership change of that cluster's etcd since the fleet started, in order,
+    /// each with the membership after it (a rolling change can be checked for quorum).
+    pub fn membership_log(&self, cluster_id: &str) -> Vec<MembershipEvent> {
+        lock(&self.inner.membership_log)
+            .iter()
+            .filter(|e| e.cluster_id == cluster_id)
+            .cloned()
+            .collect()
+    }
+
     /// Whether that cluster was bootstrapped.
     pub fn is_bootstrapped(&self, cluster_id: &str) -> bool {
         lock(&self.inner.clusters)
@@ -566,13 +614,73 @@ impl Fleet {
         Ok(())
     }
 
-    /// Adds the node as etcd member of its (bootstrapped) cluster.
+    /// Appends `change` of `hostname` to the membership log with the membership as it is
+    /// now; returns how many members are up.
+    fn log_membership(&self, cluster_id: &str, change: MembershipChange, hostname: &str) -> usize {
+        let members: Vec<Member> = lock(&self.clusters)
+            .get(cluster_id)
+            .map(|c| c.members.values().cloned().collect())
+            .unwrap_or_default();
+        let up = members
+            .iter()
+            .filter(|m| {
+                self.node_by_id(m.node)
+                    .is_some_and(|n| n.stage() == Stage::Running)
+            })
+            .count();
+        lock(&self.membership_log).push(MembershipEvent {
+            cluster_id: cluster_id.to_string(),
+            change,
+            hostname: hostname.to_string(),
+            members: members.len(),
+            up,
+        });
+        up
+    }
+
+    /// The clusters `node_id` is an etcd member of, with its member hostname.
+    fn memberships(&self, node_id: u32) -> Vec<(String, String)> {
+        lock(&self.clusters)
+            .iter()
+            .flat_map(|(id, c)| {
+                c.members
+                    .values()
+                    .filter(|m| m.node == node_id)
+                    .map(|m| (id.clone(), m.hostname.clone()))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    /// A member's machine went down. With no member left running, nothing holds the
+    /// cluster's VIP any more: its Kubernetes API listener is released.
+    async fn member_down(&self, node_id: u32) {
+        for (cluster_id, hostname) in self.memberships(node_id) {
+            if self.log_membership(&cluster_id, MembershipChange::Down, &hostname) > 0 {
+                continue;
+            }
+            let vip = lock(&self.clusters)
+                .get_mut(&cluster_id)
+                .and_then(|c| c.vip.take());
+            if let Some(l) = vip {
+                l.stop().await;
+            }
+        }
+    }
+
+    /// Adds the node as etcd member of its (bootstrapped) cluster; a member that is already
+    /// one is logged as up again.
     fn join(&self, node: &TalosNode, cfg: &NodeConfig, ip: Ipv4Addr) {
         let mut cl = lock(&self.clusters);
         let Some(c) = cl.get_mut(&cfg.cluster_id) else {
             return;
         };
-        if !c.bootstrapped || c.members.values().any(|m| m.node == node.inner.id) {
+        if !c.bootstrapped {
+            return;
+        }
+        if c.members.values().any(|m| m.node == node.inner.id) {
+            drop(cl);
+            self.log_membership(&cfg.cluster_id, MembershipChange::Up, &cfg.hostname);
             return;
         }
         let id = splitmix(
@@ -587,6 +695,14 @@ impl Fleet {
                 ip,
             },
         );
+        drop(cl);
+        self.log_membership(&cfg.cluster_id, MembershipChange::Joined, &cfg.hostname);
+    }
+
+    fn is_member(&self, cluster_id: &str, node_id: u32) -> bool {
+        lock(&self.clusters)
+            .get(cluster_id)
+            .is_some_and(|c| c.bootstrapped && c.members.values().any(|m| m.node == node_id))
     }
 
     fn leave(&self, cluster_id: &str, node_id: u32) -> bool {
@@ -594,6 +710,11 @@ impl Fleet {
         let Some(c) = cl.get_mut(cluster_id) else {
             return false;
         };
+        let hostname = c
+            .members
+            .values()
+            .find(|m| m.node == node_id)
+            .map(|m| m.hostname.clone());
         let before = c.members.len();
         c.members.retain(|_, m| m.node != node_id);
         let removed = c.members.len() != before;
@@ -601,6 +722,10 @@ impl Fleet {
             // Every member gone: the cluster can be bootstrapped again.
             c.bootstrapped = false;
             c.vip = None;
+        }
+        drop(cl);
+        if let Some(h) = hostname.filter(|_| removed) {
+            self.log_membership(cluster_id, MembershipChange::Left, &h);
         }
         removed
     }
@@ -748,16 +873,19 @@ impl TalosNode {
 
     /// Powers the machine off (listener closed, etcd membership kept as real etcd would).
     pub async fn power_off(&self) {
-        let l = {
+        let (l, was_running) = {
             let mut st = lock(&self.inner.state);
             st.generation += 1;
             st.address = None;
-            st.listener.take()
+            (st.listener.take(), st.stage == Stage::Running)
         };
         if let Some(l) = l {
             l.stop().await;
         }
         self.set_stage(Stage::Stopped);
+        if let Some(f) = self.fleet().filter(|_| was_running) {
+            f.member_down(self.inner.id).await;
+        }
     }
 
     /// Powers a stopped machine on again: it boots its configuration if it has one, else
@@ -785,17 +913,21 @@ impl TalosNode {
 
     /// Takes the listener down and bumps the generation; returns the new generation.
     async fn go_down(&self) -> u64 {
-        let (l, generation) = {
+        let (l, generation, was_running) = {
             let mut st = lock(&self.inner.state);
             st.generation += 1;
             st.address = None;
             st.running_since = None;
+            let was_running = st.stage == Stage::Running;
             st.stage = Stage::Rebooting;
-            (st.listener.take(), st.generation)
+            (st.listener.take(), st.generation, was_running)
         };
         self.inner.stage_tx.send_replace(Stage::Rebooting);
         if let Some(l) = l {
             l.stop().await;
+        }
+        if let Some(f) = self.fleet().filter(|_| was_running) {
+            f.member_down(self.inner.id).await;
         }
         generation
     }
@@ -911,6 +1043,16 @@ impl TalosNode {
         }
         if cfg.control_plane {
             fleet.join(self, &cfg, ip);
+            // A member back up takes the VIP again when nothing holds it.
+            if let (Some(vip), Some(key)) = (cfg.vip, cfg.k8s_ca_key.clone()) {
+                if fleet.is_member(&cfg.cluster_id, self.inner.id) {
+                    let node = self.clone();
+                    let (cid, crt) = (cfg.cluster_id.clone(), cfg.k8s_ca_crt.clone());
+                    tokio::spawn(async move {
+                        service::start_kube_api(node, cid, vip, crt, key).await;
+                    });
+                }
+            }
         }
         self.inner.stage_tx.send_replace(Stage::Running);
         Ok(())

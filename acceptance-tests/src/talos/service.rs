@@ -261,7 +261,9 @@ impl NodeService {
             c.bootstrapped = true;
         }
         // This node and every running control plane of the cluster join etcd.
-        for n in lock(&fleet.nodes).clone() {
+        // (Cloned first: `join` looks nodes up again.)
+        let all = lock(&fleet.nodes).clone();
+        for n in all {
             let ncfg = lock(&n.inner.state).config.clone();
             if let (Some(c), Some(ip)) = (ncfg, n.address()) {
                 if c.control_plane && c.cluster_id == cfg.cluster_id && n.stage() == Stage::Running
@@ -307,7 +309,7 @@ impl NodeService {
     }
 }
 
-async fn start_kube_api(
+pub(super) async fn start_kube_api(
     node: TalosNode,
     cluster_id: String,
     vip: std::net::Ipv4Addr,

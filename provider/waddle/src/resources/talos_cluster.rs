@@ -17,7 +17,9 @@
 //! Disk images that were already on the Proxmox storages are not owned by the imported
 //! resource and stay after destroy.
 
+pub mod changes;
 pub mod ops;
+mod roll;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -174,6 +176,16 @@ pub struct ImageRef {
     pub volume: String,
 }
 
+/// `node_status[*]`: effective values of a node and what was last done to it.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+pub struct NodeStatus {
+    pub action: Option<String>,
+    pub mac: Option<String>,
+    pub cores: Option<u32>,
+    pub memory: Option<u64>,
+    pub disk_size: Option<u32>,
+}
+
 /// The whole resource (configuration + computed values). `Debug` hides secrets.
 #[derive(Serialize, Deserialize, Clone, Default, PartialEq)]
 pub struct ClusterModel {
@@ -206,6 +218,7 @@ pub struct ClusterModel {
     pub proxmox_vms: Option<BTreeMap<String, VmRef>>,
     pub proxmox_images: Option<Vec<ImageRef>>,
     pub bootstrapped: Option<bool>,
+    pub node_status: Option<BTreeMap<String, NodeStatus>>,
 }
 
 impl std::fmt::Debug for ClusterModel {
@@ -373,8 +386,10 @@ pub fn schema() -> Schema {
          drive at every start, the drive goes with the VM; needs `VM.Config.Cloudinit` and \
          `images` content on `storage`). The guest agent is not required: an IPv4 address it \
          reports is tried only while `address` does not answer (networks with DHCP). Without `proxmox` the node must already exist (bare metal \
-         or a VM made elsewhere), see `maintenance_address`. Changing the placement re-creates \
-         the node.",
+         or a VM made elsewhere), see `maintenance_address`. `cores`, `memory` and `disk_size` \
+         change in place (a disk only grows; CPU/memory restart the VM), one node at a time; \
+         changing `node`, `storage`, `bridge` or `vmid` re-creates the node, one node at a \
+         time, and is refused for the only control plane.",
     );
 
     let node = Attribute::nested(
@@ -715,6 +730,24 @@ pub fn schema() -> Schema {
         Attribute::bool()
             .computed()
             .description("Whether etcd has been bootstrapped."),
+    )
+    .attribute(
+        "node_status",
+        Attribute::map_of(Type::object([
+            ("action".to_string(), Type::String),
+            ("mac".to_string(), Type::String),
+            ("cores".to_string(), Type::Number),
+            ("memory".to_string(), Type::Number),
+            ("disk_size".to_string(), Type::Number),
+        ]))
+        .computed()
+        .description(
+            "Every node's effective values (`mac`, and for Proxmox VMs `cores`, `memory` in \
+             MiB, `disk_size` in GiB, defaults included) and `action`: what the last apply did \
+             to it (`created`, `resized in place: ...`, `re-created: ...`; `not done: ...` \
+             when an apply stopped before reaching it). A plan that changes a node shows the \
+             new `action`.",
+        ),
     )
 }
 
@@ -1238,28 +1271,6 @@ fn validate_uncapped(config: &Value, diags: &mut Diagnostics) {
 // Planning
 // ---------------------------------------------------------------------------------------
 
-/// Why a node present before and after must be re-created rather than updated.
-pub fn needs_recreate(old: &NodeModel, new: &NodeModel) -> bool {
-    let place = |n: &NodeModel| {
-        n.proxmox.as_ref().map(|p| {
-            (
-                p.node.clone(),
-                p.storage.clone(),
-                p.image_storage.clone(),
-                p.bridge.clone(),
-                p.vmid,
-                p.cores,
-                p.memory,
-                p.disk_size,
-            )
-        })
-    };
-    old.role != new.role
-        || place(old) != place(new)
-        || old.mac != new.mac
-        || old.install_disk != new.install_disk
-}
-
 /// Nested attributes that are optional + computed only to work around Terraform < 1.0.9.
 const NESTED_AS_CONFIGURED: &[&str] = &["nodes", "image", "inline_manifests", "timeouts"];
 
@@ -1373,6 +1384,12 @@ pub fn plan_values(
         );
     }
 
+    let nodes_known = plan_known(plan, "nodes");
+    let default_node = if provider_node_known {
+        provider_node
+    } else {
+        None
+    };
     let Some(prior) = prior else {
         for a in [
             "talosconfig",
@@ -1383,12 +1400,30 @@ pub fn plan_values(
         ] {
             plan.set_path(&AttributePath::attr(a), Value::unknown());
         }
+        let status = match (nodes_known, model_of(plan)) {
+            (true, Some(m)) => status_value(&changes::node_status(&m, None, &BTreeMap::new())),
+            _ => Value::unknown(),
+        };
+        plan.set_path(&AttributePath::attr("node_status"), status);
         return;
     };
 
-    // Update: what stays.
+    // Update: what happens to each node, and what stays.
     let new_model = model_of(plan).unwrap_or_default();
     let new_nodes = new_model.nodes();
+    let actions = changes::classify(prior, &new_model, default_node);
+    if nodes_known {
+        for (path, msg) in changes::refusals(prior, &new_model, &actions) {
+            diags.error_at(path, "Unsafe change refused", msg);
+        }
+        if let Some(w) = changes::warning_text(prior, &actions) {
+            diags.warning_at(
+                AttributePath::attr("nodes"),
+                "Nodes will be re-created, deleted or restarted",
+                w,
+            );
+        }
+    }
     let cps = |nodes: &BTreeMap<String, NodeModel>| -> Vec<String> {
         nodes
             .iter()
@@ -1396,13 +1431,7 @@ pub fn plan_values(
             .map(|(_, n)| node_ip(n).to_string())
             .collect()
     };
-    let membership_same = prior_nodes.len() == new_nodes.len()
-        && prior_nodes.iter().all(|(k, old)| {
-            new_nodes
-                .get(k)
-                .is_some_and(|n| !needs_recreate(old, n) && n.address == old.address)
-        });
-    let cps_same = cps(&prior_nodes) == cps(&new_nodes) && plan_known(plan, "nodes");
+    let cps_same = cps(&prior_nodes) == cps(&new_nodes) && nodes_known;
     let keep = |plan: &mut Value, attr: &str, v: Value| {
         plan.set_path(&AttributePath::attr(attr), v);
     };
@@ -1423,30 +1452,54 @@ pub fn plan_values(
             _ => Value::unknown(),
         },
     );
-    let ty = schema().implied_type();
-    let vms_images_known = membership_same && prior.bootstrapped == Some(true);
-    let sub = |name: &str| match &ty {
-        Type::Object(o) => o.attrs.get(name).cloned().unwrap_or(Type::Dynamic),
-        _ => Type::Dynamic,
-    };
-    if vms_images_known {
-        let vms = Value::from_typed(
-            &prior.proxmox_vms.clone().unwrap_or_default(),
-            &sub("proxmox_vms"),
-        )
-        .unwrap_or(Value::unknown());
-        let imgs = Value::from_typed(
-            &prior.proxmox_images.clone().unwrap_or_default(),
-            &sub("proxmox_images"),
-        )
-        .unwrap_or(Value::unknown());
-        keep(plan, "proxmox_vms", vms);
-        keep(plan, "proxmox_images", imgs);
-        keep(plan, "bootstrapped", Value::Bool(true));
-    } else {
-        for a in ["proxmox_vms", "proxmox_images", "bootstrapped"] {
+    // An update never undoes a bootstrap.
+    keep(
+        plan,
+        "bootstrapped",
+        match prior.bootstrapped {
+            Some(true) => Value::Bool(true),
+            _ => Value::unknown(),
+        },
+    );
+    if !nodes_known || prior.bootstrapped != Some(true) {
+        for a in ["proxmox_vms", "proxmox_images", "node_status"] {
             keep(plan, a, Value::unknown());
         }
+        return;
+    }
+    keep(
+        plan,
+        "proxmox_vms",
+        changes::planned_vms(prior, &new_model, &actions, default_node),
+    );
+    let no_new_vm = !actions
+        .values()
+        .any(|a| matches!(a, changes::Action::Create | changes::Action::Recreate(_)));
+    let imgs = match (no_new_vm, &prior.proxmox_images) {
+        (true, Some(i)) => match &schema().implied_type() {
+            Type::Object(o) => o
+                .attrs
+                .get("proxmox_images")
+                .and_then(|t| Value::from_typed(i, t).ok())
+                .unwrap_or_else(Value::unknown),
+            _ => Value::unknown(),
+        },
+        _ => Value::unknown(),
+    };
+    keep(plan, "proxmox_images", imgs);
+    let status = changes::node_status(&new_model, prior.node_status.as_ref(), &actions);
+    keep(plan, "node_status", status_value(&status));
+}
+
+/// `node_status` as a value of its schema type.
+fn status_value(s: &BTreeMap<String, NodeStatus>) -> Value {
+    match &schema().implied_type() {
+        Type::Object(o) => o
+            .attrs
+            .get("node_status")
+            .and_then(|t| Value::from_typed(s, t).ok())
+            .unwrap_or_else(Value::unknown),
+        _ => Value::unknown(),
     }
 }
 
@@ -1546,3 +1599,5 @@ pub fn to_value(m: &ClusterModel, diags: &mut Diagnostics) -> Option<Value> {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod update_tests;

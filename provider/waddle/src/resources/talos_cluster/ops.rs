@@ -24,9 +24,11 @@ use waddle_talos::api::{
 use waddle_talos::secrets::{issue_client_certificate, ADMIN_ROLE, CLIENT_CERT_TTL};
 use waddle_talos::{SecretsBundle, SystemClock};
 
+use super::changes::{self, Action};
+use super::roll;
 use super::{
-    build_spec, effective_mac, image_file_name, model_of, needs_recreate, node_ip, to_value,
-    ClientConfigModel, ClusterModel, ImageRef, NodeModel, PlacementModel, VmRef,
+    build_spec, effective_mac, image_file_name, model_of, node_ip, to_value, ClientConfigModel,
+    ClusterModel, ImageRef, NodeModel, PlacementModel, VmRef,
 };
 use crate::provider::ProviderConfig;
 
@@ -142,7 +144,7 @@ impl Env {
         o
     }
 
-    async fn mtls(&self, ip: &str) -> Result<TalosClient, TalosError> {
+    pub(super) async fn mtls(&self, ip: &str) -> Result<TalosClient, TalosError> {
         TalosClient::connect(api_addr(ip)?, &self.creds, &self.opts()).await
     }
 
@@ -154,7 +156,7 @@ impl Env {
             .unwrap_or_default()
     }
 
-    fn pve(&self) -> R<&waddle_proxmox::Client> {
+    pub(super) fn pve(&self) -> R<&waddle_proxmox::Client> {
         self.pve.as_ref().ok_or_else(|| {
             "the provider has no Proxmox VE connection configured (endpoint/api_token)".to_string()
         })
@@ -453,7 +455,7 @@ pub fn vm_spec(m: &ClusterModel, name: &str, n: &NodeModel, volid: &str) -> R<Vm
 // ---------------------------------------------------------------------------------------
 
 /// Waits until the node answers with mTLS on `ip`.
-async fn wait_configured(env: &Env, name: &str, ip: &str) -> R<()> {
+pub(super) async fn wait_configured(env: &Env, name: &str, ip: &str) -> R<()> {
     env.retry(
         &format!("nodes[{name:?}]: Talos API with mTLS at {ip}"),
         || async {
@@ -597,7 +599,7 @@ async fn provision_node(
     Ok(())
 }
 
-async fn provision_all(
+pub(super) async fn provision_all(
     env: &Env,
     m: &ClusterModel,
     nodes: &[(String, NodeModel)],
@@ -648,7 +650,7 @@ pub async fn bootstrap(env: &Env, ip: &str) -> R<()> {
     .await
 }
 
-async fn node_health(env: &Env, name: &str, n: &NodeModel) -> Result<(), String> {
+pub(super) async fn node_health(env: &Env, name: &str, n: &NodeModel) -> Result<(), String> {
     let c = env
         .mtls(node_ip(n))
         .await
@@ -981,7 +983,7 @@ async fn reset_node(env: &Env, name: &str, ip: &str, graceful: bool) -> R<()> {
 }
 
 /// Removes a node from the cluster: leave etcd (control planes), reset, delete its VM.
-async fn remove_node(
+pub(super) async fn remove_node(
     env: &Env,
     m: &ClusterModel,
     name: &str,
@@ -1034,8 +1036,14 @@ async fn remove_node(
 }
 
 pub async fn update(ctx: &Context, req: UpdateRequest, diags: &mut Diagnostics) -> Option<Value> {
-    let prior = model_of(&req.prior_state)?;
-    let mut m = model_of(&req.planned_state)?;
+    let (Some(prior), Some(mut m)) = (model_of(&req.prior_state), model_of(&req.planned_state))
+    else {
+        diags.error(
+            "Updating the Talos cluster failed",
+            "the prior state or the plan cannot be decoded; nothing was changed",
+        );
+        return None;
+    };
     // Keep computed values the plan left unknown.
     m.machine_secrets = m.machine_secrets.or(prior.machine_secrets.clone());
     m.client_configuration = prior.client_configuration.clone();
@@ -1093,70 +1101,111 @@ pub async fn update(ctx: &Context, req: UpdateRequest, diags: &mut Diagnostics) 
     let mut errors = Vec::new();
     let mut warnings = Vec::new();
 
-    let recreate: BTreeSet<String> = old_nodes
-        .iter()
-        .filter(|(k, o)| new_nodes.get(*k).is_some_and(|n| needs_recreate(o, n)))
-        .map(|(k, _)| k.clone())
-        .collect();
-    // 1. removals (workers first, then control planes one at a time)
-    let mut removed: Vec<(String, NodeModel)> = old_nodes
-        .iter()
-        .filter(|(k, _)| !new_nodes.contains_key(*k) || recreate.contains(*k))
-        .map(|(k, n)| (k.clone(), n.clone()))
-        .collect();
-    removed.sort_by_key(|(_, n)| n.role == "controlplane");
-    let remaining_cp = new_nodes
-        .iter()
-        .find(|(k, n)| {
-            n.role == "controlplane" && !recreate.contains(*k) && old_nodes.contains_key(*k)
-        })
-        .map(|(_, n)| n.clone());
-    // What did not happen is written back into the state so the next plan shows it again.
-    let mut failed_removals: Vec<(String, NodeModel)> = Vec::new();
-    let mut not_added: Vec<String> = Vec::new();
+    let actions = changes::classify(&prior, &m, env.default_node.as_deref());
+    m.node_status = Some(changes::node_status(
+        &m,
+        prior.node_status.as_ref(),
+        &actions,
+    ));
+    let action_is = |k: &str, want: fn(&Action) -> bool| actions.get(k).is_some_and(want);
+    let named = |want: fn(&Action) -> bool, nodes: &BTreeMap<String, NodeModel>| {
+        nodes
+            .iter()
+            .filter(|(k, _)| action_is(k, want))
+            .map(|(k, n)| (k.clone(), n.clone()))
+            .collect::<Vec<_>>()
+    };
+    // Nodes whose planned change did not happen: their prior state is written back so the
+    // next plan shows the change again.
+    let mut not_done: BTreeSet<String> = BTreeSet::new();
     let mut not_reconfigured: Vec<String> = Vec::new();
-    for (name, n) in &removed {
+    let added = named(|a| *a == Action::Create, &new_nodes);
+    let taken: BTreeSet<&str> = added.iter().map(|(_, n)| node_ip(n)).collect();
+    // 1. Removals that must come first: workers, and nodes whose address a new node takes.
+    //    Control planes otherwise leave after the additions (add, then remove).
+    let (first, late): (Vec<_>, Vec<_>) = named(|a| *a == Action::Remove, &old_nodes)
+        .into_iter()
+        .partition(|(_, n)| n.role != "controlplane" || taken.contains(node_ip(n)));
+    let anchor = |not_done: &BTreeSet<String>| {
+        new_nodes
+            .iter()
+            .find(|(k, n)| {
+                n.role == "controlplane"
+                    && !not_done.contains(*k)
+                    && !action_is(k, |a| *a == Action::Create)
+            })
+            .map(|(_, n)| n.clone())
+    };
+    for (name, n) in &first {
         tracing::info!(node = name, "removing node");
-        if let Err(e) = remove_node(
-            &env,
-            &prior,
-            name,
-            n,
-            remaining_cp.as_ref(),
-            &created,
-            &mut warnings,
-        )
-        .await
+        let cp = anchor(&not_done);
+        if let Err(e) =
+            remove_node(&env, &prior, name, n, cp.as_ref(), &created, &mut warnings).await
         {
             errors.push(e);
-            failed_removals.push((name.clone(), n.clone()));
+            not_done.insert(name.clone());
         }
     }
-    // 2. additions (concurrently)
-    let added: Vec<(String, NodeModel)> = new_nodes
-        .iter()
-        .filter(|(k, _)| !old_nodes.contains_key(*k) || recreate.contains(*k))
-        .map(|(k, n)| (k.clone(), n.clone()))
-        .collect();
+    // 2. Additions (concurrently).
     if !errors.is_empty() {
-        not_added.extend(added.iter().map(|(k, _)| k.clone()));
+        not_done.extend(added.iter().map(|(k, _)| k.clone()));
     } else if !added.is_empty() {
         for (name, e) in provision_all(&env, &m, &added, &configs, &created).await {
-            not_added.push(name);
+            not_done.insert(name);
             errors.push(e);
         }
     }
-    // 3. configuration changes: workers concurrently, then control planes one at a time
+    // 3. Resizes and re-creations, one node at a time.
+    let rolling = named(
+        |a| matches!(a, Action::Resize(_) | Action::Recreate(_)),
+        &new_nodes,
+    );
+    if !errors.is_empty() {
+        not_done.extend(rolling.iter().map(|(k, _)| k.clone()));
+    } else if !rolling.is_empty() {
+        let input = roll::RollInput {
+            prior: &prior,
+            m: &m,
+            actions: &actions,
+            configs: &configs,
+            created: &created,
+        };
+        let r = roll::roll(&env, input, &mut warnings).await;
+        not_done.extend(
+            rolling
+                .iter()
+                .filter(|(k, _)| !r.done.contains(k))
+                .map(|(k, _)| k.clone()),
+        );
+        errors.extend(r.error);
+    }
+    // 4. Control planes leaving, one at a time.
+    for (name, n) in &late {
+        if !errors.is_empty() {
+            not_done.insert(name.clone());
+            continue;
+        }
+        tracing::info!(node = name, "removing control plane");
+        let cp = anchor(&not_done);
+        if let Err(e) =
+            remove_node(&env, &prior, name, n, cp.as_ref(), &created, &mut warnings).await
+        {
+            errors.push(e);
+            not_done.insert(name.clone());
+        }
+    }
+    // 5. Configuration changes: workers concurrently, then control planes one at a time.
     let old_configs = prior.machine_configurations.clone().unwrap_or_default();
-    let changed: Vec<(String, NodeModel)> = new_nodes
-        .iter()
-        .filter(|(k, _)| old_nodes.contains_key(*k) && !recreate.contains(*k))
-        .filter(|(k, _)| match (old_configs.get(*k), configs.get(*k)) {
-            (Some(a), Some(b)) => !waddle_talos::config::same_config(a, b).unwrap_or(false),
-            _ => true,
-        })
-        .map(|(k, n)| (k.clone(), n.clone()))
-        .collect();
+    let changed: Vec<(String, NodeModel)> = named(
+        |a| matches!(a, Action::Keep | Action::Resize(_)),
+        &new_nodes,
+    )
+    .into_iter()
+    .filter(|(k, _)| match (old_configs.get(k), configs.get(k)) {
+        (Some(a), Some(b)) => !waddle_talos::config::same_config(a, b).unwrap_or(false),
+        _ => true,
+    })
+    .collect();
     if !errors.is_empty() {
         not_reconfigured.extend(changed.iter().map(|(k, _)| k.clone()));
     } else {
@@ -1212,37 +1261,7 @@ pub async fn update(ctx: &Context, req: UpdateRequest, diags: &mut Diagnostics) 
             }
         }
     }
-    if let Some(nodes) = m.nodes.as_mut() {
-        for (name, n) in &failed_removals {
-            nodes.insert(name.clone(), n.clone());
-        }
-        for name in &not_added {
-            if !old_nodes.contains_key(name) {
-                nodes.remove(name);
-            } else if let Some(o) = old_nodes.get(name) {
-                nodes.insert(name.clone(), o.clone()); // re-creation still pending
-            }
-        }
-    }
-    if let Some(cfgs) = m.machine_configurations.as_mut() {
-        for name in &not_reconfigured {
-            match old_configs.get(name) {
-                Some(c) => cfgs.insert(name.clone(), c.clone()),
-                None => cfgs.remove(name),
-            };
-        }
-        for name in &not_added {
-            match old_configs.get(name) {
-                Some(c) if old_nodes.contains_key(name) => cfgs.insert(name.clone(), c.clone()),
-                _ => cfgs.remove(name),
-            };
-        }
-        for (name, _) in &failed_removals {
-            if let Some(c) = old_configs.get(name) {
-                cfgs.insert(name.clone(), c.clone());
-            }
-        }
-    }
+    record_not_done(&mut m, &prior, &not_done, &not_reconfigured);
     for w in warnings {
         diags.warning("Node removal", w);
     }
@@ -1260,6 +1279,60 @@ pub async fn update(ctx: &Context, req: UpdateRequest, diags: &mut Diagnostics) 
         diags.error("Updating the Talos cluster failed", e);
     }
     to_value(&m, diags)
+}
+
+/// Writes the prior state of the nodes whose change did not happen back into `m` (node,
+/// machine configuration, address, `node_status` marked `not done: ...`), so the next plan
+/// shows the remaining work.
+fn record_not_done(
+    m: &mut ClusterModel,
+    prior: &ClusterModel,
+    not_done: &BTreeSet<String>,
+    not_reconfigured: &[String],
+) {
+    let old_nodes = prior.nodes();
+    let old_configs = prior.machine_configurations.clone().unwrap_or_default();
+    let old_status = changes::node_status(prior, prior.node_status.as_ref(), &BTreeMap::new());
+    let planned_status = m.node_status.clone().unwrap_or_default();
+    let mut nodes = m.nodes();
+    let mut cfgs = m.machine_configurations.clone().unwrap_or_default();
+    let mut status = planned_status.clone();
+    for name in not_done.iter().chain(not_reconfigured) {
+        match old_configs
+            .get(name)
+            .filter(|_| old_nodes.contains_key(name))
+        {
+            Some(c) => cfgs.insert(name.clone(), c.clone()),
+            None => cfgs.remove(name),
+        };
+    }
+    for name in not_done {
+        match (old_nodes.get(name), nodes.contains_key(name)) {
+            (Some(o), still_configured) => {
+                nodes.insert(name.clone(), o.clone());
+                let mut s = old_status.get(name).cloned().unwrap_or_default();
+                if still_configured {
+                    if let Some(p) = planned_status.get(name).and_then(|p| p.action.clone()) {
+                        s.action = Some(format!("not done: {p}"));
+                    }
+                }
+                status.insert(name.clone(), s);
+            }
+            (None, _) => {
+                nodes.remove(name);
+                status.remove(name);
+            }
+        }
+    }
+    m.node_addresses = Some(
+        nodes
+            .iter()
+            .map(|(k, n)| (k.clone(), node_ip(n).to_string()))
+            .collect(),
+    );
+    m.nodes = Some(nodes);
+    m.machine_configurations = Some(cfgs);
+    m.node_status = Some(status);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1337,6 +1410,25 @@ pub async fn read(ctx: &Context, state: Value, diags: &mut Diagnostics) -> Optio
         }
     }
     m.proxmox_vms = Some(vms);
+    // States written before `node_status` existed get it here, so the next plan is empty.
+    m.node_status = Some(
+        changes::node_status(
+            &ClusterModel {
+                nodes: Some(nodes.clone()),
+                ..m.clone()
+            },
+            m.node_status.as_ref(),
+            &BTreeMap::new(),
+        )
+        .into_iter()
+        .map(|(k, mut s)| {
+            if m.node_status.as_ref().is_none_or(|p| !p.contains_key(&k)) {
+                s.action = Some("existing".into());
+            }
+            (k, s)
+        })
+        .collect(),
+    );
     m.nodes = Some(nodes);
     to_value(&m, diags)
 }
@@ -1347,6 +1439,13 @@ pub async fn read(ctx: &Context, state: Value, diags: &mut Diagnostics) -> Optio
 
 pub async fn delete(ctx: &Context, prior_state: Value, diags: &mut Diagnostics) {
     let Some(m) = model_of(&prior_state) else {
+        // Returning without an error would make Terraform forget the resource and orphan
+        // its VMs: keep it in the state until the state can be read.
+        diags.error(
+            "Cannot destroy the Talos cluster",
+            "the prior state cannot be decoded, so the VMs and images this resource owns are \
+             unknown; nothing was deleted and the resource stays in the state",
+        );
         return;
     };
     let has_vms = m.proxmox_vms.as_ref().is_some_and(|v| !v.is_empty())

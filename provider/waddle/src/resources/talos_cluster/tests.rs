@@ -5,7 +5,7 @@ use crate::provider::{NoEnv, WaddleProvider};
 
 const URL: &str = "https://factory.talos.dev/image/376567988ad370138ad8b2698212367b8edcb69b5fd68c80be1f2ec7d603b4ba/v1.12.11/nocloud-amd64.qcow2";
 
-fn node(role: &str, address: &str, vmid: Option<u32>) -> NodeModel {
+pub(super) fn node(role: &str, address: &str, vmid: Option<u32>) -> NodeModel {
     NodeModel {
         role: role.into(),
         address: address.into(),
@@ -18,7 +18,7 @@ fn node(role: &str, address: &str, vmid: Option<u32>) -> NodeModel {
     }
 }
 
-fn three_node() -> ClusterModel {
+pub(super) fn three_node() -> ClusterModel {
     ClusterModel {
         cluster_name: "waddle".into(),
         endpoint: "https://10.10.0.20:6443".into(),
@@ -48,11 +48,11 @@ fn three_node() -> ClusterModel {
     }
 }
 
-fn config_value(m: &ClusterModel) -> Value {
+pub(super) fn config_value(m: &ClusterModel) -> Value {
     schema().from_typed(m).expect("model fits the schema")
 }
 
-fn diag_paths(d: &Diagnostics, errors: bool) -> Vec<String> {
+pub(super) fn diag_paths(d: &Diagnostics, errors: bool) -> Vec<String> {
     d.iter()
         .filter(|x| x.is_error() == errors)
         .map(|x| {
@@ -65,13 +65,13 @@ fn diag_paths(d: &Diagnostics, errors: bool) -> Vec<String> {
 }
 
 /// One real bundle for all tests (RSA-4096 generation takes a moment).
-fn bundle() -> SecretsBundle {
+pub(super) fn bundle() -> SecretsBundle {
     static B: std::sync::OnceLock<SecretsBundle> = std::sync::OnceLock::new();
     B.get_or_init(|| SecretsBundle::generate(&waddle_talos::SystemClock).unwrap())
         .clone()
 }
 
-fn diff_paths(a: &Value, b: &Value, path: AttributePath, out: &mut Vec<String>) {
+pub(super) fn diff_paths(a: &Value, b: &Value, path: AttributePath, out: &mut Vec<String>) {
     match (a.as_entries(), b.as_entries()) {
         (Some(x), Some(y)) => {
             let keys: std::collections::BTreeSet<_> = x.keys().chain(y.keys()).collect();
@@ -97,7 +97,7 @@ fn diff_paths(a: &Value, b: &Value, path: AttributePath, out: &mut Vec<String>) 
     }
 }
 
-async fn harness() -> Harness {
+pub(super) async fn harness() -> Harness {
     let h = Harness::new(WaddleProvider::with_env(NoEnv));
     let mut cfg = crate::provider::schema().null_value();
     cfg.set_path(&AttributePath::attr("node"), Value::from("pve"));
@@ -188,6 +188,19 @@ fn schema_is_well_formed_and_matches_the_model() {
             volume: "local:import/x.qcow2".into(),
         }]),
         bootstrapped: Some(true),
+        node_status: Some(
+            [(
+                "cp1".to_string(),
+                NodeStatus {
+                    action: Some("created".into()),
+                    mac: Some("BC:24:11:00:00:01".into()),
+                    cores: Some(3),
+                    memory: Some(8192),
+                    disk_size: Some(10),
+                },
+            )]
+            .into(),
+        ),
     };
     assert_roundtrip(&schema(), &sample);
 }
@@ -485,7 +498,7 @@ async fn create_plan_generates_macs_and_defers_secrets() {
 }
 
 /// A state as create would leave it (without talking to anything).
-fn applied_state(m: &ClusterModel, bundle: &SecretsBundle) -> ClusterModel {
+pub(super) fn applied_state(m: &ClusterModel, bundle: &SecretsBundle) -> ClusterModel {
     let mut s = m.clone();
     s.id = Some(m.cluster_name.clone());
     s.machine_secrets = Some(bundle.to_yaml().unwrap());
@@ -540,6 +553,7 @@ fn applied_state(m: &ClusterModel, bundle: &SecretsBundle) -> ClusterModel {
     );
     s.proxmox_images = Some(vec![]);
     s.bootstrapped = Some(true);
+    s.node_status = Some(changes::node_status(&s, None, &BTreeMap::new()));
     s
 }
 
@@ -588,7 +602,49 @@ async fn update_plans_are_empty_when_nothing_changed_and_precise_otherwise() {
                 .get_path(&AttributePath::attr("machine_configurations").then_key("cp1"))
                 .unwrap()
         ));
-    assert!(p.get_attr("proxmox_vms").unwrap().is_unknown());
+    // Existing nodes keep their known VM ids and the cluster stays bootstrapped: adding a
+    // worker does not read like a wipe. The new worker's VM id is not known yet.
+    let vms = p.get_attr("proxmox_vms").unwrap();
+    for (k, id) in [("cp1", 110), ("cp2", 111), ("cp3", 112)] {
+        let vm = vms
+            .get_step(&waddle_framework::PathStep::Key(k.into()))
+            .unwrap();
+        assert_eq!(vm.get_attr("vmid").and_then(Value::as_i64), Some(id), "{k}");
+        assert_eq!(
+            vm.get_attr("node").and_then(Value::as_str),
+            Some("pve"),
+            "{k}"
+        );
+    }
+    let w1_vm = vms
+        .get_step(&waddle_framework::PathStep::Key("w1".into()))
+        .unwrap();
+    assert!(w1_vm.get_attr("vmid").unwrap().is_unknown());
+    assert_eq!(
+        p.get_attr("bootstrapped").and_then(Value::as_bool),
+        Some(true)
+    );
+    // The new node's effective values are in the plan; the others keep theirs.
+    let status = |k: &str, a: &str| {
+        p.get_path(&AttributePath::attr("node_status").then_key(k).then_attr(a))
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    assert_eq!(status("w1", "action").as_str(), Some("created"));
+    assert_eq!(
+        status("w1", "mac").as_str(),
+        Some(generated_mac("waddle", "w1").as_str())
+    );
+    assert_eq!(status("w1", "cores").as_i64(), Some(defaults::CORES));
+    assert_eq!(status("w1", "memory").as_i64(), Some(defaults::MEMORY_MIB));
+    assert!(state
+        .get_path(&AttributePath::attr("node_status").then_key("cp1"))
+        .unwrap()
+        .equals(
+            &p.get_path(&AttributePath::attr("node_status").then_key("cp1"))
+                .unwrap()
+                .clone()
+        ));
     // The generated MAC of a Proxmox node without one selects its link.
     let mac = generated_mac("waddle", "w1").to_ascii_lowercase();
     let w1 = cfgs
