@@ -221,20 +221,25 @@ pub async fn check(
     diags: &mut Diagnostics,
 ) {
     let Some(change) = change_of(req, plan) else {
+        tracing::debug!(type_name, "preflight: no change");
         return;
     };
     // Offline use, an unfinished provider configuration, or no token: nothing to check
     // (the resource reports a missing configuration itself).
     let Some(cfg) = ctx.provider_data::<ProviderConfig>() else {
+        tracing::debug!(type_name, "preflight: provider not configured");
         return;
     };
     let Some(token) = cfg.api_token.as_ref() else {
+        tracing::debug!(type_name, "preflight: no API token");
         return;
     };
     let Ok(client) = crate::clients::proxmox_for(cfg) else {
+        tracing::debug!(type_name, "preflight: no Proxmox client");
         return;
     };
     let needs = needs::needs(type_name, change, req, &plan.state, cfg.default_node());
+    tracing::debug!(type_name, ?change, needs = needs.len(), "preflight");
     if needs.is_empty() {
         return;
     }
