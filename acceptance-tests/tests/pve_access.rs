@@ -258,3 +258,58 @@ async fn propagation_overrides_roles_and_whole_tree_dump() {
     assert_eq!(r.status, 401);
     api.assert_no_violations();
 }
+
+#[tokio::test]
+async fn users_made_through_the_api_log_in_and_read_their_permissions() {
+    let api = start(fast().build()).await;
+    api.ok(
+        "POST",
+        "/access/users",
+        &[("userid", "ops@pve"), ("password", "long-enough-pw")],
+    )
+    .await;
+    acl(&api, "/", "users", "ops@pve", "PVEAuditor", "1").await;
+    let r = api
+        .call_with(
+            None,
+            "POST",
+            "/access/ticket",
+            &[("username", "ops@pve"), ("password", "wrong-password")],
+        )
+        .await;
+    assert_eq!(r.status, 401);
+    let t = api
+        .call_with(
+            None,
+            "POST",
+            "/access/ticket",
+            &[("username", "ops@pve"), ("password", "long-enough-pw")],
+        )
+        .await;
+    assert_eq!(t.status, 200, "{}", t.body);
+    let ticket = t.body["data"]["ticket"].as_str().expect("ticket");
+    let r = api
+        .http
+        .get(api.url("/access/permissions?path=/vms/100"))
+        .header("Cookie", format!("PVEAuthCookie={}", url_encode(ticket)))
+        .send()
+        .await
+        .expect("send");
+    let r = into_resp(r).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let privs = privs_at(&r.body["data"], "/vms/100");
+    assert!(privs.contains(&"VM.Audit".to_string()), "{}", r.body);
+    assert!(!privs.contains(&"VM.Allocate".to_string()), "{}", r.body);
+    // A deleted user can no longer log in.
+    api.ok("DELETE", "/access/users/ops@pve", &[]).await;
+    let r = api
+        .call_with(
+            None,
+            "POST",
+            "/access/ticket",
+            &[("username", "ops@pve"), ("password", "long-enough-pw")],
+        )
+        .await;
+    assert_eq!(r.status, 401);
+    api.assert_no_violations();
+}
