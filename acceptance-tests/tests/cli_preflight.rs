@@ -204,7 +204,7 @@ fn preflight_refuses_a_limited_token_before_anything_exists() {
         .describe("SNI proxy module with a token lacking VM.GuestAgent.Unrestricted")
         .expect_error(concat!(
             r"(?s)Missing Proxmox VE privileges",
-            r".*- VM\.GuestAgent\.Unrestricted on /vms \(create, configure and start VM `sni-proxy`\)",
+            r".*- VM\.GuestAgent\.Unrestricted on /vms \(use the guest agent of VM `sni-proxy` \(run commands",
             r".*pveum role add WaddleProvider --privs .VM\.GuestAgent\.Unrestricted.",
             r".*pveum acl modify /vms --tokens 'tf@pve!plan' --roles WaddleProvider",
         ))

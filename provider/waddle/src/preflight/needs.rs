@@ -97,6 +97,8 @@ struct NewVm<'a> {
     image_storage: Option<&'a str>,
     bridges: Vec<&'a str>,
     agent: &'static [&'static str],
+    /// What the guest agent is used for (for the message).
+    agent_use: &'static str,
     extra_vm: &'static [&'static str],
 }
 
@@ -106,12 +108,21 @@ impl NewVm<'_> {
         let mut privs = VM_CREATE.to_vec();
         privs.extend_from_slice(self.extra_vm);
         privs.push("VM.PowerMgmt");
-        privs.extend_from_slice(self.agent);
         out.push(Need::path(
             &vm,
             &privs,
             format!("create, configure and start VM {}", self.label),
         ));
+        if !self.agent.is_empty() {
+            out.push(Need::path(
+                &vm,
+                self.agent,
+                format!(
+                    "use the guest agent of VM {} ({})",
+                    self.label, self.agent_use
+                ),
+            ));
+        }
         if let Some(s) = self.storage {
             out.push(Need::path(
                 format!("/storage/{s}"),
@@ -258,6 +269,7 @@ fn sni_proxy(
                 // cloud-init seed ISO in a CD-ROM drive; haproxy files through the agent
                 // (`exec` needs VM.GuestAgent.Unrestricted, which also covers file-write).
                 agent: &["VM.GuestAgent.Unrestricted"],
+                agent_use: "run commands and write the HAProxy files in the guest",
                 extra_vm: &["VM.Config.CDROM"],
             }
             .needs(out);
@@ -340,6 +352,7 @@ fn talos_cluster(
             bridges: vec![bridge],
             // node addresses are read with `network-get-interfaces`.
             agent: &["VM.GuestAgent.Audit"],
+            agent_use: "read the node's addresses",
             extra_vm: &[],
         }
         .needs(out);
