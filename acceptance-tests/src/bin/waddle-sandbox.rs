@@ -84,23 +84,6 @@ fn parse_args() -> Result<Args, String> {
     Ok(a)
 }
 
-fn random_secret() -> String {
-    let mut buf = [0u8; 16];
-    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
-        use std::io::Read;
-        let _ = f.read_exact(&mut buf);
-    }
-    let h = hex::encode(buf);
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
-}
-
 fn write_atomic(path: &std::path::Path, data: &[u8]) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp-waddle");
     std::fs::write(&tmp, data)?;
@@ -116,7 +99,10 @@ async fn main() {
             std::process::exit(2);
         }
     };
-    let secret = args.token_secret.clone().unwrap_or_else(random_secret);
+    let secret = args
+        .token_secret
+        .clone()
+        .unwrap_or_else(waddle_acceptance::pve::random_token_value);
     let mut timings = Timings::default();
     if let Some(ms) = args.boot_ms {
         timings.boot = Duration::from_millis(ms);

@@ -2,7 +2,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use std::sync::Arc;
+
 use serde_json::Value;
+
+use super::access::AccessState;
 
 /// Every PVE 9 privilege.
 pub const ALL_PRIVILEGES: &[&str] = &[
@@ -147,30 +151,40 @@ impl UserSpec {
     }
 }
 
-/// Who is calling.
-#[derive(Debug, Clone)]
+/// Who is calling, with the access configuration as it was when the request arrived.
+#[derive(Clone)]
 pub(crate) struct Caller {
-    /// `root@pam` or `root@pam!waddle`
+    /// `root@pam` or `root@pam!waddle` (empty for unauthenticated `world` endpoints)
     pub id: String,
-    pub acl: Acl,
+    pub access: Arc<AccessState>,
     pub is_ticket: bool,
 }
 
-impl Caller {
-    /// Does the caller hold `privilege` on `path` (ACLs propagate to sub-paths)?
-    pub fn has(&self, path: &str, privilege: &str) -> bool {
-        self.acl
-            .iter()
-            .any(|(p, privs)| privs.contains(privilege) && path_covers(p, path))
+impl std::fmt::Debug for Caller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Caller")
+            .field("id", &self.id)
+            .field("is_ticket", &self.is_ticket)
+            .finish()
     }
 }
 
-fn path_covers(acl_path: &str, path: &str) -> bool {
-    if acl_path == "/" {
-        return true;
+impl Caller {
+    /// Nobody (for `world` endpoints).
+    pub fn anonymous() -> Self {
+        Self {
+            id: String::new(),
+            access: Arc::new(AccessState::default()),
+            is_ticket: false,
+        }
     }
-    let a = acl_path.trim_end_matches('/');
-    path == a || path.starts_with(&format!("{a}/"))
+    /// Does the caller hold `privilege` on `path` (effective privileges: ACL propagation,
+    /// role overrides, token privilege separation)?
+    pub fn has(&self, path: &str, privilege: &str) -> bool {
+        self.access
+            .permissions(&self.id, path)
+            .contains_key(privilege)
+    }
 }
 
 /// Substitute `{name}` in a permission path with parameters.
@@ -243,11 +257,53 @@ pub(crate) fn eval_check(
             }
             last
         }
-        Some("userid-param") | Some("userid-group") => {
-            if caller.has("/access", "User.Modify") {
+        // `self`: the user named by `userid` is the caller; a privilege: on the realm of
+        // `userid` (`/access/realm/<realm>`).
+        Some("userid-param") => {
+            let userid = params.get("userid").map(String::as_str).unwrap_or("");
+            match arr.get(1).and_then(Value::as_str) {
+                Some("self") if !caller.id.is_empty() && caller.id == userid => Ok(()),
+                Some("self") => Err(("/access".into(), "self".into())),
+                Some(privilege) => {
+                    let realm = userid.rsplit_once('@').map(|(_, r)| r).unwrap_or("");
+                    let path = format!("/access/realm/{realm}");
+                    if caller.has(&path, privilege) {
+                        Ok(())
+                    } else {
+                        Err((path, privilege.to_string()))
+                    }
+                }
+                None => Ok(()),
+            }
+        }
+        // Privileges on `/access/groups` (no groups exist in the emulator).
+        Some("userid-group") => {
+            let privs: Vec<&str> = arr
+                .get(1)
+                .and_then(Value::as_array)
+                .map(|v| v.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            if privs.iter().any(|p| caller.has("/access/groups", p)) {
                 Ok(())
             } else {
-                Err(("/access".into(), "User.Modify".into()))
+                Err(("/access/groups".into(), privs.join("|")))
+            }
+        }
+        // `PVE::RPCEnvironment::check_perm_modify`.
+        Some("perm-modify") => {
+            let path = subst(arr.get(1).and_then(Value::as_str).unwrap_or("/"), params);
+            let mut privs = vec!["Permissions.Modify"];
+            if path.starts_with("/storage/") {
+                privs.push("Datastore.Allocate");
+            } else if path.starts_with("/vms/") {
+                privs.push("VM.Allocate");
+            } else if path.starts_with("/pool/") {
+                privs.push("Pool.Allocate");
+            }
+            if privs.iter().any(|p| caller.has(&path, p)) {
+                Ok(())
+            } else {
+                Err((path, privs.join("|")))
             }
         }
         _ => Ok(()),
@@ -306,12 +362,18 @@ mod tests {
 
     #[test]
     fn acl_propagation_and_checks() {
-        let c = Caller {
-            id: "u@pve!t".into(),
-            acl: acl_from(&[
+        let token = TokenSpec::with_privileges(
+            "u@pve",
+            "t",
+            "s",
+            &[
                 ("/vms/105", &["VM.Audit"]),
                 ("/storage", &["Datastore.Audit"]),
-            ]),
+            ],
+        );
+        let c = Caller {
+            id: "u@pve!t".into(),
+            access: Arc::new(AccessState::from_config(&[token], &[])),
             is_ticket: false,
         };
         assert!(c.has("/vms/105", "VM.Audit"));

@@ -123,6 +123,7 @@ pub(crate) async fn dispatch(ctx: &mut Ctx) -> R {
         {
             firewall(ctx)
         }
+        (_, p) if p.starts_with("/access") => super::access::dispatch(ctx),
         (m, p) => Err(ApiError::new(
             501,
             format!("Method '{m} {p}' not implemented by the emulator"),
@@ -356,12 +357,10 @@ fn access_ticket(ctx: &Ctx) -> R {
     let renew = super::auth::verify_ticket(&ctx.shared.ticket_secret, pw, now(), 7200)
         .map(|u| u == user)
         .unwrap_or(false);
-    let ok = ctx
-        .shared
-        .cfg
-        .users
-        .iter()
-        .any(|u| u.userid == user && (u.password == pw || renew));
+    let ok = {
+        let st = ctx.shared.st();
+        st.access.user_active(&user) && (renew || st.access.password_ok(&user, pw))
+    };
     if !ok {
         return Err(ApiError::new(401, "authentication failure"));
     }

@@ -29,6 +29,7 @@
 //! let vms = emu.vms();                // config, pending, running/booted, appliance kind
 //! ```
 
+mod access;
 mod auth;
 pub mod cloudinit;
 mod faults;
@@ -44,6 +45,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use access::random_token_value;
 pub use auth::{TokenSpec, UserSpec, ALL_PRIVILEGES};
 pub use faults::{FaultConfig, FaultEvent, FaultKind, FaultRule};
 pub use guest::{

@@ -301,15 +301,11 @@ fn authenticate(
         let Some((id, secret)) = tok.trim().split_once('=') else {
             return Err(ApiError::new(401, "authentication failure"));
         };
-        let t = shared
-            .cfg
-            .tokens
-            .iter()
-            .find(|t| t.full_id() == id && t.secret == secret);
-        return match t {
-            Some(t) => Ok(Caller {
-                id: t.full_id(),
-                acl: t.acl.clone(),
+        let st = shared.st();
+        return match st.access.token_auth(id, secret) {
+            Some(id) => Ok(Caller {
+                id,
+                access: Arc::new(st.access.clone()),
                 is_ticket: false,
             }),
             None => Err(ApiError::new(401, "authentication failure")),
@@ -318,12 +314,13 @@ fn authenticate(
     if let Some(ticket) = cookie(req, "PVEAuthCookie") {
         let user = auth::verify_ticket(&shared.ticket_secret, &ticket, super::state::now(), 7200)
             .ok_or_else(|| ApiError::new(401, "authentication failure"))?;
-        let u = shared
-            .cfg
-            .users
-            .iter()
-            .find(|u| u.userid == user)
-            .ok_or_else(|| ApiError::new(401, "authentication failure"))?;
+        let access = {
+            let st = shared.st();
+            if !st.access.user_active(&user) {
+                return Err(ApiError::new(401, "authentication failure"));
+            }
+            Arc::new(st.access.clone())
+        };
         if method != "GET" {
             let ok = header(req, "csrfpreventiontoken")
                 .map(|t| auth::verify_csrf(&shared.ticket_secret, t, &user))
@@ -334,7 +331,7 @@ fn authenticate(
         }
         return Ok(Caller {
             id: user,
-            acl: u.acl.clone(),
+            access,
             is_ticket: true,
         });
     }
@@ -509,11 +506,7 @@ async fn pipeline(
         .and_then(Value::as_str)
         == Some("world");
     let caller = if world {
-        Caller {
-            id: String::new(),
-            acl: Vec::new(),
-            is_ticket: false,
-        }
+        Caller::anonymous()
     } else {
         let c = authenticate(&req, shared, method).map_err(Ok)?;
         if !c.is_ticket && !ep.allow_token() {

@@ -8,6 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{Map, Value};
 
+use super::access::AccessState;
 use super::faults::{FaultConfig, FaultEvent, FaultState};
 use super::guest::{ApplianceRegistry, GuestAppliance};
 use super::EmulatorConfig;
@@ -188,6 +189,8 @@ pub(crate) struct State {
     pub requests: Vec<RequestRecord>,
     pub violations: Vec<ResponseViolation>,
     pub faults: FaultState,
+    /// Users, tokens, roles and ACLs.
+    pub access: AccessState,
 }
 
 pub(crate) struct Shared {
@@ -249,6 +252,7 @@ impl Shared {
             h.update(format!("{:?}{}", std::time::Instant::now(), std::process::id()).as_bytes());
             hex::encode(h.finalize())
         };
+        let access = AccessState::from_config(&cfg.tokens, &cfg.users);
         Self {
             cfg,
             schema,
@@ -267,6 +271,7 @@ impl Shared {
                 requests: Vec::new(),
                 violations: Vec::new(),
                 faults,
+                access,
             }),
             vm_locks: Mutex::new(HashMap::new()),
             storage_locks: Mutex::new(HashMap::new()),

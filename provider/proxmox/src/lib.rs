@@ -17,6 +17,7 @@
 //!   simple zones/vnets/subnets, firewall options/rules/ipsets.
 //! * [`nocloud`]: a NoCloud seed ISO (ISO 9660 + Joliet, volume id `cidata`) built in Rust.
 
+mod access;
 mod agent;
 mod client;
 pub mod cloudinit;
@@ -36,6 +37,7 @@ mod upid;
 mod value;
 mod vm;
 
+pub use access::Permissions;
 pub use agent::{ExecResult, GuestInterface, GuestIp};
 pub use client::{install_crypto_provider, Client};
 pub use cloudinit::{CiType, CloudInitSpec, IpConfig};

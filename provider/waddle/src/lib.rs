@@ -5,6 +5,7 @@ pub mod clients;
 pub mod data_sources;
 pub mod docs;
 pub mod functions;
+pub mod preflight;
 pub mod provider;
 pub mod resources;
 

@@ -690,7 +690,11 @@ impl Provider for WaddleProvider {
     }
 
     fn resources(&self) -> Vec<Arc<dyn Resource>> {
+        // Every plan first checks the token's privileges (crate::preflight).
         crate::resources::all()
+            .into_iter()
+            .map(crate::preflight::wrap)
+            .collect()
     }
 
     fn data_sources(&self) -> Vec<Arc<dyn DataSource>> {
