@@ -60,6 +60,7 @@ module "sni_proxy" {{
   public_gateway  = "203.0.113.1"
   ssh_public_keys = ["{KEY}"]
   extra_routes    = [{extra}]
+  timeouts        = {{ create = "3m", update = "3m" }}
 }}
 "#,
         endpoint = emu.endpoint(),
@@ -145,9 +146,8 @@ fn main() {
     );
     let rows: Arc<Mutex<Vec<String>>> = Arc::default();
     let vmid: Arc<Mutex<Option<u64>>> = Arc::default();
-    let mut case = TestCase::named("sni_proxy_route_change_bench")
-        .env("WADDLE_SNI_PROXY_READY_TIMEOUT", "60")
-        .step(step(&emu, 0).describe("create"));
+    let mut case =
+        TestCase::named("sni_proxy_route_change_bench").step(step(&emu, 0).describe("create"));
     for i in 1..=changes {
         let (e, r, v) = (emu.clone(), rows.clone(), vmid.clone());
         let e2 = emu.clone();

@@ -64,6 +64,8 @@ module "sni_proxy" {{
   public_gateway  = "203.0.113.1"
   ssh_public_keys = ["{KEY}"]
   extra_routes    = [{extra_routes}]
+  # Fail fast instead of the default 15 minutes when the VM never gets ready.
+  timeouts        = {{ create = "3m", update = "3m" }}
 }}
 
 output "vmid" {{
@@ -564,8 +566,6 @@ fn sni_lifecycle(rt: &tokio::runtime::Runtime, target: &PveTarget) {
     let c = counts.clone();
     let (a, v, sd) = (api.clone(), first_vmid.clone(), seeds.clone());
     let report = TestCase::new()
-        // Fail fast instead of the production 15 minutes when the VM never gets ready.
-        .env("WADDLE_SNI_PROXY_READY_TIMEOUT", "60")
         .step(create)
         .step(change)
         .step(
@@ -593,6 +593,7 @@ fn sni_lifecycle(rt: &tokio::runtime::Runtime, target: &PveTarget) {
                     "admin_user",
                     "ssh_authorized_keys",
                     "image_url",
+                    "timeouts",
                 ]),
         )
         .step(drift)
@@ -775,7 +776,6 @@ fn sni_proxy_failed_create_is_cleaned_up_by_the_next_apply() {
 
     let e = emu.clone();
     TestCase::new()
-        .env("WADDLE_SNI_PROXY_READY_TIMEOUT", "60")
         .step(failed)
         .step(replaced)
         .check_destroy(move |_| {
@@ -812,6 +812,7 @@ mod in_process {
     use waddle_provider::resources::sni_proxy::{
         schema, PrivateNic, PublicNic, Route, SniProxyState, TYPE_NAME,
     };
+    use waddle_provider::resources::timeouts::TimeoutsModel;
 
     async fn harness(emu: &PveEmulator) -> Harness {
         let h = Harness::new(WaddleProvider::with_env(NoEnv));
@@ -851,6 +852,11 @@ mod in_process {
         });
         s.ssh_authorized_keys = Some(vec![KEY.into()]);
         s.routes = Some(routes);
+        s.timeouts = Some(TimeoutsModel {
+            create: Some("3m".into()),
+            update: Some("3m".into()),
+            delete: None,
+        });
         schema().from_typed(&s).expect("config")
     }
 
@@ -870,7 +876,6 @@ mod in_process {
             );
             return;
         }
-        std::env::set_var("WADDLE_SNI_PROXY_READY_TIMEOUT", "60");
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()

@@ -52,4 +52,11 @@ resource "waddle_sni_proxy" "this" {
   }
   maxconn        = var.maxconn
   proxy_timeouts = var.proxy_timeouts
+
+  # null when none is set: an imported resource then plans no change.
+  timeouts = length(var.timeouts) == 0 ? null : {
+    create = lookup(var.timeouts, "create", null)
+    update = lookup(var.timeouts, "update", null)
+    delete = lookup(var.timeouts, "delete", null)
+  }
 }

@@ -215,3 +215,14 @@ variable "ssh_public_keys" {
     error_message = "At least one SSH public key is required: password login is disabled."
   }
 }
+
+variable "timeouts" {
+  type        = map(string)
+  description = "Deadlines of the resource's operations as durations such as `30m` or `1h30m`; keys `create`, `update`, `delete`, each optional. Defaults: create: 15m (includes waiting for HAProxy to run on the VM), update: 15m, delete: 10m."
+  default     = {}
+
+  validation {
+    condition     = length(setsubtract(keys(var.timeouts), ["create", "update", "delete"])) == 0
+    error_message = "The keys of timeouts are create, update and delete."
+  }
+}

@@ -10,4 +10,11 @@ resource "waddle_network" "this" {
   snat       = var.snat
   dhcp_range = var.dhcp_range
   nodes      = var.nodes
+
+  # null when none is set: an imported resource then plans no change.
+  timeouts = length(var.timeouts) == 0 ? null : {
+    create = lookup(var.timeouts, "create", null)
+    update = lookup(var.timeouts, "update", null)
+    delete = lookup(var.timeouts, "delete", null)
+  }
 }

@@ -76,3 +76,14 @@ variable "nodes" {
   description = "Proxmox VE nodes the network is deployed on; null (the default) for every node of the cluster."
   default     = null
 }
+
+variable "timeouts" {
+  type        = map(string)
+  description = "Deadlines of the resource's operations as durations such as `30m` or `1h30m`; keys `create`, `update`, `delete`, each optional. Defaults: create, update and delete: 5m each."
+  default     = {}
+
+  validation {
+    condition     = length(setsubtract(keys(var.timeouts), ["create", "update", "delete"])) == 0
+    error_message = "The keys of timeouts are create, update and delete."
+  }
+}

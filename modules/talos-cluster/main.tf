@@ -109,4 +109,11 @@ resource "waddle_talos_cluster" "this" {
   on_destroy                         = var.on_destroy
 
   nodes = local.nodes
+
+  # null when none is set: an imported resource then plans no change.
+  timeouts = length(var.timeouts) == 0 ? null : {
+    create = lookup(var.timeouts, "create", null)
+    update = lookup(var.timeouts, "update", null)
+    delete = lookup(var.timeouts, "delete", null)
+  }
 }

@@ -257,3 +257,14 @@ variable "on_destroy" {
     error_message = "The on_destroy must be graceful, forced or none."
   }
 }
+
+variable "timeouts" {
+  type        = map(string)
+  description = "Deadlines of the resource's operations as durations such as `30m` or `1h30m`; keys `create`, `update`, `delete`, each optional. Defaults: create: 30m (install, bootstrap, health), update: 30m, delete: 10m."
+  default     = {}
+
+  validation {
+    condition     = length(setsubtract(keys(var.timeouts), ["create", "update", "delete"])) == 0
+    error_message = "The keys of timeouts are create, update and delete."
+  }
+}

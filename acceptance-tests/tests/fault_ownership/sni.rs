@@ -2,6 +2,7 @@
 
 use super::*;
 use sni_proxy::{schema, PrivateNic, PublicNic, Route, SniProxyState, TYPE_NAME};
+use waddle_provider::resources::timeouts::TimeoutsModel;
 
 fn config(vmid: Option<u32>) -> Value {
     let mut s: SniProxyState = schema().null_value().to_typed().expect("null state");
@@ -22,11 +23,16 @@ fn config(vmid: Option<u32>) -> Value {
         proxy_protocol: None,
         check: None,
     }]);
+    // Fail fast instead of the default 15 minutes when the VM never gets ready.
+    s.timeouts = Some(TimeoutsModel {
+        create: Some("3m".into()),
+        update: Some("3m".into()),
+        delete: None,
+    });
     schema().from_typed(&s).expect("config")
 }
 
 fn start() -> tokio::runtime::Runtime {
-    std::env::set_var("WADDLE_SNI_PROXY_READY_TIMEOUT", "60");
     rt()
 }
 

@@ -418,9 +418,14 @@ impl Client {
 
     /// Apply pending SDN changes (`PUT /cluster/sdn`) and wait for the reload task.
     pub async fn apply_sdn(&self) -> Result<()> {
+        self.apply_sdn_with(&WaitOptions::default()).await
+    }
+
+    /// [`Client::apply_sdn`], waiting for the reload task as `wait` says.
+    pub async fn apply_sdn_with(&self, wait: &WaitOptions) -> Result<()> {
         let data = self.put("/cluster/sdn", &Params::new()).await?;
         if let Value::String(_) = data {
-            self.wait_task_value(&data, &WaitOptions::default()).await?;
+            self.wait_task_value(&data, wait).await?;
         }
         Ok(())
     }

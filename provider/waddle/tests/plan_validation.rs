@@ -9,7 +9,8 @@ use waddle_provider::resources::sni_proxy::{self, PrivateNic, PublicNic, Route, 
 use waddle_provider::resources::talos_cluster::{
     self, defaults, ClusterModel, ImageModel, NodeModel, PlacementModel,
 };
-use waddle_provider::resources::MAX_DIAGNOSTICS;
+use waddle_provider::resources::timeouts::TimeoutsModel;
+use waddle_provider::resources::{network, MAX_DIAGNOSTICS};
 
 // ---------------------------------------------------------------------------------------
 // waddle_sni_proxy
@@ -49,6 +50,7 @@ fn proxy() -> SniProxyState {
         listen: None,
         maxconn: None,
         proxy_timeouts: None,
+        timeouts: None,
         haproxy_cfg: None,
         exact_map: None,
         wildcard_map: None,
@@ -347,4 +349,42 @@ fn import_reads_only_regular_files_of_sane_size() {
         "{msg}"
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+// ---------------------------------------------------------------------------------------
+// timeouts (every resource)
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn a_timeout_that_is_not_a_duration_is_refused_with_its_path_on_every_resource() {
+    let bad = TimeoutsModel {
+        create: Some("5 minutes".into()),
+        update: Some("90s".into()),
+        delete: Some("1h30".into()),
+    };
+    let errs = proxy_errors(|s| s.timeouts = Some(bad.clone()));
+    assert_eq!(errs.len(), 2, "{errs:#?}");
+    assert_eq!(errs[0].0, "timeouts.create", "{errs:#?}");
+    assert!(errs[0].1.contains("\"5 minutes\""), "{errs:#?}");
+    assert_eq!(errs[1].0, "timeouts.delete", "{errs:#?}");
+    assert!(errs[1].1.contains("needs a unit"), "{errs:#?}");
+
+    let net = network::schema()
+        .from_typed(&network::NetworkState {
+            timeouts: Some(bad.clone()),
+            ..Default::default()
+        })
+        .expect("fits the schema");
+    let mut d = Diagnostics::new();
+    network::validate(&net, &mut d);
+    let paths: Vec<String> = errors(&d).into_iter().map(|(p, _)| p).collect();
+    assert_eq!(paths, ["timeouts.create", "timeouts.delete"]);
+
+    let mut m = one_node(|_| {});
+    m.timeouts = Some(bad);
+    let paths: Vec<String> = errors(&cluster_diags(&m))
+        .into_iter()
+        .map(|(p, _)| p)
+        .collect();
+    assert_eq!(paths, ["timeouts.create", "timeouts.delete"]);
 }

@@ -8,6 +8,7 @@ use waddle_framework::Resource;
 pub mod network;
 pub mod sni_proxy;
 pub mod talos_cluster;
+pub mod timeouts;
 
 /// Every managed resource of the provider.
 pub fn all() -> Vec<Arc<dyn Resource>> {

@@ -35,8 +35,22 @@ use serde::{Deserialize, Serialize};
 use waddle_framework::prelude::*;
 use waddle_proxmox::{api_path, sdn_subnet_id, Client, Params, SubnetSpec};
 
+use super::timeouts::{self, Deadline, Op, TimeoutsModel};
+
 /// Type name.
 pub const TYPE_NAME: &str = "waddle_network";
+
+/// Default deadlines of create, update and delete (`timeouts`).
+pub const TIMEOUTS: timeouts::Defaults = timeouts::Defaults {
+    create: std::time::Duration::from_secs(5 * 60),
+    update: std::time::Duration::from_secs(5 * 60),
+    delete: std::time::Duration::from_secs(5 * 60),
+};
+
+/// The deadline of `op` on a network in state `st`, started now.
+fn deadline(st: &NetworkState, op: Op) -> Deadline {
+    Deadline::start(op, TimeoutsModel::get(st.timeouts.as_ref(), op, &TIMEOUTS))
+}
 
 /// Maximum length of an SDN zone or vnet id (PVE's `pve-sdn-zone-id` / `pve-sdn-vnet-id`).
 pub const SDN_ID_MAX: usize = 8;
@@ -92,6 +106,7 @@ pub struct NetworkState {
     pub dhcp_range: Option<DhcpRange>,
     pub nodes: Option<Vec<String>>,
     pub bridge: Option<String>,
+    pub timeouts: Option<TimeoutsModel>,
 }
 
 /// The resource schema.
@@ -192,6 +207,17 @@ pub fn schema() -> Schema {
         Attribute::string()
             .computed()
             .description("Bridge name for VM NICs on this network (the vnet id)."),
+    )
+    .attribute(
+        timeouts::ATTR,
+        timeouts::attribute(
+            &TIMEOUTS,
+            [
+                "Deadline of the wait for the SDN reload task of create.",
+                "Deadline of the wait for the SDN reload task of an update.",
+                "Deadline of the wait for the SDN reload task of destroy.",
+            ],
+        ),
     )
 }
 
@@ -298,6 +324,7 @@ fn set<'a>(v: &'a Value, name: &str) -> Option<&'a Value> {
 
 /// All plan-time checks (no API call). Unknown values are skipped.
 pub fn validate(config: &Value, diags: &mut Diagnostics) {
+    timeouts::validate(config, diags);
     let p = AttributePath::attr;
     for name in ["zone", "vnet"] {
         if let Some(s) = set(config, name).and_then(Value::as_str) {
@@ -608,6 +635,7 @@ impl Network {
         mut st: NetworkState,
         diags: &mut Diagnostics,
     ) -> Option<NetworkState> {
+        let deadline = deadline(&st, Op::Create);
         let (Some(zone), Some(vnet), Some(cidr)) =
             (st.zone.clone(), st.vnet.clone(), st.cidr.clone())
         else {
@@ -674,7 +702,7 @@ impl Network {
             return Some(partial(st, true));
         }
         // 4. apply
-        if let Err(e) = client.apply_sdn().await {
+        if let Err(e) = client.apply_sdn_with(&deadline.wait_options()).await {
             api_err(
                 diags,
                 "Applying the SDN configuration failed",
@@ -693,6 +721,7 @@ impl Network {
         prior: &NetworkState,
         st: &NetworkState,
     ) -> Result<(), String> {
+        let deadline = deadline(st, Op::Update);
         let zone = nonempty(&prior.zone).ok_or("the prior state has no zone")?;
         let vnet = nonempty(&prior.vnet).ok_or("the prior state has no vnet")?;
         let cidr = nonempty(&prior.cidr).ok_or("the prior state has no subnet")?;
@@ -770,9 +799,9 @@ impl Network {
                 .map_err(|e| format!("updating SDN zone {zone:?}: {e}"))?;
         }
         client
-            .apply_sdn()
+            .apply_sdn_with(&deadline.wait_options())
             .await
-            .map_err(|e| format!("applying the SDN configuration: {e}"))
+            .map_err(|e| format!("applying the SDN configuration (deadline {deadline}): {e}"))
     }
 }
 
@@ -800,6 +829,7 @@ impl Resource for Network {
         if req.is_destroy() {
             return;
         }
+        timeouts::plan_as_configured(&req.config, &mut plan.state);
         let zone = set(&plan.state, "zone")
             .and_then(Value::as_str)
             .map(str::to_string);
@@ -949,6 +979,7 @@ impl Resource for Network {
         let Some(st) = to_typed(&prior_state, diags) else {
             return;
         };
+        let deadline = deadline(&st, Op::Delete);
         let zone = nonempty(&st.zone);
         let mut vnet = nonempty(&st.vnet);
         // Only a vnet that still belongs to our zone is ours to delete.
@@ -984,7 +1015,7 @@ impl Resource for Network {
         // Applied even when everything was already gone: a previous destroy may have deleted
         // the objects and then failed to apply.
         if zone.is_some() || vnet.is_some() {
-            if let Err(e) = client.apply_sdn().await {
+            if let Err(e) = client.apply_sdn_with(&deadline.wait_options()).await {
                 api_err(diags, "Applying the SDN configuration failed", e);
             }
         }
@@ -1036,6 +1067,11 @@ mod tests {
             }),
             nodes: Some(vec!["pve".into()]),
             bridge: Some("wdlnet".into()),
+            timeouts: Some(super::timeouts::TimeoutsModel {
+                create: Some("10m".into()),
+                update: Some("20m".into()),
+                delete: Some("5m".into()),
+            }),
         }
     }
 
@@ -1694,7 +1730,16 @@ mod tests {
             .unwrap();
         let r = h.read(TYPE_NAME, &imported).await;
         assert!(r.diagnostics.is_empty(), "{:?}", r.diagnostics);
-        assert!(r.state.equals(&st2), "imported {:?} != {:?}", r.state, st2);
+        // `timeouts` lives only in the configuration: an import cannot know it (the next plan
+        // takes it from the configuration, as terraform-plugin-testing's import checks do).
+        let mut want = st2.clone();
+        want.set_path(&AttributePath::attr("timeouts"), Value::Null);
+        assert!(
+            r.state.equals(&want),
+            "imported {:?} != {:?}",
+            r.state,
+            want
+        );
 
         // Back to the defaults in place: DHCP off (range, then the zone's dnsmasq), every node.
         let p = h.plan(TYPE_NAME, &st2, &cfg).await;

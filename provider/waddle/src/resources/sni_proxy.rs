@@ -31,7 +31,7 @@
 //!   by the MACs Proxmox assigned) is built in memory, uploaded as `iso` content and attached
 //!   as `ide2`; start; then the guest agent is polled until the VM reports the expected hash in
 //!   `/etc/haproxy/waddle-config.sha256` and `haproxy` active (bounded by
-//!   [`READY_TIMEOUT`], cancellable). Once the VM exists every error returns the partial state
+//!   `timeouts.create`, cancellable). Once the VM exists every error returns the partial state
 //!   (id, vmid, seed ISO) with the error, so the next apply or destroy removes it.
 //! * **Update** (routing): the guest agent writes the new versioned maps beside the old ones,
 //!   the new config to `haproxy.cfg.new` and the hash to the marker's `.new`; `haproxy -c`
@@ -55,9 +55,11 @@
 //!   configuration at the next plan without forcing a replacement; the routing is then applied
 //!   in place.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+
+use super::timeouts::{self, Deadline, Op, TimeoutsModel};
 use waddle_framework::prelude::*;
 use waddle_haproxy::cloudinit::HASH_MARKER_PATH;
 use waddle_haproxy::{
@@ -97,18 +99,13 @@ pub const DEFAULT_DNS: [&str; 2] = ["1.1.1.1", "9.9.9.9"];
 /// Default `maxconn`.
 pub const DEFAULT_MAXCONN: i64 = 4096;
 
-/// How long create waits for the VM to report HAProxy running with the expected config.
-pub const READY_TIMEOUT: Duration = Duration::from_secs(900);
-/// Environment variable overriding [`READY_TIMEOUT`] (whole seconds), for tests.
-pub const ENV_READY_TIMEOUT: &str = "WADDLE_SNI_PROXY_READY_TIMEOUT";
-
-fn ready_timeout() -> Duration {
-    std::env::var(ENV_READY_TIMEOUT)
-        .ok()
-        .and_then(|s| s.trim().parse::<u64>().ok())
-        .map(Duration::from_secs)
-        .unwrap_or(READY_TIMEOUT)
-}
+/// Default deadlines of create (dominated by waiting for the VM to report HAProxy running
+/// with the expected config), update and delete (`timeouts`).
+pub const TIMEOUTS: timeouts::Defaults = timeouts::Defaults {
+    create: Duration::from_secs(15 * 60),
+    update: Duration::from_secs(15 * 60),
+    delete: Duration::from_secs(10 * 60),
+};
 
 /// ACPI shutdown timeout before the VM is stopped on delete.
 pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(60);
@@ -220,6 +217,7 @@ pub struct SniProxyState {
     pub listen: Option<Listen>,
     pub maxconn: Option<u32>,
     pub proxy_timeouts: Option<ProxyTimeouts>,
+    pub timeouts: Option<TimeoutsModel>,
     pub haproxy_cfg: Option<String>,
     pub exact_map: Option<String>,
     pub wildcard_map: Option<String>,
@@ -530,6 +528,18 @@ pub fn schema() -> Schema {
             fd(t.tunnel),
             fd(t.inspect)
         )),
+    )
+    .attribute(
+        timeouts::ATTR,
+        timeouts::attribute(
+            &TIMEOUTS,
+            [
+                "Deadline of create, including the wait for the VM to report HAProxy running with \
+                 the expected configuration.",
+                "Deadline of an update, including the wait for the guest agent of a stopped VM.",
+                "Deadline of destroy (the ACPI shutdown waits at most 60s of it, then the VM is stopped).",
+            ],
+        ),
     )
     .attribute(
         "haproxy_cfg",
@@ -1067,6 +1077,7 @@ pub fn validate(config: &Value, diags: &mut Diagnostics) {
     let routing = routing_from(config, &mut found);
     validate_routing(config, &routing, &mut found);
     validate_vm(config, &mut found);
+    timeouts::validate(config, &mut found);
     super::capped(found, diags);
 }
 
@@ -1075,6 +1086,11 @@ pub fn validate(config: &Value, diags: &mut Diagnostics) {
 // ---------------------------------------------------------------------------------------------
 
 impl SniProxyState {
+    /// The deadline of `op` (`timeouts`, else [`TIMEOUTS`]).
+    pub fn timeout(&self, op: Op) -> Duration {
+        TimeoutsModel::get(self.timeouts.as_ref(), op, &TIMEOUTS)
+    }
+
     fn routing_spec(&self) -> Result<ProxySpec, String> {
         let mut spec = ProxySpec::default();
         for r in self.routes.clone().unwrap_or_default() {
@@ -1357,8 +1373,7 @@ impl Guest<'_> {
     }
 
     /// Wait until the VM reports `hash` in the marker and HAProxy active.
-    async fn wait_ready(&self, hash: &str, timeout: Duration) -> Result<(), String> {
-        let started = Instant::now();
+    async fn wait_ready(&self, hash: &str, deadline: Deadline) -> Result<(), String> {
         let mut interval = Duration::from_millis(200);
         let mut last: String;
         loop {
@@ -1394,19 +1409,18 @@ impl Guest<'_> {
                 Err(e) => last = e.to_string(),
             }
             tracing::debug!(vmid = self.vmid, status = %last, "waiting for the SNI proxy VM");
-            if started.elapsed() >= timeout {
+            if deadline.passed() {
                 let ci = match self.exec(&["cloud-init", "status"]).await {
                     Ok(r) => format!("; cloud-init: {}", r.out_data.trim()),
                     Err(_) => String::new(),
                 };
                 return Err(format!(
-                    "the VM did not report HAProxy running with config hash {hash} within {}s: {last}{ci}",
-                    timeout.as_secs()
+                    "deadline {deadline} passed: the VM did not report HAProxy running with config hash {hash}: {last}{ci}"
                 ));
             }
             tokio::select! {
                 _ = self.ctx.cancelled() => return Err("cancelled while waiting for the VM".into()),
-                _ = tokio::time::sleep(interval) => {}
+                _ = tokio::time::sleep(interval.min(deadline.remaining())) => {}
             }
             interval = (interval * 2).min(Duration::from_secs(3));
         }
@@ -1527,6 +1541,7 @@ impl SniProxy {
         mut st: SniProxyState,
         diags: &mut Diagnostics,
     ) -> Option<SniProxyState> {
+        let deadline = Deadline::start(Op::Create, st.timeout(Op::Create));
         let node = match st.node() {
             Ok(n) => n.to_string(),
             Err(e) => {
@@ -1553,7 +1568,8 @@ impl SniProxy {
             }
         };
         let image_storage = st.image_storage().to_string();
-        let wait = waddle_proxmox::WaitOptions::with_cancel(ctx.cancellation().clone());
+        let mut wait = waddle_proxmox::WaitOptions::with_cancel(ctx.cancellation().clone());
+        wait.timeout = Some(deadline.remaining());
         // 0. what an interrupted create left, and a VMID taken by somebody else
         let mark = owned::owner_mark(&node, &owned::vm_name(&st));
         if let Err(e) = owned::prepare_create(client, &st, &mark, SHUTDOWN_TIMEOUT).await {
@@ -1634,7 +1650,7 @@ impl SniProxy {
         st.set_rendered(&rendered);
         match self
             .finish_create(
-                ctx, client, &node, vmid, &mut st, &rendered, &pubnic, &privnic, &name,
+                ctx, client, &node, vmid, &mut st, &rendered, &pubnic, &privnic, &name, deadline,
             )
             .await
         {
@@ -1663,6 +1679,7 @@ impl SniProxy {
         pubnic: &PublicNic,
         privnic: &PrivateNic,
         name: &str,
+        deadline: Deadline,
     ) -> Result<(), String> {
         let cfg = client
             .vm_config(node, vmid)
@@ -1738,9 +1755,7 @@ impl SniProxy {
             vmid,
             ctx,
         };
-        guest
-            .wait_ready(&rendered.config_hash, ready_timeout())
-            .await?;
+        guest.wait_ready(&rendered.config_hash, deadline).await?;
         guest.keep_inputs(st).await
     }
 }
@@ -1769,6 +1784,7 @@ impl Resource for SniProxy {
         if req.is_destroy() {
             return;
         }
+        timeouts::plan_as_configured(&req.config, &mut plan.state);
         // Node: provider default when not configured.
         if plan.state.get_attr("node").is_some_and(Value::is_unknown)
             && req.config.get_attr("node").is_some_and(Value::is_null)
@@ -1978,6 +1994,7 @@ impl Resource for SniProxy {
         let (_, client) = crate::clients::proxmox(ctx, diags)?;
         let prior = to_typed(&req.prior_state, diags)?;
         let mut st = to_typed(&req.planned_state.unknown_as_null(), diags)?;
+        let deadline = Deadline::start(Op::Update, st.timeout(Op::Update));
         // Identity and bookkeeping come from the prior state.
         st.id = prior.id.clone();
         st.node = prior.node.clone().or(st.node);
@@ -2026,9 +2043,11 @@ impl Resource for SniProxy {
                     .await
                     .map_err(|e| format!("starting the VM: {e}"))?;
                 client
-                    .wait_agent(&node, vmid, ready_timeout(), Some(ctx.cancellation()))
+                    .wait_agent(&node, vmid, deadline.remaining(), Some(ctx.cancellation()))
                     .await
-                    .map_err(|e| format!("waiting for the guest agent: {e}"))?;
+                    .map_err(|e| {
+                        format!("waiting for the guest agent (deadline {deadline}): {e}")
+                    })?;
             }
             // Which maps does the running config use (to clean them up afterwards)?
             let old_cfg = guest
@@ -2074,10 +2093,12 @@ impl Resource for SniProxy {
         };
         let name = owned::vm_name(&st);
         let mark = owned::owner_mark(&node, &name);
+        let deadline = Deadline::start(Op::Delete, st.timeout(Op::Delete));
+        let shutdown_timeout = SHUTDOWN_TIMEOUT.min(deadline.remaining());
         // A VM whose mark is not ours is refused (NotOwned) and left alone; a gone VM is fine.
         if located.is_some() {
             if let Err(e) = client
-                .shutdown_and_delete_vm(vmid, SHUTDOWN_TIMEOUT, &mark, Some(&name))
+                .shutdown_and_delete_vm(vmid, shutdown_timeout, &mark, Some(&name))
                 .await
             {
                 fail(diags, "Deleting the VM failed", e);
@@ -2163,6 +2184,11 @@ mod tests {
                 server: Some("1m".into()),
                 tunnel: Some("1h".into()),
                 inspect: Some("5s".into()),
+            }),
+            timeouts: Some(super::timeouts::TimeoutsModel {
+                create: Some("10m".into()),
+                update: Some("20m".into()),
+                delete: Some("5m".into()),
             }),
             haproxy_cfg: Some("global\n".into()),
             exact_map: Some("teleport.example.org be_route_0\n".into()),

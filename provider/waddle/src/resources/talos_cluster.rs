@@ -31,6 +31,9 @@ use waddle_talos::{versions, ClusterSpec, Cni, InlineManifest, NodeSpec, Role, S
 
 use crate::provider::ProviderConfig;
 
+use super::timeouts::{self, Op};
+pub use super::timeouts::{parse_duration, TimeoutsModel};
+
 /// Type name.
 pub const TYPE_NAME: &str = "waddle_talos_cluster";
 
@@ -45,9 +48,11 @@ pub mod defaults {
     pub const CORES: i64 = 2;
     pub const MEMORY_MIB: i64 = 4096;
     pub const DISK_GIB: i64 = 10;
-    pub const CREATE_TIMEOUT: &str = "30m";
-    pub const UPDATE_TIMEOUT: &str = "30m";
-    pub const DELETE_TIMEOUT: &str = "10m";
+    pub const TIMEOUTS: super::timeouts::Defaults = super::timeouts::Defaults {
+        create: super::Duration::from_secs(30 * 60),
+        update: super::Duration::from_secs(30 * 60),
+        delete: super::Duration::from_secs(10 * 60),
+    };
     /// The most nodes one cluster resource manages. A larger `nodes` map is refused at plan
     /// (before it costs a check, a diagnostic or an API call per node).
     pub const MAX_NODES: usize = 500;
@@ -107,14 +112,6 @@ pub struct ImageModel {
 pub struct ManifestModel {
     pub name: String,
     pub contents: String,
-}
-
-/// `timeouts`.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
-pub struct TimeoutsModel {
-    pub create: Option<String>,
-    pub update: Option<String>,
-    pub delete: Option<String>,
 }
 
 /// `nodes[*].proxmox`.
@@ -243,59 +240,12 @@ impl ClusterModel {
     pub fn on_destroy(&self) -> &str {
         self.on_destroy.as_deref().unwrap_or(defaults::ON_DESTROY)
     }
-    pub fn timeout(&self, which: &str) -> Duration {
-        let t = self.timeouts.clone().unwrap_or_default();
-        let (v, d) = match which {
-            "create" => (t.create, defaults::CREATE_TIMEOUT),
-            "update" => (t.update, defaults::UPDATE_TIMEOUT),
-            _ => (t.delete, defaults::DELETE_TIMEOUT),
-        };
-        v.as_deref()
-            .and_then(|s| parse_duration(s).ok())
-            .or_else(|| parse_duration(d).ok())
-            .unwrap_or(Duration::from_secs(1800))
+    pub fn timeout(&self, op: Op) -> Duration {
+        TimeoutsModel::get(self.timeouts.as_ref(), op, &defaults::TIMEOUTS)
     }
     pub fn disk_image_url(&self) -> Option<String> {
         self.image.as_ref().and_then(|i| i.disk_image_url.clone())
     }
-}
-
-/// Parses a Terraform-style duration: `90s`, `30m`, `1h30m`, `500ms`.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    if s.is_empty() {
-        return Err("empty duration".into());
-    }
-    let mut total = Duration::ZERO;
-    let mut num = String::new();
-    let mut chars = s.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c.is_ascii_digit() || c == '.' {
-            num.push(c);
-            continue;
-        }
-        let mut unit = c.to_string();
-        if c == 'm' && chars.peek() == Some(&'s') {
-            unit.push('s');
-            chars.next();
-        }
-        let n: f64 = num
-            .parse()
-            .map_err(|_| format!("{s:?} is not a duration such as 30m or 1h30m"))?;
-        num.clear();
-        let secs = match unit.as_str() {
-            "ms" => n / 1000.0,
-            "s" => n,
-            "m" => n * 60.0,
-            "h" => n * 3600.0,
-            _ => return Err(format!("{s:?}: unknown unit {unit:?} (use ms, s, m or h)")),
-        };
-        total += Duration::from_secs_f64(secs);
-    }
-    if !num.is_empty() {
-        return Err(format!("{s:?}: a number needs a unit (ms, s, m or h)"));
-    }
-    Ok(total)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -627,39 +577,15 @@ pub fn schema() -> Schema {
         .default(defaults::ON_DESTROY),
     )
     .attribute(
-        "timeouts",
-        Attribute::nested(
-            NestingMode::Single,
+        timeouts::ATTR,
+        timeouts::attribute(
+            &defaults::TIMEOUTS,
             [
-                (
-                    "create",
-                    s(&format!(
-                        "Overall deadline of create (install, bootstrap, health). Defaults to `\"{}\"`.",
-                        defaults::CREATE_TIMEOUT
-                    ))
-                    .optional(),
-                ),
-                (
-                    "update",
-                    s(&format!(
-                        "Overall deadline of an update. Defaults to `\"{}\"`.",
-                        defaults::UPDATE_TIMEOUT
-                    ))
-                    .optional(),
-                ),
-                (
-                    "delete",
-                    s(&format!(
-                        "Overall deadline of destroy. Defaults to `\"{}\"`.",
-                        defaults::DELETE_TIMEOUT
-                    ))
-                    .optional(),
-                ),
+                "Overall deadline of create (install, bootstrap, health).",
+                "Overall deadline of an update.",
+                "Overall deadline of destroy.",
             ],
-        )
-        .optional()
-        .computed()
-        .description("Deadlines such as `30m` or `1h30m`."),
+        ),
     )
     .attribute("nodes", node)
     .attribute(
@@ -965,14 +891,7 @@ fn check_resource_attrs(config: &Value, diags: &mut Diagnostics) {
             );
         }
     }
-    for which in ["create", "update", "delete"] {
-        let p = AttributePath::attr("timeouts").then_attr(which);
-        if let Some(t) = str_at(&p) {
-            if let Err(e) = parse_duration(&t) {
-                diags.error_at(p, "Invalid timeout", e);
-            }
-        }
-    }
+    timeouts::validate(config, diags);
     let url_path = AttributePath::attr("image").then_attr("disk_image_url");
     let url = config.get_path(&url_path).cloned().unwrap_or(Value::Null);
     if let Some(u) = url.as_str() {

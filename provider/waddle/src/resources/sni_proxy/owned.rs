@@ -129,6 +129,7 @@ pub fn inputs_json(st: &SniProxyState) -> String {
         wildcard_map: None,
         config_hash: None,
         seed_iso: None,
+        timeouts: None,
         ..st.clone()
     };
     serde_json::to_string_pretty(&inputs).unwrap_or_default()

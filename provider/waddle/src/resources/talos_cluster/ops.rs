@@ -79,6 +79,20 @@ pub enum Attempt<T> {
     Fatal(String),
 }
 
+impl<T> Attempt<T> {
+    /// A Proxmox VE error inside a retried step: an API that has stayed unreachable
+    /// ([`waddle_proxmox::Error::Unreachable`]) stops the retry at once with that cause; any
+    /// other error is tried again, with `why` (the step's own last cause) and the error.
+    pub fn from_pve(e: waddle_proxmox::Error, why: String) -> Self {
+        if e.is_unreachable() {
+            Attempt::Fatal(e.to_string())
+        } else {
+            tracing::debug!("Proxmox VE (retried): {e}");
+            Attempt::Again(why)
+        }
+    }
+}
+
 impl Env {
     fn remaining(&self) -> Duration {
         self.deadline.saturating_duration_since(Instant::now())
@@ -930,7 +944,7 @@ pub async fn create(ctx: &Context, req: CreateRequest, diags: &mut Diagnostics) 
         }
     }
     m.bootstrapped = Some(false);
-    let env = make_env(parts, creds, m.timeout("create"), ctx);
+    let env = make_env(parts, creds, m.timeout(super::Op::Create), ctx);
     let created = Created {
         fresh: true,
         ..Default::default()
@@ -1096,7 +1110,7 @@ pub async fn update(ctx: &Context, req: UpdateRequest, diags: &mut Diagnostics) 
             }
         }
     }
-    let env = make_env(parts, creds, m.timeout("update"), ctx);
+    let env = make_env(parts, creds, m.timeout(super::Op::Update), ctx);
     let created = Created::from_model(&prior);
     let mut errors = Vec::new();
     let mut warnings = Vec::new();
@@ -1462,7 +1476,7 @@ pub async fn delete(ctx: &Context, prior_state: Value, diags: &mut Diagnostics) 
     parts.connect.connect_timeout = Duration::from_secs(10);
     parts.connect.request_timeout = Some(Duration::from_secs(60));
     if let (Some(creds), true) = (creds, m.on_destroy() != "none") {
-        let env = make_env(parts, creds, m.timeout("delete"), ctx);
+        let env = make_env(parts, creds, m.timeout(super::Op::Delete), ctx);
         let graceful = m.on_destroy() == "graceful";
         let workers = nodes
             .iter()
@@ -1599,6 +1613,54 @@ mod deadline_tests {
         assert!(err.contains("/readyz"), "{err}");
         assert!(err.contains("connection refused"), "{err}");
         assert!(!err.contains("deadline reached"), "{err}");
+    }
+
+    /// A loopback port nobody listens on (bound, then closed).
+    fn refused_port() -> u16 {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port()
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_proxmox_api_stops_the_retry_with_that_cause() {
+        waddle_proxmox::install_crypto_provider();
+        // Neither the node's Talos API nor the Proxmox VE API answers; the operation's own
+        // deadline is ten minutes, the API's unreachable limit one second.
+        let mut cfg = waddle_proxmox::ClientConfig::new(
+            format!("https://127.0.0.1:{}", refused_port()),
+            waddle_proxmox::Auth::api_token("waddle@pve!ci=5f3c2a1e-0000-4000-8000-00000000abcd")
+                .expect("token"),
+        );
+        cfg.insecure = true;
+        cfg.retry.max_attempts = 1;
+        cfg.timeouts.unreachable = Duration::from_secs(1);
+        let pve = waddle_proxmox::Client::new(cfg).expect("client");
+        let vm = VmNic {
+            pve: &pve,
+            node: "pve",
+            vmid: 100,
+            mac: None,
+        };
+        let ip = format!("127.0.0.1:{}", refused_port());
+        // A bound on the test, not an assertion on time: without the fix the retry runs to
+        // its ten-minute deadline.
+        let res = tokio::time::timeout(
+            Duration::from_secs(300),
+            apply_maintenance_vm(
+                &env(Duration::from_secs(600)),
+                "cp1",
+                &ip,
+                &vm,
+                "version: v1alpha1",
+            ),
+        )
+        .await
+        .expect("the retry stops once the Proxmox VE API has been unreachable for its limit");
+        let err = res.expect_err("nothing answers");
+        assert!(err.contains("has been unreachable for"), "{err}");
+        assert!(!err.contains("timed out"), "{err}");
     }
 
     #[tokio::test]

@@ -96,7 +96,12 @@ pub async fn apply_maintenance_vm(
                 Attempt::Fatal(e) => return Attempt::Fatal(e),
                 Attempt::Again(why) => why,
             };
-            let Some(dhcp) = agent_ipv4(vm).await.filter(|a| a != ip) else {
+            let dhcp = match agent_ipv4(vm).await {
+                Ok(a) => a.filter(|a| a != ip),
+                // A Proxmox VE API that stays unreachable ends the wait with that cause.
+                Err(e) => return Attempt::from_pve(e, why),
+            };
+            let Some(dhcp) = dhcp else {
                 return Attempt::Again(why);
             };
             let dep = match api_addr(&dhcp) {
@@ -114,14 +119,11 @@ pub async fn apply_maintenance_vm(
 }
 
 /// An IPv4 address the guest agent reports on the VM's NIC, if the agent answers and has one.
-async fn agent_ipv4(vm: &VmNic<'_>) -> Option<String> {
-    let ifs = vm
-        .pve
-        .agent_network_interfaces(vm.node, vm.vmid)
-        .await
-        .ok()?;
+async fn agent_ipv4(vm: &VmNic<'_>) -> Result<Option<String>, waddle_proxmox::Error> {
+    let ifs = vm.pve.agent_network_interfaces(vm.node, vm.vmid).await?;
     let want = vm.mac.map(str::to_ascii_uppercase);
-    ifs.iter()
+    Ok(ifs
+        .iter()
         .filter(|i| i.name != "lo")
         .filter(|i| match (&want, &i.mac) {
             (Some(w), Some(m)) => w == m,
@@ -130,7 +132,7 @@ async fn agent_ipv4(vm: &VmNic<'_>) -> Option<String> {
         })
         .flat_map(|i| i.ips.iter())
         .find(|ip| ip.kind == "ipv4" && ip.address != "127.0.0.1")
-        .map(|ip| ip.address.clone())
+        .map(|ip| ip.address.clone()))
 }
 
 #[cfg(test)]
