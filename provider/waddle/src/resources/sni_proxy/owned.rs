@@ -117,8 +117,8 @@ pub async fn prepare_create(
 /// back what Proxmox does not know (routes, NIC addresses, cloud-init inputs).
 pub const INPUTS_PATH: &str = "/etc/haproxy/waddle-inputs.json";
 
-/// The configuration inputs of a state as JSON (identity and computed attributes left out;
-/// nothing in them is secret: SSH keys are public keys).
+/// The configuration inputs of a state as JSON, `timeouts` included (identity and computed
+/// attributes left out; nothing in them is secret: SSH keys are public keys).
 pub fn inputs_json(st: &SniProxyState) -> String {
     let inputs = SniProxyState {
         id: None,
@@ -129,7 +129,6 @@ pub fn inputs_json(st: &SniProxyState) -> String {
         wildcard_map: None,
         config_hash: None,
         seed_iso: None,
-        timeouts: None,
         ..st.clone()
     };
     serde_json::to_string_pretty(&inputs).unwrap_or_default()
@@ -165,4 +164,5 @@ pub fn adopt_inputs(st: &mut SniProxyState, json: &str) {
     fill(&mut st.proxy_timeouts, i.proxy_timeouts);
     fill(&mut st.public_address, i.public_address);
     fill(&mut st.private_address, i.private_address);
+    fill(&mut st.timeouts, i.timeouts);
 }
