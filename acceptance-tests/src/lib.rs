@@ -1,5 +1,6 @@
 //! Acceptance harness and emulators.
 pub mod harness;
+pub mod mirror;
 pub mod pve;
 pub mod spec;
 pub mod talos;

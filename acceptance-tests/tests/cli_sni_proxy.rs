@@ -21,6 +21,7 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex};
 
+use waddle_acceptance::harness::sandbox::Sandbox;
 use waddle_acceptance::harness::target::{Api, PveTarget};
 use waddle_acceptance::harness::{self, check, notice, Phase, Snapshot, TestCase, TestStep};
 use waddle_acceptance::pve::{DebianAppliance, EmulatorConfig, PveEmulator, RequestRecord};
@@ -216,7 +217,11 @@ fn sni_proxy_module_lifecycle_against_the_sandbox_as_a_real_pve() {
         .build()
         .unwrap();
     let dir = tempfile::tempdir().expect("temp dir");
-    let sandbox = Sandbox::start(dir.path(), "127.10.5.1:0");
+    let sandbox = Sandbox::start(
+        std::path::Path::new(env!("CARGO_BIN_EXE_waddle-sandbox")),
+        dir.path(),
+        "127.10.5.1:0",
+    );
     let target = sandbox.target();
     assert!(target.is_real() && target.emulator().is_none());
     // The private bridge the module attaches net1 to, prepared as on a real PVE (see
@@ -226,71 +231,6 @@ fn sni_proxy_module_lifecycle_against_the_sandbox_as_a_real_pve() {
     assert!(!api.ensure_bridge("vmbr1").expect("vmbr1 exists now"));
     sni_lifecycle(&rt, &target);
     drop(sandbox);
-}
-
-/// `waddle-sandbox` as a child process (killed on drop).
-struct Sandbox {
-    child: std::process::Child,
-    env: std::collections::HashMap<String, String>,
-}
-
-impl Sandbox {
-    fn start(dir: &std::path::Path, listen: &str) -> Sandbox {
-        let env_file = dir.join("sandbox.env");
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_waddle-sandbox"))
-            .arg("--env-file")
-            .arg(&env_file)
-            .arg("--listen")
-            .arg(listen)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("spawn waddle-sandbox");
-        let mut sb = Sandbox {
-            child,
-            env: Default::default(),
-        };
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-        loop {
-            if let Ok(text) = std::fs::read_to_string(&env_file) {
-                sb.env = text
-                    .lines()
-                    .filter_map(|l| l.split_once('='))
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect();
-                if sb.env.contains_key("PROXMOX_VE_NODE") {
-                    return sb;
-                }
-            }
-            if let Ok(Some(st)) = sb.child.try_wait() {
-                panic!("waddle-sandbox exited early: {st}");
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "waddle-sandbox wrote no env file within 60 s"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
-    }
-
-    /// What a user would export: the env file's PROXMOX_VE_* plus PROXMOX_VE_ACC_NODE.
-    fn target(&self) -> PveTarget {
-        let mut vars = self.env.clone();
-        vars.insert(
-            "PROXMOX_VE_ACC_NODE".into(),
-            self.env["PROXMOX_VE_NODE"].clone(),
-        );
-        PveTarget::real_from(|k| vars.get(k).cloned())
-            .expect("sandbox env")
-            .expect("all three variables")
-    }
-}
-
-impl Drop for Sandbox {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// The emulator for checks that need its internals; `None` (with a notice) on a real PVE.

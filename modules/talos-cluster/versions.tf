@@ -4,7 +4,8 @@ terraform {
 
   required_providers {
     waddle = {
-      source = "waddle-social/waddle"
+      source  = "waddle-social/waddle"
+      version = ">= 0.1.0, < 1.0.0"
     }
   }
 }

@@ -49,6 +49,7 @@ pub mod case;
 pub mod check;
 pub mod cli;
 pub mod provider;
+pub mod sandbox;
 pub mod state;
 pub mod target;
 

@@ -39,7 +39,7 @@ mod iso;
 mod server;
 mod shell;
 mod state;
-mod tls;
+pub(crate) mod tls;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
