@@ -48,9 +48,24 @@ say "CLI: $("$TF" version | head -n 1) ($TF)"
 # --- the provider ----------------------------------------------------------------------------
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 case "$TARGET_DIR" in /*) ;; *) TARGET_DIR="$ROOT/$TARGET_DIR" ;; esac
-say "building terraform-provider-waddle (release)"
-cargo build --release -p terraform-provider-waddle --bin terraform-provider-waddle
+# A binary is rebuilt only when a source it is built from is newer than it: `cargo build -p X`
+# resolves features apart from the test command's `cargo test --workspace`, so asking cargo
+# would recompile dozens of crates the test command already built into the same binary.
+up_to_date() {
+  local bin=$1
+  shift
+  [ -x "$bin" ] || return 1
+  [ -z "$(find Cargo.toml Cargo.lock "$@" -newer "$bin" \
+    \( -name '*.rs' -o -name '*.proto' -o -name 'Cargo.toml' -o -name 'Cargo.lock' \) \
+    -print -quit 2>/dev/null)" ]
+}
 PROVIDER_BIN="$TARGET_DIR/release/terraform-provider-waddle"
+if up_to_date "$PROVIDER_BIN" proto provider; then
+  say "terraform-provider-waddle (release) is up to date: $PROVIDER_BIN"
+else
+  say "building terraform-provider-waddle (release)"
+  cargo build --release -p terraform-provider-waddle --bin terraform-provider-waddle
+fi
 
 VERSION=$(sed -n 's/^version *= *"\(.*\)"/\1/p' Cargo.toml | head -n 1)
 OS=$(uname -s | tr '[:upper:]' '[:lower:]')
@@ -96,7 +111,11 @@ trap cleanup EXIT
 start_sandbox() {
   [ -f acceptance-tests/src/bin/waddle-sandbox.rs ] || { echo "no waddle-sandbox in this checkout" >&2; return 1; }
   say "starting waddle-sandbox (loopback only)"
-  cargo build -p waddle-acceptance --bin waddle-sandbox || return 1
+  if up_to_date "$TARGET_DIR/debug/waddle-sandbox" proto provider acceptance-tests; then
+    echo "waddle-sandbox is up to date: $TARGET_DIR/debug/waddle-sandbox"
+  else
+    cargo build -p waddle-acceptance --bin waddle-sandbox || return 1
+  fi
   local env_file="$WORK/sandbox.env"
   rm -f "$env_file"
   "$TARGET_DIR/debug/waddle-sandbox" --env-file "$env_file" >"$WORK/sandbox.log" 2>&1 &
