@@ -113,7 +113,7 @@ variable "proxmox_node" {
 
 variable "storage" {
   type        = string
-  description = "Proxmox storage for the VM disks and the downloaded Talos image (needs the images and import content types)."
+  description = "Proxmox storage for the VM disks and their cloud-init drives (needs the images content type). The Talos disk image is downloaded to the resource's image_storage default, local."
   default     = "local-lvm"
 }
 
