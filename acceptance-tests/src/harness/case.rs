@@ -839,6 +839,7 @@ impl Runner {
             state,
             outputs: Outputs::from_json(outputs),
             work_dir: dir.to_path_buf(),
+            logs_dir: self.logs.clone(),
         })
     }
 

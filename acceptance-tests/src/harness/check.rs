@@ -16,6 +16,8 @@ pub struct Snapshot {
     pub outputs: Outputs,
     /// The directory the CLI ran in.
     pub work_dir: std::path::PathBuf,
+    /// The case's log directory: stdout, stderr and the `TF_LOG` file of every command so far.
+    pub logs_dir: std::path::PathBuf,
 }
 
 impl Snapshot {
@@ -246,6 +248,7 @@ mod tests {
             ]}}})),
             outputs: Outputs::from_json(json!({"id": {"sensitive": false, "value": "abc123"}})),
             work_dir: "/nonexistent".into(),
+            logs_dir: "/nonexistent".into(),
         }
     }
 

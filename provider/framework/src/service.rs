@@ -459,7 +459,7 @@ impl pb::provider_server::Provider for ProviderService {
         r: Request<pb::validate_resource_config::Request>,
     ) -> RpcResult<pb::validate_resource_config::Response> {
         let req = r.into_inner();
-        tracing::debug!(rpc = "ValidateResourceConfig", type_name = %req.type_name);
+        waddle_tfplugin::rpc_span::record_resource_type(&req.type_name);
         let mut diags = Diagnostics::new();
         if let Some(e) = self.resource(&req.type_name, &mut diags) {
             if let Some(config) = decode(
@@ -493,7 +493,7 @@ impl pb::provider_server::Provider for ProviderService {
         r: Request<pb::validate_data_resource_config::Request>,
     ) -> RpcResult<pb::validate_data_resource_config::Response> {
         let req = r.into_inner();
-        tracing::debug!(rpc = "ValidateDataResourceConfig", type_name = %req.type_name);
+        waddle_tfplugin::rpc_span::record_resource_type(&req.type_name);
         let mut diags = Diagnostics::new();
         if let Some(e) = self.data_source(&req.type_name, &mut diags) {
             if let Some(config) = decode(
@@ -518,7 +518,7 @@ impl pb::provider_server::Provider for ProviderService {
         r: Request<pb::upgrade_resource_state::Request>,
     ) -> RpcResult<pb::upgrade_resource_state::Response> {
         let req = r.into_inner();
-        tracing::debug!(rpc = "UpgradeResourceState", type_name = %req.type_name);
+        waddle_tfplugin::rpc_span::record_resource_type(&req.type_name);
         let mut diags = Diagnostics::new();
         let mut upgraded_state = None;
         if let Some(e) = self.resource(&req.type_name, &mut diags) {
@@ -640,7 +640,7 @@ impl pb::provider_server::Provider for ProviderService {
         r: Request<pb::read_resource::Request>,
     ) -> RpcResult<pb::read_resource::Response> {
         let req = r.into_inner();
-        tracing::debug!(rpc = "ReadResource", type_name = %req.type_name);
+        waddle_tfplugin::rpc_span::record_resource_type(&req.type_name);
         let mut diags = Diagnostics::new();
         let mut resp = pb::read_resource::Response {
             new_state: req.current_state.clone(),
@@ -679,7 +679,7 @@ impl pb::provider_server::Provider for ProviderService {
         r: Request<pb::plan_resource_change::Request>,
     ) -> RpcResult<pb::plan_resource_change::Response> {
         let req = r.into_inner();
-        tracing::debug!(rpc = "PlanResourceChange", type_name = %req.type_name);
+        waddle_tfplugin::rpc_span::record_resource_type(&req.type_name);
         let mut diags = Diagnostics::new();
         let mut resp = pb::plan_resource_change::Response {
             planned_private: req.prior_private.clone(),
@@ -753,7 +753,7 @@ impl pb::provider_server::Provider for ProviderService {
         r: Request<pb::apply_resource_change::Request>,
     ) -> RpcResult<pb::apply_resource_change::Response> {
         let req = r.into_inner();
-        tracing::debug!(rpc = "ApplyResourceChange", type_name = %req.type_name);
+        waddle_tfplugin::rpc_span::record_resource_type(&req.type_name);
         let mut diags = Diagnostics::new();
         let mut resp = pb::apply_resource_change::Response {
             private: req.planned_private.clone(),
@@ -852,7 +852,7 @@ impl pb::provider_server::Provider for ProviderService {
         r: Request<pb::import_resource_state::Request>,
     ) -> RpcResult<pb::import_resource_state::Response> {
         let req = r.into_inner();
-        tracing::debug!(rpc = "ImportResourceState", type_name = %req.type_name);
+        waddle_tfplugin::rpc_span::record_resource_type(&req.type_name);
         let mut diags = Diagnostics::new();
         let mut imported = Vec::new();
         if let Some(e) = self.resource(&req.type_name, &mut diags) {
@@ -957,7 +957,7 @@ impl pb::provider_server::Provider for ProviderService {
         r: Request<pb::read_data_source::Request>,
     ) -> RpcResult<pb::read_data_source::Response> {
         let req = r.into_inner();
-        tracing::debug!(rpc = "ReadDataSource", type_name = %req.type_name);
+        waddle_tfplugin::rpc_span::record_resource_type(&req.type_name);
         let mut diags = Diagnostics::new();
         let mut state = None;
         if let Some(e) = self.data_source(&req.type_name, &mut diags) {

@@ -530,9 +530,27 @@ impl Client {
                 req = req.multipart(form);
             }
         }
+        let started = Instant::now();
         let resp = req.send().await;
-        self.finish_response(method.as_str(), path, recorded, resp)
-            .await
+        let status = resp.as_ref().ok().map(|r| r.status().as_u16()).unwrap_or(0);
+        let out = self
+            .finish_response(method.as_str(), path, recorded, resp)
+            .await;
+        // Method, path, status and duration only: parameters, bodies and headers (the token, the
+        // ticket) are never logged.
+        let duration_ms = started.elapsed().as_millis() as u64;
+        match &out {
+            Ok(Value::String(upid)) if upid.starts_with("UPID:") => {
+                tracing::debug!(method = %method, path, status, duration_ms, upid = %upid, "Proxmox API call started a task");
+            }
+            Ok(_) => {
+                tracing::debug!(method = %method, path, status, duration_ms, "Proxmox API call")
+            }
+            Err(e) => {
+                tracing::debug!(method = %method, path, status, duration_ms, error = %e, "Proxmox API call failed");
+            }
+        }
+        out
     }
 
     async fn finish_response(

@@ -188,6 +188,12 @@ impl Client {
                     .get("exitstatus")
                     .and_then(v_str)
                     .unwrap_or_else(|| "unknown (no exit status)".to_string());
+                tracing::debug!(
+                    upid = %upid,
+                    exitstatus = %exit,
+                    duration_ms = started.elapsed().as_millis() as u64,
+                    "Proxmox task finished"
+                );
                 return match parse_exitstatus(&exit) {
                     ExitStatus::Ok => Ok(TaskOutcome {
                         upid: upid.clone(),

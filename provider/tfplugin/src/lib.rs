@@ -39,6 +39,7 @@ pub mod health {
 pub mod client;
 pub mod handshake;
 pub mod logging;
+pub mod rpc_span;
 mod server;
 mod stdio;
 mod tls;

@@ -276,6 +276,7 @@ impl PluginServer {
             let (provider, controller, stdio, broker, health) = services;
             let incoming = tokio_stream::wrappers::ReceiverStream::new(rx);
             let fut = tonic::transport::Server::builder()
+                .layer(crate::rpc_span::RpcSpanLayer)
                 .add_service(provider)
                 .add_service(controller)
                 .add_service(stdio)

@@ -669,10 +669,25 @@ impl TalosClient {
                 None => fut.await,
             }
         };
-        tokio::select! {
+        let started = std::time::Instant::now();
+        let out = tokio::select! {
             _ = self.cancel.cancelled() => Err(TalosError::Cancelled { method, endpoint }),
             r = timed => r,
+        };
+        // Method, node and outcome only: requests (machine configurations) and replies
+        // (kubeconfigs, files) are never logged.
+        let duration_ms = started.elapsed().as_millis() as u64;
+        match &out {
+            Ok(_) => tracing::debug!(method, endpoint = %endpoint, duration_ms, "Talos API call"),
+            Err(e) => tracing::debug!(
+                method,
+                endpoint = %endpoint,
+                duration_ms,
+                error = %e,
+                "Talos API call failed"
+            ),
         }
+        out
     }
 
     fn rpc(&self, method: &'static str) -> impl Fn(tonic::Status) -> TalosError {
