@@ -120,6 +120,7 @@ pub fn schema() -> Schema {
          Import with `terraform import waddle_network.<name> <zone>/<vnet>` (the vnet's only \
          subnet is adopted).",
     )
+    .version(0)
     .attribute(
         "id",
         Attribute::string()
@@ -1091,17 +1092,7 @@ mod tests {
     fn errors(v: &Value) -> Vec<(String, String)> {
         let mut d = Diagnostics::new();
         validate(v, &mut d);
-        d.errors()
-            .map(|e| {
-                (
-                    e.attribute
-                        .as_ref()
-                        .map(|p| p.to_string())
-                        .unwrap_or_default(),
-                    e.detail.clone(),
-                )
-            })
-            .collect()
+        waddle_framework::testing::errors(&d)
     }
 
     fn paths(v: &Value) -> Vec<String> {
@@ -1857,5 +1848,13 @@ mod tests {
         let (zones, vnets, _) = sdn_objects(&c, "taken").await;
         assert_eq!(zones, vec!["other"]);
         assert_eq!(vnets, vec!["taken"]);
+    }
+
+    #[test]
+    fn golden_v0_state_reads_back() {
+        assert_eq!(schema().version, 0);
+        let golden = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/golden/waddle_network.v0.json");
+        waddle_framework::testing::assert_golden_state(&schema(), &golden, &sample());
     }
 }

@@ -270,6 +270,7 @@ pub fn schema() -> Schema {
          (placement, NICs, cloud-init inputs) replace it. Cloud-init is delivered as a NoCloud \
          seed ISO uploaded through the API, so no SSH access to the Proxmox host is needed.",
     )
+    .version(0)
     .attribute(
         "id",
         Attribute::string()
@@ -2221,17 +2222,7 @@ mod tests {
     fn errors(v: &Value) -> Vec<(String, String)> {
         let mut d = Diagnostics::new();
         validate(v, &mut d);
-        d.errors()
-            .map(|e| {
-                (
-                    e.attribute
-                        .as_ref()
-                        .map(|p| p.to_string())
-                        .unwrap_or_default(),
-                    e.detail.clone(),
-                )
-            })
-            .collect()
+        waddle_framework::testing::errors(&d)
     }
 
     #[test]
@@ -2676,5 +2667,13 @@ mod tests {
         assert_eq!(imported.disk_size, Some(10));
         assert_eq!(imported.image_storage.as_deref(), Some("iso"));
         assert!(imported.public_nic.is_none());
+    }
+
+    #[test]
+    fn golden_v0_state_reads_back() {
+        assert_eq!(schema().version, 0);
+        let golden = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/golden/waddle_sni_proxy.v0.json");
+        waddle_framework::testing::assert_golden_state(&schema(), &golden, &sample());
     }
 }
