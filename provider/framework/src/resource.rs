@@ -37,7 +37,7 @@ pub struct ResourceError<S> {
     pub path: Option<AttributePath>,
     /// State to record despite the error (an object that exists although the operation
     /// failed); `None` records nothing (create) or keeps what the CLI has.
-    pub partial: Option<S>,
+    pub partial: Option<Box<S>>,
 }
 
 impl<S> ResourceError<S> {
@@ -56,7 +56,7 @@ impl<S> ResourceError<S> {
     }
     /// Record `state` with the error.
     pub fn with_partial(mut self, state: S) -> Self {
-        self.partial = Some(state);
+        self.partial = Some(Box::new(state));
         self
     }
     /// The error diagnostic.
