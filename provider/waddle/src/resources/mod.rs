@@ -15,7 +15,7 @@ pub mod vm;
 /// Every managed resource of the provider.
 pub fn all() -> Vec<Arc<dyn Resource>> {
     vec![
-        Arc::new(network::Network),
+        Arc::new(Typed(network::Network)),
         Arc::new(Typed(sni_proxy::SniProxy)),
         Arc::new(talos_cluster::TalosCluster),
     ]
