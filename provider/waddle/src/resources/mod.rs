@@ -16,7 +16,7 @@ pub mod vm;
 pub fn all() -> Vec<Arc<dyn Resource>> {
     vec![
         Arc::new(Typed(network::Network)),
-        Arc::new(Typed(sni_proxy::SniProxy)),
+        Arc::new(Typed(vm::Vm(sni_proxy::SniProxy))),
         Arc::new(talos_cluster::TalosCluster),
     ]
 }

@@ -58,9 +58,14 @@
 use std::time::Duration;
 
 use waddle_framework::prelude::*;
+use waddle_haproxy::Rendered;
+use waddle_proxmox::cloud_config::CloudConfig;
+use waddle_proxmox::Guest;
 
-use super::timeouts;
-use super::vm::{NicLayout, VmDefaults};
+use super::timeouts::{self, Deadline};
+use super::vm::resource::PayloadError;
+use super::vm::{NicLayout, VmDefaults, VmError, VmResource};
+use ops::haproxy;
 
 mod model;
 pub mod ops;
@@ -141,23 +146,39 @@ pub const NICS: [NicLayout; 2] = [
     },
 ];
 
-/// The `waddle_sni_proxy` resource (register it as `Typed(SniProxy)`).
+/// The `waddle_sni_proxy` resource (register it as `Typed(Vm(SniProxy))`).
 #[derive(Debug, Default, Clone, Copy)]
 pub struct SniProxy;
 
 #[async_trait]
-impl TypedResource for SniProxy {
+impl VmResource for SniProxy {
     type State = SniProxyState;
+    type Payload = Rendered;
 
-    fn type_name(&self) -> &str {
-        TYPE_NAME
-    }
+    const TYPE_NAME: &'static str = TYPE_NAME;
+    const LABEL: &'static str = "SNI proxy";
+    const DEFAULTS: VmDefaults = DEFAULTS;
+    const NICS: &'static [NicLayout] = &NICS;
+    const TIMEOUTS: timeouts::Defaults = TIMEOUTS;
+    const SHUTDOWN_TIMEOUT: Duration = SHUTDOWN_TIMEOUT;
+    const TAGS: &'static [&'static str] = &["sni-proxy"];
+    const DESCRIPTION: &'static str =
+        "waddle_sni_proxy: HAProxy SNI passthrough (managed by OpenTofu/Terraform)";
+    const INSTANCE_PREFIX: &'static str = "waddle-sni";
+    const INPUTS_PATH: &'static str = model::INPUTS_PATH;
+    const INVALID: &'static str = "Invalid SNI proxy configuration";
+    const COMPUTED: &'static [&'static str] =
+        &["haproxy_cfg", "exact_map", "wildcard_map", "config_hash"];
 
     fn schema(&self) -> Schema {
         schema()
     }
 
-    async fn validate(&self, _ctx: &Context, config: &Value, diags: &mut Diagnostics) {
+    fn seed_iso_name(&self, vmid: u32) -> String {
+        seed_iso_name(vmid)
+    }
+
+    fn validate(&self, config: &Value, diags: &mut Diagnostics) {
         validate(config, diags);
     }
 
@@ -171,50 +192,63 @@ impl TypedResource for SniProxy {
         plan::modify_plan(ctx, req, plan, diags);
     }
 
-    async fn create(
-        &self,
-        ctx: &Context,
-        planned: SniProxyState,
-        _diags: &mut Diagnostics,
-    ) -> ResourceResult<SniProxyState, SniProxyState> {
-        ops::create::create(ctx, planned).await
+    fn prepare(&self, st: &SniProxyState) -> Result<Rendered, PayloadError> {
+        Ok(st.rendered()?)
     }
 
-    async fn read(
-        &self,
-        ctx: &Context,
-        state: SniProxyState,
-        diags: &mut Diagnostics,
-    ) -> ResourceResult<Option<SniProxyState>, SniProxyState> {
-        ops::read::read(ctx, state, diags).await
+    fn record(&self, st: &mut SniProxyState, r: &Rendered) {
+        st.set_rendered(r);
     }
 
-    async fn update(
-        &self,
-        ctx: &Context,
-        prior: SniProxyState,
-        planned: SniProxyState,
-        _diags: &mut Diagnostics,
-    ) -> ResourceResult<SniProxyState, SniProxyState> {
-        ops::update::update(ctx, prior, planned).await
+    fn seed(&self, r: &Rendered, ci: CloudConfig) -> CloudConfig {
+        with_payload(ci, r)
     }
 
-    async fn delete(
+    async fn ready(
         &self,
-        ctx: &Context,
-        prior: SniProxyState,
-        _diags: &mut Diagnostics,
-    ) -> ResourceResult<(), SniProxyState> {
-        ops::delete::delete(ctx, prior).await
+        guest: &Guest<'_>,
+        r: &Rendered,
+        deadline: Deadline,
+    ) -> Result<(), PayloadError> {
+        Ok(haproxy::wait_ready(guest, &r.config_hash, deadline).await?)
     }
 
-    async fn import(
-        &self,
-        _ctx: &Context,
-        id: &str,
-        _diags: &mut Diagnostics,
-    ) -> ResourceResult<SniProxyState, SniProxyState> {
-        ops::import::import(id)
+    async fn apply(&self, guest: &Guest<'_>, r: &Rendered) -> Result<(), PayloadError> {
+        // Which maps does the running config use (to clean them up afterwards)?
+        let old_cfg = guest
+            .read_file(&r.paths.config)
+            .await
+            .map_err(VmError::api("reading the live config"))?;
+        Ok(haproxy::apply(guest, r, old_cfg.as_deref()).await?)
+    }
+
+    async fn refresh(&self, guest: &Guest<'_>, st: &mut SniProxyState, diags: &mut Diagnostics) {
+        match haproxy::live(guest).await {
+            Ok(Some(live)) => {
+                if st.config_hash.as_deref() != Some(live.hash.as_str()) {
+                    st.haproxy_cfg = Some(live.cfg);
+                    st.exact_map = Some(live.exact);
+                    st.wildcard_map = Some(live.wildcard);
+                    st.config_hash = Some(live.hash);
+                }
+            }
+            Ok(None) => st.config_hash = Some(String::new()),
+            Err(e) => diags.warning(
+                "Cannot read the live HAProxy configuration",
+                format!(
+                    "guest agent of VM {}: {e}; the recorded config hash is kept",
+                    guest.vmid()
+                ),
+            ),
+        }
+    }
+
+    fn forget(&self, st: &mut SniProxyState) {
+        st.config_hash = Some(String::new());
+    }
+
+    fn importing(&self, st: &SniProxyState) -> bool {
+        st.routes.is_none() && st.public_nic.is_none()
     }
 }
 

@@ -18,10 +18,14 @@
 //! The guest itself is reached with `waddle_proxmox::Guest`.
 
 pub mod lifecycle;
+pub mod ops;
 pub mod owned;
 pub mod plan;
+pub mod resource;
 pub mod schema;
 pub mod validate;
+
+pub use resource::{Vm, VmResource};
 
 /// Why a step of a VM's lifecycle failed: the step and the API error.
 #[derive(Debug, thiserror::Error)]

@@ -7,7 +7,6 @@ pub mod read;
 pub mod update;
 
 use waddle_framework::prelude::*;
-use waddle_proxmox::Client;
 
 use super::NetworkState;
 
@@ -36,14 +35,4 @@ pub(super) fn step(what: impl Into<String>) -> impl FnOnce(waddle_proxmox::Error
     }
 }
 
-/// The Proxmox client of the provider configuration.
-pub(super) fn client(ctx: &Context) -> Result<Client, Error> {
-    let mut d = Diagnostics::new();
-    match crate::clients::proxmox(ctx, &mut d) {
-        Some((_, c)) => Ok(c),
-        None => Err(match d.errors().next() {
-            Some(e) => ResourceError::new(e.summary.clone(), &e.detail),
-            None => ResourceError::new("Unconfigured Provider", "no Proxmox VE client"),
-        }),
-    }
-}
+pub(super) use crate::resources::vm::ops::client;

@@ -8,7 +8,6 @@ use waddle_haproxy::cloudinit::HASH_MARKER_PATH;
 use waddle_haproxy::Rendered;
 use waddle_proxmox::{Guest, Poll};
 
-use super::super::model::{inputs_json, SniProxyState, INPUTS_PATH};
 use crate::resources::timeouts::Deadline;
 use crate::resources::vm::VmError;
 
@@ -55,14 +54,6 @@ pub struct Live {
     pub exact: String,
     pub wildcard: String,
     pub hash: String,
-}
-
-/// Keep the configuration inputs on the VM (read back by an import).
-pub async fn keep_inputs(guest: &Guest<'_>, st: &SniProxyState) -> Result<(), SniError> {
-    guest
-        .write_file(INPUTS_PATH, &inputs_json(st))
-        .await
-        .map_err(step(format!("writing {INPUTS_PATH}")))
 }
 
 /// Hash of the live config and the maps it names; `None` when there is no config.
