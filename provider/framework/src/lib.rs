@@ -9,6 +9,12 @@
 //! - [`path`], [`diag`]: attribute paths and diagnostics.
 //! - [`schema`]: schema model and builders (attributes, nested attributes, blocks, plan
 //!   modifiers, defaults, implied types).
+//! - [`config`]: [`config::ConfigView`], an unknown-tolerant view of a configuration.
+//! - [`validators`]: declarative attribute validators (one-of, ranges, IP, CIDR, hostname,
+//!   duration, regex, custom) run on known values only, and the one [`validators::Cidr`] type.
+//! - [`resource`]: [`TypedResource`] (typed state, `Result<State, ResourceError>`) and its
+//!   adapter [`Typed`] to [`Resource`]; plan modifiers that need the provider configuration
+//!   or the prior state.
 //! - [`typed`]: serde bridge (`Value::to_typed`, `Value::from_typed`) and
 //!   [`typed::assert_roundtrip`], the test that keeps a Rust state type and its schema in sync.
 //! - [`provider`]: the traits a provider implements ([`Provider`], [`Resource`],
@@ -74,17 +80,20 @@
 //! ```
 
 pub mod codec;
+pub mod config;
 pub mod diag;
 pub mod number;
 pub mod path;
 mod plan;
 pub mod proto;
 pub mod provider;
+pub mod resource;
 pub mod schema;
 pub mod service;
 pub mod testing;
 pub mod typed;
 pub mod types;
+pub mod validators;
 pub mod value;
 
 pub use async_trait::async_trait;
@@ -97,6 +106,7 @@ pub use provider::{
     IdentityAttribute, IdentitySchema, ImportRequest, MoveStateRequest, Parameter, Plan,
     PlanRequest, Provider, ProviderData, Resource, UpdateRequest,
 };
+pub use resource::{ResourceError, ResourceResult, Typed, TypedResource};
 pub use schema::{
     Attribute, AttributeType, Block, BlockNesting, NestedBlock, NestingMode, PlanModifier, Schema,
 };
@@ -106,12 +116,15 @@ pub use value::{Refinements, Value};
 
 /// Everything a provider implementation usually needs.
 pub mod prelude {
+    pub use crate::config::{ConfigView, Field};
     pub use crate::typed::assert_roundtrip;
+    pub use crate::validators::{Cidr, Validator};
     pub use crate::{
         async_trait, Attribute, AttributePath, Block, BlockNesting, Context, CreateRequest,
         DataSource, Diagnostic, Diagnostics, Function, FunctionError, FunctionSignature,
         IdentityAttribute, IdentitySchema, ImportRequest, MoveStateRequest, NestedBlock,
         NestingMode, Number, Parameter, PathStep, Plan, PlanModifier, PlanRequest, Provider,
-        ProviderData, Resource, Schema, Type, UpdateRequest, Value,
+        ProviderData, Resource, ResourceError, ResourceResult, Schema, Type, Typed, TypedResource,
+        UpdateRequest, Value,
     };
 }

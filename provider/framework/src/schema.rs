@@ -80,6 +80,8 @@ pub struct Attribute {
     /// Value planned when the configuration leaves the attribute null (needs `computed`).
     pub default: Option<Value>,
     pub plan_modifiers: Vec<PlanModifier>,
+    /// Declarative checks of known values ([`crate::validators`]).
+    pub validators: Vec<crate::validators::Validator>,
 }
 
 impl Attribute {
@@ -96,6 +98,7 @@ impl Attribute {
             deprecation: None,
             default: None,
             plan_modifiers: Vec::new(),
+            validators: Vec::new(),
         }
     }
     pub fn string() -> Self {

@@ -34,6 +34,68 @@ use crate::service::ProviderService;
 use crate::types::Type;
 use crate::value::Value;
 
+/// `(attribute path, detail)` of every error in `diags` (the path empty when there is none):
+/// what tests of a resource's validation compare.
+pub fn errors(diags: &Diagnostics) -> Vec<(String, String)> {
+    diags
+        .errors()
+        .map(|e| {
+            let path = e.attribute.as_ref().map(|p| p.to_string());
+            (path.unwrap_or_default(), e.detail.clone())
+        })
+        .collect()
+}
+
+/// The golden-state check of a resource: the state JSON at `path` (as Terraform stores it
+/// for schema version `schema.version`) decodes with today's schema into `T`, and encodes
+/// back to the same JSON. A schema change that alters the stored shape fails here, so it
+/// has to come with a version bump, a new golden file and a state upgrader.
+///
+/// With `WADDLE_BLESS=1` the file is (re)written from `sample` first.
+#[track_caller]
+pub fn assert_golden_state<T>(schema: &Schema, path: &std::path::Path, sample: &T)
+where
+    T: serde::Serialize + serde::de::DeserializeOwned,
+{
+    let ty = schema.implied_type();
+    if std::env::var_os("WADDLE_BLESS").is_some() {
+        let v = schema
+            .from_typed(sample)
+            .unwrap_or_else(|e| panic!("sample does not fit the schema: {e}"));
+        let j = codec::encode_json(&v, &ty).unwrap_or_else(|e| panic!("encoding: {e}"));
+        let text = serde_json::to_string_pretty(&j).expect("JSON");
+        std::fs::write(path, text + "\n")
+            .unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+    }
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| {
+        panic!(
+            "golden state {} ({e}); create it with WADDLE_BLESS=1",
+            path.display()
+        )
+    });
+    let golden: serde_json::Value = serde_json::from_str(&text).expect("golden state is JSON");
+    let v = codec::decode_json(&golden, &ty, Default::default()).unwrap_or_else(|e| {
+        panic!(
+            "the v{} golden state {} no longer decodes with the schema ({e}): bump the schema \
+             version and add a state upgrader",
+            schema.version,
+            path.display()
+        )
+    });
+    let typed: T = v
+        .to_typed()
+        .unwrap_or_else(|e| panic!("golden state does not fit the state type: {e}"));
+    let again = schema
+        .from_typed(&typed)
+        .expect("state type fits the schema");
+    let back = codec::encode_json(&again, &ty).expect("encodes");
+    assert_eq!(
+        back, golden,
+        "the stored shape of schema version {} changed: bump the version and add a state upgrader",
+        schema.version
+    );
+}
+
 /// Result of [`Harness::plan`].
 #[derive(Clone, Debug)]
 pub struct PlanResult {

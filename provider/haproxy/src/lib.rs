@@ -5,16 +5,17 @@
 //!   for plan-time diagnostics; hostname semantics in [`hostname`].
 //! * [`render()`]: `haproxy.cfg`, the exact and wildcard map files and a `config_hash`
 //!   ([`Rendered`]); lookup design in [`render`](mod@render).
-//! * [`render_cloud_init`]: NoCloud `user-data` / `meta-data` / `network-config` for the VM.
+//! * [`payload`]: what the VM's NoCloud seed adds for HAProxy (package, files, boot command);
+//!   the generic seed is `waddle_proxmox::cloud_config`.
 //! * [`check`]: runs the real `haproxy -c` on rendered files (when the binary is present).
 //!
 //! # How `waddle_sni_proxy` uses it
 //!
 //! * **Plan / validate**: build a [`ProxySpec`] from the configuration ([`Timeouts::parse`]
 //!   for `proxy_timeouts`) and call [`validate()`]; turn each [`ValidationError`] into a
-//!   diagnostic at its [`AttrPath`]. Same for [`validate_cloud_init`].
+//!   diagnostic at its [`AttrPath`].
 //! * **Create**: [`render_versioned`] (map names carry their content hash), then
-//!   [`render_cloud_init`] -> NoCloud seed ISO (`user-data`, `meta-data`, `network-config`).
+//!   [`payload`], joined with the VM's cloud config into the NoCloud seed ISO.
 //!   Computed attributes: `haproxy_cfg`, `exact_map`, `wildcard_map`, `config_hash`.
 //! * **Update routes in place** (guest agent): write both maps to their new paths, the config
 //!   to `<config>.new` and the hash to `<marker>.new`, then run [`update_script`] with
@@ -35,7 +36,7 @@ pub mod spec;
 pub mod validate;
 
 pub use check::{haproxy_check, CheckError, CheckOutput};
-pub use cloudinit::{render_cloud_init, validate_cloud_init, CloudInit, CloudInitSpec, NicSpec};
+pub use cloudinit::{payload, Payload, PayloadFile};
 pub use error::{AttrPath, ErrorKind, PathStep, RenderError, ValidationError, ValidationErrors};
 pub use hostname::{parse_hostname, HostPattern};
 pub use render::{

@@ -3,7 +3,7 @@
 //! # `waddle_sni_proxy` resource shape
 //!
 //! The resource (wired in `provider/waddle`) is expected to expose these attributes; the
-//! routing ones map one to one onto [`ProxySpec`], the VM ones onto [`crate::CloudInitSpec`]
+//! routing ones map one to one onto [`ProxySpec`], the VM ones onto the VM layer (`waddle_proxmox::cloud_config`)
 //! and the Proxmox calls. `modules/haproxy` is written against exactly this shape.
 //!
 //! ```hcl

@@ -8,7 +8,6 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
-use crate::cloudinit::parse_cidr;
 use crate::error::{AttrPath, ErrorKind, ValidationError, ValidationErrors};
 use crate::hostname::{parse_hostname, HostPattern};
 use crate::spec::{LogTarget, ProxySpec};
@@ -170,6 +169,18 @@ fn check_path(p: &str) -> Result<(), ErrorKind> {
     } else {
         Err(ErrorKind::InvalidPath(p.to_string()))
     }
+}
+
+/// `addr/prefix` into its parts, `None` when it is not one.
+pub(crate) fn parse_cidr(s: &str) -> Option<(IpAddr, u8)> {
+    let (ip, len) = s.split_once('/')?;
+    let ip: IpAddr = ip.parse().ok()?;
+    if !len.chars().all(|c| c.is_ascii_digit()) || len.is_empty() {
+        return None;
+    }
+    let len: u8 = len.parse().ok()?;
+    let max = if ip.is_ipv4() { 32 } else { 128 };
+    (len <= max).then_some((ip, len))
 }
 
 /// Whether `s` is a usable Unix user/group name (`[a-z_][a-z0-9_-]{0,31}`).
@@ -428,8 +439,8 @@ impl IfAddr {
 /// Checks the NICs against each other and the backends against the proxy's own addresses:
 /// host addresses only, the public gateway inside the public subnet and not the proxy itself,
 /// the private NIC outside the public subnet, no backend that loops into the proxy.
-/// Malformed CIDRs and backends are left to [`validate`] and
-/// [`validate_cloud_init`](crate::validate_cloud_init), which report them.
+/// Malformed CIDRs and backends are left to [`validate`] and the VM's cloud config
+/// validation (`waddle_proxmox::cloud_config`), which report them.
 pub fn validate_addressing(a: &Addressing, spec: &ProxySpec) -> Result<(), ValidationErrors> {
     let mut errors = Vec::new();
     let public = a.public_cidr.as_deref().and_then(IfAddr::parse);

@@ -3,7 +3,7 @@
 //! PVE 9 needs the `VM.GuestAgent.*` privileges for these (`VM.GuestAgent.Audit` for ping and
 //! network-get-interfaces, `VM.GuestAgent.Unrestricted` for exec and file-write).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use crate::client::Client;
 use crate::error::{Error, Result};
 use crate::params::{api_path, Params};
+use crate::poll::Poll;
 use crate::value::{f_bool, f_i64, f_str};
 
 /// An IP address reported by the guest agent.
@@ -87,25 +88,21 @@ impl Client {
         timeout: Duration,
         cancel: Option<&CancellationToken>,
     ) -> Result<()> {
-        let started = Instant::now();
-        let mut interval = Duration::from_millis(250);
+        let mut poll = Poll::new(Duration::from_millis(250), Duration::from_secs(3), timeout)
+            .cancel_on(cancel);
         loop {
             match self.agent_ping(node, vmid).await {
                 Ok(()) => return Ok(()),
-                Err(e @ Error::Api(_)) if e.api_kind() == Some(crate::ApiErrorKind::Permission) => {
-                    return Err(e)
-                }
-                Err(e) if e.is_not_found() || e.is_unreachable() => return Err(e),
+                Err(e) if crate::guest::is_final(&e) => return Err(e),
                 Err(e) => tracing::trace!(vmid, error = %e, "guest agent not ready"),
             }
-            if started.elapsed() >= timeout {
+            if poll.expired() {
                 return Err(Error::Timeout {
                     what: format!("guest agent of VM {vmid}"),
                     seconds: timeout.as_secs(),
                 });
             }
-            sleep_or_cancel(interval, cancel).await?;
-            interval = (interval * 2).min(Duration::from_secs(3));
+            poll.wait().await?;
         }
     }
 
@@ -203,20 +200,19 @@ impl Client {
         let pid = self
             .agent_exec_start(node, vmid, command, input_data)
             .await?;
-        let started = Instant::now();
-        let mut interval = Duration::from_millis(50);
+        let mut poll =
+            Poll::new(Duration::from_millis(50), Duration::from_secs(1), timeout).cancel_on(cancel);
         loop {
             if let Some(r) = self.agent_exec_status(node, vmid, pid).await? {
                 return Ok(r);
             }
-            if started.elapsed() >= timeout {
+            if poll.expired() {
                 return Err(Error::Timeout {
                     what: format!("guest command {:?} in VM {vmid}", command.first()),
                     seconds: timeout.as_secs(),
                 });
             }
-            sleep_or_cancel(interval, cancel).await?;
-            interval = (interval * 2).min(Duration::from_secs(1));
+            poll.wait().await?;
         }
     }
 
@@ -250,18 +246,5 @@ impl Client {
         self.post_idempotent(&agent_path(node, vmid, "file-write"), &params)
             .await?;
         Ok(())
-    }
-}
-
-async fn sleep_or_cancel(d: Duration, cancel: Option<&CancellationToken>) -> Result<()> {
-    match cancel {
-        Some(c) => tokio::select! {
-            _ = c.cancelled() => Err(Error::Cancelled),
-            _ = tokio::time::sleep(d) => Ok(()),
-        },
-        None => {
-            tokio::time::sleep(d).await;
-            Ok(())
-        }
     }
 }

@@ -15,18 +15,24 @@
 //!   config and status), storage (`download-url` into `import`, ISO upload, content listing,
 //!   volume deletion), guest agent (ping, interfaces, exec, file-write), Linux bridges, SDN
 //!   simple zones/vnets/subnets, firewall options/rules/ipsets.
+//! * [`cloud_config`]: the NoCloud seed of a waddle guest VM (hostname, admin user and keys,
+//!   NICs matched by MAC with static addresses, DNS, packages, files, commands) with public
+//!   validators; [`Guest`]: a VM's guest agent as a handle (exec, read/write files, wait).
 //! * [`nocloud`]: a NoCloud seed ISO (ISO 9660 + Joliet, volume id `cidata`) built in Rust.
 
 mod access;
 mod agent;
 mod client;
+pub mod cloud_config;
 pub mod cloudinit;
 mod config;
 mod error;
+mod guest;
 mod network;
 pub mod nocloud;
 mod owner;
 mod params;
+mod poll;
 pub mod props;
 mod record;
 mod retry;
@@ -43,9 +49,11 @@ pub use client::{install_crypto_provider, Client};
 pub use cloudinit::{CiType, CloudInitSpec, IpConfig};
 pub use config::{parse_endpoint, ApiToken, Auth, ClientConfig, Secret, Timeouts};
 pub use error::{classify, ApiError, ApiErrorKind, Error, Result, TransportKind};
+pub use guest::{is_final as is_final_agent_error, Guest, EXEC_TIMEOUT};
 pub use network::{sdn_subnet_id, BridgeSpec, FirewallRule, FirewallScope, IpSetEntry, SubnetSpec};
 pub use owner::{without_mark, OwnerMark, Ownership, OWNER_TAG};
 pub use params::{api_path, encode_segment, ParamValue, Params};
+pub use poll::Poll;
 pub use props::{CdromSpec, DiskBus, DiskSpec, EfiDiskSpec, NetConfig, NetSpec, TpmStateSpec};
 pub use record::{MemoryRecorder, RecordedRequest, RequestRecorder};
 pub use reqwest::Method;

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use waddle_framework::prelude::*;
+use waddle_framework::testing::errors;
 use waddle_provider::resources::sni_proxy::{self, PrivateNic, PublicNic, Route, SniProxyState};
 use waddle_provider::resources::talos_cluster::{
     self, defaults, ClusterModel, ImageModel, NodeModel, PlacementModel,
@@ -78,15 +79,6 @@ fn proxy_errors(f: impl FnOnce(&mut SniProxyState)) -> Vec<(String, String)> {
     let mut d = Diagnostics::new();
     sni_proxy::validate(&v, &mut d);
     errors(&d)
-}
-
-fn errors(d: &Diagnostics) -> Vec<(String, String)> {
-    d.errors()
-        .map(|e| {
-            let path = e.attribute.as_ref().map(|p| p.to_string());
-            (path.unwrap_or_default(), e.detail.clone())
-        })
-        .collect()
 }
 
 /// Exactly one error, at `path`, whose text names `path` (when nested) and contains `needle`.

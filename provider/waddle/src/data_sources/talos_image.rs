@@ -334,17 +334,7 @@ mod tests {
     fn errors(config: &Value) -> Vec<(String, String)> {
         let mut d = Diagnostics::new();
         validate(config, &mut d);
-        d.errors()
-            .map(|e| {
-                (
-                    e.attribute
-                        .as_ref()
-                        .map(|p| p.to_string())
-                        .unwrap_or_default(),
-                    e.detail.clone(),
-                )
-            })
-            .collect()
+        waddle_framework::testing::errors(&d)
     }
 
     #[test]

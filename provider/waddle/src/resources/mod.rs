@@ -1,4 +1,5 @@
-//! Managed resources (one file per resource, unit tests beside it).
+//! Managed resources: a directory per resource (`mod.rs`, `schema.rs`, `model.rs`,
+//! `validate.rs`, `plan.rs`, `ops/`, `tests.rs`), the shared VM layer (`vm/`) and `timeouts`.
 
 use std::sync::Arc;
 
@@ -9,12 +10,13 @@ pub mod network;
 pub mod sni_proxy;
 pub mod talos_cluster;
 pub mod timeouts;
+pub mod vm;
 
 /// Every managed resource of the provider.
 pub fn all() -> Vec<Arc<dyn Resource>> {
     vec![
-        Arc::new(network::Network),
-        Arc::new(sni_proxy::SniProxy),
+        Arc::new(Typed(network::Network)),
+        Arc::new(Typed(vm::Vm(sni_proxy::SniProxy))),
         Arc::new(talos_cluster::TalosCluster),
     ]
 }

@@ -1,15 +1,15 @@
-//! Cloud-init seed rendering, checked by the real `cloud-init schema`.
-
-mod common;
+//! The SNI proxy VM's NoCloud seed: the generic guest (`waddle_proxmox::cloud_config`) with
+//! the HAProxy payload (`waddle_haproxy::payload`), checked by the real `cloud-init schema`.
+//! (Moved from `waddle-haproxy`'s `tests/cloud_init.rs` when the generic seed moved out.)
 
 use std::path::PathBuf;
 use std::process::Command;
+use std::time::Duration;
 
 use waddle_haproxy::cloudinit::HASH_MARKER_PATH;
-use waddle_haproxy::{
-    render, render_cloud_init, seed_layout, validate_cloud_init, CloudInitSpec, NicSpec,
-    RenderError,
-};
+use waddle_haproxy::{render, seed_layout, ProxySpec, RouteSpec};
+use waddle_provider::resources::sni_proxy::with_payload;
+use waddle_proxmox::cloud_config::{render as render_seed, CloudConfig, GuestNic};
 
 fn cloud_init_bin() -> String {
     if let Ok(p) = std::env::var("WADDLE_CLOUD_INIT") {
@@ -43,35 +43,73 @@ fn schema_check(content: &str) -> (bool, String) {
     (out.status.success(), text)
 }
 
-fn ci_spec() -> CloudInitSpec {
-    CloudInitSpec {
+fn ci_spec() -> CloudConfig {
+    CloudConfig {
         hostname: "sni-proxy".into(),
         instance_id: "waddle-sni-proxy-120".into(),
         admin_user: "waddle".into(),
         ssh_authorized_keys: vec![
             "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHk2pZ1kJ9m3y4kq0Jq7b8qk2c1f4wQfE9m5Zq3a0b1c ops@waddle".into(),
         ],
-        public_nic: NicSpec {
-            name: "ens18".into(),
-            mac_address: Some("BC:24:11:00:00:01".into()),
-            cidr: "203.0.113.10/24".into(),
-            gateway: Some("203.0.113.1".parse().unwrap()),
-        },
-        private_nic: NicSpec {
-            name: "ens19".into(),
-            mac_address: None,
-            cidr: "10.10.0.10/24".into(),
-            gateway: None,
-        },
+        nics: vec![
+            GuestNic {
+                name: "ens18".into(),
+                mac_address: Some("BC:24:11:00:00:01".into()),
+                cidr: "203.0.113.10/24".into(),
+                gateway: Some("203.0.113.1".parse().unwrap()),
+            },
+            GuestNic {
+                name: "ens19".into(),
+                mac_address: None,
+                cidr: "10.10.0.10/24".into(),
+                gateway: None,
+            },
+        ],
         dns_servers: vec!["1.1.1.1".parse().unwrap(), "9.9.9.9".parse().unwrap()],
+        packages: Vec::new(),
+        files: Vec::new(),
+        commands: Vec::new(),
     }
+}
+
+/// The specs of `waddle-haproxy`'s tests: the seed layout, PROXY v2 with an IPv6 backend and
+/// a Unicode name, and many routes.
+fn named_specs() -> Vec<(&'static str, ProxySpec)> {
+    let mut v2 = seed_layout("example.org");
+    v2.routes[0].proxy_protocol = true;
+    v2.routes[1].proxy_protocol = true;
+    v2.routes.push(
+        RouteSpec::new(
+            ["Bücher.example.org", "*.v6.example.org"],
+            "[fd00:10::5]:8443",
+        )
+        .with_check(false),
+    );
+    v2.maxconn = 10_000;
+    v2.timeouts.tunnel = Duration::from_secs(8 * 3600);
+    let mut many = seed_layout("example.org");
+    many.routes = (0..25)
+        .map(|i| {
+            let host = if i % 2 == 0 {
+                format!("svc{i}.example.org")
+            } else {
+                format!("*.tenant{i}.apps.example.org")
+            };
+            RouteSpec::new([host], &format!("10.10.1.{}:443", 1 + i))
+        })
+        .collect();
+    vec![
+        ("seed_layout", seed_layout("example.org")),
+        ("proxy_v2", v2),
+        ("many_routes", many),
+    ]
 }
 
 #[test]
 fn user_data_passes_cloud_init_schema_and_carries_the_files() {
-    for (name, spec) in common::named_specs() {
+    for (name, spec) in named_specs() {
         let r = render(&spec).unwrap();
-        let ci = render_cloud_init(&ci_spec(), &r).unwrap();
+        let ci = render_seed(&with_payload(ci_spec(), &r)).unwrap();
         assert!(ci.user_data.starts_with("#cloud-config\n"));
         let (ok, out) = schema_check(&ci.user_data);
         assert!(
@@ -125,73 +163,8 @@ fn user_data_passes_cloud_init_schema_and_carries_the_files() {
 }
 
 #[test]
-fn the_schema_check_rejects_invalid_user_data() {
-    // Proves the harness: a type error in a known key must be refused.
-    let (ok, out) = schema_check("#cloud-config\nssh_pwauth: false\npackages: 5\nruncmd: {a: 1}\n");
-    assert!(!ok, "cloud-init schema accepted invalid data: {out}");
-}
-
-#[test]
-fn meta_data_and_network_config() {
+fn seed_user_data_is_unchanged() {
     let r = render(&seed_layout("example.org")).unwrap();
-    let ci = render_cloud_init(&ci_spec(), &r).unwrap();
-    let md: serde_yaml_ng::Value = serde_yaml_ng::from_str(&ci.meta_data).unwrap();
-    assert_eq!(md["instance-id"].as_str(), Some("waddle-sni-proxy-120"));
-    assert_eq!(md["local-hostname"].as_str(), Some("sni-proxy"));
-
-    let nc: serde_yaml_ng::Value = serde_yaml_ng::from_str(&ci.network_config).unwrap();
-    assert_eq!(nc["version"].as_u64(), Some(2));
-    let public = &nc["ethernets"]["ens18"];
-    assert_eq!(
-        public["match"]["macaddress"].as_str(),
-        Some("bc:24:11:00:00:01")
-    );
-    assert_eq!(public["set-name"].as_str(), Some("ens18"));
-    assert_eq!(public["addresses"][0].as_str(), Some("203.0.113.10/24"));
-    assert_eq!(public["routes"][0]["to"].as_str(), Some("0.0.0.0/0"));
-    assert_eq!(public["routes"][0]["via"].as_str(), Some("203.0.113.1"));
-    assert_eq!(
-        public["nameservers"]["addresses"][1].as_str(),
-        Some("9.9.9.9")
-    );
-    let private = &nc["ethernets"]["ens19"];
-    assert_eq!(private["addresses"][0].as_str(), Some("10.10.0.10/24"));
-    assert!(private.get("routes").is_none() && private.get("match").is_none());
+    let ci = render_seed(&with_payload(ci_spec(), &r)).unwrap();
     insta::assert_snapshot!("seed_user_data", ci.user_data);
-    insta::assert_snapshot!("seed_network_config", ci.network_config);
-}
-
-#[test]
-fn bad_cloud_init_inputs_are_reported_with_paths() {
-    let mut s = ci_spec();
-    s.admin_user = "root".into();
-    s.ssh_authorized_keys = vec!["not a key".into()];
-    s.public_nic.cidr = "203.0.113.10".into();
-    s.public_nic.gateway = Some("fd00::1".parse().unwrap());
-    s.private_nic.mac_address = Some("zz:zz".into());
-    s.private_nic.cidr = "10.10.0.10/33".into();
-    s.hostname = "bad_host".into();
-    let err = validate_cloud_init(&s).unwrap_err();
-    let paths: Vec<String> = err.errors().iter().map(|e| e.path.to_string()).collect();
-    assert_eq!(
-        paths,
-        [
-            "hostname",
-            "admin_user",
-            "ssh_authorized_keys[0]",
-            "public_nic.cidr",
-            "private_nic.mac_address",
-            "private_nic.cidr"
-        ]
-    );
-    let r = render(&seed_layout("example.org")).unwrap();
-    assert!(matches!(
-        render_cloud_init(&s, &r),
-        Err(RenderError::Invalid(_))
-    ));
-    // a gateway of the wrong family is caught once the CIDR parses
-    let mut s = ci_spec();
-    s.public_nic.gateway = Some("fd00::1".parse().unwrap());
-    let err = validate_cloud_init(&s).unwrap_err();
-    assert_eq!(err.errors()[0].path.to_string(), "public_nic.gateway");
 }

@@ -1,0 +1,234 @@
+//! The schema of `waddle_sni_proxy`: the shared VM attributes (`vm::schema`), the two NICs
+//! and the routing, which is updated in place.
+
+use std::time::Duration;
+
+use waddle_framework::prelude::*;
+use waddle_haproxy::Timeouts;
+
+use super::{DEFAULTS, DEFAULT_MAXCONN, NICS, TIMEOUTS};
+use crate::resources::timeouts;
+use crate::resources::vm;
+
+pub(super) fn default_timeouts() -> Value {
+    let t = Timeouts::default();
+    let f = waddle_haproxy::format_duration;
+    Value::object([
+        ("connect", Value::from(f(t.connect))),
+        ("client", Value::from(f(t.client))),
+        ("server", Value::from(f(t.server))),
+        ("tunnel", Value::from(f(t.tunnel))),
+        ("inspect", Value::from(f(t.inspect))),
+    ])
+}
+
+/// The resource schema.
+pub fn schema() -> Schema {
+    let t = Timeouts::default();
+    let fd = waddle_haproxy::format_duration;
+    let timeout_attr = |what: &str, d: Duration| {
+        Attribute::string()
+            .optional()
+            .computed()
+            .description(format!(
+                "{what} A number with unit `ms`, `s`, `m`, `h` or `d` (a bare number is \
+             milliseconds). Default `{}`.",
+                fd(d)
+            ))
+    };
+    let mut s = Schema::new(
+        "A public SNI proxy: a small Debian 12 VM on Proxmox VE running HAProxy in TCP mode. It \
+         reads the SNI of each TLS ClientHello and passes the connection, still encrypted, to the \
+         backend of the matching route; anything else (unknown names, no SNI, non-TLS) is \
+         dropped. Route changes are applied in place through the QEMU guest agent (checked with \
+         `haproxy -c` on the VM first, then a seamless reload); changes to the VM itself \
+         (placement, NICs, cloud-init inputs) replace it. Cloud-init is delivered as a NoCloud \
+         seed ISO uploaded through the API, so no SSH access to the Proxmox host is needed.",
+    )
+    .version(0)
+    .attribute(
+        "id",
+        Attribute::string()
+            .computed()
+            .use_state_for_unknown()
+            .description("`<node>/<vmid>`. Import accepts this or a plain VM id."),
+    )
+    .attribute(
+        "public_nic",
+        vm::schema::nic_attribute(
+            &NICS[0],
+            ("vmbr0", "203.0.113.10/24"),
+            "Public NIC (`net0`, virtio). Changing it replaces the VM (cloud-init applies the \
+             network configuration once).",
+        ),
+    )
+    .attribute(
+        "private_nic",
+        vm::schema::nic_attribute(
+            &NICS[1],
+            ("vmbr1", "10.10.0.3/24"),
+            "Private NIC (`net1`, virtio) on the platform network, where the backends are. \
+             Changing it replaces the VM.",
+        ),
+    );
+    for (name, a) in vm::schema::attributes(&DEFAULTS) {
+        s = s.attribute(name, a);
+    }
+    s
+    .attribute(
+        "routes",
+        Attribute::nested(
+            NestingMode::List,
+            [
+                (
+                    "hostnames",
+                    Attribute::list_of(Type::String).required().description(
+                        "Exact names (`teleport.example.org`) and subdomain wildcards \
+                         (`*.apps.example.org` or `.apps.example.org`: any subdomain at any depth, \
+                         never the suffix itself). Case-insensitive; Unicode names are converted \
+                         to A-labels. At least one.",
+                    ),
+                ),
+                (
+                    "backend",
+                    Attribute::string().required().description(
+                        "`<ip>:<port>` or `[<ipv6>]:<port>` (IP literals only).",
+                    ),
+                ),
+                (
+                    "proxy_protocol",
+                    Attribute::bool()
+                        .optional()
+                        .description("Send a PROXY protocol v2 header to the backend. Default `false`."),
+                ),
+                (
+                    "check",
+                    Attribute::bool()
+                        .optional()
+                        .description("Layer-4 (TCP connect) health check of the backend. Default `true`."),
+                ),
+            ],
+        )
+        .required()
+        .description(
+            "SNI routes, in order. Exact names win over wildcards, the longest wildcard suffix \
+             wins; everything else is dropped. Duplicate or overlapping names, catch-alls and \
+             invalid names or backends are refused at plan time. Updated in place.",
+        ),
+    )
+    .attribute(
+        "http_backend",
+        Attribute::string().optional().description(
+            "Plain TCP forward of the `listen.http` port to `<ip>:<port>` (HTTP redirects, ACME \
+             HTTP-01). Unset (default): no port-80 listener. Updated in place.",
+        ),
+    )
+    .attribute(
+        "listen",
+        Attribute::nested(
+            NestingMode::Single,
+            [
+                (
+                    "https",
+                    Attribute::number().optional().description("TLS (SNI) port. Default `443`."),
+                ),
+                (
+                    "http",
+                    Attribute::number()
+                        .optional()
+                        .description("Port forwarded to `http_backend`. Default `80`."),
+                ),
+            ],
+        )
+        .default(Value::object([
+            ("https", Value::from(443i64)),
+            ("http", Value::from(80i64)),
+        ]))
+        .description("Listening ports. Default `{ https = 443, http = 80 }`. Updated in place."),
+    )
+    .attribute(
+        "maxconn",
+        Attribute::number().default(Value::from(DEFAULT_MAXCONN)).description(format!(
+            "HAProxy process and frontend connection limit. Default `{DEFAULT_MAXCONN}`. Updated in place."
+        )),
+    )
+    .attribute(
+        "proxy_timeouts",
+        Attribute::nested(
+            NestingMode::Single,
+            [
+                ("connect", timeout_attr("Connect timeout to a backend.", t.connect)),
+                ("client", timeout_attr("Client inactivity before the tunnel is established.", t.client)),
+                ("server", timeout_attr("Server inactivity before the tunnel is established.", t.server)),
+                ("tunnel", timeout_attr("Inactivity of an established connection (`timeout tunnel`).", t.tunnel)),
+                ("inspect", timeout_attr("How long to wait for a complete TLS ClientHello (`tcp-request inspect-delay`).", t.inspect)),
+            ],
+        )
+        .default(default_timeouts())
+        .description(format!(
+            "HAProxy timeouts. Default `{{ connect = \"{}\", client = \"{}\", server = \"{}\", \
+             tunnel = \"{}\", inspect = \"{}\" }}`. Updated in place.",
+            fd(t.connect),
+            fd(t.client),
+            fd(t.server),
+            fd(t.tunnel),
+            fd(t.inspect)
+        )),
+    )
+    .attribute(
+        timeouts::ATTR,
+        timeouts::attribute(
+            &TIMEOUTS,
+            [
+                "Deadline of create, including the wait for the VM to report HAProxy running with \
+                 the expected configuration.",
+                "Deadline of an update, including the wait for the guest agent of a stopped VM.",
+                "Deadline of destroy (the ACPI shutdown waits at most 60s of it, then the VM is stopped).",
+            ],
+        ),
+    )
+    .attribute(
+        "haproxy_cfg",
+        Attribute::string()
+            .computed()
+            .description("Rendered `/etc/haproxy/haproxy.cfg` (after a refresh: the live file if it drifted)."),
+    )
+    .attribute(
+        "exact_map",
+        Attribute::string()
+            .computed()
+            .description("Rendered exact-name map (`<name> <backend>` lines)."),
+    )
+    .attribute(
+        "wildcard_map",
+        Attribute::string()
+            .computed()
+            .description("Rendered wildcard map (`.<suffix> <backend>` lines, longest suffix first)."),
+    )
+    .attribute(
+        "config_hash",
+        Attribute::string().computed().description(
+            "SHA-256 over the config and both maps. Refresh reads the live files through the \
+             guest agent; a different value here means drift, repaired by the next apply.",
+        ),
+    )
+    .attribute(
+        "public_address",
+        Attribute::string()
+            .computed()
+            .description("Public IP address (from `public_nic.cidr`, without prefix length)."),
+    )
+    .attribute(
+        "private_address",
+        Attribute::string()
+            .computed()
+            .description("Private IP address (from `private_nic.cidr`, without prefix length)."),
+    )
+    .attribute(
+        "seed_iso",
+        Attribute::string()
+            .computed()
+            .use_state_for_unknown()
+            .description("Volume id of the uploaded NoCloud seed ISO (deleted with the VM)."),
+    )
+}
