@@ -102,9 +102,9 @@ pub use diag::{error_chain, Diagnostic, Diagnostics, Severity};
 pub use number::Number;
 pub use path::{AttributePath, PathStep};
 pub use provider::{
-    Cancelled, Context, CreateRequest, DataSource, Function, FunctionError, FunctionSignature,
-    IdentityAttribute, IdentitySchema, ImportRequest, MoveStateRequest, Parameter, Plan,
-    PlanRequest, Provider, ProviderData, Resource, UpdateRequest,
+    Cancelled, Context, CreateRequest, DataSource, EphemeralResource, Function, FunctionError,
+    FunctionSignature, IdentityAttribute, IdentitySchema, ImportRequest, MoveStateRequest,
+    Parameter, Plan, PlanRequest, Provider, ProviderData, Resource, UpdateRequest,
 };
 pub use resource::{ResourceError, ResourceResult, Typed, TypedResource};
 pub use schema::{
@@ -121,10 +121,10 @@ pub mod prelude {
     pub use crate::validators::{Cidr, Validator};
     pub use crate::{
         async_trait, Attribute, AttributePath, Block, BlockNesting, Context, CreateRequest,
-        DataSource, Diagnostic, Diagnostics, Function, FunctionError, FunctionSignature,
-        IdentityAttribute, IdentitySchema, ImportRequest, MoveStateRequest, NestedBlock,
-        NestingMode, Number, Parameter, PathStep, Plan, PlanModifier, PlanRequest, Provider,
-        ProviderData, Resource, ResourceError, ResourceResult, Schema, Type, Typed, TypedResource,
-        UpdateRequest, Value,
+        DataSource, Diagnostic, Diagnostics, EphemeralResource, Function, FunctionError,
+        FunctionSignature, IdentityAttribute, IdentitySchema, ImportRequest, MoveStateRequest,
+        NestedBlock, NestingMode, Number, Parameter, PathStep, Plan, PlanModifier, PlanRequest,
+        Provider, ProviderData, Resource, ResourceError, ResourceResult, Schema, Type, Typed,
+        TypedResource, UpdateRequest, Value,
     };
 }

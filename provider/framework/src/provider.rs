@@ -128,6 +128,11 @@ pub trait Provider: Send + Sync + 'static {
     fn functions(&self) -> Vec<Arc<dyn Function>> {
         Vec::new()
     }
+    /// Ephemeral resources (Terraform >= 1.10, OpenTofu >= 1.11): values opened for one run
+    /// and never stored in plan or state.
+    fn ephemeral_resources(&self) -> Vec<Arc<dyn EphemeralResource>> {
+        Vec::new()
+    }
 }
 
 /// Input of [`Resource::modify_plan`].
@@ -347,6 +352,20 @@ pub trait DataSource: Send + Sync + 'static {
     /// Read: given the configuration (computed attributes null), return the full state with
     /// every attribute known.
     async fn read(&self, ctx: &Context, config: Value, diags: &mut Diagnostics) -> Option<Value>;
+}
+
+/// An ephemeral resource: opened by the CLI when a run needs its value (never stored in a
+/// plan or in state), closed at the end of the run.
+#[async_trait]
+pub trait EphemeralResource: Send + Sync + 'static {
+    /// Full type name, e.g. `"waddle_talos_kubeconfig"`.
+    fn type_name(&self) -> &str;
+    fn schema(&self) -> Schema;
+    /// Extra validation of the configuration (may contain unknowns: skip those).
+    async fn validate_config(&self, _ctx: &Context, _config: &Value, _diags: &mut Diagnostics) {}
+    /// Open: given the configuration (computed attributes null, every value known), return the
+    /// full result with every attribute known.
+    async fn open(&self, ctx: &Context, config: Value, diags: &mut Diagnostics) -> Option<Value>;
 }
 
 /// One function parameter.

@@ -16,9 +16,9 @@ use crate::path::AttributePath;
 use crate::plan::{self, ValidateFor};
 use crate::proto::{self, decode_dynamic, diags_to_proto, encode_dynamic};
 use crate::provider::{
-    Context, CreateRequest, DataSource, Function, FunctionError, FunctionSignature, IdentitySchema,
-    ImportRequest, MoveStateRequest, Plan, PlanRequest, Provider, ProviderData, Resource,
-    UpdateRequest,
+    Context, CreateRequest, DataSource, EphemeralResource, Function, FunctionError,
+    FunctionSignature, IdentitySchema, ImportRequest, MoveStateRequest, Plan, PlanRequest,
+    Provider, ProviderData, Resource, UpdateRequest,
 };
 use crate::schema::Schema;
 use crate::types::Type;
@@ -39,6 +39,12 @@ struct DataSourceEntry {
     ty: Type,
 }
 
+struct EphemeralEntry {
+    ephemeral: Arc<dyn EphemeralResource>,
+    schema: Schema,
+    ty: Type,
+}
+
 struct FunctionEntry {
     function: Arc<dyn Function>,
     signature: FunctionSignature,
@@ -50,6 +56,7 @@ struct Inner {
     provider_ty: Type,
     resources: BTreeMap<String, ResourceEntry>,
     data_sources: BTreeMap<String, DataSourceEntry>,
+    ephemerals: BTreeMap<String, EphemeralEntry>,
     functions: BTreeMap<String, FunctionEntry>,
     /// Problems in the provider's own definitions (reported by GetProviderSchema).
     definition_diags: Diagnostics,
@@ -123,6 +130,23 @@ impl ProviderService {
                 definition_diags.error("Duplicate data source type", name);
             }
         }
+        let mut ephemerals = BTreeMap::new();
+        for e in provider.ephemeral_resources() {
+            let schema = e.schema();
+            let name = e.type_name().to_string();
+            for mut x in schema.check() {
+                x.summary = format!("{name}: {}", x.summary);
+                definition_diags.push(x);
+            }
+            let entry = EphemeralEntry {
+                ty: schema.implied_type(),
+                schema,
+                ephemeral: e,
+            };
+            if ephemerals.insert(name.clone(), entry).is_some() {
+                definition_diags.error("Duplicate ephemeral resource type", name);
+            }
+        }
         let mut functions = BTreeMap::new();
         for f in provider.functions() {
             let name = f.name().to_string();
@@ -141,6 +165,7 @@ impl ProviderService {
                 provider,
                 resources,
                 data_sources,
+                ephemerals,
                 functions,
                 definition_diags,
                 cancel: Mutex::new(CancellationToken::new()),
@@ -167,6 +192,10 @@ impl ProviderService {
     /// Schema of a data source type.
     pub fn data_source_schema(&self, type_name: &str) -> Option<&Schema> {
         self.inner.data_sources.get(type_name).map(|e| &e.schema)
+    }
+    /// Schema of an ephemeral resource type.
+    pub fn ephemeral_resource_schema(&self, type_name: &str) -> Option<&Schema> {
+        self.inner.ephemerals.get(type_name).map(|e| &e.schema)
     }
     /// Signature of a function.
     pub fn function_signature(&self, name: &str) -> Option<&FunctionSignature> {
@@ -253,6 +282,17 @@ impl ProviderService {
             diags.error(
                 "Data Source Type Not Found",
                 format!("The provider does not support the data source type {name:?}."),
+            );
+        }
+        r
+    }
+
+    fn ephemeral(&self, name: &str, diags: &mut Diagnostics) -> Option<&EphemeralEntry> {
+        let r = self.inner.ephemerals.get(name);
+        if r.is_none() {
+            diags.error(
+                "Ephemeral Resource Type Not Found",
+                format!("The provider does not support the ephemeral resource type {name:?}."),
             );
         }
         r
@@ -398,7 +438,13 @@ impl pb::provider_server::Provider for ProviderService {
                 .keys()
                 .map(|k| m::FunctionMetadata { name: k.clone() })
                 .collect(),
-            ephemeral_resources: Vec::new(),
+            ephemeral_resources: i
+                .ephemerals
+                .keys()
+                .map(|k| m::EphemeralMetadata {
+                    type_name: k.clone(),
+                })
+                .collect(),
         }))
     }
 
@@ -427,7 +473,11 @@ impl pb::provider_server::Provider for ProviderService {
                 .iter()
                 .map(|(k, f)| (k.clone(), proto::function_to_proto(&f.signature)))
                 .collect(),
-            ephemeral_resource_schemas: Default::default(),
+            ephemeral_resource_schemas: i
+                .ephemerals
+                .iter()
+                .map(|(k, e)| (k.clone(), proto::schema_to_proto(&e.schema)))
+                .collect(),
         }))
     }
 
@@ -994,9 +1044,25 @@ impl pb::provider_server::Provider for ProviderService {
         &self,
         r: Request<pb::validate_ephemeral_resource_config::Request>,
     ) -> RpcResult<pb::validate_ephemeral_resource_config::Response> {
+        let req = r.into_inner();
+        waddle_tfplugin::rpc_span::record_resource_type(&req.type_name);
+        let mut diags = Diagnostics::new();
+        if let Some(e) = self.ephemeral(&req.type_name, &mut diags) {
+            if let Some(config) = decode(
+                req.config.as_ref(),
+                &e.ty,
+                "Ephemeral Resource Configuration",
+                &mut diags,
+            ) {
+                plan::validate_config(&e.schema, &config, ValidateFor::Other, &mut diags);
+                e.ephemeral
+                    .validate_config(&self.ctx(), &config, &mut diags)
+                    .await;
+            }
+        }
         Ok(Response::new(
             pb::validate_ephemeral_resource_config::Response {
-                diagnostics: diags_to_proto(&no_ephemeral(&r.into_inner().type_name)),
+                diagnostics: diags_to_proto(&diags),
             },
         ))
     }
@@ -1005,9 +1071,39 @@ impl pb::provider_server::Provider for ProviderService {
         &self,
         r: Request<pb::open_ephemeral_resource::Request>,
     ) -> RpcResult<pb::open_ephemeral_resource::Response> {
+        let req = r.into_inner();
+        waddle_tfplugin::rpc_span::record_resource_type(&req.type_name);
+        let mut diags = Diagnostics::new();
+        let mut result = None;
+        if let Some(e) = self.ephemeral(&req.type_name, &mut diags) {
+            if let Some(config) = decode(
+                req.config.as_ref(),
+                &e.ty,
+                "Ephemeral Resource Configuration",
+                &mut diags,
+            ) {
+                match e.ephemeral.open(&self.ctx(), config, &mut diags).await {
+                    Some(mut v) => {
+                        check_known(&mut v, "ephemeral resource result", &mut diags);
+                        result = encode(&v, &e.ty, "Ephemeral Resource Result", &mut diags);
+                    }
+                    None if !diags.has_errors() => diags.error(
+                        "Missing Ephemeral Resource Result",
+                        format!(
+                            "{} returned no result and no error (a provider bug).",
+                            req.type_name
+                        ),
+                    ),
+                    None => {}
+                }
+            }
+        }
         Ok(Response::new(pb::open_ephemeral_resource::Response {
-            diagnostics: diags_to_proto(&no_ephemeral(&r.into_inner().type_name)),
-            ..Default::default()
+            diagnostics: diags_to_proto(&diags),
+            renew_at: None,
+            result,
+            private: None,
+            deferred: None,
         }))
     }
 
@@ -1015,9 +1111,14 @@ impl pb::provider_server::Provider for ProviderService {
         &self,
         r: Request<pb::renew_ephemeral_resource::Request>,
     ) -> RpcResult<pb::renew_ephemeral_resource::Response> {
+        // Nothing waddle opens needs renewing (no renew_at is ever returned).
+        let req = r.into_inner();
+        let mut diags = Diagnostics::new();
+        self.ephemeral(&req.type_name, &mut diags);
         Ok(Response::new(pb::renew_ephemeral_resource::Response {
-            diagnostics: diags_to_proto(&no_ephemeral(&r.into_inner().type_name)),
-            ..Default::default()
+            diagnostics: diags_to_proto(&diags),
+            renew_at: None,
+            private: req.private,
         }))
     }
 
@@ -1025,8 +1126,12 @@ impl pb::provider_server::Provider for ProviderService {
         &self,
         r: Request<pb::close_ephemeral_resource::Request>,
     ) -> RpcResult<pb::close_ephemeral_resource::Response> {
+        // Nothing to release: results are self-contained (e.g. a short-lived certificate).
+        let req = r.into_inner();
+        let mut diags = Diagnostics::new();
+        self.ephemeral(&req.type_name, &mut diags);
         Ok(Response::new(pb::close_ephemeral_resource::Response {
-            diagnostics: diags_to_proto(&no_ephemeral(&r.into_inner().type_name)),
+            diagnostics: diags_to_proto(&diags),
         }))
     }
 
@@ -1082,15 +1187,6 @@ impl pb::provider_server::Provider for ProviderService {
             error: String::new(),
         }))
     }
-}
-
-fn no_ephemeral(type_name: &str) -> Diagnostics {
-    let mut d = Diagnostics::new();
-    d.error(
-        "Ephemeral Resource Type Not Found",
-        format!("The provider does not support ephemeral resources ({type_name:?})."),
-    );
-    d
 }
 
 fn upgrade_state(

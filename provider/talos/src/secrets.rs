@@ -773,6 +773,67 @@ pub fn issue_client_certificate(
     })
 }
 
+/// Issues a Kubernetes admin client certificate signed by the bundle's Kubernetes CA, as
+/// `talosctl kubeconfig` gets one from the node: ECDSA P-256 key, `CN=admin`,
+/// `O=system:masters`, key usages digitalSignature and keyEncipherment, extended key usage
+/// clientAuth, valid from `clock.now()` for `ttl`.
+pub fn issue_kubernetes_admin_certificate(
+    bundle: &SecretsBundle,
+    clock: &dyn Clock,
+    ttl: Duration,
+) -> Result<CertAndKey, SecretsError> {
+    let ca_key = signing_key_from_pem(&bundle.k8s_ca.key).map_err(|r| field("certs.k8s.key", r))?;
+    let issuer = rcgen::Issuer::from_ca_cert_pem(&bundle.k8s_ca.crt, ca_key)
+        .map_err(|e| field("certs.k8s.crt", e.to_string()))?;
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
+        .map_err(crypto("generating the admin key"))?;
+    let now = clock.now();
+    let mut params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::OrganizationName, "system:masters");
+    dn.push(DnType::CommonName, "admin");
+    params.distinguished_name = dn;
+    params.not_before = now;
+    params.not_after = now + ttl;
+    params.serial_number = Some(random_serial());
+    params.is_ca = IsCa::ExplicitNoCa;
+    params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    params.use_authority_key_identifier_extension = true;
+    let cert = params
+        .signed_by(&key, &issuer)
+        .map_err(crypto("signing the admin certificate"))?;
+    Ok(CertAndKey {
+        crt: cert.pem(),
+        key: key.serialize_pem(),
+    })
+}
+
+/// A kubeconfig for `cluster_name` at `endpoint` (`https://<vip>:6443`) with `client` as the
+/// admin user, trusting the bundle's Kubernetes CA; context `admin@<cluster_name>`.
+pub fn admin_kubeconfig(
+    bundle: &SecretsBundle,
+    cluster_name: &str,
+    endpoint: &str,
+    client: &CertAndKey,
+) -> String {
+    let b64 = |s: &str| STANDARD.encode(s.as_bytes());
+    let user = format!("admin@{cluster_name}");
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n  - name: {cluster_name}\n    cluster:\n      \
+         server: {endpoint}\n      certificate-authority-data: {ca}\nusers:\n  - name: {user}\n    \
+         user:\n      client-certificate-data: {crt}\n      client-key-data: {key}\ncontexts:\n  \
+         - context:\n      cluster: {cluster_name}\n      namespace: default\n      user: {user}\n    \
+         name: {user}\ncurrent-context: {user}\n",
+        ca = b64(&bundle.k8s_ca.crt),
+        crt = b64(&client.crt),
+        key = b64(&client.key),
+    )
+}
+
 /// The Talos role of the talosconfig admin certificate.
 pub const ADMIN_ROLE: &str = "os:admin";
 

@@ -1,10 +1,10 @@
 //! Registry-layout documentation generated from the provider's own schemas:
-//! `index.md`, `data-sources/<name>.md`, `resources/<name>.md`, `functions/<name>.md`
-//! (names without the `waddle_` prefix), in the layout the Terraform/OpenTofu registries
+//! `index.md`, `data-sources/<name>.md`, `resources/<name>.md`, `functions/<name>.md`,
+//! `ephemeral-resources/<name>.md` (names without the `waddle_` prefix), in the layout the Terraform/OpenTofu registries
 //! read. Examples come from the repository's `examples/` tree, in the conventional places:
 //! `examples/provider/provider.tf`, `examples/data-sources/<type>/data-source.tf`,
-//! `examples/resources/<type>/resource.tf`, `examples/functions/<name>/function.tf`
-//! (each optional).
+//! `examples/resources/<type>/resource.tf`, `examples/functions/<name>/function.tf`,
+//! `examples/ephemeral-resources/<type>/ephemeral-resource.tf` (each optional).
 //!
 //! Regenerate with `cargo run -p terraform-provider-waddle --bin waddle-docs`; the
 //! `docs` integration test fails when the committed `docs/` differ from the output.
@@ -17,7 +17,12 @@ use waddle_framework::schema::{AttributeType, BlockNesting, NestingMode};
 use waddle_framework::{Attribute, Block, FunctionSignature, Provider, Schema, Type};
 
 /// Sub-directories of `docs/` whose every `.md` file is generated.
-pub const GENERATED_DIRS: [&str; 3] = ["data-sources", "resources", "functions"];
+pub const GENERATED_DIRS: [&str; 4] = [
+    "data-sources",
+    "resources",
+    "functions",
+    "ephemeral-resources",
+];
 
 /// Generation failures.
 #[derive(Debug, thiserror::Error)]
@@ -76,6 +81,15 @@ pub fn generate(
         out.insert(
             format!("resources/{short}.md"),
             schema_page(&name, &ty, "Resource", &r.schema(), ex.as_deref()),
+        );
+    }
+    for e in provider.ephemeral_resources() {
+        let ty = e.type_name().to_string();
+        let short = ty.strip_prefix(&prefix).unwrap_or(&ty).to_string();
+        let ex = example(&format!("ephemeral-resources/{ty}/ephemeral-resource.tf"))?;
+        out.insert(
+            format!("ephemeral-resources/{short}.md"),
+            schema_page(&name, &ty, "Ephemeral Resource", &e.schema(), ex.as_deref()),
         );
     }
     for f in provider.functions() {

@@ -4,6 +4,7 @@
 pub mod clients;
 pub mod data_sources;
 pub mod docs;
+pub mod ephemeral;
 pub mod functions;
 pub mod preflight;
 pub mod provider;

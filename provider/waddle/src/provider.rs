@@ -706,6 +706,12 @@ impl Provider for WaddleProvider {
             crate::functions::talos_schematic_id::TalosSchematicId,
         )]
     }
+
+    fn ephemeral_resources(&self) -> Vec<Arc<dyn EphemeralResource>> {
+        vec![Arc::new(
+            crate::ephemeral::talos_kubeconfig::TalosKubeconfig,
+        )]
+    }
 }
 
 #[cfg(test)]
