@@ -199,3 +199,70 @@ fn error_after_the_vm_exists_is_recorded() {
         emu.shutdown().await;
     });
 }
+
+/// Everything of a cluster in the emulator: VM ids and volumes (disk images included).
+fn everything(emu: &PveEmulator) -> (Vec<u32>, Vec<String>) {
+    let vms = emu.vms().iter().map(|v| v.vmid).collect();
+    let vols = emu.volumes().into_iter().map(|v| v.volid).collect();
+    (vms, vols)
+}
+
+/// An import by `<cluster_name>:<secrets.yaml>` reads back the nodes, their VMs, the disk
+/// image and every input from Proxmox and the control plane: the plan after it is empty (no
+/// apply, no image download), and destroying the imported state leaves nothing.
+#[test]
+fn import_ends_with_an_empty_plan() {
+    if skip_on_real_pve("talos import_ends_with_an_empty_plan") {
+        return;
+    }
+    rt().block_on(async {
+        let fleet = TalosFleet::new(FleetOptions::default());
+        let emu = emulator(Ipv4Addr::new(127, 40, 92, 4), FaultConfig::default()).await;
+        appliance::register(emu.appliances(), fleet.clone());
+        let h = harness(&emu).await;
+        let cfg = config(95, None, "90s");
+        let (state, errors) = create_state(&h, TYPE_NAME, &cfg).await;
+        assert!(errors.is_empty(), "{errors}");
+        let secrets = state
+            .get_attr("machine_secrets")
+            .and_then(Value::as_str)
+            .expect("secrets")
+            .to_string();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("secrets.yaml");
+        std::fs::write(&path, secrets).expect("secrets file");
+        let mut d = waddle_framework::Diagnostics::new();
+        let imported = talos_cluster::ops::import(&format!("fault95:{}", path.display()), &mut d)
+            .expect("import");
+        assert!(!d.has_errors(), "{d:?}");
+        let downloads = emu.downloads().len();
+        let r = h.read(TYPE_NAME, &imported).await;
+        assert!(!r.diagnostics.has_errors(), "{:?}", r.diagnostics);
+        let p = h.plan(TYPE_NAME, &r.state, &cfg).await;
+        assert!(!p.diagnostics.has_errors(), "{:?}", p.diagnostics);
+        assert!(p.requires_replace.is_empty(), "{:?}", p.requires_replace);
+        for attr in [
+            "nodes",
+            "proxmox_vms",
+            "proxmox_images",
+            "timeouts",
+            "image",
+        ] {
+            assert_eq!(
+                p.planned_state.get_attr(attr),
+                r.state.get_attr(attr),
+                "{attr} after the import"
+            );
+        }
+        assert!(
+            p.planned_state.equals(&r.state),
+            "the plan after the import is empty"
+        );
+        assert_eq!(recorded_vmids(&r.state).len(), 2);
+        assert_eq!(emu.downloads().len(), downloads, "no new download");
+        destroy(&h, &r.state).await;
+        assert_eq!(everything(&emu), (vec![], vec![]), "nothing left");
+        fleet.shutdown().await;
+        emu.shutdown().await;
+    });
+}
