@@ -1242,7 +1242,20 @@ mod in_process {
             // No drift: refresh keeps the state, the plan is empty.
             let r = h.read(TYPE_NAME, &state).await;
             assert!(!r.diagnostics.has_errors(), "{:?}", r.diagnostics);
-            assert!(r.state.equals(&state), "refresh changed the state");
+            let changed: Vec<&str> = ["nodes", "machine_configurations", "proxmox_vms"]
+                .into_iter()
+                .chain([
+                    "proxmox_images",
+                    "node_status",
+                    "kubeconfig",
+                    "node_addresses",
+                ])
+                .filter(|a| r.state.get_attr(a) != state.get_attr(a))
+                .collect();
+            assert!(
+                r.state.equals(&state),
+                "refresh changed the state: {changed:?}"
+            );
 
             // 1. The worker's VM disappears.
             pve_delete_vm(&emu, 451).await;

@@ -207,6 +207,218 @@ fn everything(emu: &PveEmulator) -> (Vec<u32>, Vec<String>) {
     (vms, vols)
 }
 
+/// After an apply: the VMs the state records are exactly the VMs that exist besides the
+/// `foreign` ones, every other volume belongs to them or is the recorded image, and read +
+/// plan are empty. Returns the state read back.
+async fn converged(
+    h: &Harness,
+    emu: &PveEmulator,
+    state: &Value,
+    cfg: &Value,
+    foreign: &[u32],
+) -> Value {
+    let mut recorded = recorded_vmids(state);
+    recorded.sort_unstable();
+    let vms: Vec<u32> = emu
+        .vms()
+        .iter()
+        .map(|v| v.vmid)
+        .filter(|id| !foreign.contains(id))
+        .collect();
+    assert_eq!(vms, recorded, "no VM the state does not know");
+    let images: Vec<String> = state
+        .get_attr("proxmox_images")
+        .and_then(Value::as_elements)
+        .map(|l| {
+            l.iter()
+                .filter_map(|i| i.get_attr("volume").and_then(Value::as_str))
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default();
+    for v in emu.volumes() {
+        let of_a_vm = v
+            .vmid
+            .is_some_and(|id| recorded.contains(&id) || foreign.contains(&id));
+        assert!(
+            of_a_vm || images.contains(&v.volid),
+            "a volume nobody knows: {v:?}"
+        );
+    }
+    let r = h.read(TYPE_NAME, state).await;
+    assert!(!r.diagnostics.has_errors(), "{:?}", r.diagnostics);
+    let p = h.plan(TYPE_NAME, &r.state, cfg).await;
+    assert!(!p.diagnostics.has_errors(), "{:?}", p.diagnostics);
+    assert!(p.requires_replace.is_empty(), "{:?}", p.requires_replace);
+    assert!(
+        p.planned_state.equals(&r.state),
+        "the plan after it is empty"
+    );
+    r.state
+}
+
+/// The image volumes (`import` content) in the emulator.
+fn images(emu: &PveEmulator) -> Vec<String> {
+    emu.volumes()
+        .into_iter()
+        .filter(|v| v.content == "import")
+        .map(|v| v.volid)
+        .collect()
+}
+
+/// Create the cluster of `config(net, None, "90s")`; returns its state.
+async fn created(h: &Harness, net: u8) -> (Value, Value) {
+    let cfg = config(net, None, "90s");
+    let (state, errors) = create_state(h, TYPE_NAME, &cfg).await;
+    assert!(errors.is_empty(), "{errors}");
+    (state, cfg)
+}
+
+fn node_vmid(state: &Value, node: &str) -> u32 {
+    state
+        .get_attr("proxmox_vms")
+        .and_then(Value::as_entries)
+        .and_then(|m| m.get(node))
+        .and_then(|v| v.get_attr("vmid"))
+        .and_then(Value::as_i64)
+        .and_then(|v| u32::try_from(v).ok())
+        .expect("the node's VM")
+}
+
+/// A worker's VM is deleted by hand and somebody else's VM takes its VMID: the next plan
+/// re-creates the worker (not adopting that VM), the apply converges with the foreign VM
+/// untouched, the plan after it is empty, and destroy leaves only the foreign VM.
+#[test]
+fn node_vm_deleted_by_hand_is_recreated() {
+    if skip_on_real_pve("talos node_vm_deleted_by_hand_is_recreated") {
+        return;
+    }
+    rt().block_on(async {
+        let fleet = TalosFleet::new(FleetOptions::default());
+        let emu = emulator(Ipv4Addr::new(127, 40, 92, 5), FaultConfig::default()).await;
+        appliance::register(emu.appliances(), fleet.clone());
+        let h = harness(&emu).await;
+        let (state, cfg) = created(&h, 96).await;
+        let w1 = node_vmid(&state, "w1");
+        delete_by_hand(&emu, w1).await;
+        let before = foreign_vm(&emu, w1).await;
+        let r = h.read(TYPE_NAME, &state).await;
+        assert!(!r.diagnostics.has_errors(), "{:?}", r.diagnostics);
+        let p = h.plan(TYPE_NAME, &r.state, &cfg).await;
+        assert!(!p.diagnostics.has_errors(), "{:?}", p.diagnostics);
+        assert!(p.requires_replace.is_empty(), "{:?}", p.requires_replace);
+        assert!(
+            !p.planned_state.equals(&r.state),
+            "the worker is re-created"
+        );
+        let a = h.apply(TYPE_NAME, &r.state, &cfg, &p.planned_state).await;
+        assert!(!a.diagnostics.has_errors(), "{:?}", a.diagnostics);
+        assert_ne!(
+            node_vmid(&a.state, "w1"),
+            w1,
+            "a new VM, not the foreign one"
+        );
+        assert_eq!(emu.downloads().len(), 1, "the recorded image is used again");
+        let state = converged(&h, &emu, &a.state, &cfg, &[w1]).await;
+        assert_eq!(emu.vm(w1).expect("foreign VM").config, before);
+        destroy(&h, &state).await;
+        assert_eq!(emu.vm(w1).expect("foreign VM").config, before);
+        let vms: Vec<u32> = emu.vms().iter().map(|v| v.vmid).collect();
+        assert_eq!(vms, vec![w1], "only the foreign VM is left");
+        assert!(
+            emu.volumes().iter().all(|v| v.vmid == Some(w1)),
+            "{:?}",
+            emu.volumes()
+        );
+        fleet.shutdown().await;
+        emu.shutdown().await;
+    });
+}
+
+/// The downloaded disk image is deleted by hand: nothing needs it until a VM is created, so
+/// the plan stays empty; when the worker's VM is gone too, the re-creating apply downloads
+/// the image again and records it, the plan after it is empty, and destroy leaves nothing.
+#[test]
+fn image_deleted_by_hand_is_downloaded_again_when_needed() {
+    if skip_on_real_pve("talos image_deleted_by_hand_is_downloaded_again_when_needed") {
+        return;
+    }
+    rt().block_on(async {
+        let fleet = TalosFleet::new(FleetOptions::default());
+        let emu = emulator(Ipv4Addr::new(127, 40, 92, 6), FaultConfig::default()).await;
+        appliance::register(emu.appliances(), fleet.clone());
+        let h = harness(&emu).await;
+        let (state, cfg) = created(&h, 97).await;
+        let imgs = images(&emu);
+        assert_eq!(imgs.len(), 1, "{imgs:?}");
+        let storage = imgs[0].split(':').next().expect("storage").to_string();
+        client(&emu)
+            .delete_volume(emu.node(), &storage, &imgs[0])
+            .await
+            .expect("delete the image");
+        assert!(images(&emu).is_empty());
+        let state = converged(&h, &emu, &state, &cfg, &[]).await;
+        delete_by_hand(&emu, node_vmid(&state, "w1")).await;
+        let r = h.read(TYPE_NAME, &state).await;
+        assert!(!r.diagnostics.has_errors(), "{:?}", r.diagnostics);
+        let p = h.plan(TYPE_NAME, &r.state, &cfg).await;
+        assert!(!p.diagnostics.has_errors(), "{:?}", p.diagnostics);
+        let a = h.apply(TYPE_NAME, &r.state, &cfg, &p.planned_state).await;
+        assert!(!a.diagnostics.has_errors(), "{:?}", a.diagnostics);
+        assert_eq!(emu.downloads().len(), 2, "downloaded again");
+        assert_eq!(images(&emu), imgs, "the same image, recorded");
+        let state = converged(&h, &emu, &a.state, &cfg, &[]).await;
+        assert_eq!(recorded_images(&state), 1);
+        destroy(&h, &state).await;
+        assert_eq!(everything(&emu), (vec![], vec![]), "nothing left");
+        fleet.shutdown().await;
+        emu.shutdown().await;
+    });
+}
+
+/// Destroy after the node VMs are already gone: with a refresh first (the CLI's default)
+/// and without one (`-refresh=false`, the state still names the deleted VM). Both delete
+/// what is left (the other VM, the disk image) and nothing else.
+#[test]
+fn destroy_whose_vms_are_gone_leaves_nothing() {
+    if skip_on_real_pve("talos destroy_whose_vms_are_gone_leaves_nothing") {
+        return;
+    }
+    rt().block_on(async {
+        let fleet = TalosFleet::new(FleetOptions::default());
+        let emu = emulator(Ipv4Addr::new(127, 40, 92, 7), FaultConfig::default()).await;
+        appliance::register(emu.appliances(), fleet.clone());
+        let foreign = 990;
+        let before = foreign_vm(&emu, foreign).await;
+        let h = harness(&emu).await;
+        // Refreshed: both VMs gone.
+        let (state, _) = created(&h, 98).await;
+        for node in ["cp1", "w1"] {
+            delete_by_hand(&emu, node_vmid(&state, node)).await;
+        }
+        let r = h.read(TYPE_NAME, &state).await;
+        assert!(!r.diagnostics.has_errors(), "{:?}", r.diagnostics);
+        assert!(!r.state.is_null(), "the image is still owned");
+        destroy(&h, &r.state).await;
+        let left = everything(&emu);
+        assert_eq!(left.0, vec![foreign], "{left:?}");
+        assert!(images(&emu).is_empty(), "the image is deleted: {left:?}");
+        // Not refreshed: the worker's VM gone, the state still names it.
+        let (state, _) = created(&h, 99).await;
+        delete_by_hand(&emu, node_vmid(&state, "w1")).await;
+        destroy(&h, &state).await;
+        let left = everything(&emu);
+        assert_eq!(left.0, vec![foreign], "{left:?}");
+        assert!(
+            emu.volumes().iter().all(|v| v.vmid == Some(foreign)),
+            "{left:?}"
+        );
+        assert_eq!(emu.vm(foreign).expect("foreign VM").config, before);
+        fleet.shutdown().await;
+        emu.shutdown().await;
+    });
+}
+
 /// An import by `<cluster_name>:<secrets.yaml>` reads back the nodes, their VMs, the disk
 /// image and every input from Proxmox and the control plane: the plan after it is empty (no
 /// apply, no image download), and destroying the imported state leaves nothing.

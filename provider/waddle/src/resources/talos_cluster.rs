@@ -1107,7 +1107,22 @@ pub fn read_secrets_file(path: &str) -> Result<String, SecretsFileError> {
 /// Converts a config/plan value (unknowns allowed) into the model, treating unknowns as
 /// null. `None` when the shape does not fit (should not happen with a schema value).
 pub fn model_of(v: &Value) -> Option<ClusterModel> {
-    v.unknown_as_null().to_typed().ok()
+    let mut v = v.unknown_as_null();
+    // A planned VM whose node or id is not known yet (a node to be created with an automatic
+    // VMID) is no VM yet: the apply records it.
+    if let Some(vms) = v.get_attr("proxmox_vms").and_then(Value::as_entries) {
+        let known: BTreeMap<String, Value> = vms
+            .iter()
+            .filter(|(_, vm)| {
+                ["node", "vmid"]
+                    .iter()
+                    .all(|a| vm.get_attr(a).is_some_and(|x| !x.is_null()))
+            })
+            .map(|(k, vm)| (k.clone(), vm.clone()))
+            .collect();
+        v.set_path(&AttributePath::attr("proxmox_vms"), Value::Map(known));
+    }
+    v.to_typed().ok()
 }
 
 /// Whether the parts of the configuration the spec is made of are wholly known.

@@ -1380,20 +1380,41 @@ pub async fn read(ctx: &Context, state: Value, diags: &mut Diagnostics) -> Optio
     let mut vms = m.proxmox_vms.clone().unwrap_or_default();
     let mut nodes = nodes;
     if let Some(pve) = &pve {
+        // A node's VM is gone when its VMID is free, or held by a VM that is not the node's
+        // (ours was deleted by hand and the id reused): the plan re-creates the node.
         let checks = vms.iter().map(|(name, vm)| {
             let pve = pve.clone();
             let name = name.clone();
             let vmid = vm.vmid;
-            async move { (name, pve.locate_vm(vmid).await) }
+            let mark = owner_mark(&m.cluster_name, &name);
+            let hostname = nodes
+                .get(&name)
+                .and_then(|n| n.hostname.clone())
+                .unwrap_or_else(|| name.clone());
+            async move {
+                let r = match pve.locate_vm(vmid).await {
+                    Ok(Some(vm)) => match pve.vm_config(&vm.node, vmid).await {
+                        Ok(cfg) => Ok(mark
+                            .check(vmid, &cfg, Some(&hostname))
+                            .err()
+                            .map(|e| e.to_string())),
+                        Err(e) if e.is_not_found() => Ok(Some(format!("VM {vmid} is gone"))),
+                        Err(e) => Err(e),
+                    },
+                    Ok(None) => Ok(Some(format!("VM {vmid} is gone"))),
+                    Err(e) => Err(e),
+                };
+                (name, r)
+            }
         });
         for (name, r) in futures::future::join_all(checks).await {
             match r {
-                Ok(None) => {
-                    tracing::info!(node = name, "VM is gone");
+                Ok(Some(why)) => {
+                    tracing::info!(node = name, "the node's VM is gone: {why}");
                     vms.remove(&name);
                     nodes.remove(&name);
                 }
-                Ok(Some(_)) => {}
+                Ok(None) => {}
                 Err(e) => diags.warning(
                     "Could not check a node's VM",
                     format!("nodes[{name:?}]: {e}"),
