@@ -478,3 +478,86 @@ fn import_ends_with_an_empty_plan() {
         emu.shutdown().await;
     });
 }
+
+/// The answers to both VM creates, the disk resizes and the image download are lost (the
+/// server acted): the create still converges on two VMs, one disk each and one download, the
+/// plan after it is empty, and destroy leaves nothing.
+#[test]
+fn lost_responses_on_every_create_converge() {
+    if skip_on_real_pve("talos lost_responses_on_every_create_converge") {
+        return;
+    }
+    let faults = [
+        ("POST /nodes/{node}/qemu", 2),
+        ("PUT /nodes/{node}/qemu/{vmid}/resize", 2),
+        ("POST /nodes/{node}/storage/{storage}/download-url", 1),
+    ]
+    .into_iter()
+    .fold(FaultConfig::new(23), |f, (ep, n)| {
+        f.rule(FaultRule::new(ep, FaultKind::DropResponse, 1.0).max_hits(n))
+    });
+    rt().block_on(async {
+        let fleet = TalosFleet::new(FleetOptions::default());
+        let emu = emulator(Ipv4Addr::new(127, 40, 92, 8), faults).await;
+        appliance::register(emu.appliances(), fleet.clone());
+        let h = harness(&emu).await;
+        let (state, cfg) = created(&h, 90).await;
+        assert_eq!(emu.fault_log().len(), 5, "{:?}", emu.fault_log());
+        assert_eq!(emu.downloads().len(), 1, "one image download");
+        let state = converged(&h, &emu, &state, &cfg, &[]).await;
+        let disks = emu
+            .volumes()
+            .into_iter()
+            .filter(|v| v.content == "images" && v.volid.contains("disk-0"))
+            .count();
+        assert_eq!(disks, 2, "one system disk per VM: {:?}", emu.volumes());
+        destroy(&h, &state).await;
+        assert_eq!(everything(&emu), (vec![], vec![]), "nothing left");
+        fleet.shutdown().await;
+        emu.shutdown().await;
+    });
+}
+
+/// A node's VM create fails after the disk image exists (automatic VMIDs): the state returned
+/// records the image and the other node's VM; the replacement (destroy, then create)
+/// converges with an empty plan after it, and destroy leaves nothing.
+#[test]
+fn error_after_the_image_exists_is_recorded() {
+    if skip_on_real_pve("talos error_after_the_image_exists_is_recorded") {
+        return;
+    }
+    let faults = FaultConfig::new(24).rule(
+        FaultRule::new(
+            "POST /nodes/{node}/qemu",
+            FaultKind::Error {
+                status: 500,
+                reason: "injected VM create failure".into(),
+            },
+            1.0,
+        )
+        .max_hits(1),
+    );
+    rt().block_on(async {
+        let fleet = TalosFleet::new(FleetOptions::default());
+        let emu = emulator(Ipv4Addr::new(127, 40, 92, 9), faults).await;
+        appliance::register(emu.appliances(), fleet.clone());
+        let h = harness(&emu).await;
+        let cfg = config(91, None, "20s");
+        let (failed, errors) = create_state(&h, TYPE_NAME, &cfg).await;
+        assert!(errors.contains("injected VM create failure"), "{errors}");
+        assert_eq!(recorded_images(&failed), 1, "the image is recorded");
+        let mut recorded = recorded_vmids(&failed);
+        recorded.sort_unstable();
+        let vms: Vec<u32> = emu.vms().iter().map(|v| v.vmid).collect();
+        assert_eq!(vms, recorded, "every VM that exists is recorded");
+        destroy(&h, &failed).await;
+        assert_eq!(everything(&emu), (vec![], vec![]), "nothing left");
+        let (state, errors) = create_state(&h, TYPE_NAME, &config(91, None, "90s")).await;
+        assert!(errors.is_empty(), "{errors}");
+        let state = converged(&h, &emu, &state, &config(91, None, "90s"), &[]).await;
+        destroy(&h, &state).await;
+        assert_eq!(everything(&emu), (vec![], vec![]), "nothing left");
+        fleet.shutdown().await;
+        emu.shutdown().await;
+    });
+}
