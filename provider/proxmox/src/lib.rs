@@ -14,7 +14,8 @@
 //! * Typed operations: VMs ([`VmSpec`], [`Client::create_vm`], start/shutdown/stop/delete,
 //!   config and status), storage (`download-url` into `import`, ISO upload, content listing,
 //!   volume deletion), guest agent (ping, interfaces, exec, file-write), Linux bridges, SDN
-//!   simple zones/vnets/subnets, firewall options/rules/ipsets.
+//!   simple zones/vnets/subnets, and the firewall (`firewall.rs`: cluster/node options, rules by
+//!   position with digests, security groups, IP sets, aliases).
 //! * [`nocloud`]: a NoCloud seed ISO (ISO 9660 + Joliet, volume id `cidata`) built in Rust.
 
 mod access;
@@ -23,6 +24,7 @@ mod client;
 pub mod cloudinit;
 mod config;
 mod error;
+mod firewall;
 mod network;
 pub mod nocloud;
 mod owner;
@@ -43,7 +45,11 @@ pub use client::{install_crypto_provider, Client};
 pub use cloudinit::{CiType, CloudInitSpec, IpConfig};
 pub use config::{parse_endpoint, ApiToken, Auth, ClientConfig, Secret, Timeouts};
 pub use error::{classify, ApiError, ApiErrorKind, Error, Result, TransportKind};
-pub use network::{sdn_subnet_id, BridgeSpec, FirewallRule, FirewallScope, IpSetEntry, SubnetSpec};
+pub use firewall::{
+    ClusterFirewallOptions, FirewallAlias, FirewallRule, FirewallScope, IpSetEntry,
+    NamedFirewallObject, RuleList, RULE_OPTIONAL_KEYS,
+};
+pub use network::{sdn_subnet_id, BridgeSpec, SubnetSpec};
 pub use owner::{without_mark, OwnerMark, Ownership, OWNER_TAG};
 pub use params::{api_path, encode_segment, ParamValue, Params};
 pub use props::{CdromSpec, DiskBus, DiskSpec, EfiDiskSpec, NetConfig, NetSpec, TpmStateSpec};
