@@ -5,6 +5,7 @@ use std::sync::Arc;
 use waddle_framework::prelude::*;
 use waddle_framework::Resource;
 
+pub mod host_firewall;
 pub mod network;
 pub mod sni_proxy;
 pub mod talos_cluster;
@@ -13,6 +14,7 @@ pub mod timeouts;
 /// Every managed resource of the provider.
 pub fn all() -> Vec<Arc<dyn Resource>> {
     vec![
+        Arc::new(host_firewall::HostFirewall),
         Arc::new(network::Network),
         Arc::new(sni_proxy::SniProxy),
         Arc::new(talos_cluster::TalosCluster),
