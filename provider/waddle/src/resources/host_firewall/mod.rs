@@ -186,40 +186,46 @@ impl Resource for HostFirewall {
         {
             plan.state.set_path(&AttributePath::attr("id"), n);
         }
-        // `active`: the clock decides (plan time).
+        // `active_rules`: the clock decides (plan time).
         let now = now();
         let prior: Option<FirewallState> = req.prior_state.to_typed().ok();
-        if let Some(rules) = plan
-            .state
-            .get_attr("rules")
-            .and_then(Value::as_entries)
-            .cloned()
-        {
-            for (key, r) in rules {
-                let Ok(m) = r.unknown_as_null().to_typed::<RuleModel>() else {
-                    continue;
-                };
-                if r.get_attr("expires").is_some_and(|e| !e.is_known()) {
-                    continue; // unknown expiry: `active` stays unknown
-                }
-                let active = !expired(&m, now);
-                let path = AttributePath::attr("rules")
-                    .then_key(key.clone())
-                    .then_attr("active");
-                plan.state.set_path(&path, Value::from(active));
-                let was = prior
-                    .as_ref()
-                    .and_then(|p| p.rules().get(&key).and_then(|r| r.active));
-                if !active && was == Some(true) {
+        if let Some(rules) = plan.state.get_attr("rules").cloned() {
+            let entries = rules.as_entries().cloned().unwrap_or_default();
+            let expiry_known = rules.is_null()
+                || (rules.is_known()
+                    && entries
+                        .values()
+                        .all(|r| r.get_attr("expires").is_none_or(Value::is_known)));
+            if expiry_known {
+                let mut active = Vec::new();
+                for (key, r) in &entries {
+                    let Ok(m) = r.unknown_as_null().to_typed::<RuleModel>() else {
+                        continue;
+                    };
+                    if !expired(&m, now) {
+                        active.push(Value::from(key.clone()));
+                        continue;
+                    }
+                    let was = prior
+                        .as_ref()
+                        .and_then(|p| p.active_rules.as_ref())
+                        .is_some_and(|a| a.contains(key));
+                    let (summary, what) = if was {
+                        ("Rule expired", "this apply removes it from Proxmox")
+                    } else {
+                        ("Rule already expired", "it is not created")
+                    };
                     diags.warning_at(
                         AttributePath::attr("rules").then_key(key.clone()),
-                        "Rule expired",
+                        summary,
                         format!(
-                            "rules[{key:?}] expired at {}: this apply removes it from Proxmox",
+                            "rules[{key:?}] expired at {}: {what}",
                             m.expires.as_deref().unwrap_or_default()
                         ),
                     );
                 }
+                plan.state
+                    .set_path(&AttributePath::attr("active_rules"), Value::List(active));
             }
         }
         if diags.has_errors() || plan.state.get_attr("node").is_none_or(|n| !n.is_known()) {

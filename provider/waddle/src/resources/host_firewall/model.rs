@@ -31,8 +31,6 @@ pub struct RuleModel {
     pub enabled: Option<bool>,
     pub description: Option<String>,
     pub expires: Option<String>,
-    /// Computed: the rule exists in Proxmox (state) / will exist after apply (plan).
-    pub active: Option<bool>,
 }
 
 /// `ipset`: an IP set for operator addresses, owned by this resource.
@@ -59,6 +57,8 @@ pub struct FirewallState {
     pub policy_in: Option<String>,
     pub policy_out: Option<String>,
     pub rules: Option<BTreeMap<String, RuleModel>>,
+    /// Computed: keys of the rules in Proxmox (state) / after the apply (plan).
+    pub active_rules: Option<Vec<String>>,
     pub ipset: Option<IpSetModel>,
     pub acknowledge_lockout_risk: Option<bool>,
     pub client_address: Option<String>,
@@ -70,11 +70,11 @@ impl FirewallState {
     pub fn rules(&self) -> BTreeMap<String, RuleModel> {
         self.rules.clone().unwrap_or_default()
     }
-    /// Rules that are (to be) in Proxmox.
+    /// Rules that are (to be) in Proxmox (every rule when `active_rules` is unset).
     pub fn active_rules(&self) -> BTreeMap<String, RuleModel> {
         self.rules()
             .into_iter()
-            .filter(|(_, r)| r.active != Some(false))
+            .filter(|(k, _)| self.active_rules.as_ref().is_none_or(|a| a.contains(k)))
             .collect()
     }
     pub fn enabled(&self) -> bool {
@@ -165,30 +165,48 @@ pub fn same_rule(a: &FirewallRule, b: &FirewallRule) -> bool {
     strip(a) == strip(b)
 }
 
-/// A managed rule read from Proxmox (`prior`: the state's version, for spellings PVE
-/// normalizes).
+/// A managed rule read from Proxmox (`prior`: the state's version). Values equal to the
+/// defaults (`in`, `ACCEPT`, enabled) read as unset unless the prior state spelled them out;
+/// spellings PVE normalizes (macro case) keep the prior's.
 pub fn from_api(r: &FirewallRule, mark: &Mark, prior: Option<&RuleModel>) -> RuleModel {
-    let mut macro_name = r.macro_name.clone();
-    if let (Some(m), Some(p)) = (&macro_name, prior.and_then(|p| p.macro_name.as_ref())) {
-        if m.eq_ignore_ascii_case(p) {
-            macro_name = Some(p.clone());
+    let keep = |api: Option<String>, prior: Option<&String>, default: &str| -> Option<String> {
+        match (api, prior) {
+            (Some(a), Some(p)) if a.eq_ignore_ascii_case(p) => Some(p.clone()),
+            (Some(a), _) if a == default => None,
+            (a, _) => a,
         }
-    }
+    };
+    let enabled = match prior.and_then(|p| p.enabled) {
+        Some(_) => Some(r.enable),
+        None if r.enable => None,
+        None => Some(false),
+    };
     RuleModel {
-        kind: Some(r.direction.clone()),
-        action: Some(r.action.clone()),
+        kind: keep(
+            Some(r.direction.clone()),
+            prior.and_then(|p| p.kind.as_ref()),
+            "in",
+        ),
+        action: keep(
+            Some(r.action.clone()),
+            prior.and_then(|p| p.action.as_ref()),
+            "ACCEPT",
+        ),
         source: r.source.clone(),
         dest: r.dest.clone(),
         proto: r.proto.clone(),
         dport: r.dport.clone(),
         sport: r.sport.clone(),
-        macro_name,
+        macro_name: keep(
+            r.macro_name.clone(),
+            prior.and_then(|p| p.macro_name.as_ref()),
+            "",
+        ),
         iface: r.iface.clone(),
         log: r.log.clone(),
-        enabled: Some(r.enable),
+        enabled,
         description: mark.description.clone(),
         expires: mark.expires.clone(),
-        active: Some(true),
     }
 }
 

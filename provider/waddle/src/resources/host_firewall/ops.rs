@@ -284,13 +284,11 @@ pub async fn read(client: &Client, mut st: FirewallState) -> Res<FirewallState> 
         }
         rules.insert(m.key.clone(), from_api(r, &m, prior.get(&m.key)));
     }
-    // Known rules not found: kept as they were, but not active (the next plan re-creates
-    // them unless they expired).
-    for (k, mut r) in prior {
-        rules.entry(k).or_insert_with(|| {
-            r.active = Some(false);
-            r
-        });
+    st.active_rules = Some(rules.keys().cloned().collect());
+    // Known rules not found: kept as they were, but left out of `active_rules` (the next
+    // plan re-creates them unless they expired).
+    for (k, r) in prior {
+        rules.entry(k).or_insert(r);
     }
     st.rules = (!rules.is_empty() || st.rules.is_some()).then_some(rules);
     if let Some(set) = &st.ipset {

@@ -17,16 +17,16 @@ pub fn schema() -> Schema {
         [
             (
                 "type",
-                s("`in` (default), `out`, or `group` (then `action` names a security group).")
-                    .default("in"),
+                s("`in`, `out`, or `group` (then `action` names a security group). Unset: `in`.")
+                    .optional(),
             ),
             (
                 "action",
                 s(
-                    "`ACCEPT` (default), `DROP`, `REJECT`, or a security group's name for `type = \
-                   \"group\"`.",
+                    "`ACCEPT`, `DROP`, `REJECT`, or a security group's name for `type = \
+                   \"group\"`. Unset: `ACCEPT`.",
                 )
-                .default("ACCEPT"),
+                .optional(),
             ),
             (
                 "source",
@@ -75,8 +75,8 @@ pub fn schema() -> Schema {
             (
                 "enabled",
                 Attribute::bool()
-                    .default(true)
-                    .description("The rule is active. Default `true`."),
+                    .optional()
+                    .description("The rule is switched on in Proxmox. Unset: `true`."),
             ),
             (
                 "description",
@@ -86,18 +86,11 @@ pub fn schema() -> Schema {
                 "expires",
                 s(
                     "RFC 3339 date-time (`2026-02-01T18:00:00Z`) after which the rule is removed: \
-                   the first plan after it shows `active` going to `false` and the apply \
+                   the first plan after it drops the key from `active_rules` and the apply \
                    deletes the rule (time-boxed access, e.g. a temporary SSH rule). It is also \
                    written into the rule's comment, so the Proxmox UI shows it. Unset: never.",
                 )
                 .optional(),
-            ),
-            (
-                "active",
-                Attribute::bool().computed().description(
-                    "Whether the rule is in Proxmox: `false` once `expires` has passed (and in \
-                     state, when the rule was deleted outside Terraform).",
-                ),
             ),
         ],
     )
@@ -149,6 +142,16 @@ pub fn schema() -> Schema {
             ),
         )
         .attribute("rules", rule)
+        .attribute(
+            "active_rules",
+            Attribute::list_of(Type::String).computed().description(
+                "Keys of the rules that are in Proxmox (state) or will be after the apply \
+                 (plan), sorted: a rule whose `expires` has passed is left out, so the plan \
+                 shows it going; one deleted outside Terraform is missing from the state, so \
+                 the plan shows it coming back. (A computed attribute inside `rules` would \
+                 crash Terraform 1.0's plan check.)",
+            ),
+        )
         .attribute(
             "ipset",
             // An object-typed attribute: Terraform 1.0's plan crashes on a null single nested
@@ -228,7 +231,7 @@ provider's rescue console, or a physical screen), as root: `pve-firewall stop` (
 restart of the service), or `pvesh set /cluster/firewall/options --enable 0` (persistent); \
 then fix the configuration and apply again.\n\n\
 **Time-boxed access.** A rule with `expires` is removed by the first plan after that time: \
-`rules[\"<key>\"].active` goes to `false` and the apply deletes the rule — no more \
+its key leaves `active_rules` and the apply deletes the rule — no more \
 \"remember to delete the temporary SSH rule\".\n\n\
 **Destroy** deletes every rule carrying the `waddle:` mark on the node and the IP set, and \
 restores `previous_options` (first, when that turns the firewall off). Rules without the mark \

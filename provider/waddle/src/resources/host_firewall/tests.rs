@@ -37,6 +37,7 @@ fn sample() -> FirewallState {
         policy_in: Some("DROP".into()),
         policy_out: Some("ACCEPT".into()),
         rules: Some(rules),
+        active_rules: None,
         ipset: Some(IpSetModel {
             name: "ops".into(),
             cidrs: vec!["203.0.113.7/32".into()],
@@ -67,6 +68,7 @@ fn schema_and_state_type_agree() {
         policy_in: Some("DROP".into()),
         policy_out: Some("ACCEPT".into()),
     });
+    full.active_rules = Some(vec!["all".into()]);
     full.rules = Some(BTreeMap::from([(
         "all".to_string(),
         RuleModel {
@@ -83,7 +85,6 @@ fn schema_and_state_type_agree() {
             enabled: Some(true),
             description: Some("d".into()),
             expires: Some("2026-02-01T18:00:00Z".into()),
-            active: Some(true),
         },
     )]));
     assert_roundtrip(&schema(), &full);
@@ -120,13 +121,14 @@ fn the_mark_carries_key_expiry_and_description() {
     // What Proxmox gives back maps to the same rule.
     let api = to_api("ssh", r);
     let back = from_api(&api, &parse_mark(api.comment.as_deref()).unwrap(), Some(r));
-    assert_eq!(
-        &RuleModel {
-            active: None,
-            ..back
-        },
-        r
-    );
+    assert_eq!(&back, r);
+    // Defaults read as unset unless the state spelled them out.
+    let mut plain = r.clone();
+    plain.kind = None;
+    plain.action = None;
+    plain.enabled = None;
+    let mark = parse_mark(api.comment.as_deref()).unwrap();
+    assert_eq!(from_api(&to_api("ssh", &plain), &mark, None), plain);
     let mut ssh_upper = api.clone();
     ssh_upper.macro_name = Some("SSH".into());
     let mut ssh_lower = api;
@@ -354,10 +356,13 @@ async fn plans_take_active_from_the_clock() {
     assert!(!p.diagnostics.has_errors(), "{:?}", p.diagnostics);
     let st: FirewallState = p.planned_state.unknown_as_null().to_typed().unwrap();
     assert_eq!(
-        st.rules()["ssh"].active,
-        Some(false),
+        st.active_rules.clone().unwrap_or_default(),
+        vec!["api".to_string()],
         "expired: never created"
     );
-    assert_eq!(st.rules()["api"].active, Some(true));
+    assert!(p
+        .diagnostics
+        .iter()
+        .any(|d| d.summary == "Rule already expired"));
     assert_eq!(st.id.as_deref(), Some("pve"));
 }
