@@ -385,3 +385,64 @@ resource "waddle_host_firewall" "pve" {{
     let reads = emu.request_log().len();
     assert!(reads > 0, "the guard reads the firewall at plan");
 }
+
+/// `modules/network` with `firewall_enabled`: the network and the host firewall come up
+/// together (API from the operators' IP set, the private network, a time-boxed SSH rule), the
+/// plans after apply are empty, and destroy leaves no marked rule.
+#[test]
+fn network_module_with_the_host_firewall() {
+    let rt = runtime();
+    let t = target(&rt, Ipv4Addr::new(127, 40, 71, 3));
+    let api = t.api(rt.handle().clone()).expect("API client");
+    let hcl = format!(
+        r#"{provider}
+module "network" {{
+  source                  = "./modules/network"
+  firewall_enabled        = true
+  operator_api_sources    = ["127.0.0.1/32"]
+  operator_ssh_sources    = ["192.0.2.50", "192.0.2.51"]
+  operator_access_expires = "{expires}"
+}}
+
+output "firewall_active_rules" {{
+  value = module.network.firewall_active_rules
+}}
+"#,
+        provider = provider(&t),
+        expires = rfc3339(now() + 3600),
+    );
+    let mut s = step(&t, hcl)
+        .describe("network and host firewall")
+        .check(check::output_equals(
+            "firewall_active_rules",
+            serde_json::json!(["api", "private", "ssh"]),
+        ));
+    for (name, content) in waddle_acceptance::harness::module_files("network") {
+        s = s.file(name, content);
+    }
+    let a = api.clone();
+    let ssh = api.clone();
+    let report = TestCase::new()
+        .step(s.check(check::func(move |_| {
+            let rs = rules(&ssh)?;
+            let r = marked(&rs, "ssh")?;
+            if r.get("source").and_then(Value::as_str) != Some("192.0.2.50,192.0.2.51")
+                || !comment(r).contains(" expires=")
+            {
+                return Err(format!("ssh rule: {r}"));
+            }
+            if comment(marked(&rs, "private")?) != "waddle:private the private network" {
+                return Err(format!("private rule: {rs:?}"));
+            }
+            Ok(())
+        })))
+        .check_destroy(move |_| {
+            let rs = rules(&a)?;
+            match rs.iter().find(|r| comment(r).starts_with("waddle:")) {
+                Some(r) => Err(format!("a marked rule survived destroy: {r}")),
+                None => Ok(()),
+            }
+        })
+        .run();
+    assert!(report.skipped.is_empty(), "skipped: {:?}", report.skipped);
+}

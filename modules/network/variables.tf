@@ -111,7 +111,7 @@ variable "firewall_policy_in" {
 
   validation {
     condition     = contains(["DROP", "REJECT", "ACCEPT"], var.firewall_policy_in)
-    error_message = "firewall_policy_in must be DROP, REJECT or ACCEPT."
+    error_message = "The firewall input policy must be DROP, REJECT or ACCEPT."
   }
 }
 
@@ -140,7 +140,7 @@ variable "operator_access_expires" {
 
   validation {
     condition     = var.operator_access_expires == null || can(formatdate("YYYY", var.operator_access_expires))
-    error_message = "operator_access_expires must be an RFC 3339 date-time such as \"2026-02-01T18:00:00Z\"."
+    error_message = "The operator access expiry must be an RFC 3339 date-time such as \"2026-02-01T18:00:00Z\"."
   }
 }
 
