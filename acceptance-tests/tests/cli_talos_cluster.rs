@@ -943,11 +943,59 @@ mod in_process {
         panic!("VM {vmid} not deleted");
     }
 
-    /// Import by `<cluster_name>:<secrets.yaml>`: the next apply adopts the existing VMs and
-    /// configured nodes (no new VM, no reinstall), fetches a kubeconfig and plans empty after.
+    /// Applies each node's configuration without its first line (the inputs line), as a
+    /// cluster made by a waddle without that line runs.
+    async fn strip_inputs_lines(state: &Value) {
+        let cc = state.get_attr("client_configuration").expect("credentials");
+        let field = |k: &str| {
+            cc.get_attr(k)
+                .and_then(Value::as_str)
+                .expect("credential")
+                .to_string()
+        };
+        let creds = waddle_talos::api::Credentials::new(
+            field("ca_certificate"),
+            field("client_certificate"),
+            field("client_key"),
+        );
+        let configs = state
+            .get_attr("machine_configurations")
+            .and_then(Value::as_entries)
+            .expect("configurations");
+        let addrs = state
+            .get_attr("node_addresses")
+            .and_then(Value::as_entries)
+            .expect("addresses");
+        for (name, cfg) in configs {
+            let cfg = cfg.as_str().expect("configuration");
+            let (first, rest) = cfg.split_once('\n').expect("lines");
+            assert!(
+                first.starts_with("# waddle_talos_cluster inputs: "),
+                "{first}"
+            );
+            let ip = addrs[name].as_str().expect("address");
+            let c = waddle_talos::api::TalosClient::connect(
+                format!("{ip}:50000").parse().expect("address"),
+                &creds,
+                &waddle_talos::api::ConnectOptions::default(),
+            )
+            .await
+            .expect("mTLS");
+            c.apply_configuration(rest, waddle_talos::api::ApplyMode::Auto)
+                .await
+                .expect("apply");
+        }
+    }
+
+    /// Import by `<cluster_name>:<secrets.yaml>` of a cluster whose nodes do not keep their
+    /// inputs (made by an older waddle): the read warns and keeps the imported state, the next
+    /// apply adopts the existing VMs and configured nodes (no new VM, no reinstall, no new
+    /// download), fetches a kubeconfig and plans empty after; destroy leaves nothing (the
+    /// disk image carries the cluster's name, so it is the cluster's). The import of a cluster
+    /// that keeps them is `fault_ownership::talos::import_ends_with_an_empty_plan`.
     #[test]
-    fn import_adopts_the_existing_cluster() {
-        if skip_in_process_on_real_pve("import_adopts_the_existing_cluster") {
+    fn import_without_kept_inputs_adopts_the_existing_cluster() {
+        if skip_in_process_on_real_pve("import_without_kept_inputs_adopts_the_existing_cluster") {
             return;
         }
         let rt = rt();
@@ -967,12 +1015,14 @@ mod in_process {
                 .plan_and_apply(TYPE_NAME, &Value::Null, &config)
                 .await
                 .expect("create");
+            strip_inputs_lines(&state).await;
             let secrets = state
                 .get_attr("machine_secrets")
                 .and_then(Value::as_str)
                 .unwrap()
                 .to_string();
             let applies_before: usize = fleet.nodes().iter().map(|n| n.applies().len()).sum();
+            let downloads = emu.downloads().len();
             let dir = tempfile::tempdir().unwrap();
             let path = dir.path().join("secrets.yaml");
             std::fs::write(&path, &secrets).unwrap();
@@ -986,6 +1036,9 @@ mod in_process {
             assert!(d.is_empty(), "{d:?}");
             let r = h.read(TYPE_NAME, &imported).await;
             assert!(!r.diagnostics.has_errors(), "{:?}", r.diagnostics);
+            let warnings = format!("{:?}", r.diagnostics);
+            assert!(warnings.contains("no inputs line"), "{warnings}");
+            assert!(r.state.get_attr("nodes").is_some_and(Value::is_null));
             let p = h.plan(TYPE_NAME, &r.state, &config).await;
             assert!(p.requires_replace.is_empty(), "{:?}", p.requires_replace);
             let a = h
@@ -993,6 +1046,7 @@ mod in_process {
                 .await;
             assert!(!a.diagnostics.has_errors(), "{:?}", a.diagnostics);
             assert_eq!(emu.vms().len(), 2, "no VM created by the adopting apply");
+            assert_eq!(emu.downloads().len(), downloads, "no new download");
             let vms = a
                 .state
                 .get_attr("proxmox_vms")
@@ -1004,15 +1058,15 @@ mod in_process {
                     .and_then(Value::as_i64),
                 Some(461)
             );
-            // Every node got its configuration once more over mTLS, none went through
-            // maintenance mode again.
+            // Every node got its configuration once more over mTLS (with its inputs line),
+            // none went through maintenance mode again.
             let nodes = fleet.nodes();
             let applies_after: usize = nodes.iter().map(|n| n.applies().len()).sum();
             assert_eq!(applies_after, applies_before + 2);
             for n in &nodes {
                 let ap = n.applies();
-                assert_eq!(ap.len(), 2, "{}: {ap:?}", n.hostname());
-                assert!(ap[0].in_maintenance && !ap[1].in_maintenance, "{ap:?}");
+                assert_eq!(ap.len(), 3, "{}: {ap:?}", n.hostname());
+                assert!(ap[0].in_maintenance && !ap[2].in_maintenance, "{ap:?}");
             }
             assert!(a
                 .state
@@ -1030,22 +1084,9 @@ mod in_process {
                 .apply(TYPE_NAME, &a.state, &Value::Null, &d.planned_state)
                 .await;
             assert!(!r.diagnostics.has_errors(), "{:?}", r.diagnostics);
-            // The disk image was downloaded before the import, so the imported resource does
-            // not own it: it is the only thing left (no VM, no disk).
             assert!(emu.vms().is_empty());
             let left: Vec<String> = emu.volumes().into_iter().map(|v| v.volid).collect();
-            let original_images: Vec<String> = state
-                .get_attr("proxmox_images")
-                .and_then(Value::as_elements)
-                .unwrap()
-                .iter()
-                .filter_map(|i| {
-                    i.get_attr("volume")
-                        .and_then(Value::as_str)
-                        .map(str::to_string)
-                })
-                .collect();
-            assert_eq!(left, original_images);
+            assert!(left.is_empty(), "left behind: {left:?}");
             fleet.shutdown().await;
             emu.shutdown().await;
         });
@@ -1201,7 +1242,20 @@ mod in_process {
             // No drift: refresh keeps the state, the plan is empty.
             let r = h.read(TYPE_NAME, &state).await;
             assert!(!r.diagnostics.has_errors(), "{:?}", r.diagnostics);
-            assert!(r.state.equals(&state), "refresh changed the state");
+            let changed: Vec<&str> = ["nodes", "machine_configurations", "proxmox_vms"]
+                .into_iter()
+                .chain([
+                    "proxmox_images",
+                    "node_status",
+                    "kubeconfig",
+                    "node_addresses",
+                ])
+                .filter(|a| r.state.get_attr(a) != state.get_attr(a))
+                .collect();
+            assert!(
+                r.state.equals(&state),
+                "refresh changed the state: {changed:?}"
+            );
 
             // 1. The worker's VM disappears.
             pve_delete_vm(&emu, 451).await;

@@ -1,4 +1,5 @@
-//! Fault suite: ownership marks and crash-consistent VM / seed ISO / disk image lifecycles.
+//! Fault suite: ownership marks and crash-consistent VM / seed ISO / disk image / SDN
+//! lifecycles (`waddle_sni_proxy`, `waddle_talos_cluster`, `waddle_network`).
 //!
 //! The resources are driven in process through the provider's RPC handlers (no CLI) against
 //! the PVE emulator (and, for Talos, the Talos emulator), on 127.40.9x.y / 127.20.9x.y. Each
@@ -173,6 +174,8 @@ async fn until(what: &str, mut f: impl FnMut() -> bool) {
     panic!("never happened: {what}");
 }
 
+#[path = "fault_ownership/network.rs"]
+mod network;
 #[path = "fault_ownership/sni.rs"]
 mod sni;
 #[path = "fault_ownership/talos.rs"]

@@ -430,6 +430,19 @@ async fn sdn_zone_vnet_subnet_and_apply() {
 #[tokio::test]
 async fn firewall_rules_by_position_and_ipsets() {
     let api = start(fast().build()).await;
+    // With the policy DROP, the host firewall drops new connections no rule accepts: keep
+    // the test's own client (127.0.0.1) accepted, as an operator must.
+    api.ok(
+        "POST",
+        "/nodes/pve/firewall/rules",
+        &[
+            ("type", "in"),
+            ("action", "ACCEPT"),
+            ("source", "127.0.0.1"),
+            ("enable", "1"),
+        ],
+    )
+    .await;
     api.ok(
         "PUT",
         "/cluster/firewall/options",
@@ -466,7 +479,13 @@ async fn firewall_rules_by_position_and_ipsets() {
     let rules = api.ok("GET", "/cluster/firewall/rules", &[]).await;
     assert_eq!(rules[0]["dport"], "80", "new rules go to the top");
     assert_eq!(rules[1]["pos"], 1);
+    // PVE puts the moved rule before the rule at the old index `moveto` (or last): moving
+    // the top rule below the second one takes `moveto=2` (`moveto=1` changes nothing).
     api.ok("PUT", "/cluster/firewall/rules/0", &[("moveto", "1")])
+        .await;
+    let rules = api.ok("GET", "/cluster/firewall/rules", &[]).await;
+    assert_eq!(rules[0]["dport"], "80");
+    api.ok("PUT", "/cluster/firewall/rules/0", &[("moveto", "2")])
         .await;
     let rules = api.ok("GET", "/cluster/firewall/rules", &[]).await;
     assert_eq!(rules[0]["dport"], "443");

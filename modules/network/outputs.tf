@@ -27,3 +27,8 @@ output "snat" {
   description = "Whether traffic leaving the private network is source-NATed."
   value       = waddle_network.this.snat
 }
+
+output "firewall_active_rules" {
+  description = "Keys of the host firewall rules in Proxmox ([] when firewall_enabled is false)."
+  value       = var.firewall_enabled ? waddle_host_firewall.this[0].active_rules : []
+}

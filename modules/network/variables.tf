@@ -87,3 +87,65 @@ variable "timeouts" {
     error_message = "The keys of timeouts are create, update and delete."
   }
 }
+
+# ---------------------------------------------------------------------------------------------
+# Host firewall (opt-in)
+# ---------------------------------------------------------------------------------------------
+
+variable "firewall_enabled" {
+  type        = bool
+  description = "Manage the Proxmox host firewall (a waddle_host_firewall): cluster firewall on, input policy firewall_policy_in, the private network accepted, the API from operator_api_sources and SSH from operator_ssh_sources. false (the default): the firewall is left alone."
+  default     = false
+}
+
+variable "firewall_node" {
+  type        = string
+  description = "Node whose host rules are managed; null (the default) for the provider's node."
+  default     = null
+}
+
+variable "firewall_policy_in" {
+  type        = string
+  description = "Input policy of the cluster firewall: DROP (the default), REJECT or ACCEPT."
+  default     = "DROP"
+
+  validation {
+    condition     = contains(["DROP", "REJECT", "ACCEPT"], var.firewall_policy_in)
+    error_message = "The firewall input policy must be DROP, REJECT or ACCEPT."
+  }
+}
+
+variable "operator_api_sources" {
+  type        = list(string)
+  description = "IPv4 addresses or networks (e.g. \"203.0.113.7/32\") that may reach the Proxmox API (tcp/8006); they form the IP set operator_ipset_name. Include the address this machine reaches Proxmox from, or the plan is refused as a lock-out."
+  default     = []
+}
+
+variable "operator_ipset_name" {
+  type        = string
+  description = "Name of the operators' IP set. Named \"management\", it is Proxmox's own management set (its members also reach SSH and the consoles)."
+  default     = "waddle-operators"
+}
+
+variable "operator_ssh_sources" {
+  type        = list(string)
+  description = "IPv4 addresses, networks or ranges that may reach SSH (tcp/22) on the host; [] (the default) for no SSH rule."
+  default     = []
+}
+
+variable "operator_access_expires" {
+  type        = string
+  description = "RFC 3339 date-time (e.g. \"2026-02-01T18:00:00Z\") after which the SSH rule is removed by the next plan and apply (time-boxed access); null (the default) for a permanent rule."
+  default     = null
+
+  validation {
+    condition     = var.operator_access_expires == null || can(formatdate("YYYY", var.operator_access_expires))
+    error_message = "The operator access expiry must be an RFC 3339 date-time such as \"2026-02-01T18:00:00Z\"."
+  }
+}
+
+variable "acknowledge_lockout_risk" {
+  type        = bool
+  description = "Apply a firewall plan even though, by waddle's reckoning, it would drop the provider's own connection to the Proxmox API. false (the default): such a plan is refused."
+  default     = false
+}

@@ -307,6 +307,13 @@ impl Api {
             .map_err(|e| e.to_string())
     }
 
+    pub fn post(&self, path: &str, form: &[(&str, &str)]) -> Result<Value, String> {
+        let p = params(form);
+        self.rt
+            .block_on(self.client.post(path, &p))
+            .map_err(|e| e.to_string())
+    }
+
     /// Makes sure an isolated Linux bridge `iface` exists on the node (created and applied
     /// through the API when missing, as an operator would prepare a real PVE). Returns
     /// whether it was created.

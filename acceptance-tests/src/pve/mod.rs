@@ -33,6 +33,7 @@ mod access;
 mod auth;
 pub mod cloudinit;
 mod faults;
+mod firewall;
 mod guest;
 mod handlers;
 mod iso;
@@ -48,12 +49,15 @@ use std::time::Duration;
 pub use access::random_token_value;
 pub use auth::{TokenSpec, UserSpec, ALL_PRIVILEGES};
 pub use faults::{FaultConfig, FaultEvent, FaultKind, FaultRule};
+pub use firewall::Verdict as FirewallVerdict;
 pub use guest::{
     ApplianceFactory, ApplianceRegistry, AttachedMedia, BootImage, DebianAppliance, DebianFactory,
     ExecOutcome, GuestAppliance, GuestContext, GuestInterface,
 };
 pub use iso::{read_iso_files, IsoError, IsoImage};
-pub use state::{RequestRecord, ResponseViolation, TaskSnapshot, VmSnapshot, VolumeSnapshot};
+pub use state::{
+    FirewallRefusal, RequestRecord, ResponseViolation, TaskSnapshot, VmSnapshot, VolumeSnapshot,
+};
 
 use crate::spec::ApiSchema;
 
@@ -469,6 +473,10 @@ impl PveEmulator {
     /// The appliance running in a VM (after first boot).
     pub fn appliance(&self, vmid: u32) -> Option<Arc<dyn GuestAppliance>> {
         self.shared.appliance_of(vmid)
+    }
+    /// Connections the emulated host firewall dropped or rejected (source and verdict).
+    pub fn firewall_refusals(&self) -> Vec<FirewallRefusal> {
+        self.shared.st().fw_refused.clone()
     }
     /// Number of TCP connections accepted so far.
     pub fn connections_accepted(&self) -> u64 {

@@ -143,14 +143,58 @@ pub(crate) async fn serve(
         tokio::select! {
             _ = &mut shutdown => break,
             acc = listener.accept() => {
-                let Ok((stream, _peer)) = acc else { continue };
+                let Ok((stream, peer)) = acc else { continue };
                 shared.conn_accepted();
+                let Some(stream) = firewall_gate(&shared, stream, peer) else { continue };
                 let acceptor = acceptor.clone();
                 let shared = shared.clone();
                 tokio::spawn(async move { handle_conn(stream, acceptor, shared).await });
             }
         }
     }
+}
+
+/// The host firewall's say on a new connection (see `firewall::filter`): `None` when it is
+/// not accepted. A rejected connection is reset at once; a dropped one gets silence (what it
+/// sends is read and discarded) until the client gives up, as a dropped SYN would.
+fn firewall_gate(
+    shared: &Arc<Shared>,
+    stream: tokio::net::TcpStream,
+    peer: std::net::SocketAddr,
+) -> Option<tokio::net::TcpStream> {
+    let local = stream.local_addr().ok()?;
+    let verdict = super::firewall::admit(shared, peer.ip(), local);
+    let name = match verdict {
+        super::firewall::Verdict::Accept => return Some(stream),
+        super::firewall::Verdict::Drop => "DROP",
+        super::firewall::Verdict::Reject => "REJECT",
+    };
+    shared.st().fw_refused.push(super::state::FirewallRefusal {
+        source: peer.ip(),
+        verdict: name,
+    });
+    if verdict == super::firewall::Verdict::Reject {
+        let _ = stream.set_zero_linger();
+        drop(stream);
+        return None;
+    }
+    tokio::spawn(async move {
+        use tokio::io::AsyncReadExt;
+        let mut stream = stream;
+        let mut buf = [0u8; 4096];
+        let hold = tokio::time::sleep(Duration::from_secs(300));
+        tokio::pin!(hold);
+        loop {
+            tokio::select! {
+                _ = &mut hold => break,
+                r = stream.read(&mut buf) => match r {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                },
+            }
+        }
+    });
+    None
 }
 
 async fn handle_conn(

@@ -106,6 +106,8 @@ pub(crate) struct Sdn {
 
 pub(crate) type Objects = BTreeMap<String, Map<String, Value>>;
 pub(crate) type SdnSnapshot = (Objects, Objects, Objects);
+/// (comment, rules)
+pub(crate) type SecurityGroup = (Option<String>, Vec<Map<String, Value>>);
 /// (comment, entries)
 pub(crate) type IpSet = (Option<String>, Vec<Map<String, Value>>);
 
@@ -114,6 +116,19 @@ pub(crate) struct Firewall {
     pub options: Map<String, Value>,
     pub rules: Vec<Map<String, Value>>,
     pub ipsets: BTreeMap<String, IpSet>,
+    /// Security groups (cluster only): name -> (comment, rules).
+    pub groups: BTreeMap<String, SecurityGroup>,
+    /// IP aliases (cluster only): name -> {name, cidr, comment}.
+    pub aliases: BTreeMap<String, Map<String, Value>>,
+}
+
+/// A connection the host firewall did not accept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FirewallRefusal {
+    /// The client's address.
+    pub source: std::net::IpAddr,
+    /// `DROP` (silence) or `REJECT` (TCP reset).
+    pub verdict: &'static str,
 }
 
 /// A request as received (for contract tests and API-call counting).
@@ -191,6 +206,8 @@ pub(crate) struct State {
     pub faults: FaultState,
     /// Users, tokens, roles and ACLs.
     pub access: AccessState,
+    /// Connections the host firewall dropped or rejected.
+    pub fw_refused: Vec<FirewallRefusal>,
 }
 
 pub(crate) struct Shared {
@@ -272,6 +289,7 @@ impl Shared {
                 violations: Vec::new(),
                 faults,
                 access,
+                fw_refused: Vec::new(),
             }),
             vm_locks: Mutex::new(HashMap::new()),
             storage_locks: Mutex::new(HashMap::new()),

@@ -142,7 +142,18 @@ enum Seg {
 /// Endpoints whose `returns` object lists only a few of the properties real PVE sends (no
 /// `additionalProperties`), where extra properties are accepted. PVE's own validator treats a
 /// missing `additionalProperties` as "not allowed", and so does [`validate_return_value`].
-pub const INCOMPLETE_RETURNS: &[&str] = &["GET /nodes/{node}/network/{iface}"];
+pub const INCOMPLETE_RETURNS: &[&str] = &[
+    "GET /nodes/{node}/network/{iface}",
+    // PVE's `copy_list_with_digest` adds the list's `digest` to every rule it returns.
+    "GET /cluster/firewall/rules",
+    "GET /cluster/firewall/rules/{pos}",
+    "GET /nodes/{node}/firewall/rules",
+    "GET /nodes/{node}/firewall/rules/{pos}",
+    "GET /nodes/{node}/qemu/{vmid}/firewall/rules",
+    "GET /nodes/{node}/qemu/{vmid}/firewall/rules/{pos}",
+    "GET /cluster/firewall/groups/{group}",
+    "GET /cluster/firewall/groups/{group}/{pos}",
+];
 
 /// Outcome of matching a path.
 #[derive(Debug)]
@@ -413,6 +424,9 @@ impl ApiSchema {
                 let mut relaxed = ret.clone();
                 if let Some(o) = relaxed.as_object_mut() {
                     o.insert("additionalProperties".into(), Value::from(1));
+                    if let Some(items) = o.get_mut("items").and_then(Value::as_object_mut) {
+                        items.insert("additionalProperties".into(), Value::from(1));
+                    }
                 }
                 validate_return_value(&relaxed, data, "data", &mut errors);
             } else {

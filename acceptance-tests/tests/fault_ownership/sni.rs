@@ -341,3 +341,47 @@ fn import_ends_with_an_empty_plan() {
         no_vm_or_iso_left(&emu).unwrap();
     });
 }
+
+/// Attaching the seed ISO fails after it is uploaded (the VM exists too): the returned state
+/// records the VM and the ISO, so no object is left that it does not know; replacing it
+/// converges with an empty plan, and destroy leaves nothing.
+#[test]
+fn error_after_the_iso_exists_is_recorded() {
+    if skip_on_real_pve("sni error_after_the_iso_exists_is_recorded") {
+        return;
+    }
+    let faults = FaultConfig::new(10).rule(
+        FaultRule::new(
+            "PUT /nodes/{node}/qemu/{vmid}/config",
+            FaultKind::Error {
+                status: 500,
+                reason: "injected config failure".into(),
+            },
+            1.0,
+        )
+        .max_hits(1),
+    );
+    start().block_on(async {
+        let emu = emulator(Ipv4Addr::new(127, 40, 91, 9), faults).await;
+        let h = harness(&emu).await;
+        let cfg = config(None);
+        let (failed, errors) = create(&h, &cfg).await;
+        assert!(errors.contains("attaching the seed ISO"), "{errors}");
+        let vms: Vec<u32> = emu.vms().iter().map(|v| v.vmid).collect();
+        assert_eq!(vms, vec![vmid_of(&failed)], "the VM is recorded");
+        let seed = failed.get_attr("seed_iso").and_then(Value::as_str);
+        assert_eq!(
+            isos(&emu),
+            seed.into_iter().map(str::to_string).collect::<Vec<_>>(),
+            "the seed ISO is recorded"
+        );
+        // Tainted: the next apply replaces it (destroy, then create).
+        destroy(&h, &failed).await;
+        no_vm_or_iso_left(&emu).unwrap();
+        let (state, errors) = create(&h, &cfg).await;
+        assert!(errors.is_empty(), "{errors}");
+        converged(&h, &emu, &state, &cfg).await;
+        destroy(&h, &state).await;
+        no_vm_or_iso_left(&emu).unwrap();
+    });
+}

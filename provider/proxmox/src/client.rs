@@ -173,7 +173,8 @@ impl Client {
             .user_agent(concat!("waddle-proxmox/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(config.timeouts.connect)
             .pool_idle_timeout(config.timeouts.pool_idle.min(MAX_POOL_IDLE))
-            .pool_max_idle_per_host(16);
+            .pool_max_idle_per_host(16)
+            .local_address(config.local_address);
         if config.insecure {
             b = b.tls_danger_accept_invalid_certs(true);
         } else if let Some(pem) = &config.ca_cert_pem {

@@ -212,6 +212,8 @@ pub struct ClientConfig {
     pub retry: RetryPolicy,
     /// Optional hook called for every HTTP exchange (see [`RequestRecorder`]).
     pub recorder: Option<Arc<dyn RequestRecorder>>,
+    /// Local address connections are made from (default: the one the OS routes from).
+    pub local_address: Option<std::net::IpAddr>,
 }
 
 impl fmt::Debug for ClientConfig {
@@ -226,6 +228,7 @@ impl fmt::Debug for ClientConfig {
             .field("timeouts", &self.timeouts)
             .field("retry", &self.retry)
             .field("recorder", &self.recorder.as_ref().map(|_| "<hook>"))
+            .field("local_address", &self.local_address)
             .finish()
     }
 }
@@ -244,6 +247,7 @@ impl ClientConfig {
             timeouts: Timeouts::default(),
             retry: RetryPolicy::default(),
             recorder: None,
+            local_address: None,
         }
     }
 

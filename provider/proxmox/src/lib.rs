@@ -14,7 +14,8 @@
 //! * Typed operations: VMs ([`VmSpec`], [`Client::create_vm`], start/shutdown/stop/delete,
 //!   config and status), storage (`download-url` into `import`, ISO upload, content listing,
 //!   volume deletion), guest agent (ping, interfaces, exec, file-write), Linux bridges, SDN
-//!   simple zones/vnets/subnets, firewall options/rules/ipsets.
+//!   simple zones/vnets/subnets, and the firewall (`firewall.rs`: cluster/node options, rules by
+//!   position with digests, security groups, IP sets, aliases).
 //! * [`cloud_config`]: the NoCloud seed of a waddle guest VM (hostname, admin user and keys,
 //!   NICs matched by MAC with static addresses, DNS, packages, files, commands) with public
 //!   validators; [`Guest`]: a VM's guest agent as a handle (exec, read/write files, wait).
@@ -27,6 +28,7 @@ pub mod cloud_config;
 pub mod cloudinit;
 mod config;
 mod error;
+mod firewall;
 mod guest;
 mod network;
 pub mod nocloud;
@@ -50,7 +52,11 @@ pub use cloudinit::{CiType, CloudInitSpec, IpConfig};
 pub use config::{parse_endpoint, ApiToken, Auth, ClientConfig, Secret, Timeouts};
 pub use error::{classify, ApiError, ApiErrorKind, Error, Result, TransportKind};
 pub use guest::{is_final as is_final_agent_error, Guest, EXEC_TIMEOUT};
-pub use network::{sdn_subnet_id, BridgeSpec, FirewallRule, FirewallScope, IpSetEntry, SubnetSpec};
+pub use firewall::{
+    ClusterFirewallOptions, FirewallAlias, FirewallRule, FirewallScope, IpSetEntry,
+    NamedFirewallObject, RuleList, RULE_OPTIONAL_KEYS,
+};
+pub use network::{sdn_subnet_id, BridgeSpec, SubnetSpec};
 pub use owner::{without_mark, OwnerMark, Ownership, OWNER_TAG};
 pub use params::{api_path, encode_segment, ParamValue, Params};
 pub use poll::Poll;

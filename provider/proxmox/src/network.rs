@@ -1,4 +1,5 @@
-//! Host networking (Linux bridges), SDN (simple zones, vnets, subnets) and the firewall.
+//! Host networking (Linux bridges) and SDN (simple zones, vnets, subnets); the firewall is in
+//! `firewall.rs`.
 
 use serde_json::Value;
 
@@ -8,7 +9,6 @@ use crate::params::{api_path, Params};
 use crate::props::{validate_bridge, validate_cidr4, validate_node};
 use crate::sdn_adopt::{subnet_matches, vnet_matches, zone_matches};
 use crate::task::WaitOptions;
-use crate::value::{f_str, v_str};
 
 /// A Linux bridge (`POST /nodes/{node}/network`, `type=bridge`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,116 +84,6 @@ pub struct SubnetSpec {
     /// DHCP ranges (`start-address=10.10.0.100,end-address=10.10.0.200`), needs a zone with
     /// `dhcp=dnsmasq`.
     pub dhcp_ranges: Vec<String>,
-}
-
-/// Where firewall options/rules live.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum FirewallScope {
-    /// `/cluster/firewall` (also the only place with ipsets).
-    Cluster,
-    /// `/nodes/{node}/firewall`.
-    Node(String),
-}
-
-impl FirewallScope {
-    fn path(&self, rest: &[&str]) -> String {
-        let mut segs: Vec<&str> = match self {
-            FirewallScope::Cluster => vec!["cluster", "firewall"],
-            FirewallScope::Node(n) => vec!["nodes", n.as_str(), "firewall"],
-        };
-        segs.extend_from_slice(rest);
-        api_path(&segs)
-    }
-}
-
-/// A firewall rule.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct FirewallRule {
-    /// Position (when read back).
-    pub pos: Option<u32>,
-    /// `in`, `out`, `forward` or `group`.
-    pub direction: String,
-    /// `ACCEPT`, `DROP`, `REJECT` or a security group name.
-    pub action: String,
-    /// Enabled.
-    pub enable: bool,
-    /// Source address/ipset/alias (`+ipset`, `10.0.0.0/8`).
-    pub source: Option<String>,
-    /// Destination.
-    pub dest: Option<String>,
-    /// Protocol (`tcp`, `udp`, `icmp`).
-    pub proto: Option<String>,
-    /// Destination port(s) (`443`, `80,443`, `8000:8100`).
-    pub dport: Option<String>,
-    /// Source port(s).
-    pub sport: Option<String>,
-    /// Macro (`SSH`, `HTTPS`).
-    pub macro_name: Option<String>,
-    /// Interface.
-    pub iface: Option<String>,
-    /// Log level.
-    pub log: Option<String>,
-    /// Comment.
-    pub comment: Option<String>,
-}
-
-impl FirewallRule {
-    fn params(&self) -> Result<Params> {
-        if !matches!(self.direction.as_str(), "in" | "out" | "forward" | "group") {
-            return Err(Error::InvalidArgument(format!(
-                "firewall rule type: {:?} must be in, out, forward or group",
-                self.direction
-            )));
-        }
-        if self.action.is_empty() {
-            return Err(Error::InvalidArgument(
-                "firewall rule action is empty".into(),
-            ));
-        }
-        Ok(Params::new()
-            .str("type", &self.direction)
-            .str("action", &self.action)
-            .int("enable", i64::from(self.enable))
-            .opt_str("source", self.source.as_deref())
-            .opt_str("dest", self.dest.as_deref())
-            .opt_str("proto", self.proto.as_deref())
-            .opt_str("dport", self.dport.as_deref())
-            .opt_str("sport", self.sport.as_deref())
-            .opt_str("macro", self.macro_name.as_deref())
-            .opt_str("iface", self.iface.as_deref())
-            .opt_str("log", self.log.as_deref())
-            .opt_str("comment", self.comment.as_deref())
-            .opt_int("pos", self.pos))
-    }
-
-    fn from_value(v: &Value) -> FirewallRule {
-        FirewallRule {
-            pos: crate::value::f_u64(v, "pos").and_then(|p| u32::try_from(p).ok()),
-            direction: f_str(v, "type").unwrap_or_default(),
-            action: f_str(v, "action").unwrap_or_default(),
-            enable: crate::value::f_bool(v, "enable").unwrap_or(false),
-            source: f_str(v, "source"),
-            dest: f_str(v, "dest"),
-            proto: f_str(v, "proto"),
-            dport: f_str(v, "dport"),
-            sport: f_str(v, "sport"),
-            macro_name: f_str(v, "macro"),
-            iface: f_str(v, "iface"),
-            log: f_str(v, "log"),
-            comment: f_str(v, "comment"),
-        }
-    }
-}
-
-/// An ipset entry.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IpSetEntry {
-    /// Address or CIDR.
-    pub cidr: String,
-    /// Exclude instead of include.
-    pub nomatch: bool,
-    /// Comment.
-    pub comment: Option<String>,
 }
 
 /// SDN subnet id as PVE names it: `{zone}-{network}-{prefix}` (e.g. `waddle-10.10.0.0-24`).
@@ -429,139 +319,9 @@ impl Client {
         }
         Ok(())
     }
-
-    // ---- firewall --------------------------------------------------------------------------
-
-    /// `GET {scope}/options`.
-    pub async fn firewall_options(&self, scope: &FirewallScope) -> Result<Value> {
-        self.get(&scope.path(&["options"]), &Params::new()).await
-    }
-
-    /// `PUT {scope}/options`. Note the cluster's `enable` is an integer and the node's a
-    /// boolean; use [`Params::int`] / [`Params::bool`] accordingly (or
-    /// [`Client::set_firewall_enabled`]).
-    pub async fn set_firewall_options(&self, scope: &FirewallScope, params: &Params) -> Result<()> {
-        self.put(&scope.path(&["options"]), params).await?;
-        Ok(())
-    }
-
-    /// Enable or disable the firewall at a scope.
-    pub async fn set_firewall_enabled(&self, scope: &FirewallScope, enabled: bool) -> Result<()> {
-        let p = match scope {
-            FirewallScope::Cluster => Params::new().int("enable", i64::from(enabled)),
-            FirewallScope::Node(_) => Params::new().bool("enable", enabled),
-        };
-        self.set_firewall_options(scope, &p).await
-    }
-
-    /// `GET {scope}/rules` (ordered by position).
-    pub async fn firewall_rules(&self, scope: &FirewallScope) -> Result<Vec<FirewallRule>> {
-        let v: Value = self.get(&scope.path(&["rules"]), &Params::new()).await?;
-        let mut rules: Vec<FirewallRule> = match v {
-            Value::Array(a) => a.iter().map(FirewallRule::from_value).collect(),
-            _ => Vec::new(),
-        };
-        rules.sort_by_key(|r| r.pos);
-        Ok(rules)
-    }
-
-    /// `POST {scope}/rules` (inserted at `rule.pos`, or at the top when absent).
-    pub async fn add_firewall_rule(
-        &self,
-        scope: &FirewallScope,
-        rule: &FirewallRule,
-    ) -> Result<()> {
-        self.post(&scope.path(&["rules"]), &rule.params()?).await?;
-        Ok(())
-    }
-
-    /// `DELETE {scope}/rules/{pos}`; `digest` guards against concurrent edits.
-    pub async fn delete_firewall_rule(
-        &self,
-        scope: &FirewallScope,
-        pos: u32,
-        digest: Option<&str>,
-    ) -> Result<()> {
-        self.delete(
-            &scope.path(&["rules", &pos.to_string()]),
-            &Params::new().opt_str("digest", digest),
-        )
-        .await?;
-        Ok(())
-    }
-
-    /// Create a cluster ipset.
-    pub async fn create_ipset(&self, name: &str, comment: Option<&str>) -> Result<()> {
-        validate_sdn_id("ipset", name, 64)?;
-        self.post(
-            "/cluster/firewall/ipset",
-            &Params::new().str("name", name).opt_str("comment", comment),
-        )
-        .await?;
-        Ok(())
-    }
-
-    /// Add an entry to a cluster ipset.
-    pub async fn add_ipset_entry(&self, name: &str, entry: &IpSetEntry) -> Result<()> {
-        let mut p = Params::new()
-            .str("cidr", &entry.cidr)
-            .opt_str("comment", entry.comment.as_deref());
-        if entry.nomatch {
-            p = p.bool("nomatch", true);
-        }
-        self.post(&api_path(&["cluster", "firewall", "ipset", name]), &p)
-            .await?;
-        Ok(())
-    }
-
-    /// List a cluster ipset's entries; `None` when the ipset does not exist.
-    pub async fn ipset_entries(&self, name: &str) -> Result<Option<Vec<IpSetEntry>>> {
-        let v = opt_if_absent(
-            self.get::<Value>(
-                &api_path(&["cluster", "firewall", "ipset", name]),
-                &Params::new(),
-            )
-            .await,
-        )?;
-        Ok(v.map(|v| match v {
-            Value::Array(a) => a
-                .iter()
-                .filter_map(|e| {
-                    Some(IpSetEntry {
-                        cidr: f_str(e, "cidr")?,
-                        nomatch: crate::value::f_bool(e, "nomatch").unwrap_or(false),
-                        comment: e.get("comment").and_then(v_str),
-                    })
-                })
-                .collect(),
-            _ => Vec::new(),
-        }))
-    }
-
-    /// Remove an entry from a cluster ipset. Absent is success.
-    pub async fn delete_ipset_entry(&self, name: &str, cidr: &str) -> Result<()> {
-        ok_if_absent(
-            self.delete(
-                &api_path(&["cluster", "firewall", "ipset", name, cidr]),
-                &Params::new(),
-            )
-            .await,
-        )
-    }
-
-    /// Delete a cluster ipset (must be empty). Absent is success.
-    pub async fn delete_ipset(&self, name: &str) -> Result<()> {
-        ok_if_absent(
-            self.delete(
-                &api_path(&["cluster", "firewall", "ipset", name]),
-                &Params::new(),
-            )
-            .await,
-        )
-    }
 }
 
-fn validate_sdn_id(what: &str, id: &str, max: usize) -> Result<()> {
+pub(crate) fn validate_sdn_id(what: &str, id: &str, max: usize) -> Result<()> {
     let b = id.as_bytes();
     let ok = !b.is_empty()
         && b.len() <= max
@@ -577,7 +337,7 @@ fn validate_sdn_id(what: &str, id: &str, max: usize) -> Result<()> {
     }
 }
 
-fn ok_if_absent(r: Result<Value>) -> Result<()> {
+pub(crate) fn ok_if_absent(r: Result<Value>) -> Result<()> {
     match r {
         Ok(_) => Ok(()),
         Err(e) if e.is_not_found() => Ok(()),
@@ -585,7 +345,7 @@ fn ok_if_absent(r: Result<Value>) -> Result<()> {
     }
 }
 
-fn opt_if_absent(r: Result<Value>) -> Result<Option<Value>> {
+pub(crate) fn opt_if_absent(r: Result<Value>) -> Result<Option<Value>> {
     match r {
         Ok(v) => Ok(Some(v)),
         Err(e) if e.is_not_found() => Ok(None),
@@ -617,24 +377,6 @@ mod tests {
 
     #[test]
     fn rules_and_ids() {
-        let r = FirewallRule {
-            direction: "in".into(),
-            action: "ACCEPT".into(),
-            enable: true,
-            proto: Some("tcp".into()),
-            dport: Some("443".into()),
-            source: Some("+waddle-admins".into()),
-            ..Default::default()
-        };
-        let j = r.params().unwrap().to_json();
-        assert_eq!(j["type"], "in");
-        assert_eq!(j["enable"], 1);
-        assert_eq!(j["dport"], "443");
-        let bad = FirewallRule {
-            direction: "sideways".into(),
-            ..r.clone()
-        };
-        assert!(bad.params().is_err());
         assert_eq!(
             sdn_subnet_id("waddle", "10.10.0.0/24"),
             "waddle-10.10.0.0-24"
@@ -642,9 +384,5 @@ mod tests {
         assert!(validate_sdn_id("zone", "waddle", 8).is_ok());
         assert!(validate_sdn_id("zone", "waddle-net", 8).is_err());
         assert!(validate_sdn_id("ipset", "waddle-admins", 64).is_ok());
-        assert_eq!(
-            FirewallScope::Node("pve".into()).path(&["rules", "3"]),
-            "/nodes/pve/firewall/rules/3"
-        );
     }
 }

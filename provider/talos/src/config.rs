@@ -501,6 +501,33 @@ pub fn parse_config(text: &str) -> Result<Vec<Value>, Error> {
     crate::yaml::parse_multidoc(text).map_err(Error::Render)
 }
 
+/// The inline manifests (`cluster.inlineManifests`, in order) of a machine configuration as
+/// read back from a node; empty when it has none.
+pub fn inline_manifests(text: &str) -> Result<Vec<crate::InlineManifest>, Error> {
+    let mut out = Vec::new();
+    for doc in parse_config(text)? {
+        let Some(list) = doc
+            .get("cluster")
+            .and_then(|c| c.get("inlineManifests"))
+            .and_then(Value::as_sequence)
+        else {
+            continue;
+        };
+        for m in list {
+            let field = |k: &str| m.get(k).and_then(Value::as_str).map(str::to_string);
+            match (field("name"), field("contents")) {
+                (Some(name), Some(contents)) => out.push(crate::InlineManifest { name, contents }),
+                _ => {
+                    return Err(Error::Render(
+                        "cluster.inlineManifests: an entry without name or contents".into(),
+                    ))
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Whether two machine configurations are the same documents with the same contents,
 /// regardless of document order, key order and YAML formatting. Use it for drift detection.
 pub fn same_config(a: &str, b: &str) -> Result<bool, Error> {

@@ -333,3 +333,29 @@ fn structure_checks_agree_with_official_schema() {
         "{both_valid} valid, {both_invalid} invalid"
     );
 }
+
+#[test]
+fn inline_manifests_are_read_back_in_order() {
+    let mut spec = original_spec();
+    spec.inline_manifests = vec![
+        InlineManifest {
+            name: "b".into(),
+            contents: "kind: Namespace\nmetadata:\n  name: b\n".into(),
+        },
+        InlineManifest {
+            name: "a".into(),
+            contents: "kind: Namespace\nmetadata:\n  name: a\n".into(),
+        },
+    ];
+    let cfg = render_node_config(&spec, bundle(), "cp1").unwrap();
+    let back = waddle_talos::config::inline_manifests(&format!("# a comment\n{cfg}")).unwrap();
+    assert!(back == spec.inline_manifests, "names and contents in order");
+    let none = render_node_config(&original_spec(), bundle(), "cp1").unwrap();
+    assert!(waddle_talos::config::inline_manifests(&none)
+        .unwrap()
+        .is_empty());
+    assert!(
+        waddle_talos::config::inline_manifests("cluster: {inlineManifests: [{name: x}]}\n")
+            .is_err()
+    );
+}

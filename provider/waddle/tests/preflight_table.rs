@@ -185,6 +185,53 @@ const NETWORK_DELETE: &[Call] = &[
     ("DELETE", "/cluster/sdn/zones/{zone}", &[], &[]),
     ("PUT", "/cluster/sdn", &[], &[]),
 ];
+const FIREWALL_READ: &[Call] = &[
+    ("GET", "/cluster/firewall/options", &[], &[]),
+    ("GET", "/nodes/{node}/firewall/options", &[], &[]),
+    ("GET", "/nodes/{node}/firewall/rules", &[], &[]),
+    ("GET", "/cluster/firewall/rules", &[], &[]),
+    ("GET", "/cluster/firewall/ipset", &[], &[]),
+    (
+        "GET",
+        "/cluster/firewall/ipset/{name}",
+        &[("name", "ops")],
+        &[],
+    ),
+    ("GET", "/cluster/firewall/aliases", &[], &[]),
+    ("GET", "/nodes/{node}/network", &[], &[]),
+    ("GET", "/cluster/firewall/groups", &[], &[]),
+    (
+        "GET",
+        "/cluster/firewall/groups/{group}",
+        &[("group", "ops")],
+        &[],
+    ),
+];
+const FIREWALL_WRITE: &[Call] = &[
+    ("PUT", "/cluster/firewall/options", &[], &[]),
+    ("POST", "/nodes/{node}/firewall/rules", &[], &[]),
+    ("PUT", "/nodes/{node}/firewall/rules/{pos}", &[], &[]),
+    ("DELETE", "/nodes/{node}/firewall/rules/{pos}", &[], &[]),
+    ("POST", "/cluster/firewall/ipset", &[], &[]),
+    (
+        "POST",
+        "/cluster/firewall/ipset/{name}",
+        &[("name", "ops")],
+        &[],
+    ),
+    (
+        "DELETE",
+        "/cluster/firewall/ipset/{name}/{cidr}",
+        &[("name", "ops"), ("cidr", "192.0.2.1")],
+        &[],
+    ),
+    (
+        "DELETE",
+        "/cluster/firewall/ipset/{name}",
+        &[("name", "ops")],
+        &[],
+    ),
+];
 const VM_CREATE_CALLS: &[Call] = &[
     ("GET", "/nodes/{node}/storage/{storage}/content", IMG, &[]),
     (
@@ -311,7 +358,26 @@ fn requirement_table_covers_every_schema_permission_check() {
     let mut idx = BTreeMap::new();
     index(&schema(), &mut idx);
     let net = Value::object([("zone", s("waddle")), ("vnet", s("vmbr1"))]);
+    let fw = Value::object([("node", s("pve"))]);
     let cases: Vec<(&str, Change, Value, Vec<&[Call]>)> = vec![
+        (
+            "waddle_host_firewall",
+            Change::Create,
+            fw.clone(),
+            vec![FIREWALL_READ, FIREWALL_WRITE],
+        ),
+        (
+            "waddle_host_firewall",
+            Change::Update,
+            fw.clone(),
+            vec![FIREWALL_READ, FIREWALL_WRITE],
+        ),
+        (
+            "waddle_host_firewall",
+            Change::Delete,
+            fw,
+            vec![FIREWALL_READ, FIREWALL_WRITE],
+        ),
         (
             "waddle_network",
             Change::Create,

@@ -193,6 +193,7 @@ pub fn needs(
     let mut out = Vec::new();
     match type_name {
         "waddle_network" => network(change, req, planned, &mut out),
+        "waddle_host_firewall" => host_firewall(change, req, planned, default_node, &mut out),
         "waddle_sni_proxy" => sni_proxy(change, req, planned, default_node, &mut out),
         "waddle_talos_cluster" => talos_cluster(change, req, planned, default_node, &mut out),
         _ => {}
@@ -234,6 +235,35 @@ fn network(change: Change, req: &PlanRequest, planned: &Value, out: &mut Vec<Nee
         &["SDN.Allocate"],
         "apply the SDN configuration",
     ));
+}
+
+/// Cluster options, IP sets, aliases and groups live on `/`; node rules on `/nodes/<node>`
+/// (`pve-firewall`'s `rules_modify_permissions`). The lock-out check reads all of them.
+fn host_firewall(
+    change: Change,
+    req: &PlanRequest,
+    planned: &Value,
+    default_node: Option<&str>,
+    out: &mut Vec<Need>,
+) {
+    let src = if change == Change::Delete {
+        &req.prior_state
+    } else {
+        planned
+    };
+    let node = known_str(src.get_attr("node")).or(default_node);
+    out.push(Need::path(
+        "/",
+        &["Sys.Audit", "Sys.Modify"],
+        "read and set the cluster firewall options, IP sets and security groups",
+    ));
+    if let Some(n) = node {
+        out.push(Need::path(
+            format!("/nodes/{n}"),
+            &["Sys.Audit", "Sys.Modify"],
+            format!("read and change the firewall rules of node `{n}`"),
+        ));
+    }
 }
 
 fn sni_proxy(

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use waddle_framework::prelude::*;
 use waddle_framework::Resource;
 
+pub mod host_firewall;
 pub mod network;
 pub mod sni_proxy;
 pub mod talos_cluster;
@@ -15,6 +16,7 @@ pub mod vm;
 /// Every managed resource of the provider.
 pub fn all() -> Vec<Arc<dyn Resource>> {
     vec![
+        Arc::new(host_firewall::HostFirewall),
         Arc::new(Typed(network::Network)),
         Arc::new(Typed(vm::Vm(sni_proxy::SniProxy))),
         Arc::new(talos_cluster::TalosCluster),

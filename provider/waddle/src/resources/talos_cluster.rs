@@ -10,14 +10,19 @@
 //!
 //! `terraform import waddle_talos_cluster.NAME <cluster_name>:<path to secrets.yaml>` (the
 //! file `talosctl gen secrets` writes; a relative path is relative to the working directory).
-//! The imported state holds the cluster name and its secrets but no nodes; the next apply
-//! adopts the nodes of the configuration: a VM that already exists with the configured
-//! `vmid` is kept, and a node that already answers the Talos API on its static address with
-//! the cluster's credentials is re-configured in place instead of being installed again.
-//! Disk images that were already on the Proxmox storages are not owned by the imported
-//! resource and stay after destroy.
+//! The import itself holds the cluster name and its secrets; the read that follows finds the
+//! rest (`ops/imported.rs`): the node VMs by their ownership mark, each node's inputs from the
+//! line its machine configuration starts with (`inputs`), read through the Talos API, the disk
+//! image by its name, and the kubeconfig. The plan after the import is then empty. When that
+//! is not possible (no Proxmox VE connection, nodes configured by a waddle that did not keep
+//! the line), the read warns and the next apply adopts the nodes of the configuration: a VM
+//! that carries the node's mark is kept, and a node that already answers the Talos API on its
+//! static address with the cluster's credentials is re-configured in place instead of being
+//! installed again. Nodes without `proxmox` have no VM to be found by: the plan after an
+//! import adds them, and the apply re-configures them in place.
 
 pub mod changes;
+pub mod inputs;
 pub mod ops;
 mod roll;
 
@@ -426,7 +431,10 @@ pub fn schema() -> Schema {
          bundle, Proxmox VE VMs created concurrently (or existing machines), configuration \
          applied in maintenance mode, etcd bootstrapped once, a health wait, then `kubeconfig` \
          and `talosconfig`. Later changes are applied with the least disruptive mode, control \
-         planes one at a time.\n\nImport with `<cluster_name>:<path to secrets.yaml>`.",
+         planes one at a time.\n\nImport with `<cluster_name>:<path to secrets.yaml>`: the \
+         nodes' VMs are found by their ownership mark, and every node's inputs are read back \
+         from the line its machine configuration starts with, so the plan after an import is \
+         empty (nodes without `proxmox` are added back by the next apply, in place).",
     )
     .attribute(
         "id",
@@ -625,7 +633,12 @@ pub fn schema() -> Schema {
         Attribute::map_of(Type::String)
             .computed()
             .sensitive()
-            .description("Machine configuration of every node (multi-document YAML), by node name."),
+            .description(
+                "Machine configuration of every node (multi-document YAML), by node name. Each \
+                 starts with a comment line (`# waddle_talos_cluster inputs: ...`) holding this \
+                 resource's configured attributes for that node, without `machine_secrets`, \
+                 read back by an import; Talos ignores it.",
+            ),
     )
     .attribute(
         "node_addresses",
@@ -1094,7 +1107,22 @@ pub fn read_secrets_file(path: &str) -> Result<String, SecretsFileError> {
 /// Converts a config/plan value (unknowns allowed) into the model, treating unknowns as
 /// null. `None` when the shape does not fit (should not happen with a schema value).
 pub fn model_of(v: &Value) -> Option<ClusterModel> {
-    v.unknown_as_null().to_typed().ok()
+    let mut v = v.unknown_as_null();
+    // A planned VM whose node or id is not known yet (a node to be created with an automatic
+    // VMID) is no VM yet: the apply records it.
+    if let Some(vms) = v.get_attr("proxmox_vms").and_then(Value::as_entries) {
+        let known: BTreeMap<String, Value> = vms
+            .iter()
+            .filter(|(_, vm)| {
+                ["node", "vmid"]
+                    .iter()
+                    .all(|a| vm.get_attr(a).is_some_and(|x| !x.is_null()))
+            })
+            .map(|(k, vm)| (k.clone(), vm.clone()))
+            .collect();
+        v.set_path(&AttributePath::attr("proxmox_vms"), Value::Map(known));
+    }
+    v.to_typed().ok()
 }
 
 /// Whether the parts of the configuration the spec is made of are wholly known.
@@ -1273,21 +1301,16 @@ pub fn plan_values(
         .get_attr("machine_secrets")
         .and_then(Value::as_str)
         .map(str::to_string);
+    // (Control planes' configurations hold every input: see `inputs`.)
     let mut configs_known = false;
-    if let (Some(sec), true) = (secrets, spec_inputs_known(plan)) {
+    if let (Some(sec), true) = (secrets, spec_inputs_known(plan) && inputs::known(plan)) {
         if let (Ok(bundle), Some(m)) = (SecretsBundle::from_yaml(&sec), model_of(plan)) {
-            let spec = build_spec(&m);
-            let mut out = BTreeMap::new();
-            let mut ok = true;
-            for name in spec.nodes.keys() {
-                match waddle_talos::render_node_config(&spec, &bundle, name) {
-                    Ok(c) => {
-                        out.insert(name.clone(), Value::from(c.as_str()));
-                    }
-                    Err(_) => ok = false, // reported by validation
-                }
-            }
-            if ok {
+            // An error is reported by validation.
+            if let Ok(configs) = inputs::render_configs(&m, &bundle) {
+                let out = configs
+                    .into_iter()
+                    .map(|(k, c)| (k, Value::from(c.as_str())))
+                    .collect();
                 plan.set_path(
                     &AttributePath::attr("machine_configurations"),
                     Value::Map(out),

@@ -104,40 +104,17 @@ impl SniProxyState {
     }
 
     pub(super) fn routing_spec(&self) -> Result<ProxySpec, RoutingError> {
-        let mut spec = ProxySpec::default();
-        for r in self.routes.clone().unwrap_or_default() {
-            spec.routes.push(RouteSpec {
-                hostnames: r.hostnames,
-                backend: r.backend,
-                proxy_protocol: r.proxy_protocol.unwrap_or(false),
-                check: r.check.unwrap_or(true),
-            });
-        }
-        spec.http_backend = self.http_backend.clone();
-        if let Some(l) = &self.listen {
-            let port = |p: Option<u32>, d: u16| {
-                p.map(|x| u16::try_from(x).map_err(|_| RoutingError::Port(x)))
-                    .unwrap_or(Ok(d))
-            };
-            spec.listen.https_port = port(l.https, 443)?;
-            spec.listen.http_port = port(l.http, 80)?;
-        }
-        if let Some(m) = self.maxconn {
-            spec.maxconn = m;
-        }
-        if let Some(t) = &self.proxy_timeouts {
-            let d = Timeouts::default();
-            let fd = waddle_haproxy::format_duration;
-            let g = |x: &Option<String>, def: Duration| x.clone().unwrap_or_else(|| fd(def));
-            spec.timeouts = Timeouts::parse(
-                &g(&t.connect, d.connect),
-                &g(&t.client, d.client),
-                &g(&t.server, d.server),
-                &g(&t.tunnel, d.tunnel),
-                &g(&t.inspect, d.inspect),
-            )?;
-        }
-        Ok(spec)
+        let timeouts = match &self.proxy_timeouts {
+            Some(t) => Some(t.parse()?),
+            None => None,
+        };
+        spec_of(
+            self.routes.as_deref().unwrap_or_default(),
+            self.http_backend.clone(),
+            self.listen.as_ref(),
+            self.maxconn,
+            timeouts,
+        )
     }
 
     pub(super) fn rendered(&self) -> Result<Rendered, RoutingError> {
@@ -150,6 +127,59 @@ impl SniProxyState {
         self.wildcard_map = Some(r.wildcard_map.clone());
         self.config_hash = Some(r.config_hash.clone());
     }
+}
+
+impl ProxyTimeouts {
+    /// The timeouts, defaults for what is unset.
+    pub(super) fn parse(&self) -> Result<Timeouts, waddle_haproxy::ValidationErrors> {
+        let d = Timeouts::default();
+        let g = |x: &Option<String>, def: Duration| {
+            x.clone()
+                .unwrap_or_else(|| waddle_haproxy::format_duration(def))
+        };
+        Timeouts::parse(
+            &g(&self.connect, d.connect),
+            &g(&self.client, d.client),
+            &g(&self.server, d.server),
+            &g(&self.tunnel, d.tunnel),
+            &g(&self.inspect, d.inspect),
+        )
+    }
+}
+
+/// The routing spec of the routing attributes (defaults for what is unset).
+pub(super) fn spec_of(
+    routes: &[Route],
+    http_backend: Option<String>,
+    listen: Option<&Listen>,
+    maxconn: Option<u32>,
+    timeouts: Option<Timeouts>,
+) -> Result<ProxySpec, RoutingError> {
+    let mut spec = ProxySpec::default();
+    for r in routes {
+        spec.routes.push(RouteSpec {
+            hostnames: r.hostnames.clone(),
+            backend: r.backend.clone(),
+            proxy_protocol: r.proxy_protocol.unwrap_or(false),
+            check: r.check.unwrap_or(true),
+        });
+    }
+    spec.http_backend = http_backend;
+    if let Some(l) = listen {
+        let port = |p: Option<u32>, d: u16| {
+            p.map(|x| u16::try_from(x).map_err(|_| RoutingError::Port(x)))
+                .unwrap_or(Ok(d))
+        };
+        spec.listen.https_port = port(l.https, 443)?;
+        spec.listen.http_port = port(l.http, 80)?;
+    }
+    if let Some(m) = maxconn {
+        spec.maxconn = m;
+    }
+    if let Some(t) = timeouts {
+        spec.timeouts = t;
+    }
+    Ok(spec)
 }
 
 /// A guest's cloud config with the HAProxy payload of `rendered` added.

@@ -130,13 +130,17 @@ pub fn schema() -> Schema {
             [
                 (
                     "https",
-                    Attribute::number().optional().description("TLS (SNI) port. Default `443`."),
+                    Attribute::number()
+                        .optional()
+                        .description("TLS (SNI) port. Default `443`.")
+                        .validate(Validator::int_range(0, 65535)),
                 ),
                 (
                     "http",
                     Attribute::number()
                         .optional()
-                        .description("Port forwarded to `http_backend`. Default `80`."),
+                        .description("Port forwarded to `http_backend`. Default `80`.")
+                        .validate(Validator::int_range(0, 65535)),
                 ),
             ],
         )
@@ -150,7 +154,7 @@ pub fn schema() -> Schema {
         "maxconn",
         Attribute::number().default(Value::from(DEFAULT_MAXCONN)).description(format!(
             "HAProxy process and frontend connection limit. Default `{DEFAULT_MAXCONN}`. Updated in place."
-        )),
+        )).validate(Validator::int_range(0, i64::from(u32::MAX))),
     )
     .attribute(
         "proxy_timeouts",

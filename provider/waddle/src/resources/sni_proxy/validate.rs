@@ -4,21 +4,11 @@
 //! validators and the cloud-init inputs) and `timeouts`. Unknown values are skipped.
 
 use waddle_framework::prelude::*;
-use waddle_haproxy::{
-    AttrPath as HaPath, ListenSpec, PathStep as HaStep, ProxySpec, RouteSpec, Timeouts,
-};
+use waddle_haproxy::{AttrPath as HaPath, PathStep as HaStep, ProxySpec};
 
+use super::model::{spec_of, Listen, ProxyTimeouts, Route};
 use super::{schema, DEFAULTS, NICS};
 use crate::resources::{timeouts, vm};
-
-/// A known, non-null attribute of an object value.
-fn set<'a>(v: &'a Value, name: &str) -> Option<&'a Value> {
-    v.get_attr(name).filter(|x| x.is_set())
-}
-
-fn is_unknown(v: &Value, name: &str) -> bool {
-    v.get_attr(name).is_some_and(Value::is_unknown)
-}
 
 fn to_fw_path(p: &HaPath) -> AttributePath {
     let mut out = AttributePath::root();
@@ -40,151 +30,102 @@ pub(super) struct Routing {
     pub(super) complete: bool,
 }
 
-fn number_in(
-    v: &Value,
-    path: AttributePath,
-    range: std::ops::RangeInclusive<i64>,
-    diags: &mut Diagnostics,
-) -> Option<i64> {
-    let n = v.as_number()?;
-    match n.to_i64().filter(|x| range.contains(x)) {
-        Some(x) => Some(x),
-        None => {
-            diags.error_at(
-                path,
-                "Value out of range",
-                format!(
-                    "{} must be a whole number between {} and {}",
-                    n.to_plain_string(),
-                    range.start(),
-                    range.end()
-                ),
-            );
+/// A whole number in `0..=max` (out of range: `None`, reported by the schema's validator).
+fn whole(f: Field<&Value>, max: i64, complete: &mut bool) -> Option<u32> {
+    match f {
+        Field::Unknown => {
+            *complete = false;
             None
+        }
+        Field::Null => None,
+        Field::Known(x) => {
+            let n = x.as_number().and_then(|n| n.to_i64());
+            let n = n.filter(|n| (0..=max).contains(n)).map(|n| n as u32);
+            *complete &= n.is_some();
+            n
         }
     }
 }
 
+/// The routing of a configuration (or plan), as far as it is known: routes with unknowns are
+/// left out (their indices remembered), unknown settings take their defaults.
 pub(super) fn routing_from(v: &Value, diags: &mut Diagnostics) -> Routing {
-    let mut spec = ProxySpec::default();
+    let c = ConfigView::new(v);
     let mut complete = true;
-    let mut route_index = Vec::new();
-    match v.get_attr("routes") {
-        Some(r) if r.is_unknown() => complete = false,
-        Some(r) => {
-            for (i, e) in r.as_elements().unwrap_or_default().iter().enumerate() {
-                let hosts = e.get_attr("hostnames");
-                let backend = e.get_attr("backend");
-                let usable = e.is_known()
-                    && hosts.is_some_and(Value::is_wholly_known)
-                    && backend.is_some_and(Value::is_known)
-                    && !is_unknown(e, "proxy_protocol")
-                    && !is_unknown(e, "check");
-                if !usable {
+    let (mut routes, mut route_index) = (Vec::new(), Vec::new());
+    match c.elements("routes") {
+        Field::Unknown => complete = false,
+        Field::Null => {}
+        Field::Known(elems) => {
+            for (i, e) in elems.iter().enumerate() {
+                if !e.is_wholly_known() {
                     complete = false;
                     continue;
                 }
-                let hostnames: Vec<String> = hosts
-                    .and_then(Value::as_elements)
-                    .unwrap_or_default()
-                    .iter()
-                    .filter_map(|h| h.as_str().map(str::to_string))
-                    .collect();
-                let route = RouteSpec {
-                    hostnames,
-                    backend: backend
-                        .and_then(Value::as_str)
-                        .unwrap_or_default()
-                        .to_string(),
-                    proxy_protocol: set(e, "proxy_protocol")
-                        .and_then(Value::as_bool)
-                        .unwrap_or(false),
-                    check: set(e, "check").and_then(Value::as_bool).unwrap_or(true),
-                };
-                spec.routes.push(route);
+                let r = ConfigView::new(e);
+                let hostnames = r.strings("hostnames").known().unwrap_or_default();
+                routes.push(Route {
+                    hostnames: hostnames.into_iter().map(String::from).collect(),
+                    backend: r.str("backend").known().unwrap_or_default().into(),
+                    proxy_protocol: r.bool("proxy_protocol").known(),
+                    check: r.bool("check").known(),
+                });
                 route_index.push(i);
             }
         }
-        None => {}
     }
-    match v.get_attr("http_backend") {
-        Some(x) if x.is_unknown() => complete = false,
-        Some(x) => spec.http_backend = x.as_str().map(str::to_string),
-        None => {}
-    }
-    let listen = AttributePath::attr("listen");
-    match v.get_attr("listen") {
-        Some(l) if l.is_unknown() => complete = false,
-        Some(l) if l.is_null() => {}
-        Some(l) => {
-            let mut ls = ListenSpec::default();
-            for (name, slot) in [("https", &mut ls.https_port), ("http", &mut ls.http_port)] {
-                match l.get_attr(name) {
-                    Some(x) if x.is_unknown() => complete = false,
-                    Some(x) if x.is_null() => {}
-                    Some(x) => match number_in(x, listen.clone().then_attr(name), 0..=65535, diags)
-                    {
-                        Some(n) => *slot = n as u16,
-                        None => complete = false,
-                    },
-                    None => {}
-                }
-            }
-            spec.listen = ls;
+    let http_backend = c.str("http_backend");
+    complete &= !http_backend.is_unknown();
+    let listen = match c.object("listen") {
+        Field::Unknown => {
+            complete = false;
+            None
         }
-        None => {}
-    }
-    match v.get_attr("maxconn") {
-        Some(x) if x.is_unknown() => complete = false,
-        Some(x) if x.is_null() => {}
-        Some(x) => match number_in(
-            x,
-            AttributePath::attr("maxconn"),
-            0..=i64::from(u32::MAX),
-            diags,
-        ) {
-            Some(n) => spec.maxconn = n as u32,
-            None => complete = false,
-        },
-        None => {}
-    }
-    match v.get_attr("proxy_timeouts") {
-        Some(t) if t.is_unknown() => complete = false,
-        Some(t) if t.is_null() => {}
-        Some(t) => {
-            let d = Timeouts::default();
-            let fd = waddle_haproxy::format_duration;
-            let mut strs = Vec::new();
-            for (name, def) in [
-                ("connect", d.connect),
-                ("client", d.client),
-                ("server", d.server),
-                ("tunnel", d.tunnel),
-                ("inspect", d.inspect),
-            ] {
-                match t.get_attr(name) {
-                    Some(x) if x.is_unknown() => {
-                        complete = false;
-                        strs.push(fd(def));
-                    }
-                    Some(x) => strs.push(x.as_str().map(str::to_string).unwrap_or_else(|| fd(def))),
-                    None => strs.push(fd(def)),
+        Field::Null => None,
+        Field::Known(l) => Some(Listen {
+            https: whole(l.field("https"), 65535, &mut complete),
+            http: whole(l.field("http"), 65535, &mut complete),
+        }),
+    };
+    let maxconn = whole(c.field("maxconn"), i64::from(u32::MAX), &mut complete);
+    let timeouts = match c.object("proxy_timeouts") {
+        Field::Unknown => {
+            complete = false;
+            None
+        }
+        Field::Null => None,
+        Field::Known(t) => {
+            let mut get = |name: &str| match t.str(name) {
+                Field::Unknown => {
+                    complete = false;
+                    None
                 }
-            }
-            match Timeouts::parse(&strs[0], &strs[1], &strs[2], &strs[3], &strs[4]) {
-                Ok(t) => spec.timeouts = t,
+                f => f.known().map(String::from),
+            };
+            let t = ProxyTimeouts {
+                connect: get("connect"),
+                client: get("client"),
+                server: get("server"),
+                tunnel: get("tunnel"),
+                inspect: get("inspect"),
+            };
+            match t.parse() {
+                Ok(t) => Some(t),
                 Err(errs) => {
                     complete = false;
                     for e in errs.errors() {
                         diags.error_at(to_fw_path(&e.path), "Invalid timeout", e.kind.to_string());
                     }
+                    None
                 }
             }
         }
-        None => {}
-    }
+    };
+    let http_backend = http_backend.known().map(String::from);
+    let spec = spec_of(&routes, http_backend, listen.as_ref(), maxconn, timeouts);
+    complete &= spec.is_ok();
     Routing {
-        spec,
+        spec: spec.unwrap_or_default(),
         route_index,
         complete,
     }
@@ -248,10 +189,8 @@ fn validate_routing(config: &Value, routing: &Routing, diags: &mut Diagnostics) 
 /// The NIC addresses of a configuration, as far as they are known.
 fn addressing_of(config: &Value) -> waddle_haproxy::Addressing {
     let known = |nic: &str, field: &str| {
-        set(config, nic)
-            .and_then(|n| set(n, field))
-            .and_then(Value::as_str)
-            .map(str::to_string)
+        let nic = ConfigView::new(config).object(nic).known()?;
+        nic.str(field).known().map(str::to_string)
     };
     waddle_haproxy::Addressing {
         public_cidr: known("public_nic", "cidr"),

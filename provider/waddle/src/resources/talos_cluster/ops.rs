@@ -27,8 +27,8 @@ use waddle_talos::{SecretsBundle, SystemClock};
 use super::changes::{self, Action};
 use super::roll;
 use super::{
-    build_spec, effective_mac, image_file_name, model_of, node_ip, to_value, ClientConfigModel,
-    ClusterModel, ImageRef, NodeModel, PlacementModel, VmRef,
+    effective_mac, image_file_name, model_of, node_ip, to_value, ClientConfigModel, ClusterModel,
+    ImageRef, NodeModel, PlacementModel, VmRef,
 };
 use crate::provider::ProviderConfig;
 
@@ -36,6 +36,7 @@ mod owned;
 use owned::{adoptable_vm, cluster_slug};
 pub use owned::{owned_image_file_name, owner_mark};
 mod address;
+mod imported;
 
 use address::{apply_maintenance, apply_maintenance_vm, VmNic};
 
@@ -289,14 +290,7 @@ fn talosconfig_of(m: &ClusterModel, bundle: &SecretsBundle, cc: &ClientConfigMod
 }
 
 fn render_all(m: &ClusterModel, bundle: &SecretsBundle) -> R<BTreeMap<String, String>> {
-    let spec = build_spec(m);
-    let mut out = BTreeMap::new();
-    for name in spec.nodes.keys() {
-        let c = waddle_talos::render_node_config(&spec, bundle, name)
-            .map_err(|e| format!("nodes[{name:?}]: {e}"))?;
-        out.insert(name.clone(), c);
-    }
-    Ok(out)
+    super::inputs::render_configs(m, bundle).map_err(|(name, e)| format!("nodes[{name:?}]: {e}"))
 }
 
 /// Shared, partially filled record of what exists in Proxmox.
@@ -307,6 +301,9 @@ pub struct Created {
     /// A create (no prior state): images with this cluster's name that exist already were
     /// downloaded by an earlier, interrupted create of this resource and are recorded too.
     pub fresh: bool,
+    /// An update of an imported state that was not read back (no nodes): it adopts the
+    /// cluster's nodes, and the images with this cluster's name are the cluster's too.
+    pub adopting: bool,
 }
 
 impl Created {
@@ -321,6 +318,7 @@ impl Created {
                     .collect(),
             ),
             fresh: false,
+            adopting: m.nodes.is_none(),
         }
     }
     fn add_vm(&self, name: &str, r: VmRef) {
@@ -352,7 +350,7 @@ impl Created {
 /// Downloads the disk image once per (Proxmox node, image storage) used by `nodes`; returns
 /// the volume ids. Images that did not exist before are recorded in `created` (in a create,
 /// existing ones too: they carry this cluster's name and are left over from an interrupted
-/// create).
+/// create; so in an update adopting the nodes of an import that was not read back).
 async fn ensure_images(
     env: &Env,
     m: &ClusterModel,
@@ -410,7 +408,7 @@ async fn ensure_images(
     let mut out = BTreeMap::new();
     for r in futures::future::join_all(futs).await {
         let (node, storage, volid, existed) = r?;
-        if !existed || created.fresh {
+        if !existed || created.fresh || created.adopting {
             if let Ok(mut i) = created.images.lock() {
                 i.insert(ImageRef {
                     node: node.clone(),
@@ -1216,7 +1214,7 @@ pub async fn update(ctx: &Context, req: UpdateRequest, diags: &mut Diagnostics) 
     )
     .into_iter()
     .filter(|(k, _)| match (old_configs.get(k), configs.get(k)) {
-        (Some(a), Some(b)) => !waddle_talos::config::same_config(a, b).unwrap_or(false),
+        (Some(a), Some(b)) => !super::inputs::same_applied(a, b),
         _ => true,
     })
     .collect();
@@ -1357,30 +1355,66 @@ pub async fn read(ctx: &Context, state: Value, diags: &mut Diagnostics) -> Optio
     let Some(mut m) = model_of(&state) else {
         return Some(state);
     };
-    let Some(nodes) = m.nodes.clone() else {
-        return Some(state); // imported, nodes not known yet
-    };
     let Some(parts) = provider_parts(ctx, false, &mut Diagnostics::new()) else {
         return Some(state);
     };
+    if m.nodes.is_none() {
+        // Imported: read the rest back, or leave it to the next apply to adopt the nodes.
+        match imported::read_back(ctx, &parts, &m, diags).await {
+            Ok(back) => m = back,
+            Err(e) => {
+                diags.warning(
+                    "The imported cluster was not read back",
+                    format!(
+                        "{e}. The state keeps the cluster name and secrets only; the next apply \
+                         adopts the configured nodes (existing VMs and configured nodes are \
+                         kept)."
+                    ),
+                );
+                return Some(state);
+            }
+        }
+    }
+    let nodes = m.nodes();
     let pve = parts.pve.clone();
     let mut vms = m.proxmox_vms.clone().unwrap_or_default();
     let mut nodes = nodes;
     if let Some(pve) = &pve {
+        // A node's VM is gone when its VMID is free, or held by a VM that is not the node's
+        // (ours was deleted by hand and the id reused): the plan re-creates the node.
         let checks = vms.iter().map(|(name, vm)| {
             let pve = pve.clone();
             let name = name.clone();
             let vmid = vm.vmid;
-            async move { (name, pve.locate_vm(vmid).await) }
+            let mark = owner_mark(&m.cluster_name, &name);
+            let hostname = nodes
+                .get(&name)
+                .and_then(|n| n.hostname.clone())
+                .unwrap_or_else(|| name.clone());
+            async move {
+                let r = match pve.locate_vm(vmid).await {
+                    Ok(Some(vm)) => match pve.vm_config(&vm.node, vmid).await {
+                        Ok(cfg) => Ok(mark
+                            .check(vmid, &cfg, Some(&hostname))
+                            .err()
+                            .map(|e| e.to_string())),
+                        Err(e) if e.is_not_found() => Ok(Some(format!("VM {vmid} is gone"))),
+                        Err(e) => Err(e),
+                    },
+                    Ok(None) => Ok(Some(format!("VM {vmid} is gone"))),
+                    Err(e) => Err(e),
+                };
+                (name, r)
+            }
         });
         for (name, r) in futures::future::join_all(checks).await {
             match r {
-                Ok(None) => {
-                    tracing::info!(node = name, "VM is gone");
+                Ok(Some(why)) => {
+                    tracing::info!(node = name, "the node's VM is gone: {why}");
                     vms.remove(&name);
                     nodes.remove(&name);
                 }
-                Ok(Some(_)) => {}
+                Ok(None) => {}
                 Err(e) => diags.warning(
                     "Could not check a node's VM",
                     format!("nodes[{name:?}]: {e}"),
@@ -1405,9 +1439,10 @@ pub async fn read(ctx: &Context, state: Value, diags: &mut Diagnostics) -> Optio
                     let got = c.read_file(CONFIG_PATH).await.ok()?;
                     let got = String::from_utf8(got).ok()?;
                     let want = want?;
-                    match waddle_talos::config::same_config(&got, &want) {
-                        Ok(true) => None,
-                        _ => Some((name.clone(), got)),
+                    if super::inputs::same_applied(&got, &want) {
+                        None
+                    } else {
+                        Some((name.clone(), got))
                     }
                 }
             });

@@ -512,18 +512,7 @@ pub(super) fn applied_state(m: &ClusterModel, bundle: &SecretsBundle) -> Cluster
     s.secureboot = Some(false);
     s.discovery = Some(true);
     s.on_destroy = Some("graceful".into());
-    let spec = build_spec(&s);
-    s.machine_configurations = Some(
-        spec.nodes
-            .keys()
-            .map(|k| {
-                (
-                    k.clone(),
-                    waddle_talos::render_node_config(&spec, bundle, k).unwrap(),
-                )
-            })
-            .collect(),
-    );
+    s.machine_configurations = Some(super::inputs::render_configs(&s, bundle).unwrap());
     s.node_addresses = Some(
         s.nodes()
             .iter()
