@@ -51,11 +51,11 @@ pub use client::{install_crypto_provider, Client};
 pub use cloudinit::{CiType, CloudInitSpec, IpConfig};
 pub use config::{parse_endpoint, ApiToken, Auth, ClientConfig, Secret, Timeouts};
 pub use error::{classify, ApiError, ApiErrorKind, Error, Result, TransportKind};
-pub use guest::{is_final as is_final_agent_error, Guest, EXEC_TIMEOUT};
 pub use firewall::{
     ClusterFirewallOptions, FirewallAlias, FirewallRule, FirewallScope, IpSetEntry,
     NamedFirewallObject, RuleList, RULE_OPTIONAL_KEYS,
 };
+pub use guest::{is_final as is_final_agent_error, Guest, EXEC_TIMEOUT};
 pub use network::{sdn_subnet_id, BridgeSpec, SubnetSpec};
 pub use owner::{without_mark, OwnerMark, Ownership, OWNER_TAG};
 pub use params::{api_path, encode_segment, ParamValue, Params};
