@@ -83,6 +83,8 @@ struct ImportSpec {
     id: ImportId,
     verify: bool,
     verify_ignore: Vec<String>,
+    /// `plan` after the import must be empty.
+    plan_empty: bool,
 }
 
 /// One step of a [`TestCase`]: a configuration to apply (or only plan), or an import.
@@ -150,6 +152,7 @@ impl TestStep {
                 id: ImportId::FromIdAttribute,
                 verify: true,
                 verify_ignore: Vec::new(),
+                plan_empty: false,
             }),
             ..TestStep::empty()
         }
@@ -239,6 +242,15 @@ impl TestStep {
     pub fn import_verify_ignore(mut self, paths: &[&str]) -> Self {
         if let Some(i) = self.import.as_mut() {
             i.verify_ignore = paths.iter().map(|s| (*s).to_owned()).collect();
+        }
+        self
+    }
+
+    /// After the import, `plan` in the import's work dir must change no resource (the import
+    /// is a no-op; outputs, which `import` does not write, may be added).
+    pub fn import_plan_empty(mut self) -> Self {
+        if let Some(i) = self.import.as_mut() {
+            i.plan_empty = true;
         }
         self
     }
@@ -1174,6 +1186,47 @@ impl Runner {
         let failures: Vec<String> = step.checks.iter().filter_map(|c| c(&snap).err()).collect();
         if !failures.is_empty() {
             return Err(Fail::new(Phase::Check, failures.join("\n")));
+        }
+        if spec.plan_empty {
+            // Resources only: `import` writes no outputs, so the plan adds them.
+            let plan_file = format!("import{}.tfplan", i + 1);
+            let out = self.tf(
+                &dir,
+                Some(i),
+                Phase::ImportVerify,
+                &[
+                    "plan",
+                    "-input=false",
+                    "-no-color",
+                    &format!("-out={plan_file}"),
+                ],
+                env,
+            )?;
+            if out.code != Some(0) {
+                return Self::command_failed(step, Phase::ImportVerify, &out);
+            }
+            let plan = Plan::from_json(self.show_json(
+                &dir,
+                Some(i),
+                Phase::ImportVerify,
+                &[&plan_file],
+                env,
+            )?);
+            let changes: Vec<String> = plan
+                .resource_changes()
+                .into_iter()
+                .filter(|rc| rc.actions.iter().any(|a| a != "no-op" && a != "read"))
+                .map(|rc| format!("{} {:?}", rc.address, rc.actions))
+                .collect();
+            if !changes.is_empty() {
+                return Err(Fail::new(
+                    Phase::ImportVerify,
+                    format!(
+                        "the plan after the import changes resources: {changes:?}\n{}",
+                        out.excerpt()
+                    ),
+                ));
+            }
         }
         Ok(())
     }
