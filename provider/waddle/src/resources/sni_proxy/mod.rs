@@ -1,59 +1,34 @@
 //! Resource `waddle_sni_proxy`: a small Debian VM on Proxmox VE running HAProxy in TCP mode,
-//! passing TLS connections by SNI (still encrypted) to private backends.
+//! passing TLS connections by SNI (still encrypted) to private backends. It is the HAProxy
+//! payload on the shared VM layer (`resources::vm`: schema fragment, placement, seed ISO,
+//! create/read/update/delete/import, ownership, see `vm::ops`).
 //!
 //! # Attributes
-//! The shape is the one documented in `waddle_haproxy::spec` (and used by `modules/haproxy`):
-//! VM placement (`name`, `node`, `vmid`, `storage`, `cores`, `memory`, `disk_size`,
-//! `image_url`, `image_storage`), network and access (`public_nic`, `private_nic`,
-//! `dns_servers`, `admin_user`, `ssh_authorized_keys`), routing (`routes`, `http_backend`,
-//! `listen`, `maxconn`, `proxy_timeouts`) and computed outputs (`id` = `<node>/<vmid>`,
-//! `haproxy_cfg`, `exact_map`, `wildcard_map`, `config_hash`, `public_address`,
-//! `private_address`, `seed_iso`).
+//! The shared VM attributes, `public_nic` (`net0`, default gateway) and `private_nic`
+//! (`net1`), the routing (`routes`, `http_backend`, `listen`, `maxconn`, `proxy_timeouts`)
+//! and computed outputs (`id` = `<node>/<vmid>`, `haproxy_cfg`, `exact_map`, `wildcard_map`,
+//! `config_hash`, `public_address`, `private_address`, `seed_iso`).
 //!
 //! # Replace or update in place
-//! * **In place** (through the QEMU guest agent, no reboot): `routes`, `http_backend`,
-//!   `listen`, `maxconn`, `proxy_timeouts`, and drift of the live configuration.
-//! * **Replacement**: everything about the VM. Placement (`node`, `vmid`, `storage`,
-//!   `image_url`, `image_storage`, `disk_size`, `cores`, `memory`, `name`) and the NIC layout
-//!   (`public_nic`, `private_nic`) define the VM; `admin_user`, `ssh_authorized_keys`,
-//!   `dns_servers` and the addresses are cloud-init inputs that Debian applies once, at first
-//!   boot, so changing them on a running VM would silently do nothing. The VM holds no data,
-//!   so a rebuild is cheap and always converges.
+//! * **In place** (through the QEMU guest agent, no reboot): the routing, and drift of the
+//!   live configuration.
+//! * **Replacement**: everything about the VM: placement and NICs define it; `admin_user`,
+//!   `ssh_authorized_keys`, `dns_servers` and the addresses are cloud-init inputs applied once,
+//!   at first boot. The VM holds no data, so a rebuild is cheap and always converges.
 //!
-//! # Lifecycle (on the shared VM layer, `resources::vm`)
-//! * **Plan**: the routing is validated with `waddle_haproxy::validate` (errors carry the
-//!   attribute path, e.g. `routes[1].hostnames[0]`) before any API call; unknown values are
-//!   skipped. When the routing is known, the plan already contains the rendered
-//!   `haproxy_cfg`, maps and `config_hash`.
-//! * **Create**: `download-url` of the Debian image into `import` content (skipped when it is
-//!   already there), `POST /nodes/{node}/qemu` with both NICs, `scsi0` imported from the
-//!   image, `agent=1`; the NoCloud seed ISO (`user-data` from `render_cloud_init`, NICs matched
-//!   by the MACs Proxmox assigned) is built in memory, uploaded as `iso` content and attached
-//!   as `ide2`; start; then the guest agent is polled until the VM reports the expected hash in
-//!   `/etc/haproxy/waddle-config.sha256` and `haproxy` active (bounded by
-//!   `timeouts.create`, cancellable). Once the VM exists every error returns the partial state
-//!   (id, vmid, seed ISO) with the error, so the next apply or destroy removes it.
-//! * **Update** (routing): the guest agent writes the new versioned maps beside the old ones,
-//!   the new config to `haproxy.cfg.new` and the hash to the marker's `.new`; `haproxy -c`
-//!   checks the new config on the VM. If it fails, the `.new` files are removed, the running
-//!   HAProxy keeps the old config, and the apply fails with HAProxy's message. Otherwise the
-//!   files are renamed into place and HAProxy is reloaded (master-worker reload: established
-//!   connections stay on the old workers), then the maps of the previous version are removed.
-//!   These are the steps of `waddle_haproxy::update_script`, run as separate agent commands so
-//!   each step's result is known.
-//! * **Read**: a VM that no longer exists is removed from state. Otherwise the live config and
-//!   maps are read through the guest agent and hashed with `waddle_haproxy::config_hash`; on
-//!   drift, `config_hash` (and the file outputs) take the live values, so the next plan shows
-//!   an in-place update back to the configured routing. A stopped VM reads as drift (empty
-//!   `config_hash`); the update starts it.
-//! * **Delete**: ACPI shutdown (timeout [`SHUTDOWN_TIMEOUT`], then stop), delete with purge
-//!   (and unreferenced disks), delete the uploaded seed ISO. The downloaded Debian image is a
-//!   shared cache of the storage and is kept.
-//! * **Import**: `terraform import waddle_sni_proxy.x <node>/<vmid>` or just `<vmid>` (the node
-//!   is then looked up in the cluster). Attributes Proxmox cannot report back (cloud-init
-//!   inputs such as addresses and keys, the image URL, the routing) are taken from the
-//!   configuration at the next plan without forcing a replacement; the routing is then applied
-//!   in place.
+//! # The payload
+//! * **Plan**: the routing is validated with `waddle_haproxy::validate` (errors at their
+//!   attribute paths, e.g. `routes[1].hostnames[0]`); when it is known, the plan already holds
+//!   the rendered `haproxy_cfg`, maps and `config_hash`.
+//! * **Create**: the seed carries the rendered files (`waddle_haproxy::payload`); the create
+//!   waits until the VM reports the expected hash in `/etc/haproxy/waddle-config.sha256` and
+//!   `haproxy` active (`ops::haproxy::wait_ready`).
+//! * **Update**: new versioned maps beside the old ones, the config to `haproxy.cfg.new`,
+//!   `haproxy -c` on the VM (a refusal leaves the running HAProxy on its old config and fails
+//!   the apply with HAProxy's message), then swap and a seamless reload, old maps removed.
+//! * **Read**: the live config and maps are hashed (`waddle_haproxy::config_hash`); on drift
+//!   the file outputs take the live values, so the next plan updates them back. A stopped VM
+//!   reads as drift (empty `config_hash`); the update starts it.
 
 use std::time::Duration;
 
@@ -84,25 +59,9 @@ pub use validate::validate;
 /// Type name.
 pub const TYPE_NAME: &str = "waddle_sni_proxy";
 
-/// Default `name`.
-pub const DEFAULT_NAME: &str = "sni-proxy";
-/// Default `storage`.
-pub const DEFAULT_STORAGE: &str = "local-lvm";
-/// Default `image_storage`.
-pub const DEFAULT_IMAGE_STORAGE: &str = "local";
 /// Default `image_url`: Debian 12 (bookworm) generic cloud image.
 pub const DEFAULT_IMAGE_URL: &str =
     "https://cloud.debian.org/images/cloud/bookworm/latest/debian-12-genericcloud-amd64.qcow2";
-/// Default `cores`.
-pub const DEFAULT_CORES: i64 = 1;
-/// Default `memory` (MiB).
-pub const DEFAULT_MEMORY: i64 = 512;
-/// Default `disk_size` (GiB).
-pub const DEFAULT_DISK_SIZE: i64 = 8;
-/// Default `admin_user`.
-pub const DEFAULT_ADMIN_USER: &str = "waddle";
-/// Default `dns_servers`.
-pub const DEFAULT_DNS: [&str; 2] = ["1.1.1.1", "9.9.9.9"];
 /// Default `maxconn`.
 pub const DEFAULT_MAXCONN: i64 = 4096;
 
@@ -119,15 +78,15 @@ pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The shared VM attributes' defaults.
 pub const DEFAULTS: VmDefaults = VmDefaults {
-    name: DEFAULT_NAME,
-    storage: DEFAULT_STORAGE,
-    image_storage: DEFAULT_IMAGE_STORAGE,
+    name: "sni-proxy",
+    storage: "local-lvm",
+    image_storage: "local",
     image_url: DEFAULT_IMAGE_URL,
-    cores: DEFAULT_CORES,
-    memory: DEFAULT_MEMORY,
-    disk_size: DEFAULT_DISK_SIZE,
-    admin_user: DEFAULT_ADMIN_USER,
-    dns: DEFAULT_DNS,
+    cores: 1,
+    memory: 512,
+    disk_size: 8,
+    admin_user: "waddle",
+    dns: ["1.1.1.1", "9.9.9.9"],
 };
 
 /// The NICs: `public_nic` (`net0`, with the default gateway) and `private_nic` (`net1`).

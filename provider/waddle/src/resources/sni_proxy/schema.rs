@@ -47,13 +47,6 @@ pub fn schema() -> Schema {
     )
     .version(0)
     .attribute(
-        "id",
-        Attribute::string()
-            .computed()
-            .use_state_for_unknown()
-            .description("`<node>/<vmid>`. Import accepts this or a plain VM id."),
-    )
-    .attribute(
         "public_nic",
         vm::schema::nic_attribute(
             &NICS[0],
@@ -74,7 +67,7 @@ pub fn schema() -> Schema {
     for (name, a) in vm::schema::attributes(&DEFAULTS) {
         s = s.attribute(name, a);
     }
-    s
+    s = s
     .attribute(
         "routes",
         Attribute::nested(
@@ -191,48 +184,39 @@ pub fn schema() -> Schema {
             ],
         ),
     )
-    .attribute(
-        "haproxy_cfg",
-        Attribute::string()
-            .computed()
-            .description("Rendered `/etc/haproxy/haproxy.cfg` (after a refresh: the live file if it drifted)."),
-    )
-    .attribute(
-        "exact_map",
-        Attribute::string()
-            .computed()
-            .description("Rendered exact-name map (`<name> <backend>` lines)."),
-    )
-    .attribute(
-        "wildcard_map",
-        Attribute::string()
-            .computed()
-            .description("Rendered wildcard map (`.<suffix> <backend>` lines, longest suffix first)."),
-    )
-    .attribute(
-        "config_hash",
-        Attribute::string().computed().description(
+    ;
+    let computed = [
+        (
+            "haproxy_cfg",
+            "Rendered `/etc/haproxy/haproxy.cfg` (after a refresh: the live file if it drifted).",
+        ),
+        (
+            "exact_map",
+            "Rendered exact-name map (`<name> <backend>` lines).",
+        ),
+        (
+            "wildcard_map",
+            "Rendered wildcard map (`.<suffix> <backend>` lines, longest suffix first).",
+        ),
+        (
+            "config_hash",
             "SHA-256 over the config and both maps. Refresh reads the live files through the \
              guest agent; a different value here means drift, repaired by the next apply.",
         ),
-    )
-    .attribute(
-        "public_address",
-        Attribute::string()
-            .computed()
-            .description("Public IP address (from `public_nic.cidr`, without prefix length)."),
-    )
-    .attribute(
-        "private_address",
-        Attribute::string()
-            .computed()
-            .description("Private IP address (from `private_nic.cidr`, without prefix length)."),
-    )
-    .attribute(
-        "seed_iso",
-        Attribute::string()
-            .computed()
-            .use_state_for_unknown()
-            .description("Volume id of the uploaded NoCloud seed ISO (deleted with the VM)."),
-    )
+        (
+            "public_address",
+            "Public IP address (from `public_nic.cidr`, without prefix length).",
+        ),
+        (
+            "private_address",
+            "Private IP address (from `private_nic.cidr`, without prefix length).",
+        ),
+    ];
+    for (name, description) in computed {
+        s = s.attribute(
+            name,
+            Attribute::string().computed().description(description),
+        );
+    }
+    s
 }

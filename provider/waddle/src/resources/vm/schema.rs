@@ -20,9 +20,24 @@ fn string_check(f: fn(&str) -> Result<(), String>) -> Validator {
     })
 }
 
-/// The shared VM attributes (placement, image, cloud-init inputs), all forcing replacement.
+/// The shared VM attributes: `id`, `seed_iso` (computed) and placement, image and cloud-init
+/// inputs, all forcing replacement.
 pub fn attributes(d: &VmDefaults) -> Vec<(&'static str, Attribute)> {
     vec![
+        (
+            "id",
+            Attribute::string()
+                .computed()
+                .use_state_for_unknown()
+                .description("`<node>/<vmid>`. Import accepts this or a plain VM id."),
+        ),
+        (
+            "seed_iso",
+            Attribute::string()
+                .computed()
+                .use_state_for_unknown()
+                .description("Volume id of the uploaded NoCloud seed ISO (deleted with the VM)."),
+        ),
         (
             "name",
             replace(Attribute::string().default(d.name).description(format!(

@@ -1,6 +1,5 @@
 //! HAProxy on the VM, through its guest agent: the live configuration and its hash, an
-//! in-place update (`haproxy -c` first, then swap and reload), readiness after a create, and
-//! the inputs file an import reads back.
+//! in-place update (`haproxy -c` first, then swap and reload) and readiness after a create.
 
 use std::time::Duration;
 
@@ -18,8 +17,6 @@ pub enum SniError {
     Vm(#[from] VmError),
     #[error(transparent)]
     Agent(Box<waddle_proxmox::Error>),
-    #[error(transparent)]
-    Routing(#[from] super::super::model::RoutingError),
     #[error(
         "haproxy -c rejected the new configuration on the VM (the running HAProxy keeps \
          the previous configuration):\n{0}"
