@@ -22,7 +22,6 @@ use waddle_acceptance::pve::{EmulatorConfig, FaultConfig, FaultKind, FaultRule, 
 use waddle_acceptance::talos::{appliance, FleetOptions, TalosFleet};
 use waddle_framework::testing::Harness;
 use waddle_framework::{AttributePath, Value};
-use waddle_provider::provider::{schema as provider_schema, NoEnv, WaddleProvider};
 use waddle_provider::resources::{sni_proxy, talos_cluster};
 
 const KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHWaddleAcceptanceTestKeyNotARealOne0 test";
@@ -59,30 +58,8 @@ async fn emulator(ip: Ipv4Addr, faults: FaultConfig) -> PveEmulator {
     .expect("PVE emulator")
 }
 
-async fn harness(emu: &PveEmulator) -> Harness {
-    let h = Harness::new(WaddleProvider::with_env(NoEnv));
-    let mut pc = provider_schema().null_value();
-    for (k, v) in [
-        ("endpoint", emu.endpoint()),
-        ("api_token", emu.api_token().expect("token")),
-        ("ca_cert", emu.ca_pem().to_string()),
-        ("node", emu.node().to_string()),
-    ] {
-        pc.set_path(&AttributePath::attr(k), Value::from(v.as_str()));
-    }
-    let d = h.configure(pc).await;
-    assert!(!d.has_errors(), "{d:?}");
-    h
-}
-
-fn client(emu: &PveEmulator) -> waddle_proxmox::Client {
-    let mut cfg = waddle_proxmox::ClientConfig::new(
-        emu.endpoint(),
-        waddle_proxmox::Auth::api_token(&emu.api_token().expect("token")).expect("token"),
-    );
-    cfg.ca_cert_pem = Some(emu.ca_pem().to_string());
-    waddle_proxmox::Client::new(cfg).expect("client")
-}
+mod inproc;
+use inproc::{client, harness};
 
 /// Somebody else's VM ("prod-db", no waddle mark) with `vmid`.
 async fn foreign_vm(emu: &PveEmulator, vmid: u32) -> BTreeMap<String, String> {

@@ -8,8 +8,6 @@ use std::net::Ipv4Addr;
 
 use waddle_acceptance::pve::{EmulatorConfig, FaultConfig, FaultRule, PveEmulator};
 use waddle_framework::prelude::*;
-use waddle_framework::testing::Harness;
-use waddle_provider::provider::{schema as provider_schema, NoEnv, WaddleProvider};
 use waddle_provider::resources::network::{
     api_bool, api_str, dhcp_from_api, schema, DhcpRange, Network, NetworkState, TYPE_NAME,
 };
@@ -43,30 +41,8 @@ async fn emulator(ip: Ipv4Addr, faults: &[&str]) -> PveEmulator {
         .expect("PVE emulator")
 }
 
-async fn harness(emu: &PveEmulator) -> Harness {
-    let h = Harness::new(WaddleProvider::with_env(NoEnv));
-    let mut pc = provider_schema().null_value();
-    for (k, v) in [
-        ("endpoint", emu.endpoint()),
-        ("api_token", emu.api_token().expect("token")),
-        ("ca_cert", emu.ca_pem().to_string()),
-        ("node", emu.node().to_string()),
-    ] {
-        pc.set_path(&AttributePath::attr(k), Value::from(v.as_str()));
-    }
-    let d = h.configure(pc).await;
-    assert!(!d.has_errors(), "{d:?}");
-    h
-}
-
-fn client(emu: &PveEmulator) -> Client {
-    let mut cfg = waddle_proxmox::ClientConfig::new(
-        emu.endpoint(),
-        waddle_proxmox::Auth::api_token(&emu.api_token().expect("token")).expect("token"),
-    );
-    cfg.ca_cert_pem = Some(emu.ca_pem().to_string());
-    Client::new(cfg).expect("client")
-}
+mod inproc;
+use inproc::{client, harness};
 
 /// (zones, vnets, subnets of `vnet`) in the emulator, pending view.
 async fn sdn_objects(c: &Client, vnet: &str) -> (Vec<String>, Vec<String>, Vec<serde_json::Value>) {

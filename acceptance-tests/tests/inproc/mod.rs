@@ -1,0 +1,35 @@
+//! The provider driven in process (its RPC handlers, no CLI) against a PVE emulator: shared
+//! by the test targets that need it (`mod inproc;`). It lives here, not in the
+//! `waddle-acceptance` library, because only the tests depend on the provider crate.
+
+use waddle_acceptance::pve::PveEmulator;
+use waddle_framework::testing::Harness;
+use waddle_framework::{AttributePath, Value};
+use waddle_provider::provider::{schema as provider_schema, NoEnv, WaddleProvider};
+
+/// A provider configured for `emu` (endpoint, token, CA, node).
+pub async fn harness(emu: &PveEmulator) -> Harness {
+    let h = Harness::new(WaddleProvider::with_env(NoEnv));
+    let mut pc = provider_schema().null_value();
+    for (k, v) in [
+        ("endpoint", emu.endpoint()),
+        ("api_token", emu.api_token().expect("token")),
+        ("ca_cert", emu.ca_pem().to_string()),
+        ("node", emu.node().to_string()),
+    ] {
+        pc.set_path(&AttributePath::attr(k), Value::from(v.as_str()));
+    }
+    let d = h.configure(pc).await;
+    assert!(!d.has_errors(), "{d:?}");
+    h
+}
+
+/// A Proxmox client of `emu`'s API token.
+pub fn client(emu: &PveEmulator) -> waddle_proxmox::Client {
+    let mut cfg = waddle_proxmox::ClientConfig::new(
+        emu.endpoint(),
+        waddle_proxmox::Auth::api_token(&emu.api_token().expect("token")).expect("token"),
+    );
+    cfg.ca_cert_pem = Some(emu.ca_pem().to_string());
+    waddle_proxmox::Client::new(cfg).expect("client")
+}
