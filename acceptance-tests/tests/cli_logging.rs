@@ -136,7 +136,8 @@ fn check_logs(snap: &Snapshot, api_token: &str) -> Result<(), String> {
     )?;
     find(
         "a Proxmox task with its UPID",
-        &["Proxmox task finished", "upid=UPID:", "tf_rpc="],
+        // (newer CLIs quote values with ':' in them: upid="UPID:...")
+        &["Proxmox task finished", "upid=", "UPID:pve:", "tf_rpc="],
     )?;
     find(
         "a Talos call",

@@ -393,6 +393,12 @@ fn reachable(ip: Option<Ipv4Addr>) -> Option<Ipv4Addr> {
 }
 
 static GLOBAL_DHCP: AtomicU32 = AtomicU32::new(0);
+/// How long a node that just answered a call which makes it reboot, re-listen or reset keeps
+/// its connections before it drops them. A real node answers first and installs, reboots or
+/// wipes for seconds afterwards; 20 ms (the value before) lost the answer on a loaded machine
+/// ("transport error" in the client), which is harsher than any real node.
+pub(crate) const ANSWER_GRACE: Duration = Duration::from_millis(500);
+
 const GLOBAL_DHCP_BASE: u32 = u32::from_be_bytes([127, 20, 128, 1]);
 
 /// An emulated network of Talos machines. Cheap to clone.
@@ -1077,7 +1083,7 @@ impl TalosNode {
         let node = self.clone();
         tokio::spawn(async move {
             // Let the ApplyConfiguration answer reach the client first.
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            tokio::time::sleep(ANSWER_GRACE).await;
             let (l, generation) = {
                 let mut st = lock(&node.inner.state);
                 st.generation += 1;

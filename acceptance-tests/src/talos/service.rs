@@ -133,8 +133,7 @@ impl NodeService {
                 msg.mode = Mode::Reboot as i32;
                 msg.mode_details = "Applied configuration with a reboot".into();
                 lock(&self.node.inner.state).applies.push(record);
-                self.node
-                    .spawn_reboot_into(cfg, std::time::Duration::from_millis(20));
+                self.node.spawn_reboot_into(cfg, super::ANSWER_GRACE);
             }
             return Ok(pm::ApplyConfigurationResponse {
                 messages: vec![msg],
@@ -183,8 +182,7 @@ impl NodeService {
                 if current.control_plane && current.cluster_id != cfg.cluster_id {
                     fleet.leave(&current.cluster_id, self.node.inner.id);
                 }
-                self.node
-                    .spawn_reboot_into(cfg, std::time::Duration::from_millis(20));
+                self.node.spawn_reboot_into(cfg, super::ANSWER_GRACE);
             }
             Mode::Staged => {
                 // Applied at the next reboot: the emulator keeps it as the configuration
@@ -574,7 +572,7 @@ impl MachineService for NodeService {
                 let node = self.node.clone();
                 let reboot = req.reboot;
                 tokio::spawn(async move {
-                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                    tokio::time::sleep(super::ANSWER_GRACE).await;
                     lock(&node.inner.state).config = None;
                     if reboot {
                         node.spawn_boot_maintenance(node.timings().reboot);
