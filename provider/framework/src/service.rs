@@ -1017,20 +1017,8 @@ impl pb::provider_server::Provider for ProviderService {
                 "Data Source Configuration",
                 &mut diags,
             ) {
-                match e.data_source.read(&self.ctx(), config, &mut diags).await {
-                    Some(mut v) => {
-                        check_known(&mut v, "data source state", &mut diags);
-                        state = encode(&v, &e.ty, "Data Source State", &mut diags);
-                    }
-                    None if !diags.has_errors() => diags.error(
-                        "Missing Data Source State",
-                        format!(
-                            "{} returned no state and no error (a provider bug).",
-                            req.type_name
-                        ),
-                    ),
-                    None => {}
-                }
+                let out = e.data_source.read(&self.ctx(), config, &mut diags).await;
+                state = wholly_known(out, &e.ty, "Data Source State", &req.type_name, &mut diags);
             }
         }
         Ok(Response::new(pb::read_data_source::Response {
@@ -1082,20 +1070,14 @@ impl pb::provider_server::Provider for ProviderService {
                 "Ephemeral Resource Configuration",
                 &mut diags,
             ) {
-                match e.ephemeral.open(&self.ctx(), config, &mut diags).await {
-                    Some(mut v) => {
-                        check_known(&mut v, "ephemeral resource result", &mut diags);
-                        result = encode(&v, &e.ty, "Ephemeral Resource Result", &mut diags);
-                    }
-                    None if !diags.has_errors() => diags.error(
-                        "Missing Ephemeral Resource Result",
-                        format!(
-                            "{} returned no result and no error (a provider bug).",
-                            req.type_name
-                        ),
-                    ),
-                    None => {}
-                }
+                let out = e.ephemeral.open(&self.ctx(), config, &mut diags).await;
+                result = wholly_known(
+                    out,
+                    &e.ty,
+                    "Ephemeral Resource Result",
+                    &req.type_name,
+                    &mut diags,
+                );
             }
         }
         Ok(Response::new(pb::open_ephemeral_resource::Response {
@@ -1186,6 +1168,34 @@ impl pb::provider_server::Provider for ProviderService {
         Ok(Response::new(pb::stop_provider::Response {
             error: String::new(),
         }))
+    }
+}
+
+/// Encodes what a data source read or an ephemeral resource open returned (`what`, e.g. "Data
+/// Source State"): every value must be known; no value and no error is a provider bug.
+fn wholly_known(
+    out: Option<Value>,
+    ty: &Type,
+    what: &str,
+    type_name: &str,
+    diags: &mut Diagnostics,
+) -> Option<pb::DynamicValue> {
+    match out {
+        Some(mut v) => {
+            check_known(&mut v, &what.to_lowercase(), diags);
+            encode(&v, ty, what, diags)
+        }
+        None if !diags.has_errors() => {
+            diags.error(
+                format!("Missing {what}"),
+                format!(
+                    "{type_name} returned no {} and no error (a provider bug).",
+                    what.to_lowercase()
+                ),
+            );
+            None
+        }
+        None => None,
     }
 }
 
