@@ -14,6 +14,8 @@
 # Terraform), WADDLE_ACC_ALL_CLIS=0 (only that CLI), WADDLE_ACC_KEEP=1 (keep acceptance work dirs), extra arguments are passed to
 # `cargo test` (e.g. `scripts/test.sh -- --test-threads=1`).
 set -euo pipefail
+# No CLI started from here or from the tests calls HashiCorp's version checkpoint.
+export CHECKPOINT_DISABLE=1
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$(pwd)
@@ -179,7 +181,14 @@ default_cli() {
   fi
 }
 
-cli_version() { "$1" version 2>/dev/null | head -n 1; }
+# First line of `CLI version`, never failing: no pipe into `head` (under pipefail, Terraform
+# 1.0.3 killed by SIGPIPE after its first line exits 255 through panicwrap and stopped this
+# script), and no checkpoint call to HashiCorp.
+cli_version() {
+  local out
+  out=$(CHECKPOINT_DISABLE=1 "$1" version 2>/dev/null) || true
+  printf '%s\n' "${out%%$'\n'*}"
+}
 
 # Every other CLI on this machine (terraform and tofu on PATH, the pinned Terraform) whose
 # version differs from the default's runs the real-CLI suite (acceptance-tests/tests/cli_*.rs)
