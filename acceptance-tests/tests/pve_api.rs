@@ -413,12 +413,44 @@ async fn sdn_zone_vnet_subnet_and_apply() {
         .ok("GET", "/cluster/sdn/zones", &[("pending", "1")])
         .await;
     assert_eq!(zones[0]["state"], "new");
+    // As pve-network's pending_config shows a new object: its values under `pending`, only
+    // `type`, `vnet` and the id's keys at the top level.
+    assert_eq!(zones[0]["zone"], "waddle");
+    assert!(zones[0].get("dhcp").is_none(), "{zones}");
+    assert_eq!(zones[0]["pending"]["dhcp"], "dnsmasq", "{zones}");
+    let vnets = api
+        .ok("GET", "/cluster/sdn/vnets", &[("pending", "1")])
+        .await;
+    assert!(vnets[0].get("zone").is_none(), "{vnets}");
+    assert_eq!(vnets[0]["pending"]["zone"], "waddle", "{vnets}");
+    let subnets = api
+        .ok(
+            "GET",
+            "/cluster/sdn/vnets/wnet0/subnets",
+            &[("pending", "1")],
+        )
+        .await;
+    assert_eq!(subnets[0]["cidr"], "10.10.0.0/24", "{subnets}");
+    assert_eq!(subnets[0]["pending"]["gateway"], "10.10.0.1", "{subnets}");
     let upid = api.ok("PUT", "/cluster/sdn", &[]).await;
     assert_eq!(api.wait_task(upid.as_str().expect("upid")).await, "OK");
     let zones = api
         .ok("GET", "/cluster/sdn/zones", &[("pending", "1")])
         .await;
     assert!(zones[0].get("state").is_none(), "{zones}");
+    assert_eq!(
+        zones[0]["dhcp"], "dnsmasq",
+        "applied: values at the top level"
+    );
+    // A change shows the running value at the top and the new one under `pending`.
+    api.ok("PUT", "/cluster/sdn/vnets/wnet0", &[("alias", "private")])
+        .await;
+    let vnets = api
+        .ok("GET", "/cluster/sdn/vnets", &[("pending", "1")])
+        .await;
+    assert_eq!(vnets[0]["state"], "changed", "{vnets}");
+    assert!(vnets[0].get("alias").is_none(), "{vnets}");
+    assert_eq!(vnets[0]["pending"]["alias"], "private", "{vnets}");
     let subnets = api.ok("GET", "/cluster/sdn/vnets/wnet0/subnets", &[]).await;
     assert_eq!(subnets[0]["subnet"], "waddle-10.10.0.0-24");
     assert_eq!(subnets[0]["snat"], 1);

@@ -2591,15 +2591,61 @@ fn obj_from_params(ctx: &Ctx, skip: &[&str]) -> Map<String, Value> {
     m
 }
 
-fn sdn_state(
-    pending: &Map<String, Value>,
+/// Keys PVE keeps at the top level of an object in the pending view (`pending=1`) even when
+/// it is new: `type` and `vnet` (pve-network's `PVE::Network::SDN::pending_config`), plus
+/// what the API adds from the object's id: the id key itself and, for subnets, `cidr`,
+/// `network`, `mask` and `zone` (parsed from `<zone>-<network>-<mask>`).
+const ZONE_TOP_KEYS: &[&str] = &["type", "vnet", "zone"];
+const VNET_TOP_KEYS: &[&str] = &["type", "vnet"];
+const SUBNET_TOP_KEYS: &[&str] = &["type", "vnet", "subnet", "cidr", "network", "mask", "zone"];
+
+/// One object as `pending=1` shows it, after pve-network's `pending_config`: a new object has
+/// only its top-level keys and every other value under `pending`; a changed one has its
+/// running values and, under `pending`, each value that differs (a removed key as the string
+/// `deleted`); a deleted one has its running values.
+fn sdn_pending_view(
+    config: Option<&Map<String, Value>>,
     running: Option<&Map<String, Value>>,
-) -> Option<&'static str> {
-    match running {
-        None => Some("new"),
-        Some(r) if r != pending => Some("changed"),
-        _ => None,
+    top_keys: &[&str],
+) -> Option<Value> {
+    let (state, top, pending) = match (config, running) {
+        (None, None) => return None,
+        (None, Some(r)) => ("deleted", r.clone(), None),
+        (Some(c), None) => {
+            let (top, rest): (Map<String, Value>, Map<String, Value>) = c
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .partition(|(k, _)| top_keys.contains(&k.as_str()));
+            ("new", top, Some(rest))
+        }
+        (Some(c), Some(r)) if c == r => return Some(Value::Object(c.clone())),
+        (Some(c), Some(r)) => {
+            let mut changed = Map::new();
+            for (k, v) in c {
+                if r.get(k) != Some(v) && !matches!(k.as_str(), "type" | "vnet") {
+                    changed.insert(k.clone(), v.clone());
+                }
+            }
+            for k in r.keys() {
+                if !c.contains_key(k) {
+                    changed.insert(k.clone(), json!("deleted"));
+                }
+            }
+            let mut top = r.clone();
+            for k in ["type", "vnet"] {
+                if let Some(v) = c.get(k) {
+                    top.insert(k.into(), v.clone());
+                }
+            }
+            ("changed", top, Some(changed))
+        }
+    };
+    let mut v = Value::Object(top);
+    v["state"] = json!(state);
+    if let Some(p) = pending {
+        v["pending"] = Value::Object(p);
     }
+    Some(v)
 }
 
 fn sdn_list_json(
@@ -2608,39 +2654,37 @@ fn sdn_list_json(
     show_pending: bool,
     use_running: bool,
     digest: bool,
+    top_keys: &[&str],
 ) -> Vec<Value> {
     let src = if use_running {
         running.cloned().unwrap_or_default()
     } else {
         objs.clone()
     };
-    let mut out: Vec<Value> = src
-        .values()
-        .map(|o| {
-            let mut v = Value::Object(o.clone());
-            if digest {
-                v["digest"] = json!(digest_of(o.iter().map(|(k, v)| (k.clone(), v.to_string()))));
-            }
-            v
-        })
-        .collect();
+    let with_digest = |o: &Map<String, Value>, mut v: Value| {
+        if digest {
+            v["digest"] = json!(digest_of(o.iter().map(|(k, v)| (k.clone(), v.to_string()))));
+        }
+        v
+    };
     if show_pending && !use_running {
-        for (i, (id, o)) in src.iter().enumerate() {
-            if let Some(state) = sdn_state(o, running.and_then(|r| r.get(id))) {
-                out[i]["state"] = json!(state);
-            }
-        }
+        let mut ids: Vec<&String> = src.keys().collect();
         if let Some(r) = running {
-            for (id, o) in r {
-                if !objs.contains_key(id) {
-                    let mut v = Value::Object(o.clone());
-                    v["state"] = json!("deleted");
-                    out.push(v);
-                }
-            }
+            ids.extend(r.keys().filter(|id| !src.contains_key(*id)));
         }
+        return ids
+            .into_iter()
+            .filter_map(|id| {
+                let c = src.get(id);
+                let r = running.and_then(|r| r.get(id));
+                let v = sdn_pending_view(c, r, top_keys)?;
+                Some(with_digest(c.or(r)?, v))
+            })
+            .collect();
     }
-    out
+    src.values()
+        .map(|o| with_digest(o, Value::Object(o.clone())))
+        .collect()
 }
 
 fn sdn_zones(ctx: &Ctx) -> R {
@@ -2668,6 +2712,7 @@ fn sdn_zones(ctx: &Ctx) -> R {
                 ctx.flag("pending").unwrap_or(false),
                 ctx.flag("running").unwrap_or(false),
                 true,
+                ZONE_TOP_KEYS,
             );
             let list = list
                 .into_iter()
@@ -2777,6 +2822,7 @@ fn sdn_vnets(ctx: &Ctx) -> R {
                 ctx.flag("pending").unwrap_or(false),
                 ctx.flag("running").unwrap_or(false),
                 true,
+                VNET_TOP_KEYS,
             );
             let list = list
                 .into_iter()
@@ -2907,6 +2953,7 @@ fn sdn_subnets(ctx: &Ctx) -> R {
                 ctx.flag("pending").unwrap_or(false),
                 ctx.flag("running").unwrap_or(false),
                 true,
+                SUBNET_TOP_KEYS,
             )))
         }
         ("POST", true) => {

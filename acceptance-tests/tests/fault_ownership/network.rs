@@ -135,14 +135,12 @@ fn error_after_each_object_exists() {
     }
 }
 
-/// The provider dies mid-create (the zone exists, the vnet create is held): the next apply
-/// converges on one zone, vnet and subnet with an empty plan, and destroy leaves nothing.
-///
-/// Fails today: the next apply stops at "sdn 'zone' 'wfault' already exists", and so does
-/// every later one (SDN objects carry no ownership mark, and `waddle_network` adopts an
-/// existing object only after a create whose outcome is unknown).
+/// The provider dies mid-create (the zone exists, the vnet create is held on the host): the
+/// next apply, by a new provider process, converges on one zone, vnet and subnet with an empty
+/// plan, and destroy leaves nothing. SDN objects carry no ownership mark: the next create
+/// adopts the zone and the vnet because they are still pending (never applied) and exactly as
+/// requested (`waddle_proxmox::sdn_adopt`).
 #[test]
-#[ignore = "known gap (#8 item 5): a killed waddle_network create leaves SDN objects the next apply refuses as 'already exists'"]
 fn killed_mid_create_then_reapply() {
     if skip_on_real_pve("network killed_mid_create_then_reapply") {
         return;
@@ -162,22 +160,73 @@ fn killed_mid_create_then_reapply() {
         let p = h.plan(TYPE_NAME, &Value::Null, &cfg).await;
         assert!(!p.diagnostics.has_errors(), "{:?}", p.diagnostics);
         let apply = h.apply(TYPE_NAME, &Value::Null, &cfg, &p.planned_state);
-        let killed = until("the vnet create is under way", || {
-            emu.request_log()
+        // The fault log records the held request when it arrives (the request log only when
+        // it is answered).
+        let held = until("the vnet create is held", || {
+            emu.fault_log()
                 .iter()
-                .any(|r| r.method == "POST" && r.path.ends_with("/cluster/sdn/vnets"))
+                .any(|e| e.method == "POST" && e.path.ends_with("/cluster/sdn/vnets"))
         });
         tokio::select! {
             _ = apply => panic!("the create finished before it was killed"),
-            _ = killed => {}
+            _ = held => {}
         }
-        // Let the held vnet create finish on the host, as it would after a killed CLI.
+        // The provider is gone (the apply future is dropped mid-request). Let the held vnet
+        // create finish on the host, as it would after a killed CLI.
         tokio::time::sleep(Duration::from_secs(3)).await;
+        let applied = |r: &waddle_acceptance::pve::RequestRecord| {
+            r.method == "PUT" && r.path.ends_with("/cluster/sdn")
+        };
+        assert!(
+            !emu.request_log().iter().any(applied),
+            "killed before the SDN configuration was applied"
+        );
+        let (zones, _, _) = sdn(&emu).await;
+        assert_eq!(zones, vec![ZONE.to_string()], "the pending zone is left");
+        // A new provider process, as the next CLI run starts.
+        let h = harness(&emu).await;
         let (state, errors) = create_state(&h, TYPE_NAME, &cfg).await;
         assert!(errors.is_empty(), "{errors}");
+        let posts = |suffix: &str| {
+            emu.request_log()
+                .iter()
+                .filter(|r| r.method == "POST" && r.path.ends_with(suffix))
+                .count()
+        };
+        assert_eq!(
+            posts("/cluster/sdn/zones"),
+            1,
+            "the zone was adopted, not posted again"
+        );
         let state = converged(&h, &emu, &state).await;
         destroy_state(&h, TYPE_NAME, &state).await;
         nothing_left(&emu).await;
+        emu.shutdown().await;
+    });
+}
+
+/// An applied zone with the resource's id (a create killed after `PUT /cluster/sdn`, or a
+/// network of somebody else's) is never adopted: the create fails naming the zone and the way
+/// out (import), and leaves it alone.
+#[test]
+fn an_applied_zone_is_not_adopted() {
+    if skip_on_real_pve("network an_applied_zone_is_not_adopted") {
+        return;
+    }
+    rt().block_on(async {
+        let emu = emulator(Ipv4Addr::new(127, 40, 93, 7), FaultConfig::default()).await;
+        let h = harness(&emu).await;
+        let c = client(&emu);
+        c.create_sdn_simple_zone(ZONE, false, &[])
+            .await
+            .expect("zone");
+        c.apply_sdn().await.expect("apply");
+        let (_, errors) = create_state(&h, TYPE_NAME, &config()).await;
+        assert!(errors.contains("already exists and is applied"), "{errors}");
+        assert!(errors.contains("import"), "{errors}");
+        let (zones, vnets, _) = sdn(&emu).await;
+        assert_eq!(zones, vec![ZONE.to_string()]);
+        assert!(vnets.is_empty(), "{vnets:?}");
         emu.shutdown().await;
     });
 }

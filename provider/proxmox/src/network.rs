@@ -7,7 +7,7 @@ use crate::client::Client;
 use crate::error::{Error, Result};
 use crate::params::{api_path, Params};
 use crate::props::{validate_bridge, validate_cidr4, validate_node};
-use crate::sdn_adopt::{subnet_matches, vnet_matches, zone_matches};
+use crate::sdn_adopt::{adopt_if_pending, effective, subnet_matches, vnet_matches, zone_matches};
 use crate::task::WaitOptions;
 
 /// A Linux bridge (`POST /nodes/{node}/network`, `type=bridge`).
@@ -190,9 +190,13 @@ impl Client {
         if !nodes.is_empty() {
             p = p.str("nodes", nodes.join(","));
         }
+        let what = format!("SDN zone {zone:?}");
+        let pending = self.find_pending_sdn("zones", "zone", zone).await?;
+        if adopt_if_pending(&what, pending.as_ref(), |o| zone_matches(o, dhcp, nodes))? {
+            return Ok(());
+        }
         let found = || async { self.get_sdn_zone(zone).await };
         let look = || async { Ok(zone_matches(found().await?.as_ref(), dhcp, nodes)) };
-        let what = format!("SDN zone {zone:?}");
         self.create_or_adopt(&what, "/cluster/sdn/zones", &p, look)
             .await
     }
@@ -204,9 +208,13 @@ impl Client {
             .str("vnet", vnet)
             .str("zone", zone)
             .opt_str("alias", alias);
+        let what = format!("SDN vnet {vnet:?}");
+        let pending = self.find_pending_sdn("vnets", "vnet", vnet).await?;
+        if adopt_if_pending(&what, pending.as_ref(), |o| vnet_matches(o, zone, alias))? {
+            return Ok(());
+        }
         let found = || async { self.get_sdn_vnet(vnet).await };
         let look = || async { Ok(vnet_matches(found().await?.as_ref(), zone, alias)) };
-        let what = format!("SDN vnet {vnet:?}");
         self.create_or_adopt(&what, "/cluster/sdn/vnets", &p, look)
             .await
     }
@@ -225,7 +233,22 @@ impl Client {
             p = p.list("dhcp-range", spec.dhcp_ranges.clone());
         }
         let path = api_path(&["cluster", "sdn", "vnets", vnet, "subnets"]);
-        self.create_or_adopt(&format!("SDN subnet {}", spec.cidr), &path, &p, || async {
+        let what = format!("SDN subnet {}", spec.cidr);
+        let pending: Vec<Value> = match self.get(&path, &Params::new().bool("pending", true)).await
+        {
+            Ok(Value::Array(a)) => a.iter().map(effective).collect(),
+            Ok(_) => Vec::new(),
+            Err(e) if e.is_not_found() => Vec::new(),
+            Err(e) => return Err(e),
+        };
+        let same_cidr = pending
+            .iter()
+            .find(|s| crate::value::f_str(s, "cidr").as_deref() == Some(spec.cidr.as_str()));
+        let matches = |o: Option<&Value>| subnet_matches(&Vec::from_iter(o.cloned()), spec);
+        if adopt_if_pending(&what, same_cidr, matches)? {
+            return Ok(());
+        }
+        self.create_or_adopt(&what, &path, &p, || async {
             let subnets = match self.list_sdn_subnets(vnet).await {
                 Ok(s) => s,
                 Err(e) if e.is_not_found() => Vec::new(),
@@ -268,6 +291,23 @@ impl Client {
             )
             .await,
         )
+    }
+
+    /// The object `id` of `/cluster/sdn/{kind}` in the pending configuration (`pending=1`: with
+    /// `state` `new`, `changed` or `deleted` when it differs from the running one).
+    async fn find_pending_sdn(&self, kind: &str, key: &str, id: &str) -> Result<Option<Value>> {
+        let list: Value = self
+            .get(
+                &api_path(&["cluster", "sdn", kind]),
+                &Params::new().bool("pending", true),
+            )
+            .await?;
+        Ok(match list {
+            Value::Array(a) => a
+                .into_iter()
+                .find(|o| crate::value::f_str(o, key).as_deref() == Some(id)),
+            _ => None,
+        })
     }
 
     /// `GET /cluster/sdn/zones/{zone}`; `None` when absent.

@@ -1,7 +1,15 @@
-//! Crash-consistent SDN creates: after a create whose outcome is unknown (the response was
-//! lost, "got no worker upid"), look before re-posting and adopt an object that matches the
-//! request, so a lost response never leaves an object on the host that the caller does not
-//! know about.
+//! Crash-consistent SDN creates. SDN objects carry no field for an ownership mark, so two
+//! rules decide what a create may adopt instead of posting:
+//!
+//! * after a create whose outcome is unknown (the response was lost, "got no worker upid"),
+//!   look before re-posting and adopt an object that matches the request, so a lost response
+//!   never leaves an object on the host that the caller does not know about;
+//! * before posting, an object with the id that is still *pending* (state `new`: created but
+//!   never applied with `PUT /cluster/sdn`) and matches the request exactly is what an
+//!   interrupted create left (a killed CLI, a crashed provider): it is adopted. Nobody's
+//!   running network depends on a pending object. An applied object with the id, or a pending
+//!   one that differs, is never adopted: the create fails naming it (an applied network
+//!   becomes waddle's only through an explicit import).
 
 use std::future::Future;
 
@@ -22,6 +30,80 @@ pub(crate) enum Lookup {
     Differs(String),
     /// Nothing with that id exists: the create did not happen.
     Absent,
+}
+
+/// What the pending configuration says about an id before a create (see the module docs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Before {
+    /// Nothing with that id: post.
+    Absent,
+    /// Pending (never applied) and as requested: adopt, do not post.
+    AdoptPending,
+}
+
+/// An object of the pending view (`pending=1`) as it will be once applied: PVE shows a new
+/// object's values, and a changed object's new values, under `pending` (a removed key as the
+/// string `deleted`), and keeps only `type`, `vnet` and the keys derived from the id at the top
+/// level (pve-network's `pending_config`).
+pub(crate) fn effective(found: &Value) -> Value {
+    let mut out = found.clone();
+    if let (Some(obj), Some(Value::Object(pending))) = (out.as_object_mut(), found.get("pending")) {
+        let deleting = f_str(found, "state").as_deref() == Some("changed");
+        for (k, v) in pending {
+            if deleting && v.as_str() == Some("deleted") {
+                obj.remove(k);
+            } else {
+                obj.insert(k.clone(), v.clone());
+            }
+        }
+        obj.remove("pending");
+    }
+    out
+}
+
+/// Decide from an object found in the pending configuration (`GET ...?pending=1`) whether a
+/// create may adopt it; `lookup` compares it with the request.
+pub(crate) fn before_create(what: &str, found: Option<&Value>, lookup: Lookup) -> Result<Before> {
+    let Some(found) = found else {
+        return Ok(Before::Absent);
+    };
+    let state = f_str(found, "state").unwrap_or_default();
+    match (state.as_str(), lookup) {
+        ("new", Lookup::Matches) => Ok(Before::AdoptPending),
+        ("new", Lookup::Differs(why)) => Err(Error::InvalidArgument(format!(
+            "{what} already exists, pending (created but never applied), and is not the one \
+             requested: {why}. Remove it (Datacenter > SDN, or revert the pending SDN changes) \
+             or choose another id."
+        ))),
+        ("deleted", _) => Err(Error::InvalidArgument(format!(
+            "{what} is pending deletion: apply the pending SDN changes (`PUT /cluster/sdn`, \
+             Datacenter > SDN > Apply) or revert them, then try again."
+        ))),
+        _ => Err(Error::InvalidArgument(format!(
+            "{what} already exists and is applied; waddle adopts only a pending object left by \
+             an interrupted create. Import it (`terraform import` with the resource's \
+             `<zone>/<vnet>` id) or choose another id."
+        ))),
+    }
+}
+
+/// [`before_create`] for an object of the pending view, compared as it will be once applied
+/// ([`effective`]) by `matches`: `true` when the create adopts it instead of posting.
+pub(crate) fn adopt_if_pending(
+    what: &str,
+    found: Option<&Value>,
+    matches: impl Fn(Option<&Value>) -> Lookup,
+) -> Result<bool> {
+    let found = found.map(effective);
+    let lookup = matches(found.as_ref());
+    let adopt = before_create(what, found.as_ref(), lookup)? == Before::AdoptPending;
+    if adopt {
+        tracing::info!(
+            what,
+            "adopted: pending, as requested (left by an interrupted create)"
+        );
+    }
+    Ok(adopt)
 }
 
 impl Client {
@@ -202,6 +284,52 @@ mod tests {
         ));
         let dhcp = json!({"zone": "w", "type": "simple", "dhcp": "dnsmasq", "ipam": "pve"});
         assert_eq!(zone_matches(Some(&dhcp), true, &[]), Lookup::Matches);
+    }
+
+    #[test]
+    fn only_a_matching_pending_object_is_adopted_before_a_create() {
+        let pending = json!({"zone": "waddle", "type": "simple", "state": "new",
+            "pending": {"ipam": "pve", "nodes": "pve1"}});
+        assert_eq!(
+            zone_matches(Some(&effective(&pending)), false, &["pve1".to_string()]),
+            Lookup::Matches
+        );
+        assert!(matches!(
+            zone_matches(Some(&effective(&pending)), false, &[]),
+            Lookup::Differs(_)
+        ));
+        let changed_vnet = json!({"vnet": "v", "type": "vnet", "zone": "a", "alias": "x",
+            "state": "changed", "pending": {"zone": "b", "alias": "deleted"}});
+        assert_eq!(
+            effective(&changed_vnet),
+            json!({"vnet": "v", "type": "vnet", "zone": "b",
+            "state": "changed"})
+        );
+        let applied = json!({"zone": "waddle", "type": "simple"});
+        let changed = json!({"zone": "waddle", "type": "simple", "state": "changed"});
+        let deleted = json!({"zone": "waddle", "type": "simple", "state": "deleted"});
+        assert_eq!(
+            before_create("SDN zone", None, Lookup::Absent).unwrap(),
+            Before::Absent
+        );
+        assert_eq!(
+            before_create("SDN zone", Some(&pending), Lookup::Matches).unwrap(),
+            Before::AdoptPending
+        );
+        let differs = before_create("SDN zone", Some(&pending), Lookup::Differs("x".into()));
+        assert!(differs
+            .unwrap_err()
+            .to_string()
+            .contains("not the one requested: x"));
+        for other in [&applied, &changed] {
+            let e = before_create("SDN zone", Some(other), Lookup::Matches).unwrap_err();
+            assert!(
+                e.to_string().contains("already exists and is applied"),
+                "{e}"
+            );
+        }
+        let e = before_create("SDN zone", Some(&deleted), Lookup::Matches).unwrap_err();
+        assert!(e.to_string().contains("pending deletion"), "{e}");
     }
 
     #[test]

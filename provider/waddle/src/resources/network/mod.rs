@@ -20,7 +20,11 @@
 //!   then `PUT /cluster/sdn` (waits for the reload task). When a step fails, the state returned
 //!   with the error records exactly the objects this resource created (an object it did not
 //!   create, e.g. because the name is taken, is recorded as `""`), so destroy or the
-//!   replacement of the tainted resource removes them and nothing else.
+//!   replacement of the tainted resource removes them and nothing else. Before each post, an
+//!   object with the id that is still pending (never applied) and exactly as requested is
+//!   adopted instead: what a create killed before `PUT /cluster/sdn` left (SDN objects cannot
+//!   carry an ownership mark; `waddle_proxmox::sdn_adopt`). An applied one is refused, naming
+//!   the import.
 //! * **Read**: nothing left -> removed from state. A missing part (zone, vnet of this zone, or
 //!   the subnet) reads as `""` for its id, which plans a replacement. Otherwise `alias`,
 //!   `gateway`, `snat`, `dhcp_range` and `nodes` are refreshed (drift shows as an in-place

@@ -13,7 +13,11 @@ pub fn schema() -> Schema {
          default. Every change is activated with `PUT /cluster/sdn`. Attach VMs with \
          `bridge = waddle_network.<name>.bridge`.\n\n\
          Import with `terraform import waddle_network.<name> <zone>/<vnet>` (the vnet's only \
-         subnet is adopted).",
+         subnet is adopted).\n\n\
+         SDN objects have no field for an ownership mark, so a create adopts an existing zone, \
+         vnet or subnet with its id only when it is still pending (created, never applied) and \
+         exactly as configured: what a create interrupted before `PUT /cluster/sdn` left \
+         behind. An applied object with the id is refused (import it instead).",
     )
     .version(0)
     .attribute(
