@@ -82,6 +82,7 @@
 pub mod codec;
 pub mod config;
 pub mod diag;
+pub mod identity;
 pub mod number;
 pub mod path;
 mod plan;
@@ -99,6 +100,7 @@ pub mod value;
 pub use async_trait::async_trait;
 pub use codec::ValueError;
 pub use diag::{error_chain, Diagnostic, Diagnostics, Severity};
+pub use identity::{IdentityPart, ImportIdentity};
 pub use number::Number;
 pub use path::{AttributePath, PathStep};
 pub use provider::{
@@ -122,9 +124,9 @@ pub mod prelude {
     pub use crate::{
         async_trait, Attribute, AttributePath, Block, BlockNesting, Context, CreateRequest,
         DataSource, Diagnostic, Diagnostics, EphemeralResource, Function, FunctionError,
-        FunctionSignature, IdentityAttribute, IdentitySchema, ImportRequest, MoveStateRequest,
-        NestedBlock, NestingMode, Number, Parameter, PathStep, Plan, PlanModifier, PlanRequest,
-        Provider, ProviderData, Resource, ResourceError, ResourceResult, Schema, Type, Typed,
-        TypedResource, UpdateRequest, Value,
+        FunctionSignature, IdentityAttribute, IdentityPart, IdentitySchema, ImportIdentity,
+        ImportRequest, MoveStateRequest, NestedBlock, NestingMode, Number, Parameter, PathStep,
+        Plan, PlanModifier, PlanRequest, Provider, ProviderData, Resource, ResourceError,
+        ResourceResult, Schema, Type, Typed, TypedResource, UpdateRequest, Value,
     };
 }

@@ -14,6 +14,7 @@ use async_trait::async_trait;
 use tokio_util::sync::CancellationToken;
 
 use crate::diag::Diagnostics;
+use crate::identity::ImportIdentity;
 use crate::path::AttributePath;
 use crate::schema::Schema;
 use crate::types::Type;
@@ -315,13 +316,19 @@ pub trait Resource: Send + Sync + 'static {
         None
     }
 
-    /// Identity schema, if the resource supports resource identity.
-    fn identity_schema(&self) -> Option<IdentitySchema> {
+    /// Resource identity described once ([`ImportIdentity`]); gives the defaults of
+    /// `identity_schema` and `identity`. `import_state` resolves an identity with
+    /// [`ImportIdentity::resolve`].
+    fn import_identity(&self) -> Option<ImportIdentity> {
         None
     }
+    /// Identity schema, if the resource supports resource identity.
+    fn identity_schema(&self) -> Option<IdentitySchema> {
+        self.import_identity().map(|i| i.schema())
+    }
     /// Identity data for a (new or refreshed) state; called when `identity_schema` is Some.
-    fn identity(&self, _state: &Value) -> Option<Value> {
-        None
+    fn identity(&self, state: &Value) -> Option<Value> {
+        self.import_identity().map(|i| i.of_state(state))
     }
     /// Upgrade raw identity JSON from `from_version` to `from_version + 1`.
     fn upgrade_identity(

@@ -22,6 +22,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::diag::{Diagnostic, Diagnostics};
+use crate::identity::ImportIdentity;
 use crate::path::AttributePath;
 use crate::provider::{
     Context, CreateRequest, ImportRequest, Plan, PlanRequest, Resource, UpdateRequest,
@@ -181,6 +182,13 @@ pub trait TypedResource: Send + Sync + 'static {
         );
         None
     }
+
+    /// Resource identity: the attributes that name the remote object, in import-ID order.
+    /// With it, the identity schema, each state's identity and import by identity (which runs
+    /// [`TypedResource::import`] with the ID the identity stands for) come from the adapter.
+    fn import_identity(&self) -> Option<ImportIdentity> {
+        None
+    }
 }
 
 /// Adapter from [`TypedResource`] to [`Resource`].
@@ -300,7 +308,17 @@ impl<R: TypedResource> Resource for Typed<R> {
         req: ImportRequest,
         diags: &mut Diagnostics,
     ) -> Option<Value> {
-        let r = self.0.import(ctx, &req.id, diags).await;
+        let id = match self.0.import_identity() {
+            Some(ident) => match ident.resolve(&req.id, req.identity.as_ref()) {
+                Ok(id) => id,
+                Err(e) => {
+                    diags.error("Invalid import identity", e);
+                    return None;
+                }
+            },
+            None => req.id.clone(),
+        };
+        let r = self.0.import(ctx, &id, diags).await;
         self.finish(r, diags)
     }
 
@@ -311,6 +329,10 @@ impl<R: TypedResource> Resource for Typed<R> {
         diags: &mut Diagnostics,
     ) -> Option<serde_json::Value> {
         self.0.upgrade_state(from_version, raw, diags)
+    }
+
+    fn import_identity(&self) -> Option<ImportIdentity> {
+        self.0.import_identity()
     }
 }
 

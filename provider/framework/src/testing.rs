@@ -108,6 +108,8 @@ pub struct PlanResult {
 #[derive(Clone, Debug)]
 pub struct StateResult {
     pub state: Value,
+    /// The resource identity the provider reported with the state (null when none).
+    pub identity: Value,
     pub diagnostics: Diagnostics,
 }
 
@@ -148,6 +150,78 @@ impl Harness {
     pub fn service(&self) -> &ProviderService {
         &self.svc
     }
+    /// The implied type of a resource's identity schema, if it has one.
+    async fn identity_type(&self, t: &str) -> Option<Type> {
+        let s = self.identity_schema(t).await?;
+        Some(Type::object(s.identity_attributes.iter().map(|a| {
+            let ty = Type::from_json_bytes(&a.r#type)
+                .unwrap_or_else(|e| panic!("identity attribute {}: {e}", a.name));
+            (a.name.clone(), ty)
+        })))
+    }
+
+    async fn identity_of(&self, t: &str, d: Option<pb::ResourceIdentityData>) -> Value {
+        match (self.identity_type(t).await, d.and_then(|d| d.identity_data)) {
+            (Some(ty), Some(dv)) => undv(Some(dv), &ty),
+            _ => Value::Null,
+        }
+    }
+
+    /// The identity schema of a resource, as `GetResourceIdentitySchemas` reports it.
+    pub async fn identity_schema(&self, t: &str) -> Option<pb::ResourceIdentitySchema> {
+        let r = self
+            .svc
+            .get_resource_identity_schemas(Request::new(
+                pb::get_resource_identity_schemas::Request {},
+            ))
+            .await
+            .expect("rpc")
+            .into_inner();
+        r.identity_schemas.get(t).cloned()
+    }
+
+    /// ImportResourceState, by ID or (with an empty `id`) by identity: the imported state and
+    /// its identity.
+    pub async fn import(&self, type_name: &str, id: &str, identity: Option<&Value>) -> StateResult {
+        let (_, ty) = self.resource_type(type_name);
+        let identity = match identity {
+            Some(v) => {
+                let ity = self
+                    .identity_type(type_name)
+                    .await
+                    .unwrap_or_else(|| panic!("{type_name} has no identity schema"));
+                Some(pb::ResourceIdentityData {
+                    identity_data: dv(v, &ity),
+                })
+            }
+            None => None,
+        };
+        let r = self
+            .svc
+            .import_resource_state(Request::new(pb::import_resource_state::Request {
+                type_name: type_name.into(),
+                id: id.into(),
+                identity,
+                client_capabilities: caps(),
+            }))
+            .await
+            .expect("rpc")
+            .into_inner();
+        let diagnostics = diags_from_proto(&r.diagnostics);
+        match r.imported_resources.into_iter().next() {
+            Some(i) => StateResult {
+                state: undv(i.state, &ty),
+                identity: self.identity_of(type_name, i.identity).await,
+                diagnostics,
+            },
+            None => StateResult {
+                state: Value::Null,
+                identity: Value::Null,
+                diagnostics,
+            },
+        }
+    }
+
     fn resource_type(&self, t: &str) -> (Schema, Type) {
         let s = self
             .svc
@@ -252,6 +326,7 @@ impl Harness {
             .into_inner();
         StateResult {
             state: undv(r.new_state, &ty),
+            identity: self.identity_of(type_name, r.new_identity).await,
             diagnostics: diags_from_proto(&r.diagnostics),
         }
     }
@@ -297,6 +372,7 @@ impl Harness {
             .into_inner();
         StateResult {
             state: undv(r.new_state, &ty),
+            identity: self.identity_of(type_name, r.new_identity).await,
             diagnostics: diags_from_proto(&r.diagnostics),
         }
     }
@@ -342,6 +418,7 @@ impl Harness {
             .into_inner();
         StateResult {
             state: undv(r.state, &ty),
+            identity: Value::Null,
             diagnostics: diags_from_proto(&r.diagnostics),
         }
     }

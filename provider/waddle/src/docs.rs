@@ -14,7 +14,9 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use waddle_framework::schema::{AttributeType, BlockNesting, NestingMode};
-use waddle_framework::{Attribute, Block, FunctionSignature, Provider, Schema, Type};
+use waddle_framework::{
+    Attribute, Block, FunctionSignature, IdentitySchema, Provider, Schema, Type,
+};
 
 /// Sub-directories of `docs/` whose every `.md` file is generated.
 pub const GENERATED_DIRS: [&str; 4] = [
@@ -78,10 +80,11 @@ pub fn generate(
         let ty = r.type_name().to_string();
         let short = ty.strip_prefix(&prefix).unwrap_or(&ty).to_string();
         let ex = example(&format!("resources/{ty}/resource.tf"))?;
-        out.insert(
-            format!("resources/{short}.md"),
-            schema_page(&name, &ty, "Resource", &r.schema(), ex.as_deref()),
-        );
+        let mut page = schema_page(&name, &ty, "Resource", &r.schema(), ex.as_deref());
+        if let Some(identity) = r.identity_schema() {
+            identity_section(&mut page, &ty, &identity);
+        }
+        out.insert(format!("resources/{short}.md"), page);
     }
     for e in provider.ephemeral_resources() {
         let ty = e.type_name().to_string();
@@ -223,6 +226,46 @@ fn schema_page(
     example_section(&mut out, example);
     schema_section(&mut out, &schema.block);
     finish(out)
+}
+
+/// "Import by identity": an `import` block with the identity's attributes (Terraform >= 1.12)
+/// and the list of them.
+fn identity_section(out: &mut String, ty: &str, identity: &IdentitySchema) {
+    out.push_str("\n## Import by identity\n\n");
+    out.push_str(
+        "On Terraform >= 1.12 an `import` block can name the object by its identity instead \
+         of an import ID:\n\n```terraform\nimport {\n",
+    );
+    let _ = writeln!(out, "  to = {ty}.this");
+    out.push_str("  identity = {\n");
+    let width = identity
+        .attributes
+        .iter()
+        .map(|a| a.name.len())
+        .max()
+        .unwrap_or(0);
+    for a in &identity.attributes {
+        let example = match a.ty {
+            Type::Number => "100".to_string(),
+            _ => format!("\"<{}>\"", a.name),
+        };
+        let _ = writeln!(out, "    {:<width$} = {example}", a.name);
+    }
+    out.push_str("  }\n}\n```\n\n");
+    for a in &identity.attributes {
+        let need = if a.required_for_import {
+            "Required"
+        } else {
+            "Optional"
+        };
+        let _ = writeln!(
+            out,
+            "- `{}` ({}, {need}) {}",
+            a.name,
+            doc_type(&a.ty),
+            a.description
+        );
+    }
 }
 
 fn function_page(

@@ -357,6 +357,9 @@ impl Resource for Preflighted {
     ) -> Option<Value> {
         self.0.move_state(ctx, req, diags).await
     }
+    fn import_identity(&self) -> Option<ImportIdentity> {
+        self.0.import_identity()
+    }
     fn identity_schema(&self) -> Option<IdentitySchema> {
         self.0.identity_schema()
     }

@@ -1524,8 +1524,45 @@ impl Resource for TalosCluster {
         req: ImportRequest,
         diags: &mut Diagnostics,
     ) -> Option<Value> {
-        ops::import(&req.id, diags)
+        let identity = req.identity.as_ref().filter(|_| req.id.is_empty());
+        if identity.is_some_and(|i| i.get_attr("secrets_file").is_none_or(Value::is_null)) {
+            diags.error(
+                "Invalid import identity",
+                "importing a cluster needs its secrets: set `secrets_file` (the path of the \
+                 cluster's secrets.yaml, as `talosctl gen secrets` writes it) next to \
+                 `cluster_name`",
+            );
+            return None;
+        }
+        match import_identity().resolve(&req.id, identity) {
+            Ok(id) => ops::import(&id, diags),
+            Err(e) => {
+                diags.error("Invalid import identity", e);
+                None
+            }
+        }
     }
+
+    fn import_identity(&self) -> Option<ImportIdentity> {
+        Some(import_identity())
+    }
+}
+
+/// The identity of a cluster: its name, and (to import, never in state) the path of its
+/// secrets.yaml: the import ID `<cluster_name>:<path>`.
+fn import_identity() -> ImportIdentity {
+    ImportIdentity::new(
+        ":",
+        vec![
+            IdentityPart::string("cluster_name", "Name of the cluster."),
+            IdentityPart::string(
+                "secrets_file",
+                "Path of the cluster's secrets.yaml; needed to import, never kept.",
+            )
+            .optional()
+            .from_state(|_| Value::Null),
+        ],
+    )
 }
 
 /// Converts the model back into a state value.

@@ -336,7 +336,14 @@ impl Resource for HostFirewall {
         req: ImportRequest,
         diags: &mut Diagnostics,
     ) -> Option<Value> {
-        let id = req.id.trim();
+        let id = match import_identity().resolve(&req.id, req.identity.as_ref()) {
+            Ok(id) => id,
+            Err(e) => {
+                diags.error("Invalid import identity", e);
+                return None;
+            }
+        };
+        let id = id.trim();
         let (node, set) = match id.split_once('/') {
             Some((n, s)) => (n, Some(s)),
             None => (id, None),
@@ -366,4 +373,27 @@ impl Resource for HostFirewall {
         };
         from_typed(&st, diags)
     }
+
+    fn import_identity(&self) -> Option<ImportIdentity> {
+        Some(import_identity())
+    }
+}
+
+/// The identity of a host firewall: its node and, when it manages one, its IP set: the import
+/// ID `<node>` or `<node>/<ipset>`.
+fn import_identity() -> ImportIdentity {
+    ImportIdentity::new(
+        "/",
+        vec![
+            IdentityPart::string("node", "Proxmox VE node whose firewall this is."),
+            IdentityPart::string("ipset", "Name of the managed IP set, if any.")
+                .optional()
+                .from_state(|st| {
+                    st.get_attr("ipset")
+                        .and_then(|s| s.get_attr("name"))
+                        .cloned()
+                        .unwrap_or(Value::Null)
+                }),
+        ],
+    )
 }

@@ -165,6 +165,16 @@ impl TypedResource for Network {
     ) -> ResourceResult<NetworkState, NetworkState> {
         ops::import::import(id)
     }
+
+    fn import_identity(&self) -> Option<ImportIdentity> {
+        Some(ImportIdentity::new(
+            "/",
+            vec![
+                IdentityPart::string("zone", "SDN zone."),
+                IdentityPart::string("vnet", "SDN vnet in the zone."),
+            ],
+        ))
+    }
 }
 
 #[cfg(test)]

@@ -503,6 +503,22 @@ pub async fn delete<R: VmResource>(r: &R, ctx: &Context, st: R::State) -> Result
         .map_err(|e| Error::<R>::new("Deleting the seed ISO failed", e))
 }
 
+/// The identity of a VM-backed resource: its VM, `<node>/<vmid>` (the import ID; the node
+/// defaults to the provider's).
+pub fn identity() -> ImportIdentity {
+    ImportIdentity::new(
+        "/",
+        vec![
+            IdentityPart::string(
+                "node",
+                "Proxmox VE node of the VM (default: the provider's).",
+            )
+            .optional(),
+            IdentityPart::number("vmid", "VMID of the VM."),
+        ],
+    )
+}
+
 pub fn import<R: VmResource>(r: &R, id: &str) -> Result<R::State, Error<R>> {
     let (node, vmid) =
         lifecycle::parse_import_id(id).map_err(|e| Error::<R>::new("Invalid import ID", e))?;

@@ -237,4 +237,8 @@ impl<R: VmResource> TypedResource for Vm<R> {
     ) -> ResourceResult<R::State, R::State> {
         super::ops::import(&self.0, id)
     }
+
+    fn import_identity(&self) -> Option<ImportIdentity> {
+        Some(super::ops::identity())
+    }
 }
