@@ -19,7 +19,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 use waddle_acceptance::harness::target::{Api, PveTarget};
-use waddle_acceptance::harness::{check, notice, Phase, TestCase, TestStep};
+use waddle_acceptance::harness::{check, notice, Phase, TestCase, TestStep, PROVIDER_FROM_ENV};
 use waddle_acceptance::pve::EmulatorConfig;
 
 const ADDR: &str = "waddle_host_firewall.pve";
@@ -256,7 +256,9 @@ fn host_firewall_lifecycle_on_the_emulator() {
     let import = TestStep::import(ADDR)
         .describe("import")
         .import_id(format!("{}/waddle-operators", t.node()))
-        .import_verify_ignore(&["previous_options", "timeouts"]);
+        .import_verify_ignore(&["previous_options", "timeouts"])
+        .import_generate_config(PROVIDER_FROM_ENV)
+        .envs(t.cli_env());
 
     // Wait for the expiry: the plan after this step's apply is no longer empty.
     let wait = step(&t, cfg.clone())

@@ -225,7 +225,10 @@ fn lifecycle(rt: &tokio::runtime::Runtime, target: &PveTarget) {
         }));
 
     // Step 3: import by <zone>/<vnet> (the id attribute) gives the same attributes.
-    let import = TestStep::import(ADDR).describe("import waddle/vmbr1");
+    let import = TestStep::import(ADDR)
+        .describe("import waddle/vmbr1")
+        .import_generate_config(harness::PROVIDER_FROM_ENV)
+        .envs(emu.cli_env());
 
     // Step 4: SNAT switched back on outside Terraform (pending, as a UI edit would be).
     let a = api.clone();

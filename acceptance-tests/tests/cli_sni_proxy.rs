@@ -511,6 +511,8 @@ fn sni_lifecycle(rt: &tokio::runtime::Runtime, target: &PveTarget) {
         .step(
             TestStep::import(ADDR)
                 .describe("import by plain VM id")
+                .import_generate_config(harness::PROVIDER_FROM_ENV)
+                .envs(emu.cli_env())
                 .import_id_fn(|st| {
                     st.resource(ADDR)
                         .and_then(|r| r.attr("vmid").and_then(|v| v.as_u64()))

@@ -517,7 +517,8 @@ fn three_node_example_add_and_remove_a_worker() {
                     "kubeconfig",
                     "node_status",
                 ])
-                .import_plan_empty(),
+                .import_plan_empty()
+                .import_generate_config(harness::PROVIDER_FROM_ENV),
         )
         .step(
             step("")

@@ -595,6 +595,7 @@ async fn faults_are_injected_deterministically() {
                 seed: 42,
                 error_rate: rate,
                 code: tonic::Code::Unavailable,
+                ..Faults::default()
             },
             ..FleetOptions::default()
         });

@@ -11,7 +11,7 @@ use regex::Regex;
 use serde_json::Value;
 
 use super::check::{Check, PlanCheck, Snapshot};
-use super::cli::Cli;
+use super::cli::{Cli, CliFlavor, Version};
 use super::provider::{install_mirror, provider_binary};
 use super::state::{diff_attributes, Outputs, Plan, State};
 use super::{notice, repo_root, work_base, HarnessError};
@@ -85,6 +85,10 @@ struct ImportSpec {
     verify_ignore: Vec<String>,
     /// `plan` after the import must be empty.
     plan_empty: bool,
+    /// Generate the resource's configuration from the import (`plan -generate-config-out`)
+    /// in a work dir holding only this configuration (provider settings) and an `import`
+    /// block; the plan with the generated configuration must only import.
+    generate_config: Option<String>,
 }
 
 /// One step of a [`TestCase`]: a configuration to apply (or only plan), or an import.
@@ -153,6 +157,7 @@ impl TestStep {
                 verify: true,
                 verify_ignore: Vec::new(),
                 plan_empty: false,
+                generate_config: None,
             }),
             ..TestStep::empty()
         }
@@ -169,6 +174,11 @@ impl TestStep {
         self.files
             .push((name.as_ref().to_path_buf(), content.into()));
         self
+    }
+
+    /// [`TestStep::env`] for each pair.
+    pub fn envs(self, pairs: impl IntoIterator<Item = (String, String)>) -> Self {
+        pairs.into_iter().fold(self, |s, (k, v)| s.env(k, v))
     }
 
     /// An environment variable for every CLI command of this step (and thus for the provider).
@@ -251,6 +261,17 @@ impl TestStep {
     pub fn import_plan_empty(mut self) -> Self {
         if let Some(i) = self.import.as_mut() {
             i.plan_empty = true;
+        }
+        self
+    }
+
+    /// Also import through an `import` block with `plan -generate-config-out` (Terraform >=
+    /// 1.5, OpenTofu >= 1.6; reported skipped on older CLIs): `base` holds the provider
+    /// settings only; the plan with the generated configuration must import and change
+    /// nothing.
+    pub fn import_generate_config(mut self, base: impl Into<String>) -> Self {
+        if let Some(i) = self.import.as_mut() {
+            i.generate_config = Some(base.into());
         }
         self
     }
@@ -638,6 +659,15 @@ fn sanitize(name: &str) -> String {
         })
         .collect();
     s.chars().take(80).collect()
+}
+
+/// The resources a plan changes (anything but no-op and read), as `address [actions]`.
+fn changing_resources(plan: &Plan) -> Vec<String> {
+    plan.resource_changes()
+        .into_iter()
+        .filter(|rc| rc.actions.iter().any(|a| a != "no-op" && a != "read"))
+        .map(|rc| format!("{} {:?}", rc.address, rc.actions))
+        .collect()
 }
 
 fn write_file(path: &Path, content: &str) -> Result<(), HarnessError> {
@@ -1119,23 +1149,10 @@ impl Runner {
                     )
                 })?,
         };
-        let dir = self.root.join("w").join(format!("import-{}", i + 1));
-        fs::create_dir_all(&dir).map_err(|e| HarnessError::io(&dir, e))?;
-        for (p, c) in &files {
-            write_file(&dir.join(p), c)?;
-        }
+        let Some(dir) = self.init_dir(i, step, &format!("import-{}", i + 1), &files)? else {
+            return Ok(());
+        };
         let env = &step.env;
-        let plugin_dir = format!("-plugin-dir={}", self.mirror.display());
-        let out = self.tf(
-            &dir,
-            Some(i),
-            Phase::Init,
-            &["init", "-input=false", "-no-color", &plugin_dir],
-            env,
-        )?;
-        if out.code != Some(0) {
-            return Self::command_failed(step, Phase::Init, &out);
-        }
         let out = self.tf(
             &dir,
             Some(i),
@@ -1212,12 +1229,7 @@ impl Runner {
                 &[&plan_file],
                 env,
             )?);
-            let changes: Vec<String> = plan
-                .resource_changes()
-                .into_iter()
-                .filter(|rc| rc.actions.iter().any(|a| a != "no-op" && a != "read"))
-                .map(|rc| format!("{} {:?}", rc.address, rc.actions))
-                .collect();
+            let changes = changing_resources(&plan);
             if !changes.is_empty() {
                 return Err(Fail::new(
                     Phase::ImportVerify,
@@ -1227,6 +1239,152 @@ impl Runner {
                     ),
                 ));
             }
+        }
+        if let Some(base) = &spec.generate_config {
+            let extra: Vec<(PathBuf, String)> = files
+                .iter()
+                .filter(|(p, _)| p.extension().is_none_or(|e| e != "tf"))
+                .cloned()
+                .collect();
+            self.generate_config_from_import(i, step, &spec.address, &id, base, &extra)?;
+        }
+        Ok(())
+    }
+
+    /// A fresh work dir `w/<name>` holding `files`, initialised against the mirror; `None`
+    /// when `init` failed as the step expects (the step ends there).
+    fn init_dir(
+        &mut self,
+        i: usize,
+        step: &TestStep,
+        name: &str,
+        files: &[(PathBuf, String)],
+    ) -> Result<Option<PathBuf>, Fail> {
+        let dir = self.root.join("w").join(name);
+        fs::create_dir_all(&dir).map_err(|e| HarnessError::io(&dir, e))?;
+        for (p, c) in files {
+            write_file(&dir.join(p), c)?;
+        }
+        let plugin_dir = format!("-plugin-dir={}", self.mirror.display());
+        let out = self.tf(
+            &dir,
+            Some(i),
+            Phase::Init,
+            &["init", "-input=false", "-no-color", &plugin_dir],
+            &step.env,
+        )?;
+        if out.code != Some(0) {
+            Self::command_failed(step, Phase::Init, &out)?;
+            return Ok(None);
+        }
+        Ok(Some(dir))
+    }
+
+    /// See [`TestStep::import_generate_config`]. The resource is imported at the root as
+    /// `<type>.generated` (configuration is generated only for root resources); `extra` are
+    /// the step's other files (e.g. a CA certificate the provider block reads).
+    fn generate_config_from_import(
+        &mut self,
+        i: usize,
+        step: &TestStep,
+        address: &str,
+        id: &str,
+        base: &str,
+        extra: &[(PathBuf, String)],
+    ) -> Result<(), Fail> {
+        let ty = address
+            .rsplit('.')
+            .nth(1)
+            .ok_or_else(|| Fail::new(Phase::ImportVerify, format!("bad address {address}")))?;
+        let address = format!("{ty}.generated");
+        let address = address.as_str();
+        let supported = match self.cli.flavor {
+            CliFlavor::Terraform => self.cli.version >= Version::new(1, 5, 0),
+            CliFlavor::OpenTofu => self.cli.version >= Version::new(1, 6, 0),
+        };
+        if !supported {
+            let reason = format!(
+                "{} has no `plan -generate-config-out` (needs Terraform >= 1.5 or OpenTofu >= 1.6)",
+                self.cli
+            );
+            let msg = format!(
+                "SKIPPED {} {} (generated config): {reason}",
+                self.name,
+                step.label(i)
+            );
+            notice(&msg);
+            self.transcript.push(msg);
+            self.skipped
+                .push(format!("{} (generated config): {reason}", step.label(i)));
+            return Ok(());
+        }
+        let import = format!(
+            "import {{\n  to = {address}\n  id = {}\n}}\n",
+            serde_json::Value::from(id)
+        );
+        let mut files = extra.to_vec();
+        files.push((PathBuf::from("main.tf"), base.to_string()));
+        files.push((PathBuf::from("import.tf"), import));
+        let Some(dir) = self.init_dir(i, step, &format!("generate-{}", i + 1), &files)? else {
+            return Ok(());
+        };
+        let env = &step.env;
+        let out = self.tf(
+            &dir,
+            Some(i),
+            Phase::ImportVerify,
+            &[
+                "plan",
+                "-input=false",
+                "-no-color",
+                "-generate-config-out=generated.tf",
+            ],
+            env,
+        )?;
+        if out.code != Some(0) {
+            return Err(Fail::new(
+                Phase::ImportVerify,
+                format!("plan -generate-config-out failed\n{}", out.excerpt()),
+            ));
+        }
+        let out = self.tf(
+            &dir,
+            Some(i),
+            Phase::ImportVerify,
+            &["plan", "-input=false", "-no-color", "-out=generated.tfplan"],
+            env,
+        )?;
+        if out.code != Some(0) {
+            let generated = fs::read_to_string(dir.join("generated.tf")).unwrap_or_default();
+            return Err(Fail::new(
+                Phase::ImportVerify,
+                format!(
+                    "the plan with the generated configuration failed\n{}\ngenerated.tf:\n{generated}",
+                    out.excerpt()
+                ),
+            ));
+        }
+        let plan = Plan::from_json(self.show_json(
+            &dir,
+            Some(i),
+            Phase::ImportVerify,
+            &["generated.tfplan"],
+            env,
+        )?);
+        let changes = changing_resources(&plan);
+        let imported = plan
+            .resource_changes()
+            .iter()
+            .any(|rc| rc.address == address);
+        if !changes.is_empty() || !imported {
+            return Err(Fail::new(
+                Phase::ImportVerify,
+                format!(
+                    "with the generated configuration the plan must only import {address}; \
+                     it changes {changes:?} (imports it: {imported})\n{}",
+                    out.excerpt()
+                ),
+            ));
         }
         Ok(())
     }

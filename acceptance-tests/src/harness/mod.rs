@@ -134,6 +134,20 @@ pub fn work_base() -> PathBuf {
     }
 }
 
+/// A configuration holding only the waddle provider, configured from the environment
+/// (`PROXMOX_VE_*`, e.g. [`target::PveTarget::cli_env`]): the base of
+/// [`TestStep::import_generate_config`].
+pub const PROVIDER_FROM_ENV: &str = r#"terraform {
+  required_providers {
+    waddle = {
+      source = "waddle-social/waddle"
+    }
+  }
+}
+
+provider "waddle" {}
+"#;
+
 /// Prints a notice that must be visible even though libtest captures test output (it writes to
 /// the process's stderr directly), and appends it to `$WADDLE_ACC_NOTICE_LOG` when set so
 /// `scripts/test.sh` can repeat skipped steps in its summary.

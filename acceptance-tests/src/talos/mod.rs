@@ -118,6 +118,11 @@ pub struct Faults {
     pub error_rate: BTreeMap<String, f64>,
     /// Status code of random failures (default `Unavailable`).
     pub code: tonic::Code,
+    /// RPC name -> how many of its calls on each node take effect but lose their answer: the
+    /// client sees the connection break (tonic's `Unknown: transport error`), as when a node
+    /// reboots before its answer is on the wire. Only calls that say so honour it
+    /// (ApplyConfiguration in maintenance mode).
+    pub lose_answers: BTreeMap<String, u32>,
 }
 
 impl Default for Faults {
@@ -126,6 +131,7 @@ impl Default for Faults {
             seed: 0,
             error_rate: BTreeMap::new(),
             code: tonic::Code::Unavailable,
+            lose_answers: BTreeMap::new(),
         }
     }
 }
@@ -1100,6 +1106,19 @@ impl TalosNode {
                 lock(&node.inner.state).running_since = since;
             }
         });
+    }
+
+    /// Whether this call of `method` loses its answer (see [`Faults::lose_answers`]); counts
+    /// it down.
+    pub(crate) fn loses_answer(&self, method: &str) -> bool {
+        let mut f = lock(&self.inner.faults);
+        match f.lose_answers.get_mut(method) {
+            Some(n) if *n > 0 => {
+                *n -= 1;
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Decides whether this call fails by injected fault.

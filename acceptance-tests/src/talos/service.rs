@@ -133,6 +133,11 @@ impl NodeService {
                 msg.mode = Mode::Reboot as i32;
                 msg.mode_details = "Applied configuration with a reboot".into();
                 lock(&self.node.inner.state).applies.push(record);
+                if self.node.loses_answer("ApplyConfiguration") {
+                    // Taken, and the node goes down before the answer leaves it.
+                    self.node.spawn_reboot_into(cfg, std::time::Duration::ZERO);
+                    return Err(Status::unknown("transport error"));
+                }
                 self.node.spawn_reboot_into(cfg, super::ANSWER_GRACE);
             }
             return Ok(pm::ApplyConfigurationResponse {

@@ -561,3 +561,38 @@ fn error_after_the_image_exists_is_recorded() {
         emu.shutdown().await;
     });
 }
+
+/// Every node's ApplyConfiguration in maintenance mode takes effect but its answer is lost
+/// (the node reboots before the answer is on the wire: `Unknown: transport error`). The create
+/// finds the nodes configured (they answer with the cluster's credentials) and converges; the
+/// plan after it is empty and destroy leaves nothing.
+#[test]
+fn lost_maintenance_apply_answers_converge() {
+    if skip_on_real_pve("talos lost_maintenance_apply_answers_converge") {
+        return;
+    }
+    rt().block_on(async {
+        let mut faults = waddle_acceptance::talos::Faults::default();
+        faults.lose_answers.insert("ApplyConfiguration".into(), 1);
+        let fleet = TalosFleet::new(FleetOptions {
+            faults,
+            ..FleetOptions::default()
+        });
+        let emu = emulator(Ipv4Addr::new(127, 40, 92, 10), FaultConfig::default()).await;
+        appliance::register(emu.appliances(), fleet.clone());
+        let h = harness(&emu).await;
+        let cfg = config(96, None, "90s");
+        let (state, errors) = create_state(&h, TYPE_NAME, &cfg).await;
+        assert!(errors.is_empty(), "{errors}");
+        let applies: usize = fleet.nodes().iter().map(|n| n.applies().len()).sum();
+        assert_eq!(
+            applies, 2,
+            "each node's configuration applied once, not re-applied"
+        );
+        let state = converged(&h, &emu, &state, &cfg, &[]).await;
+        destroy(&h, &state).await;
+        assert_eq!(everything(&emu), (vec![], vec![]), "nothing left");
+        fleet.shutdown().await;
+        emu.shutdown().await;
+    });
+}

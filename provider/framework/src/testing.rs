@@ -222,6 +222,40 @@ impl Harness {
         }
     }
 
+    /// MoveResourceState: `source_state` (raw JSON) of `source_type` of the provider at
+    /// `source_address`, schema version `version`, moved to `type_name`.
+    pub async fn move_state(
+        &self,
+        type_name: &str,
+        source_address: &str,
+        source_type: &str,
+        version: i64,
+        source_state: &serde_json::Value,
+    ) -> StateResult {
+        let (_, ty) = self.resource_type(type_name);
+        let r = self
+            .svc
+            .move_resource_state(Request::new(pb::move_resource_state::Request {
+                source_provider_address: source_address.into(),
+                source_type_name: source_type.into(),
+                source_schema_version: version,
+                source_state: Some(pb::RawState {
+                    json: serde_json::to_vec(source_state).expect("JSON"),
+                    flatmap: Default::default(),
+                }),
+                target_type_name: type_name.into(),
+                ..Default::default()
+            }))
+            .await
+            .expect("rpc")
+            .into_inner();
+        StateResult {
+            state: undv(r.target_state, &ty),
+            identity: self.identity_of(type_name, r.target_identity).await,
+            diagnostics: diags_from_proto(&r.diagnostics),
+        }
+    }
+
     fn resource_type(&self, t: &str) -> (Schema, Type) {
         let s = self
             .svc

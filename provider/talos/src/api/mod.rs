@@ -133,6 +133,14 @@ impl TalosError {
         }
     }
 
+    /// The call went out but the connection broke before its answer came back (tonic's
+    /// `Unknown: transport error`): it may or may not have taken effect. A node that reboots
+    /// right after answering (ApplyConfiguration in maintenance mode) can cut its answer off.
+    pub fn is_outcome_unknown(&self) -> bool {
+        matches!(self, TalosError::Rpc { code: tonic::Code::Unknown, message, .. }
+            if message.contains("transport error"))
+    }
+
     /// `FailedPrecondition` (e.g. Bootstrap before the node is ready).
     pub fn is_failed_precondition(&self) -> bool {
         self.code() == Some(tonic::Code::FailedPrecondition)

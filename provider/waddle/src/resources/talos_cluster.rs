@@ -1490,6 +1490,9 @@ impl Resource for TalosCluster {
             &mut plan.state,
             diags,
         );
+        // A state moved from `talos_machine_secrets` has no cluster name yet: setting it is an
+        // update, not a re-creation (a replacement would drop the moved secrets).
+        waddle_framework::resource::requires_replace_if_prior_set(req, plan);
     }
 
     async fn create(
@@ -1545,6 +1548,15 @@ impl Resource for TalosCluster {
 
     fn import_identity(&self) -> Option<ImportIdentity> {
         Some(import_identity())
+    }
+
+    async fn move_state(
+        &self,
+        _ctx: &Context,
+        req: MoveStateRequest,
+        diags: &mut Diagnostics,
+    ) -> Option<Value> {
+        ops::moved::move_state(&req, diags)
     }
 }
 

@@ -37,6 +37,7 @@ use owned::{adoptable_vm, cluster_slug};
 pub use owned::{owned_image_file_name, owner_mark};
 mod address;
 mod imported;
+pub mod moved;
 
 use address::{apply_maintenance, apply_maintenance_vm, VmNic};
 

@@ -754,3 +754,51 @@ fn registry_example_file_matches_the_constant() {
     let file = std::fs::read_to_string(&path).expect("example file");
     assert_eq!(file, EXAMPLE, "{} differs from EXAMPLE", path.display());
 }
+
+/// `moved` from the siderolabs provider's `talos_machine_secrets`: the secrets move in, and the
+/// configured cluster name is set in place (a replacement would drop them).
+#[tokio::test]
+async fn moved_from_talos_machine_secrets_keeps_the_secrets_and_plans_in_place() {
+    let h = harness().await;
+    let b = bundle();
+    let v0 = serde_json::json!({ "id": "x", "talos_version": "v1.5", "machine_secrets": b.to_yaml().unwrap() });
+    let moved = h
+        .move_state(
+            TYPE_NAME,
+            "registry.terraform.io/siderolabs/talos",
+            "talos_machine_secrets",
+            0,
+            &v0,
+        )
+        .await;
+    assert!(!moved.diagnostics.has_errors(), "{:?}", moved.diagnostics);
+    let secrets = |v: &Value| {
+        v.get_attr("machine_secrets")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
+    assert_eq!(secrets(&moved.state), Some(b.to_yaml().unwrap()));
+    let r = h
+        .plan(TYPE_NAME, &moved.state, &config_value(&three_node()))
+        .await;
+    assert!(!r.diagnostics.has_errors(), "{:?}", r.diagnostics);
+    assert!(r.requires_replace.is_empty(), "{:?}", r.requires_replace);
+    assert_eq!(secrets(&r.planned_state), Some(b.to_yaml().unwrap()));
+    assert_eq!(
+        r.planned_state
+            .get_attr("cluster_name")
+            .and_then(Value::as_str),
+        Some("waddle")
+    );
+    // Anything else is not taken, and the framework says so.
+    let other = h
+        .move_state(
+            TYPE_NAME,
+            "registry.terraform.io/bpg/proxmox",
+            "proxmox_virtual_environment_vm",
+            0,
+            &v0,
+        )
+        .await;
+    assert!(format!("{:?}", other.diagnostics).contains("does not support moving"));
+}

@@ -25,11 +25,12 @@
 //! answer is no error.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use waddle_proxmox::{CloudInitSpec, IpConfig};
-use waddle_talos::api::{ApplyMode, ConnectOptions, TalosClient};
+use waddle_talos::api::{ApplyMode, TalosClient};
 
-use super::{api_addr, classify, Attempt, ClusterModel, Env, NodeModel, R};
+use super::{answers_mtls, api_addr, classify, Attempt, ClusterModel, Env, NodeModel, R};
 
 /// The cloud-init drive of a node's VM, on `storage`: the node's address and gateway on
 /// `net0`, the cluster's nameservers.
@@ -52,14 +53,29 @@ pub struct VmNic<'a> {
     pub mac: Option<&'a str>,
 }
 
-/// One ApplyConfiguration attempt in maintenance mode at `ep`.
-async fn apply_once(opts: &ConnectOptions, ep: SocketAddr, config: &str) -> Attempt<()> {
-    let c = match TalosClient::connect_maintenance(ep, opts).await {
+/// One ApplyConfiguration attempt in maintenance mode at `ep`. An attempt whose answer was
+/// lost (the connection broke: the node may have taken the configuration and rebooted) sets
+/// `unknown`; from then on a node that answers the Talos API with this cluster's credentials
+/// has taken it, so the next attempt looks there first instead of waiting for a maintenance
+/// mode that is gone.
+async fn apply_once(env: &Env, ep: SocketAddr, config: &str, unknown: &AtomicBool) -> Attempt<()> {
+    if unknown.load(Ordering::Relaxed) && answers_mtls(env, &ep.ip().to_string()).await {
+        tracing::info!(endpoint = %ep, "the lost ApplyConfiguration answer: the node took the configuration");
+        return Attempt::Done(());
+    }
+    let c = match TalosClient::connect_maintenance(ep, &env.opts()).await {
         Ok(c) => c,
         Err(e) => return classify(e),
     };
     match c.apply_configuration(config, ApplyMode::Auto).await {
         Ok(_) => Attempt::Done(()),
+        Err(e) if e.is_outcome_unknown() => {
+            unknown.store(true, Ordering::Relaxed);
+            Attempt::Again(format!(
+                "{} (the answer was lost; looking whether the node took the configuration)",
+                waddle_framework::error_chain(&e)
+            ))
+        }
         Err(e) => classify(e),
     }
 }
@@ -68,10 +84,10 @@ async fn apply_once(opts: &ConnectOptions, ep: SocketAddr, config: &str) -> Atte
 /// node answers.
 pub async fn apply_maintenance(env: &Env, name: &str, addr: &str, config: &str) -> R<()> {
     let ep = api_addr(addr).map_err(|e| e.to_string())?;
-    let opts = env.opts();
+    let unknown = AtomicBool::new(false);
     env.retry(
         &format!("nodes[{name:?}]: apply in maintenance mode at {ep}"),
-        || apply_once(&opts, ep, config),
+        || apply_once(env, ep, config, &unknown),
     )
     .await
 }
@@ -87,11 +103,11 @@ pub async fn apply_maintenance_vm(
     config: &str,
 ) -> R<String> {
     let ep = api_addr(ip).map_err(|e| e.to_string())?;
-    let opts = env.opts();
+    let (unknown, dhcp_unknown) = (AtomicBool::new(false), AtomicBool::new(false));
     env.retry(
         &format!("nodes[{name:?}]: apply in maintenance mode at {ep}"),
         || async {
-            let why = match apply_once(&opts, ep, config).await {
+            let why = match apply_once(env, ep, config, &unknown).await {
                 Attempt::Done(()) => return Attempt::Done(ip.to_string()),
                 Attempt::Fatal(e) => return Attempt::Fatal(e),
                 Attempt::Again(why) => why,
@@ -108,7 +124,7 @@ pub async fn apply_maintenance_vm(
                 Ok(d) => d,
                 Err(_) => return Attempt::Again(why),
             };
-            match apply_once(&opts, dep, config).await {
+            match apply_once(env, dep, config, &dhcp_unknown).await {
                 Attempt::Done(()) => Attempt::Done(dhcp),
                 Attempt::Fatal(e) => Attempt::Fatal(format!("at the DHCP address {dep}: {e}")),
                 Attempt::Again(w) => Attempt::Again(format!("{why}; DHCP address {dep}: {w}")),
