@@ -2,7 +2,7 @@
 # The README's first command: build the provider (release) if its sources changed, start the local
 # Proxmox VE / Talos sandbox, apply an example through the real CLI, and say what to do next.
 #
-#   scripts/demo.sh [--keep] [--destroy] [EXAMPLE_DIR]     (default: examples/sandbox)
+#   scripts/demo.sh [--keep] [--destroy] [EXAMPLE_DIR]     (default: examples/waddle-social)
 #
 #   --keep     leave the sandbox and the applied stack running: kubeconfig and talosconfig are
 #              written to the work dir, `source <work dir>/env.sh` points tofu/terraform, kubectl
@@ -13,7 +13,9 @@
 # Without --keep, a stack applied to the sandbox is destroyed at the end (the emulator's state
 # lives only as long as the sandbox). The destroy's plan (it lists every attribute, certificates
 # included) goes to a log file, never to the terminal. EXAMPLE_DIR/sandbox.tfvars, when present,
-# is passed with -var-file on the sandbox.
+# is passed with -var-file on the sandbox, which listens on WADDLE_DEMO_LISTEN (default
+# 127.10.0.1:8006, the endpoint sandbox.tfvars names; when that port is taken, any free port and
+# -var proxmox_endpoint=<it>).
 #
 # CLI: TF_ACC_TERRAFORM_PATH, else `tofu` on PATH, else the pinned Terraform 1.0.3 (installed by
 # scripts/install-test-deps.sh when missing) — the same order as the acceptance harness.
@@ -27,11 +29,11 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$(pwd)
 
-usage() { sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; }
 
 DESTROY=0
 KEEP=0
-EXAMPLE=examples/sandbox
+EXAMPLE=examples/waddle-social
 for arg in "$@"; do
   case "$arg" in
     --destroy) DESTROY=1 ;;
@@ -166,20 +168,25 @@ start_sandbox() {
   say "starting waddle-sandbox (loopback only)"
   local bin="$TARGET_DIR/debug/waddle-sandbox"
   ensure_built "$bin" cargo build -p waddle-acceptance --bin waddle-sandbox || return 1
-  rm -f "$SANDBOX_ENV"
-  # Its own session: with --keep it outlives this script and the terminal it ran in.
-  setsid "$bin" --env-file "$SANDBOX_ENV" </dev/null >"$WORK/sandbox.log" 2>&1 &
-  SANDBOX_PID=$!
-  for _ in $(seq 1 300); do
-    [ -s "$SANDBOX_ENV" ] && break
-    if ! kill -0 "$SANDBOX_PID" 2>/dev/null; then
-      wait "$SANDBOX_PID" 2>/dev/null || true
-      SANDBOX_PID=""
-      echo "waddle-sandbox exited before it was ready; log ($WORK/sandbox.log):" >&2
-      tail -n 20 "$WORK/sandbox.log" >&2
-      return 1
-    fi
-    sleep 0.2
+  local listen
+  for listen in "${WADDLE_DEMO_LISTEN:-127.10.0.1:8006}" 127.10.0.1:0; do
+    rm -f "$SANDBOX_ENV"
+    # Its own session: with --keep it outlives this script and the terminal it ran in.
+    setsid "$bin" --env-file "$SANDBOX_ENV" --listen "$listen" </dev/null >"$WORK/sandbox.log" 2>&1 &
+    SANDBOX_PID=$!
+    for _ in $(seq 1 300); do
+      [ -s "$SANDBOX_ENV" ] && break
+      if ! kill -0 "$SANDBOX_PID" 2>/dev/null; then
+        wait "$SANDBOX_PID" 2>/dev/null || true
+        SANDBOX_PID=""
+        break
+      fi
+      sleep 0.2
+    done
+    [ -n "$SANDBOX_PID" ] && break
+    echo "waddle-sandbox could not start on $listen; log ($WORK/sandbox.log):" >&2
+    tail -n 5 "$WORK/sandbox.log" >&2
+    [ "$listen" = 127.10.0.1:0 ] && return 1
   done
   if [ ! -s "$SANDBOX_ENV" ]; then
     echo "waddle-sandbox did not become ready within 60s" >&2
@@ -211,6 +218,11 @@ esac
 VAR_ARGS=()
 if [ -n "$SANDBOX_PID" ] && [ -f "$DIR/sandbox.tfvars" ]; then
   VAR_ARGS=(-var-file=sandbox.tfvars)
+  # The sandbox on another port than the one sandbox.tfvars names: say where it is.
+  if grep -q '^proxmox_endpoint' "$DIR/sandbox.tfvars" &&
+    ! grep -q "^proxmox_endpoint *= *\"$PROXMOX_VE_ENDPOINT\"" "$DIR/sandbox.tfvars"; then
+    VAR_ARGS+=(-var "proxmox_endpoint=$PROXMOX_VE_ENDPOINT")
+  fi
 fi
 
 # Destroy with the plan in a log file: the plan lists every attribute of every resource
@@ -264,7 +276,7 @@ write_cleanup() {
     echo "# Destroy the waddle demo's stack, stop its sandbox and remove the work dir."
     echo "set -euo pipefail"
     echo ". '$WORK/env.sh'"
-    echo "if '$TF' destroy -input=false -no-color -auto-approve ${VAR_ARGS[*]} >'$WORK/destroy.log' 2>&1; then"
+    echo "if '$TF' destroy -input=false -no-color -auto-approve $(printf '%q ' "${VAR_ARGS[@]}")>'$WORK/destroy.log' 2>&1; then"
     echo "  grep -E '^(Destroy complete|No changes)' '$WORK/destroy.log' || echo destroyed"
     echo "else"
     echo "  echo 'destroy failed; full log: $WORK/destroy.log' >&2"
