@@ -295,14 +295,19 @@ write_cleanup() {
 
 next_steps() {
   say "what next"
-  if has_output web_url; then
-    local url host
-    url=$(out web_url)
+  local url="" host name
+  for name in teleport_web_url web_url; do
+    if has_output "$name"; then
+      url=$(out "$name")
+      break
+    fi
+  done
+  if [ -n "$url" ]; then
     host=${url#https://}
     host=${host%%/*}
     echo "Teleport:    $url"
     echo "  log in:    open it and choose GitHub (members of the teams in teams_to_roles), or"
-    echo "             tsh login --proxy=$host --auth=github && tsh kube ls && tsh apps ls"
+    echo "             tsh login --proxy=$host:443 --auth=github && tsh kube ls && tsh apps ls"
     if [ -n "$SANDBOX_PID" ]; then
       echo "             (on the sandbox Teleport is emulated and the name does not resolve: the"
       echo "             login needs a real host, DNS records and a GitHub OAuth app)"

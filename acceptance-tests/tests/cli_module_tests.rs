@@ -16,7 +16,7 @@ use waddle_acceptance::harness::cli::{CliFlavor, Version};
 use waddle_acceptance::harness::sandbox::Sandbox;
 use waddle_acceptance::harness::{self, notice, provider, Cli};
 
-const MODULES: [&str; 3] = ["network", "haproxy", "talos-cluster"];
+const MODULES: [&str; 4] = ["network", "haproxy", "teleport", "talos-cluster"];
 
 fn unsupported(cli: &Cli) -> Option<String> {
     let ok = match cli.flavor {
