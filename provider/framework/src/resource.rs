@@ -214,6 +214,20 @@ impl<R: TypedResource> Typed<R> {
             }
         }
     }
+    /// The planned state with the configuration's top-level write-only values, which the
+    /// plan never holds (the service nulls them again in the new state).
+    fn with_write_only(&self, planned: &Value, config: &Value) -> Value {
+        let mut v = planned.unknown_as_null();
+        for (name, a) in &self.0.schema().block.attributes {
+            if let Some(c) = config
+                .get_attr(name)
+                .filter(|c| a.write_only && c.is_known())
+            {
+                v.set_path(&AttributePath::attr(name.clone()), c.clone());
+            }
+        }
+        v
+    }
     fn finish(
         &self,
         r: ResourceResult<R::State, R::State>,
@@ -259,7 +273,10 @@ impl<R: TypedResource> Resource for Typed<R> {
         req: CreateRequest,
         diags: &mut Diagnostics,
     ) -> Option<Value> {
-        let planned = self.decode(&req.planned_state.unknown_as_null(), diags)?;
+        let planned = self.decode(
+            &self.with_write_only(&req.planned_state, &req.config),
+            diags,
+        )?;
         let r = self.0.create(ctx, planned, diags).await;
         self.finish(r, diags)
     }
@@ -280,7 +297,10 @@ impl<R: TypedResource> Resource for Typed<R> {
         diags: &mut Diagnostics,
     ) -> Option<Value> {
         let prior = self.decode(&req.prior_state, diags)?;
-        let planned = self.decode(&req.planned_state.unknown_as_null(), diags)?;
+        let planned = self.decode(
+            &self.with_write_only(&req.planned_state, &req.config),
+            diags,
+        )?;
         let r = self.0.update(ctx, prior, planned, diags).await;
         self.finish(r, diags)
     }

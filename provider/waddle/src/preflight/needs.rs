@@ -194,7 +194,8 @@ pub fn needs(
     match type_name {
         "waddle_network" => network(change, req, planned, &mut out),
         "waddle_host_firewall" => host_firewall(change, req, planned, default_node, &mut out),
-        "waddle_sni_proxy" => sni_proxy(change, req, planned, default_node, &mut out),
+        "waddle_sni_proxy" => guest_vm(&SNI_PROXY, change, req, planned, default_node, &mut out),
+        "waddle_teleport_node" => guest_vm(&TELEPORT, change, req, planned, default_node, &mut out),
         "waddle_talos_cluster" => talos_cluster(change, req, planned, default_node, &mut out),
         _ => {}
     }
@@ -266,7 +267,30 @@ fn host_firewall(
     }
 }
 
-fn sni_proxy(
+/// A VM resource on the shared guest layer (`resources::vm`).
+struct GuestVmKind {
+    default_name: &'static str,
+    nics: &'static [&'static str],
+    agent_use: &'static str,
+    update: &'static str,
+}
+
+const SNI_PROXY: GuestVmKind = GuestVmKind {
+    default_name: "sni-proxy",
+    nics: &["public_nic", "private_nic"],
+    agent_use: "run commands and write the HAProxy files in the guest",
+    update: "rewrite the HAProxy configuration",
+};
+
+const TELEPORT: GuestVmKind = GuestVmKind {
+    default_name: "teleport",
+    nics: &["private_nic"],
+    agent_use: "install Teleport's configuration and secrets and run tctl in the guest",
+    update: "update Teleport's configuration, connector and roles",
+};
+
+fn guest_vm(
+    kind: &GuestVmKind,
     change: Change,
     req: &PlanRequest,
     planned: &Value,
@@ -280,12 +304,13 @@ fn sni_proxy(
     };
     let node = known_str(src.get_attr("node")).or(default_node);
     let vmid = known_i64(src.get_attr("vmid"));
-    let name = known_str(src.get_attr("name")).unwrap_or("sni-proxy");
+    let name = known_str(src.get_attr("name")).unwrap_or(kind.default_name);
     let label = format!("`{name}`");
     let image_storage = known_str(src.get_attr("image_storage"));
     match change {
         Change::Create => {
-            let bridges = ["public_nic", "private_nic"]
+            let bridges = kind
+                .nics
                 .iter()
                 .filter_map(|n| known_str(src.get_attr(n).and_then(|v| v.get_attr("bridge"))))
                 .collect();
@@ -299,7 +324,7 @@ fn sni_proxy(
                 // cloud-init seed ISO in a CD-ROM drive; haproxy files through the agent
                 // (`exec` needs VM.GuestAgent.Unrestricted, which also covers file-write).
                 agent: &["VM.GuestAgent.Unrestricted"],
-                agent_use: "run commands and write the HAProxy files in the guest",
+                agent_use: kind.agent_use,
                 extra_vm: &["VM.Config.CDROM"],
             }
             .needs(out);
@@ -307,7 +332,7 @@ fn sni_proxy(
         Change::Update => out.push(Need::path(
             vm_path(vmid),
             &["VM.Audit", "VM.PowerMgmt", "VM.GuestAgent.Unrestricted"],
-            format!("rewrite the HAProxy configuration of {label} through the guest agent"),
+            format!("{} of {label} through the guest agent", kind.update),
         )),
         Change::Delete => {
             delete_vm(out, &label, vmid);

@@ -10,6 +10,7 @@ pub mod host_firewall;
 pub mod network;
 pub mod sni_proxy;
 pub mod talos_cluster;
+pub mod teleport_node;
 pub mod timeouts;
 pub mod vm;
 
@@ -20,6 +21,7 @@ pub fn all() -> Vec<Arc<dyn Resource>> {
         Arc::new(Typed(network::Network)),
         Arc::new(Typed(vm::Vm(sni_proxy::SniProxy))),
         Arc::new(talos_cluster::TalosCluster),
+        Arc::new(Typed(vm::Vm(teleport_node::TeleportNode))),
     ]
 }
 
