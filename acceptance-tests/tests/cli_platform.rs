@@ -163,6 +163,48 @@ fn live_teleport_yaml(
     })
 }
 
+/// A file in the guest of the VM of `address` holds every string in `contains`.
+fn guest_contains(
+    emu: Arc<PveEmulator>,
+    address: &'static str,
+    path: &'static str,
+    contains: &'static [&'static str],
+) -> check::Check {
+    check::func(move |s| {
+        let vmid = vmid_of(s, address)?;
+        let text = guest_file(&emu, vmid, path)?;
+        match contains.iter().find(|c| !text.contains(*c)) {
+            Some(c) => Err(format!("{path} of VM {vmid} lacks {c:?}")),
+            None => Ok(()),
+        }
+    })
+}
+
+/// The kubeconfig file on the Teleport VM is the cluster's kubeconfig (it flowed from
+/// `waddle_talos_cluster` into Teleport within the apply).
+fn kubeconfig_on_teleport(
+    emu: Arc<PveEmulator>,
+    node: &'static str,
+    cluster: &'static str,
+) -> check::Check {
+    check::func(move |s| {
+        let vmid = vmid_of(s, node)?;
+        let want = s
+            .resource(cluster)?
+            .str_attr("kubeconfig")
+            .ok_or_else(|| format!("{cluster}: no kubeconfig"))?
+            .to_string();
+        let live = guest_file(&emu, vmid, "/etc/teleport/kubeconfig")?;
+        if live == want {
+            Ok(())
+        } else {
+            Err(format!(
+                "/etc/teleport/kubeconfig of VM {vmid} is not the cluster's kubeconfig"
+            ))
+        }
+    })
+}
+
 /// Nothing is left on the emulator but the shared Debian cloud image.
 fn nothing_left(emu: &Arc<PveEmulator>, rt: &tokio::runtime::Handle) -> Result<(), String> {
     let vms: Vec<u32> = emu.vms().iter().map(|v| v.vmid).collect();
@@ -297,7 +339,13 @@ fn teleport_module_lifecycle_in_place() {
                 .describe("change a team mapping")
                 .plan_check(check::plan_actions(NODE, &["update"]))
                 .check(same_vmids(&seen, VMS, &[]))
-                .check(check::attr_len(NODE, "github.teams_to_roles", 2)),
+                .check(check::attr_len(NODE, "github.teams_to_roles", 2))
+                .check(guest_contains(
+                    emu.clone(),
+                    NODE,
+                    "/etc/teleport/waddle-github.yaml",
+                    &["team: devs"],
+                )),
         )
         .step(
             module_step(t, TEAM_INFRA_AND_DEVS, APP_GRAFANA, ROUTE_TELEPORT_AND_GIT)
@@ -397,6 +445,7 @@ fn waddle_social_platform_in_one_apply_and_in_place() {
                     CLUSTER,
                     "kubeconfig",
                 ))
+                .check(kubeconfig_on_teleport(emu.clone(), TELEPORT, CLUSTER))
                 .check(live_teleport_yaml(
                     emu.clone(),
                     TELEPORT,
@@ -415,7 +464,13 @@ fn waddle_social_platform_in_one_apply_and_in_place() {
         .step(
             no_replace(platform_step(t, net, &format!("{app}\n{teams}")))
                 .describe("change a team mapping")
-                .check(check::attr_len(TELEPORT, "github.teams_to_roles", 2)),
+                .check(check::attr_len(TELEPORT, "github.teams_to_roles", 2))
+                .check(guest_contains(
+                    emu.clone(),
+                    TELEPORT,
+                    "/etc/teleport/waddle-github.yaml",
+                    &["team: devs"],
+                )),
         )
         .step(
             no_replace(platform_step(t, net, &format!("{app}\n{teams}\n{route}")))
