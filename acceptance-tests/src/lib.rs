@@ -4,3 +4,4 @@ pub mod mirror;
 pub mod pve;
 pub mod spec;
 pub mod talos;
+pub mod teleport;

@@ -367,6 +367,8 @@ struct DebInner {
     users: Vec<String>,
     hostname: Option<String>,
     haproxy_loaded: Option<String>,
+    /// Modes set by `install -m` and cloud-init `write_files` (guest path -> octal).
+    modes: BTreeMap<String, String>,
     /// From network-config: (lower-case MAC or None, interface name, IPv4 addresses).
     static_addrs: Vec<StaticAddrs>,
 }
@@ -380,6 +382,8 @@ pub struct DebianAppliance {
     haproxy: Option<PathBuf>,
     root: tempfile::TempDir,
     inner: Mutex<DebInner>,
+    /// Teleport, once installed from its apt repository (`crate::teleport`).
+    teleport: crate::teleport::TeleportStandIn,
 }
 
 impl DebianAppliance {
@@ -412,6 +416,7 @@ impl DebianAppliance {
             agent_preinstalled,
             haproxy,
             root,
+            teleport: Default::default(),
             inner: Mutex::new(DebInner {
                 cloud_init_status: "not run".into(),
                 ..Default::default()
@@ -449,6 +454,14 @@ impl DebianAppliance {
     /// SHA-256 of the haproxy.cfg haproxy last (re)loaded successfully.
     pub fn haproxy_loaded_sha256(&self) -> Option<String> {
         self.lock().haproxy_loaded.clone()
+    }
+    /// The Teleport stand-in of this guest.
+    pub fn teleport(&self) -> &crate::teleport::TeleportStandIn {
+        &self.teleport
+    }
+    /// The mode a file was given by `install -m` or cloud-init (`0600`), if any.
+    pub fn file_mode(&self, guest: &str) -> Option<String> {
+        self.lock().modes.get(guest).cloned()
     }
     /// Users created by cloud-init.
     pub fn users(&self) -> Vec<String> {
@@ -636,6 +649,12 @@ impl DebianAppliance {
     }
 
     fn service_check_config(&self, name: &str) -> Result<(), String> {
+        if name == "teleport" {
+            return self
+                .teleport
+                .start(self)
+                .inspect_err(|_| self.teleport.stop());
+        }
         if name == "haproxy" {
             let r = self.haproxy_check(&["/etc/haproxy/haproxy.cfg".to_string()]);
             if r.exitcode != 0 {
@@ -776,6 +795,9 @@ impl DebianAppliance {
                     }
                 }
                 "stop" => {
+                    if u == "teleport" {
+                        self.teleport.stop();
+                    }
                     if let Some(s) = self.lock().services.get_mut(u.as_str()) {
                         s.state = Unit::Inactive;
                     }
@@ -807,7 +829,11 @@ impl DebianAppliance {
         };
         let cmd = cmd0.rsplit('/').next().unwrap_or(cmd0).to_string();
         let args = &argv[1..];
+        if let Some(r) = self.teleport.exec(self, &cmd, args) {
+            return r;
+        }
         match cmd.as_str() {
+            "install" => self.install_cmd(args),
             "sh" | "bash" | "dash" => {
                 if args.first().map(String::as_str) == Some("-c") {
                     match args.get(1) {
@@ -950,7 +976,20 @@ impl DebianAppliance {
                     std::fs::copy(&s, &d).map(|_| ())
                 };
                 match r {
-                    Ok(()) => ExecOutcome::ok(""),
+                    Ok(()) => {
+                        // A rename keeps the file's mode; a copy gets a new file's.
+                        let mut inner = self.lock();
+                        let mode = if cmd == "mv" {
+                            inner.modes.remove(src.as_str())
+                        } else {
+                            None
+                        };
+                        match mode {
+                            Some(m) => inner.modes.insert(dst.to_string(), m),
+                            None => inner.modes.remove(dst.as_str()),
+                        };
+                        ExecOutcome::ok("")
+                    }
                     Err(_) => ExecOutcome::fail(
                         1,
                         format!("{cmd}: cannot stat '{src}': No such file or directory\n"),
@@ -1047,16 +1086,37 @@ impl DebianAppliance {
                     ExecOutcome::fail(2, "cloud-init: only `status` is emulated\n")
                 }
             }
-            "apt-get" | "apt" => {
-                if args.first().map(String::as_str) == Some("install") {
+            "apt-get" | "apt" => match args
+                .iter()
+                .find(|a| !a.starts_with('-'))
+                .map(String::as_str)
+            {
+                Some("update") => self.teleport.apt_update(self),
+                Some("install") => {
+                    let allow_downgrades = args.iter().any(|a| a == "--allow-downgrades");
+                    let mut out = ExecOutcome::ok("");
                     for p in args.iter().skip(1).filter(|a| !a.starts_with('-')) {
-                        if let Err(e) = self.install(p) {
+                        if p == "teleport" || p.starts_with("teleport=") {
+                            let r = self.teleport.apt_install(p, allow_downgrades);
+                            if r.exitcode != 0 {
+                                return r;
+                            }
+                            out.stdout.push_str(&r.stdout);
+                            self.lock()
+                                .services
+                                .entry("teleport".into())
+                                .or_insert(Service {
+                                    enabled: false,
+                                    state: Unit::Inactive,
+                                });
+                        } else if let Err(e) = self.install(p) {
                             return ExecOutcome::fail(100, format!("{e}\n"));
                         }
                     }
+                    out
                 }
-                ExecOutcome::ok("")
-            }
+                _ => ExecOutcome::ok(""),
+            },
             "dpkg-query" | "dpkg" => {
                 let pkg = args.last().cloned().unwrap_or_default();
                 if self.lock().packages.contains(&pkg) {
@@ -1067,6 +1127,79 @@ impl DebianAppliance {
             }
             _ => ExecOutcome::fail(127, format!("sh: 1: {cmd}: not found\n")),
         }
+    }
+
+    /// coreutils `install`: `-d [-m MODE] DIR...` or `[-m MODE] [-o U] [-g G] SRC DEST`.
+    fn install_cmd(&self, args: &[String]) -> ExecOutcome {
+        let (mut dirs, mut mode, mut files) = (false, None, Vec::new());
+        let mut it = args.iter();
+        while let Some(a) = it.next() {
+            match a.as_str() {
+                "-d" => dirs = true,
+                "-m" => mode = it.next().cloned(),
+                "-o" | "-g" => {
+                    it.next();
+                }
+                x if x.starts_with('-') => {
+                    return ExecOutcome::fail(1, format!("install: unrecognized option '{x}'\n"))
+                }
+                x => files.push(x.to_string()),
+            }
+        }
+        if dirs {
+            for d in &files {
+                if let Err(e) = self
+                    .host_path(d)
+                    .and_then(|p| std::fs::create_dir_all(p).map_err(|e| e.to_string()))
+                {
+                    return ExecOutcome::fail(1, format!("install: {e}\n"));
+                }
+                if let Some(m) = &mode {
+                    self.lock().modes.insert(d.clone(), m.clone());
+                }
+            }
+            return ExecOutcome::ok("");
+        }
+        let [src, dst] = files.as_slice() else {
+            return ExecOutcome::fail(1, "install: expected SOURCE DEST\n");
+        };
+        let data = if src == "/dev/null" {
+            Vec::new()
+        } else {
+            match self
+                .host_path(src)
+                .and_then(|p| std::fs::read(p).map_err(|e| e.to_string()))
+            {
+                Ok(d) => d,
+                Err(_) => {
+                    return ExecOutcome::fail(
+                        1,
+                        format!("install: cannot stat '{src}': No such file or directory\n"),
+                    )
+                }
+            }
+        };
+        match self.host_path(dst) {
+            Ok(p) if p.parent().is_some_and(Path::is_dir) => {
+                if let Err(e) = std::fs::write(&p, data) {
+                    return ExecOutcome::fail(1, format!("install: {dst}: {e}\n"));
+                }
+            }
+            _ => {
+                return ExecOutcome::fail(
+                    1,
+                    format!(
+                        "install: cannot create regular file '{dst}': No such file or directory\n"
+                    ),
+                )
+            }
+        }
+        let mut inner = self.lock();
+        match mode {
+            Some(m) => inner.modes.insert(dst.clone(), m),
+            None => inner.modes.insert(dst.clone(), "0755".into()),
+        };
+        ExecOutcome::ok("")
     }
 
     fn run_script(&self, script: &str) -> ExecOutcome {
@@ -1180,6 +1313,8 @@ impl DebianAppliance {
                 let append = f.get("append").and_then(Value::as_bool).unwrap_or(false);
                 if let Err(e) = self.write_file(path, &data, append) {
                     errors.push(e);
+                } else if let Some(m) = f.get("permissions").and_then(Value::as_str) {
+                    self.lock().modes.insert(path.to_string(), m.to_string());
                 }
             }
         };
@@ -1229,6 +1364,35 @@ impl DebianAppliance {
             "error".into()
         };
         inner.cloud_init_errors = errors;
+    }
+}
+
+impl crate::teleport::GuestFs for DebianAppliance {
+    fn read(&self, path: &str) -> Option<Vec<u8>> {
+        std::fs::read(self.host_path(path).ok()?).ok()
+    }
+    fn write(&self, path: &str, data: &[u8]) -> Result<(), String> {
+        self.write_file(path, data, false)
+    }
+    fn list(&self, dir: &str) -> Vec<String> {
+        let Ok(p) = self.host_path(dir) else {
+            return Vec::new();
+        };
+        let mut out: Vec<String> = std::fs::read_dir(p)
+            .map(|rd| {
+                rd.filter_map(|e| e.ok())
+                    .map(|e| {
+                        format!(
+                            "{}/{}",
+                            dir.trim_end_matches('/'),
+                            e.file_name().to_string_lossy()
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.sort();
+        out
     }
 }
 
@@ -1302,6 +1466,7 @@ impl GuestAppliance for DebianAppliance {
     }
 
     async fn shutdown(&self, _ctx: &GuestContext) {
+        self.teleport.stop();
         for s in self.lock().services.values_mut() {
             s.state = Unit::Inactive;
         }

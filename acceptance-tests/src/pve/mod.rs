@@ -462,6 +462,15 @@ impl PveEmulator {
     pub fn volumes(&self) -> Vec<VolumeSnapshot> {
         self.shared.volume_snapshots()
     }
+    /// The bytes of a volume that has data (an uploaded ISO), by volume id.
+    pub fn volume_data(&self, volid: &str) -> Option<Vec<u8>> {
+        self.shared
+            .st()
+            .volumes
+            .values()
+            .find(|v| v.volid == volid)
+            .and_then(|v| v.data.as_ref().map(|d| d.as_ref().clone()))
+    }
     /// All tasks.
     pub fn tasks(&self) -> Vec<TaskSnapshot> {
         self.shared.task_snapshots()

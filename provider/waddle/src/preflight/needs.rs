@@ -340,7 +340,7 @@ fn guest_vm(
                 out.push(Need::path(
                     format!("/storage/{s}"),
                     &["Datastore.Allocate"],
-                    format!("delete the seed ISO of {label}"),
+                    format!("delete the seed ISO and the downloaded image of {label}"),
                 ));
             }
         }

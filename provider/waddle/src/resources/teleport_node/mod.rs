@@ -57,7 +57,10 @@ mod plan;
 mod schema;
 mod validate;
 
-pub use model::{seed_iso_name, TeleportNodeState, TeleportPayload};
+pub use model::{
+    seed_iso_name, App, Github, PrivateNic, Role, SniRoute, TeamMapping, TeleportNodeState,
+    TeleportPayload, INPUTS_PATH,
+};
 pub use schema::schema;
 pub use validate::validate;
 

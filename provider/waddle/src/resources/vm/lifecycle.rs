@@ -79,16 +79,22 @@ pub fn parse_import_id(id: &str) -> Result<(Option<String>, u32), ImportIdError>
 }
 
 /// Download `url` into `import` content of `storage` on `node` (once: skipped when the file
-/// is already there). Returns the volume id.
+/// is already there). Returns the volume id and whether this call downloaded it.
 pub async fn ensure_image(
     client: &Client,
     node: &str,
     storage: &str,
     url: &str,
     wait: &WaitOptions,
-) -> Result<String, waddle_proxmox::Error> {
+) -> Result<(String, bool), waddle_proxmox::Error> {
     let filename =
         image_file_name(url).map_err(|e| waddle_proxmox::Error::InvalidArgument(e.to_string()))?;
+    let volid = waddle_proxmox::volume_id(storage, ContentType::Import, &filename);
+    let there = client
+        .list_storage_content(node, storage, Some(ContentType::Import.as_str()))
+        .await?
+        .iter()
+        .any(|v| v.volid == volid);
     let dl = DownloadUrl {
         content: ContentType::Import,
         filename,
@@ -97,9 +103,10 @@ pub async fn ensure_image(
         verify_certificates: None,
         compression: None,
     };
-    client
+    let volid = client
         .ensure_image_downloaded(node, storage, &dl, wait)
-        .await
+        .await?;
+    Ok((volid, !there))
 }
 
 /// What a VM is built from.

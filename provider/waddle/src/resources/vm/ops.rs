@@ -10,7 +10,9 @@
 //! * **Update** (the payload, in place): identity from the prior state, the VM made ours and
 //!   running, the payload applied; on failure the prior state is kept.
 //! * **Delete**: the VM through `Client::shutdown_and_delete_vm` (its mark checked: a VM that
-//!   is not ours is refused and left alone), then the seed ISO, even when the VM was gone.
+//!   is not ours is refused and left alone), then the seed ISO, even when the VM was gone,
+//!   then the downloaded image the VM recorded once no other waddle VM records it
+//!   (`owned::release_image`).
 //! * **Import**: `<node>/<vmid>` or `<vmid>`.
 
 use serde_json::{json, Map, Value as Json};
@@ -133,9 +135,21 @@ pub async fn create<R: VmResource>(
             Error::<R>::new("Creating the VM failed", e).at(AttributePath::attr("vmid"))
         })?;
     // 1. image
-    let image = lifecycle::ensure_image(&client, &node, &image_storage, &image_url, &wait)
-        .await
-        .map_err(|e| Error::<R>::new("Downloading the Debian cloud image failed", e))?;
+    let (image, downloaded) =
+        lifecycle::ensure_image(&client, &node, &image_storage, &image_url, &wait)
+            .await
+            .map_err(|e| Error::<R>::new("Downloading the Debian cloud image failed", e))?;
+    // waddle owns the image when it downloaded it or another waddle VM records it.
+    let owns_image = downloaded
+        || !owned::image_claims(&client, &node, &image, None)
+            .await
+            .map_err(|e| Error::<R>::new("Creating the VM failed", e))?
+            .is_empty();
+    let description = if owns_image {
+        format!("{}\n{}", R::DESCRIPTION, owned::image_line(&image))
+    } else {
+        R::DESCRIPTION.to_string()
+    };
     // 2. VM
     let nics: Option<Vec<_>> = R::NICS.iter().map(|n| VmAttrs::nic(&st, n.attr)).collect();
     let Some(nics) = nics else {
@@ -157,7 +171,7 @@ pub async fn create<R: VmResource>(
             .chain(R::TAGS.iter().copied())
             .map(String::from)
             .collect(),
-        description: R::DESCRIPTION.into(),
+        description,
         mark: &mark,
     };
     let failed = format!("Creating the {} VM failed", R::LABEL);
@@ -492,7 +506,11 @@ pub async fn delete<R: VmResource>(r: &R, ctx: &Context, st: R::State) -> Result
     let deadline = a.deadline(Op::Delete, &R::TIMEOUTS);
     let shutdown = R::SHUTDOWN_TIMEOUT.min(deadline.remaining());
     // A VM whose mark is not ours is refused (NotOwned) and left alone; a gone VM is fine.
-    if located.is_some() {
+    let mut image = None;
+    if let Some(vm_node) = &located {
+        image = owned::recorded_image(&client, vm_node, vmid)
+            .await
+            .map_err(|e| Error::<R>::new("Reading the VM failed", e))?;
         client
             .shutdown_and_delete_vm(vmid, shutdown, &mark, Some(&name))
             .await
@@ -500,7 +518,14 @@ pub async fn delete<R: VmResource>(r: &R, ctx: &Context, st: R::State) -> Result
     }
     owned::delete_isos(&client, &node, &seed_isos(r, &a, vmid))
         .await
-        .map_err(|e| Error::<R>::new("Deleting the seed ISO failed", e))
+        .map_err(|e| Error::<R>::new("Deleting the seed ISO failed", e))?;
+    // The image it was created from, once no other waddle VM records it.
+    if let (Some(volid), Some(vm_node)) = (image, located) {
+        owned::release_image(&client, &vm_node, &volid)
+            .await
+            .map_err(|e| Error::<R>::new("Deleting the downloaded image failed", e))?;
+    }
+    Ok(())
 }
 
 pub fn import<R: VmResource>(r: &R, id: &str) -> Result<R::State, Error<R>> {

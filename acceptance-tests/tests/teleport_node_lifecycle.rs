@@ -1,0 +1,395 @@
+//! `waddle_teleport_node` driven in process (the provider's RPC handlers, no CLI) against the
+//! PVE emulator, whose Debian guest runs the Teleport 18 stand-in (`waddle_acceptance::teleport`):
+//! create, refresh and an empty plan; in place: an app, a team mapping, a kubeconfig rotation
+//! and a major upgrade (same VMID); drift of the connector repaired; secrets never in the seed
+//! ISO and only in root-only files; a wrong client secret fails clearly; a shared image goes
+//! with the last VM; destroy leaves nothing (VM, disks, seed ISO, image). Addresses
+//! 127.40.95.x.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+use waddle_acceptance::harness::notice;
+use waddle_acceptance::harness::target::PveTarget;
+use waddle_acceptance::pve::{read_iso_files, DebianAppliance, EmulatorConfig, PveEmulator};
+use waddle_acceptance::teleport::{
+    GuestFs, SANDBOX_GITHUB_CLIENT_ID, SANDBOX_GITHUB_CLIENT_SECRET,
+};
+use waddle_framework::testing::Harness;
+use waddle_framework::Value;
+use waddle_provider::resources::teleport_node::{
+    schema, App, Github, PrivateNic, Role, TeamMapping, TeleportNodeState, TYPE_NAME,
+};
+use waddle_provider::resources::timeouts::TimeoutsModel;
+
+#[allow(dead_code)] // `client` is for other targets
+mod inproc;
+use inproc::harness;
+
+const KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHWaddleAcceptanceTestKeyNotARealOne0 test";
+const KUBECONFIG: &str =
+    "apiVersion: v1\nkind: Config\nclusters: []\n# kubeconfig-secret-marker-1\n";
+
+fn skip_on_real_pve(test: &str) -> bool {
+    let real = PveTarget::real_from(|k| std::env::var(k).ok())
+        .expect("real-PVE variables")
+        .is_some();
+    if real {
+        notice(&format!(
+            "SKIPPED {test} (real PVE): inspects the emulated guest"
+        ));
+    }
+    real
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+async fn emulator(ip: Ipv4Addr) -> PveEmulator {
+    PveEmulator::start(EmulatorConfig::builder().ip(ip).bridge("vmbr1").build())
+        .await
+        .expect("PVE emulator")
+}
+
+fn base() -> TeleportNodeState {
+    let mut s: TeleportNodeState = schema().null_value().to_typed().expect("null state");
+    s.private_nic = Some(PrivateNic {
+        bridge: "vmbr1".into(),
+        cidr: None,
+        gateway: None,
+    });
+    s.ssh_authorized_keys = Some(vec![KEY.into()]);
+    s.domain = Some("example.org".into());
+    s.acme_email = Some("ops@example.org".into());
+    s.github = Some(Github {
+        client_id: SANDBOX_GITHUB_CLIENT_ID.into(),
+        connector_name: None,
+        teams_to_roles: vec![TeamMapping {
+            organization: "example-org".into(),
+            team: "admins".into(),
+            roles: vec!["platform-admin".into(), "access".into()],
+        }],
+    });
+    s.github_client_secret_wo = Some(SANDBOX_GITHUB_CLIENT_SECRET.into());
+    s.github_client_secret_wo_version = Some(1);
+    s.roles = Some(BTreeMap::from([(
+        "platform-admin".to_string(),
+        Role {
+            logins: Some(vec!["root".into()]),
+            kubernetes_groups: Some(vec!["system:masters".into()]),
+            ..Default::default()
+        },
+    )]));
+    s.kubeconfig = Some(KUBECONFIG.into());
+    s.apps = Some(vec![App {
+        name: "talos".into(),
+        uri: "tcp://10.10.0.10:50000".into(),
+        public_addr: None,
+        insecure_skip_verify: None,
+        labels: None,
+    }]);
+    s.timeouts = Some(TimeoutsModel {
+        create: Some("3m".into()),
+        update: Some("3m".into()),
+        delete: None,
+    });
+    s
+}
+
+fn cfg(s: &TeleportNodeState) -> Value {
+    schema().from_typed(s).expect("config")
+}
+
+fn str_attr<'a>(v: &'a Value, k: &str) -> Option<&'a str> {
+    v.get_attr(k).and_then(Value::as_str)
+}
+
+fn vmid_of(v: &Value) -> u32 {
+    v.get_attr("vmid").and_then(Value::as_i64).expect("vmid") as u32
+}
+
+fn with_guest<T>(emu: &PveEmulator, vmid: u32, f: impl FnOnce(&DebianAppliance) -> T) -> T {
+    let app = emu.appliance(vmid).expect("appliance");
+    let deb = app
+        .as_any()
+        .downcast_ref::<DebianAppliance>()
+        .expect("Debian guest");
+    f(deb)
+}
+
+async fn apply(h: &Harness, prior: &Value, config: &Value) -> Value {
+    let p = h.plan(TYPE_NAME, prior, config).await;
+    assert!(!p.diagnostics.has_errors(), "{:?}", p.diagnostics);
+    assert!(
+        p.requires_replace.is_empty(),
+        "in place: {:?}",
+        p.requires_replace
+    );
+    let a = h.apply(TYPE_NAME, prior, config, &p.planned_state).await;
+    assert!(!a.diagnostics.has_errors(), "{:?}", a.diagnostics);
+    a.state
+}
+
+/// Refresh, then the plan is empty.
+async fn empty_plan(h: &Harness, state: &Value, config: &Value) -> Value {
+    let r = h.read(TYPE_NAME, state).await;
+    assert!(!r.diagnostics.has_errors(), "{:?}", r.diagnostics);
+    let p = h.plan(TYPE_NAME, &r.state, config).await;
+    assert!(!p.diagnostics.has_errors(), "{:?}", p.diagnostics);
+    assert!(p.requires_replace.is_empty(), "{:?}", p.requires_replace);
+    assert!(
+        p.planned_state.equals(&r.state),
+        "the plan after refresh is empty"
+    );
+    r.state
+}
+
+async fn destroy(h: &Harness, state: &Value) {
+    let p = h.plan(TYPE_NAME, state, &Value::Null).await;
+    let a = h
+        .apply(TYPE_NAME, state, &Value::Null, &p.planned_state)
+        .await;
+    assert!(!a.diagnostics.has_errors(), "{:?}", a.diagnostics);
+    assert!(a.state.is_null());
+}
+
+fn nothing_left(emu: &PveEmulator) {
+    let vms: Vec<u32> = emu.vms().iter().map(|v| v.vmid).collect();
+    let vols: Vec<String> = emu.volumes().into_iter().map(|v| v.volid).collect();
+    assert!(
+        vms.is_empty() && vols.is_empty(),
+        "left behind: VMs {vms:?}, volumes {vols:?}"
+    );
+}
+
+#[test]
+fn lifecycle_in_place_drift_secrets_and_nothing_left() {
+    if skip_on_real_pve("lifecycle_in_place_drift_secrets_and_nothing_left") {
+        return;
+    }
+    rt().block_on(async {
+        let emu = emulator(Ipv4Addr::new(127, 40, 95, 1)).await;
+        let h = harness(&emu).await;
+        let s0 = base();
+        let config = cfg(&s0);
+        let state = apply(&h, &Value::Null, &config).await;
+        let vmid = vmid_of(&state);
+        assert!(
+            state
+                .get_attr("github_client_secret_wo")
+                .is_none_or(Value::is_null),
+            "write-only never in state"
+        );
+        assert_eq!(
+            str_attr(&state, "web_url"),
+            Some("https://teleport.example.org")
+        );
+        assert_eq!(
+            str_attr(&state, "cluster_name"),
+            Some("teleport.example.org")
+        );
+        assert_eq!(str_attr(&state, "ip_address"), Some("10.10.0.2"));
+
+        // The guest: the pinned version from the repository, running the rendered file.
+        with_guest(&emu, vmid, |g| {
+            assert_eq!(g.teleport().installed().as_deref(), Some("18.8.2"));
+            assert!(g.teleport().running());
+            let yaml = g
+                .read("/etc/teleport.yaml")
+                .map(|d| String::from_utf8_lossy(&d).into_owned());
+            assert_eq!(yaml.as_deref(), str_attr(&state, "teleport_yaml"));
+            assert_eq!(
+                g.read("/etc/teleport/kubeconfig").as_deref(),
+                Some(KUBECONFIG.as_bytes())
+            );
+            assert_eq!(
+                g.file_mode("/etc/teleport/kubeconfig").as_deref(),
+                Some("0600")
+            );
+            assert!(
+                g.read("/etc/teleport/waddle-github.yaml").is_none(),
+                "connector file removed"
+            );
+            let c = g
+                .teleport()
+                .resource("github", "github")
+                .expect("connector");
+            assert_eq!(c["spec"]["client_secret"], SANDBOX_GITHUB_CLIENT_SECRET);
+            assert_eq!(
+                c["spec"]["redirect_url"],
+                "https://teleport.example.org/v1/webapi/github/callback"
+            );
+            assert!(g.teleport().resource("role", "platform-admin").is_some());
+        });
+        // No secret in the seed ISO; the seed pins the version.
+        let seed = str_attr(&state, "seed_iso").expect("seed_iso");
+        let iso = read_iso_files(&emu.volume_data(seed).expect("seed ISO data")).expect("ISO");
+        let all: String = iso
+            .files
+            .values()
+            .map(|d| String::from_utf8_lossy(d).into_owned())
+            .collect();
+        assert!(
+            all.contains("teleport=18.8.2") && all.contains("stable/v18"),
+            "{all}"
+        );
+        assert!(
+            !all.contains(SANDBOX_GITHUB_CLIENT_SECRET),
+            "client secret in the seed"
+        );
+        assert!(
+            !all.contains("kubeconfig-secret-marker"),
+            "kubeconfig in the seed"
+        );
+
+        let state = empty_plan(&h, &state, &config).await;
+
+        // In place: an app, a team mapping, a new kubeconfig, the next major.
+        let mut s1 = s0.clone();
+        s1.apps.as_mut().unwrap().push(App {
+            name: "grafana".into(),
+            uri: "http://10.10.0.20:3000".into(),
+            public_addr: Some("grafana.example.org".into()),
+            insecure_skip_verify: None,
+            labels: None,
+        });
+        s1.github.as_mut().unwrap().teams_to_roles[0].team = "platform".into();
+        s1.kubeconfig = Some(KUBECONFIG.replace("marker-1", "marker-2"));
+        s1.teleport_version = Some("19.0.1".into());
+        let config1 = cfg(&s1);
+        let state1 = apply(&h, &state, &config1).await;
+        assert_eq!(vmid_of(&state1), vmid, "same VM");
+        assert_ne!(
+            str_attr(&state1, "config_hash"),
+            str_attr(&state, "config_hash")
+        );
+        with_guest(&emu, vmid, |g| {
+            assert_eq!(g.teleport().installed().as_deref(), Some("19.0.1"));
+            assert!(g.teleport().running());
+            let k = g.read("/etc/teleport/kubeconfig").unwrap();
+            assert!(
+                String::from_utf8_lossy(&k).contains("marker-2"),
+                "kubeconfig rotated"
+            );
+            let c = g.teleport().resource("github", "github").unwrap();
+            assert_eq!(c["spec"]["teams_to_roles"][0]["team"], "platform");
+            let yaml = String::from_utf8_lossy(&g.read("/etc/teleport.yaml").unwrap()).into_owned();
+            assert!(yaml.contains("name: grafana"), "{yaml}");
+            let marker =
+                String::from_utf8_lossy(&g.read("/etc/teleport/waddle-config.sha256").unwrap())
+                    .into_owned();
+            assert_eq!(Some(marker.trim()), str_attr(&state1, "config_hash"));
+        });
+        let state1 = empty_plan(&h, &state1, &config1).await;
+
+        // Drift: the connector changed behind our back shows on refresh and is repaired.
+        with_guest(&emu, vmid, |g| {
+            let mut c = g.teleport().resource("github", "github").unwrap();
+            c["spec"]["teams_to_roles"][0]["roles"] = serde_json::json!(["editor"]);
+            g.write(
+                "/tmp/drift.yaml",
+                serde_yaml_ng::to_string(&c).unwrap().as_bytes(),
+            )
+            .unwrap();
+            let r = g
+                .teleport()
+                .exec(
+                    g,
+                    "tctl",
+                    &["create".into(), "-f".into(), "/tmp/drift.yaml".into()],
+                )
+                .unwrap();
+            assert_eq!(r.exitcode, 0, "{r:?}");
+        });
+        let r = h.read(TYPE_NAME, &state1).await;
+        assert_ne!(
+            str_attr(&r.state, "config_hash"),
+            str_attr(&state1, "config_hash"),
+            "drift is seen"
+        );
+        let state2 = apply(&h, &r.state, &config1).await;
+        assert_eq!(vmid_of(&state2), vmid);
+        with_guest(&emu, vmid, |g| {
+            let c = g.teleport().resource("github", "github").unwrap();
+            assert_eq!(c["spec"]["teams_to_roles"][0]["roles"][0], "platform-admin");
+        });
+        let state2 = empty_plan(&h, &state2, &config1).await;
+
+        // A major skip is refused at plan, with the path to take.
+        let mut skip = s1.clone();
+        skip.teleport_version = Some("17.7.2".into());
+        let p = h.plan(TYPE_NAME, &state2, &cfg(&skip)).await;
+        assert!(p.diagnostics.has_errors(), "a major downgrade is refused");
+
+        destroy(&h, &state2).await;
+        nothing_left(&emu);
+    });
+}
+
+#[test]
+fn a_wrong_client_secret_fails_clearly() {
+    if skip_on_real_pve("a_wrong_client_secret_fails_clearly") {
+        return;
+    }
+    rt().block_on(async {
+        let emu = emulator(Ipv4Addr::new(127, 40, 95, 2)).await;
+        let h = harness(&emu).await;
+        let mut s = base();
+        s.github_client_secret_wo = None;
+        s.github_client_secret_wo_version = None;
+        s.github_client_secret = Some("not-the-registered-secret".into());
+        let config = cfg(&s);
+        let p = h.plan(TYPE_NAME, &Value::Null, &config).await;
+        assert!(!p.diagnostics.has_errors(), "{:?}", p.diagnostics);
+        let a = h
+            .apply(TYPE_NAME, &Value::Null, &config, &p.planned_state)
+            .await;
+        let text = format!("{:?}", a.diagnostics);
+        assert!(
+            text.contains("GitHub refused the OAuth app credentials"),
+            "{text}"
+        );
+        assert!(text.contains("incorrect"), "{text}");
+        assert!(
+            !text.contains("not-the-registered-secret"),
+            "the secret is not echoed: {text}"
+        );
+        // The VM exists and is recorded (tainted): destroy removes everything.
+        assert!(!a.state.is_null(), "partial state recorded");
+        destroy(&h, &a.state).await;
+        nothing_left(&emu);
+    });
+}
+
+#[test]
+fn a_shared_image_goes_with_the_last_vm() {
+    if skip_on_real_pve("a_shared_image_goes_with_the_last_vm") {
+        return;
+    }
+    rt().block_on(async {
+        let emu = emulator(Ipv4Addr::new(127, 40, 95, 3)).await;
+        let h = harness(&emu).await;
+        let a = apply(&h, &Value::Null, &cfg(&base())).await;
+        let mut other = base();
+        other.name = Some("teleport-b".into());
+        other.private_nic.as_mut().unwrap().cidr = Some("10.10.0.4/24".into());
+        let b = apply(&h, &Value::Null, &cfg(&other)).await;
+        assert_eq!(emu.downloads().len(), 1, "one download for both");
+        let images = |emu: &PveEmulator| -> Vec<String> {
+            emu.volumes()
+                .into_iter()
+                .filter(|v| v.content == "import")
+                .map(|v| v.volid)
+                .collect()
+        };
+        destroy(&h, &a).await;
+        assert_eq!(images(&emu).len(), 1, "still used by the other VM");
+        destroy(&h, &b).await;
+        nothing_left(&emu);
+    });
+}
