@@ -17,6 +17,8 @@ talos_vip      = "127.20.10.20"
 domain         = "waddle.example"
 ssh_public_key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHWaddleExampleKeyReplaceMeReplaceMe00 admin"
 
+# The one OAuth app the sandbox's emulated GitHub knows (any other id or secret is refused, as
+# GitHub refuses it); not a real credential.
 teleport_github_org           = "waddle-social"
-teleport_github_client_id     = "Iv1.sandbox0000000000"
-teleport_github_client_secret = "sandbox-client-secret-not-real"
+teleport_github_client_id     = "Iv1.5a4db0x5andb0x1"
+teleport_github_client_secret = "0b5c1e7a2d94f83e6c17b0a9d25e48f16c3a7d90"

@@ -168,12 +168,14 @@ impl TeleportStandIn {
                         .and_then(|m| m.parse::<u32>().ok())
                     {
                         Some(m) if PUBLISHED.iter().any(|v| major(v) == Some(m)) => indexed.push(m),
-                        _ => return fail(
-                            100,
-                            format!(
+                        _ => {
+                            return fail(
+                                100,
+                                format!(
                                 "E: The repository '{url} {suite} Release' has no component {c}.\n"
                             ),
-                        ),
+                            )
+                        }
                     }
                 }
                 out.push_str(&format!("Hit:1 {url} {suite} InRelease\n"));
@@ -490,13 +492,15 @@ impl TeleportStandIn {
             let body = match data.as_deref() {
                 Some(d) if d.starts_with('@') => match fs.read(&d[1..]) {
                     Some(b) => String::from_utf8_lossy(&b).into_owned(),
-                    None => return fail(
-                        26,
-                        format!(
+                    None => {
+                        return fail(
+                            26,
+                            format!(
                             "curl: (26) Failed to open/read local data from file/application {}\n",
                             &d[1..]
                         ),
-                    ),
+                        )
+                    }
                 },
                 Some(d) => d.to_string(),
                 None => String::new(),

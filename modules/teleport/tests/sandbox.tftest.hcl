@@ -6,8 +6,9 @@ variables {
   domain               = "waddle.example"
   acme_email           = "admin@waddle.example"
   github_org           = "waddle-social"
-  github_client_id     = "Iv1.0123456789abcdef"
-  github_client_secret = "not-a-real-secret"
+  # the one OAuth app the sandbox's emulated GitHub knows (not a real credential)
+  github_client_id     = "Iv1.5a4db0x5andb0x1"
+  github_client_secret = "0b5c1e7a2d94f83e6c17b0a9d25e48f16c3a7d90"
   ssh_public_keys      = ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHWaddleExampleKeyReplaceMeReplaceMe00 admin"]
 }
 
@@ -36,7 +37,7 @@ run "apply_teleport" {
     error_message = "callback ${output.github_callback_url}"
   }
   assert {
-    condition     = strcontains(output.teleport_yaml, "version: v3") && !strcontains(output.teleport_yaml, "not-a-real-secret")
+    condition     = strcontains(output.teleport_yaml, "version: v3") && !strcontains(output.teleport_yaml, "0b5c1e7a2d94f83e6c17b0a9d25e48f16c3a7d90")
     error_message = "teleport.yaml is v3 and holds no secret"
   }
 }
