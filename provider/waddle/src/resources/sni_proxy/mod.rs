@@ -29,6 +29,8 @@
 //! * **Read**: the live config and maps are hashed (`waddle_haproxy::config_hash`); on drift
 //!   the file outputs take the live values, so the next plan updates them back. A stopped VM
 //!   reads as drift (empty `config_hash`); the update starts it.
+//! * **Destroy**: the VM, its seed ISO, and the downloaded Debian image once no other waddle
+//!   VM on the node was created from it (`vm::owned::release_image`).
 
 use std::time::Duration;
 

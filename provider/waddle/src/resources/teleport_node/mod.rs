@@ -197,6 +197,17 @@ impl VmResource for TeleportNode {
         st: &mut TeleportNodeState,
         diags: &mut Diagnostics,
     ) {
+        if self.importing(st) {
+            // The live hash covers the configured roles and connector: read the inputs the VM
+            // keeps first (the shared read adopts them again, a no-op then).
+            if let Ok(Some(json)) = guest.read_file(INPUTS_PATH).await {
+                super::vm::ops::adopt_inputs(st, &json, &super::vm::ops::not_inputs::<Self>());
+            }
+        }
+        if st.domain.is_some() {
+            st.web_url = Some(format!("https://{}", st.public_addr()));
+            st.ip_address = Some(st.ip());
+        }
         let spec = st.spec();
         let roles: Vec<String> = spec.roles.keys().cloned().collect();
         match teleport::live(guest, &spec.github.connector_name, &roles).await {

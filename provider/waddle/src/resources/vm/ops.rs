@@ -283,7 +283,7 @@ pub fn adopt_inputs<S: serde::Serialize + serde::de::DeserializeOwned>(
 const NOT_INPUTS: [&str; 4] = ["id", "node", "vmid", "seed_iso"];
 
 /// What is not kept as inputs: identity, bookkeeping and the payload's computed attributes.
-fn not_inputs<R: VmResource>() -> Vec<&'static str> {
+pub fn not_inputs<R: VmResource>() -> Vec<&'static str> {
     NOT_INPUTS.iter().chain(R::COMPUTED).copied().collect()
 }
 

@@ -143,7 +143,9 @@ pub fn attributes(d: &VmDefaults) -> Vec<(&'static str, Attribute)> {
                         "Debian 12 cloud image (qcow2 or raw), downloaded by Proxmox with \
                          `download-url` into `import` content of `image_storage` (skipped when a \
                          file of the same name is already there). The file name is the URL's \
-                         last path segment. Default `{}`. Changing it replaces the VM.",
+                         last path segment. Destroy deletes the image when waddle downloaded it \
+                         and no other waddle VM on the node was created from it. Default `{}`. \
+                         Changing it replaces the VM.",
                         d.image_url
                     ))
                     .validate(string_check(|u| {

@@ -232,7 +232,7 @@ async fn wait_for(
 }
 
 /// Bring the VM to the payload: package version, teleport.yaml, kubeconfig, (re)start,
-/// readiness, roles, connector, the credential check and the ping.
+/// readiness, roles, the credential check, the connector and the ping.
 pub async fn converge(
     guest: &Guest<'_>,
     p: &TeleportPayload,
@@ -369,13 +369,13 @@ pub async fn converge(
         .write_file(ROLES_LIST_PATH, &list)
         .await
         .map_err(step(format!("writing {ROLES_LIST_PATH}")))?;
-    // 7. the connector (root-only while it exists)
+    // 7. the client secret against GitHub, before Teleport gets it
+    check_client_secret(guest, p).await?;
+    // 8. the connector (root-only while it exists)
     write_root_only(guest, CONNECTOR_PATH, &p.connector).await?;
     let created = tctl_create(guest, "GitHub connector", CONNECTOR_PATH, deadline).await;
     let _ = guest.exec(&["rm", "-f", CONNECTOR_PATH]).await;
     created?;
-    // 8. the client secret against GitHub
-    check_client_secret(guest, p).await?;
     // 9. the proxy answers with GitHub auth and our connector
     let ping = ping(guest, p).await?;
     waddle_teleport::check_ping(&ping, &r.connector_name)?;
