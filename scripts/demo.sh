@@ -264,6 +264,14 @@ write_env() {
       echo "set -a; . '$SANDBOX_ENV'; set +a"
       echo "PROXMOX_VE_CA_CERT=\$(cat \"\$PROXMOX_VE_CA_CERT\"); export PROXMOX_VE_CA_CERT"
     fi
+    if [ "${#VAR_ARGS[@]}" -gt 0 ]; then
+      # The CLI splits TF_CLI_ARGS_<command> at spaces (no argument here has one).
+      local cmd args
+      args=$(printf '%q' "${VAR_ARGS[*]}")
+      for cmd in plan apply destroy refresh import console; do
+        echo "export TF_CLI_ARGS_$cmd=$args"
+      done
+    fi
     [ -f "$WORK/kubeconfig" ] && echo "export KUBECONFIG='$WORK/kubeconfig'"
     [ -f "$WORK/talosconfig" ] && echo "export TALOSCONFIG='$WORK/talosconfig'"
     echo "cd '$DIR'"
@@ -276,7 +284,7 @@ write_cleanup() {
     echo "# Destroy the waddle demo's stack, stop its sandbox and remove the work dir."
     echo "set -euo pipefail"
     echo ". '$WORK/env.sh'"
-    echo "if '$TF' destroy -input=false -no-color -auto-approve $(printf '%q ' "${VAR_ARGS[@]}")>'$WORK/destroy.log' 2>&1; then"
+    echo "if '$TF' destroy -input=false -no-color -auto-approve >'$WORK/destroy.log' 2>&1; then"
     echo "  grep -E '^(Destroy complete|No changes)' '$WORK/destroy.log' || echo destroyed"
     echo "else"
     echo "  echo 'destroy failed; full log: $WORK/destroy.log' >&2"
@@ -324,7 +332,7 @@ next_steps() {
     fi
     write_env
     write_cleanup
-    echo "explore:     source $WORK/env.sh && $TF output"
+    echo "explore:     source $WORK/env.sh && $TF plan   (the CLI, kubectl and talosctl set up)"
     if [ -n "$SANDBOX_PID" ]; then
       echo "sandbox:     pid $SANDBOX_PID, $PROXMOX_VE_ENDPOINT (log: $WORK/sandbox.log)"
     fi
