@@ -6,7 +6,10 @@
 //! apply); then day-2 changes in place — a Teleport app added, a team mapping changed, an SNI
 //! route changed, (the example) a Talos config patch added — each planned without a
 //! replacement and applied with the same VMIDs, and the live `/etc/teleport.yaml` in the guest
-//! equal to the state's; then destroy, and nothing is left on the emulator: no VM, no disk, no
+//! equal to the state's. The module alone: a route to Teleport with a PROXY protocol setting
+//! Teleport does not share is refused at plan. The example: `teleport_proxy_protocol = true`
+//! turns PROXY v2 on in the route and in Teleport at once, in place. Then destroy, and nothing
+//! is left on the emulator: no VM, no disk, no
 //! seed ISO, no image (the Debian cloud image the SNI proxy and Teleport share goes with the
 //! last VM that recorded it; the Talos image with the cluster), no SDN object.
 //!
@@ -19,7 +22,7 @@ use std::time::Instant;
 
 use serde_json::Value;
 use waddle_acceptance::harness::target::PveTarget;
-use waddle_acceptance::harness::{self, check, notice, Snapshot, TestCase, TestStep};
+use waddle_acceptance::harness::{self, check, notice, Phase, Snapshot, TestCase, TestStep};
 use waddle_acceptance::pve::{DebianAppliance, EmulatorConfig, PveEmulator};
 use waddle_acceptance::talos::{appliance, FleetOptions, TalosFleet};
 use waddle_acceptance::teleport::{SANDBOX_GITHUB_CLIENT_ID, SANDBOX_GITHUB_CLIENT_SECRET};
@@ -317,6 +320,7 @@ const TEAM_INFRA_AND_DEVS: &str =
     r#"{ team = "infra", roles = ["infra-admin"] }, { team = "devs", roles = ["access"] }"#;
 const APP_GRAFANA: &str = r#"{ name = "grafana", uri = "http://10.10.0.40:3000", public_addr = null, insecure_skip_verify = false, labels = null }"#;
 const ROUTE_TELEPORT: &str = r#"{ hostnames = ["teleport.example.org", ".teleport.example.org", "proxmox.example.org"], backend = "10.10.0.2:3080", proxy_protocol = false, check = true }"#;
+const ROUTE_TELEPORT_WITH_PROXY_V2: &str = r#"{ hostnames = ["teleport.example.org", ".teleport.example.org", "proxmox.example.org"], backend = "10.10.0.2:3080", proxy_protocol = true, check = true }"#;
 const ROUTE_TELEPORT_AND_GIT: &str = r#"{ hostnames = ["teleport.example.org", ".teleport.example.org", "proxmox.example.org"], backend = "10.10.0.2:3080", proxy_protocol = false, check = true }, { hostnames = ["git.example.org"], backend = "10.10.0.41:443", proxy_protocol = true, check = true }"#;
 
 #[test]
@@ -372,10 +376,21 @@ fn teleport_module_lifecycle_in_place() {
                 .check(same_vmids(&seen, VMS, &[]))
                 .check(check::attr_len(NODE, "sni_routes", 2)),
         )
+        .step(
+            module_step(
+                t,
+                TEAM_INFRA_AND_DEVS,
+                APP_GRAFANA,
+                ROUTE_TELEPORT_WITH_PROXY_V2,
+            )
+            .describe("a route to Teleport sending PROXY v2 while Teleport expects none")
+            .expect_error("proxy_protocol")
+            .expect_error_in(&[Phase::Validate, Phase::Plan]),
+        )
         .check_destroy(move |_| nothing_left(&emu_destroy, &rt_handle))
         .run();
     notice(&format!(
-        "modules/teleport lifecycle (create, 3 changes in place, destroy) wall time: {:.1} s",
+        "modules/teleport lifecycle (create, 3 changes in place, a refused PROXY mismatch, destroy) wall time: {:.1} s",
         t0.elapsed().as_secs_f64()
     ));
     env.shutdown();
@@ -504,10 +519,25 @@ fn waddle_social_platform_in_one_apply_and_in_place() {
         .describe("add a Talos config patch")
         .check(check::attr_len(CLUSTER, "config_patches", 1)),
     )
+    .step(
+        no_replace(platform_step(
+            t,
+            net,
+            &format!("{app}\n{teams}\n{route}\n{patch}\nteleport_proxy_protocol = true"),
+        ))
+        .describe("PROXY protocol on, from the one variable, on both sides")
+        .check(check::attr_equals(TELEPORT, "proxy_protocol", true))
+        .check(check::attr_equals(SNI, "routes.0.proxy_protocol", true))
+        .check(live_teleport_yaml(
+            emu.clone(),
+            TELEPORT,
+            &["proxy_protocol: on"],
+        )),
+    )
     .check_destroy(move |_| nothing_left(&emu_destroy, &rt_handle))
     .run();
     notice(&format!(
-        "examples/waddle-social (apply, 4 changes in place, destroy) wall time: {:.1} s",
+        "examples/waddle-social (apply, 5 changes in place, destroy) wall time: {:.1} s",
         t0.elapsed().as_secs_f64()
     ));
     env.shutdown();
