@@ -209,6 +209,73 @@ fn bad_sni_proxy_input_is_refused_at_plan_naming_the_element() {
         .run();
 }
 
+/// A `waddle_teleport_node` with `f` applied to its attribute lines.
+fn teleport(f: impl Fn(&str) -> String) -> String {
+    let body = format!(
+        r#"  private_nic         = {{ bridge = "vmbr1" }}
+  ssh_authorized_keys = ["{KEY}"]
+  domain              = "example.org"
+  github = {{
+    client_id      = "Iv1.0123456789abcdef"
+    teams_to_roles = [{{ organization = "example-org", team = "admins", roles = ["access"] }}]
+  }}
+  github_client_secret = "0123456789abcdef0123456789abcdef01234567"
+  apps = [{{ name = "talos", uri = "tcp://10.10.0.10:50000" }}]
+"#
+    );
+    format!(
+        "{PROVIDER}\nresource \"waddle_teleport_node\" \"access\" {{\n{}}}\n",
+        f(&body)
+    )
+}
+
+#[test]
+fn bad_teleport_node_input_is_refused_at_plan_naming_the_attribute() {
+    let (_rt, target, emu) = counted(
+        Ipv4Addr::new(127, 40, 60, 2),
+        "bad_teleport_node_input_is_refused_at_plan_naming_the_attribute",
+    );
+    let add = |extra: &'static str| move |b: &str| format!("{b}  {extra}\n");
+    case(&target)
+        .step(refused(
+            teleport(add(r#"cluster_name = "bad name!""#)),
+            "an invalid cluster name",
+            r#""bad name!" is not a valid cluster name"#,
+        ))
+        .step(refused(
+            teleport(add(r#"public_addr = "https://teleport.example.org""#)),
+            "an invalid public address",
+            "the public address \"https://teleport.example.org\" must be a host name without scheme or port",
+        ))
+        .step(refused(
+            teleport(|b| b.replace(r#"[{ organization = "example-org", team = "admins", roles = ["access"] }]"#, "[]")),
+            "a GitHub org without any team mapping",
+            "github.teams_to_roles: a GitHub connector needs at least one `teams_to_roles` entry",
+        ))
+        .step(refused(
+            teleport(|b| b.replace("tcp://10.10.0.10:50000", "ftp://10.10.0.10")),
+            "an app URI that is not http(s) or tcp",
+            "apps[0].uri: app URI \"ftp://10.10.0.10\" must be `http://`, `https://` or `tcp://",
+        ))
+        .step(refused(
+            teleport(|b| b.replace(r#"apps = [{ name = "talos", uri = "tcp://10.10.0.10:50000" }]"#, r#"apps = [{ name = "talos", uri = "tcp://10.10.0.10:50000" }, { name = "talos", uri = "https://10.10.0.11" }]"#)),
+            "duplicate app names",
+            "apps[1].name: app name \"talos\" is used twice (first at apps[0])",
+        ))
+        .step(refused(
+            teleport(|b| b.replace(r#"uri = "tcp://10.10.0.10:50000" }"#, r#"uri = "https://10.10.0.10", public_addr = "talos.elsewhere.org" }"#)),
+            "an app public address outside the platform domain",
+            "apps[0].public_addr: app public address \"talos.elsewhere.org\" is outside the platform domain \"example.org\"",
+        ))
+        .step(refused(
+            teleport(add(r#"sni_routes = [{ hostnames = ["teleport.example.org"], backend = "10.10.0.2:3080", proxy_protocol = true }]"#)),
+            "Teleport and the SNI proxy disagree on PROXY protocol",
+            "sni_routes[0] sends a PROXY v2 header to this node (10.10.0.2:3080) but proxy_protocol is false",
+        ))
+        .check_destroy(no_api_call(emu))
+        .run();
+}
+
 /// A one-node `waddle_talos_cluster` with `extra` inside the node.
 fn cluster(extra: &str) -> String {
     format!(

@@ -163,22 +163,18 @@ pub fn schema() -> Schema {
                     ),
                     (
                         "teams_to_roles",
-                        Attribute::nested(
-                            NestingMode::List,
-                            [
-                                ("organization", Attribute::string().required().description("GitHub organization.")),
-                                ("team", Attribute::string().required().description("Team slug.")),
-                                (
-                                    "roles",
-                                    Attribute::list_of(Type::String).required().description(
-                                        "Teleport roles: names from `roles` or the built-in `access`, \
-                                         `editor`, `auditor`.",
-                                    ),
-                                ),
-                            ],
-                        )
+                        // A list of objects, not a nested attribute: Terraform 1.0 panics on a
+                        // nested attribute inside a nested attribute when planning a create.
+                        Attribute::list_of(Type::object([
+                            ("organization".to_string(), Type::String),
+                            ("team".to_string(), Type::String),
+                            ("roles".to_string(), Type::list(Type::String)),
+                        ]))
                         .required()
-                        .description("Team to roles mapping (at least one)."),
+                        .description(
+                            "Team to roles mapping (at least one): `{ organization, team, roles }`, \
+                             roles from `roles` or the built-in `access`, `editor`, `auditor`.",
+                        ),
                     ),
                 ],
             )
