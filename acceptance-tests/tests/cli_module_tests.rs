@@ -2,7 +2,7 @@
 //! `test` command: plan-only cases with a mocked provider (defaults, each variable validation
 //! with `expect_failures`) and one `apply` run against `waddle-sandbox`, started here as a
 //! separate process (127.10.7.1) and treated as a real Proxmox VE. After `terraform test` has
-//! torn its runs down, the sandbox holds no VM, no SDN object and no image or ISO.
+//! torn its runs down, the sandbox holds no VM, no SDN object, no disk, no image and no ISO.
 //!
 //! `terraform test` with `mock_provider` needs Terraform >= 1.7 or OpenTofu >= 1.8; under an
 //! older CLI (the pinned Terraform 1.0.3) the test reports itself skipped with that reason
@@ -16,7 +16,7 @@ use waddle_acceptance::harness::cli::{CliFlavor, Version};
 use waddle_acceptance::harness::sandbox::Sandbox;
 use waddle_acceptance::harness::{self, notice, provider, Cli};
 
-const MODULES: [&str; 3] = ["network", "haproxy", "talos-cluster"];
+const MODULES: [&str; 4] = ["network", "haproxy", "teleport", "talos-cluster"];
 
 fn unsupported(cli: &Cli) -> Option<String> {
     let ok = match cli.flavor {
@@ -148,10 +148,10 @@ fn every_module_passes_its_own_terraform_tests() {
         let left: Vec<Value> = api.list(&format!("/cluster/sdn/{kind}"), &[]).expect("sdn");
         assert!(left.is_empty(), "SDN {kind} left: {left:?}");
     }
-    // VM disks and seed ISOs. (The Debian cloud image the SNI proxy downloads into `import`
-    // content is kept as the storage's shared image cache, as its resource documents.)
+    // VM disks, seed ISOs and downloaded images (the Debian cloud image goes with the last VM
+    // that recorded it, the Talos image with its cluster).
     for storage in ["local", "local-lvm"] {
-        for content in ["images", "iso"] {
+        for content in ["images", "iso", "import"] {
             let left = api
                 .volumes(storage, Some(content))
                 .unwrap_or_else(|e| panic!("volumes of {storage}: {e}"));

@@ -165,3 +165,46 @@ async fn sandbox_writes_env_file_and_stops_on_sigterm() {
     };
     assert!(status.success(), "exit status {status}");
 }
+
+/// `--help` prints the usage with every option the parser accepts and exits 0; an unknown
+/// option is an error (exit 2) that shows the usage line.
+#[test]
+fn sandbox_help_lists_every_option_and_exits_zero() {
+    let bin = env!("CARGO_BIN_EXE_waddle-sandbox");
+    for flag in ["--help", "-h"] {
+        let out = std::process::Command::new(bin)
+            .arg(flag)
+            .output()
+            .expect("run waddle-sandbox");
+        assert_eq!(out.status.code(), Some(0), "{flag}: {out:?}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        for option in [
+            "--env-file PATH",
+            "--listen IP:PORT",
+            "--node NAME",
+            "--boot-ms MS",
+            "--token-secret SECRET",
+            "--dhcp-bridge BRIDGE",
+            "--fault RULE",
+            "--seed N",
+            "PROXMOX_VE_ENDPOINT",
+            "PROXMOX_VE_CA_CERT",
+        ] {
+            assert!(
+                text.contains(option),
+                "{flag} does not mention {option}:\n{text}"
+            );
+        }
+    }
+    let out = std::process::Command::new(bin)
+        .arg("--no-such-option")
+        .output()
+        .expect("run waddle-sandbox");
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("unknown argument '--no-such-option'")
+            && err.contains("usage: waddle-sandbox"),
+        "{err}"
+    );
+}

@@ -14,7 +14,7 @@ output "private_address" {
 }
 
 output "routes" {
-  description = "The effective route list."
+  description = "The effective route list. Pass it to modules/teleport's sni_routes: the Teleport node then refuses at plan a PROXY protocol setting that differs from the routes to it."
   value       = local.routes
 }
 

@@ -35,7 +35,47 @@ struct Args {
 
 const USAGE: &str = "usage: waddle-sandbox --env-file PATH [--listen IP:PORT] [--seed N] [--fault 'METHOD /path=KIND@P']... [--node NAME]... [--boot-ms MS] [--token-secret SECRET] [--dhcp-bridge BRIDGE]...";
 
-fn parse_args() -> Result<Args, String> {
+/// `--help`: what the sandbox is, every option and the env file it writes.
+const HELP: &str = "\
+waddle-sandbox: an emulated Proxmox VE 9 API, and the Talos nodes its VMs boot, on loopback
+addresses only, for `tofu apply`s and the acceptance tests. Serves until SIGINT or SIGTERM.
+
+usage: waddle-sandbox --env-file PATH [options]
+
+options:
+  --env-file PATH        once ready, write PROXMOX_VE_ENDPOINT, PROXMOX_VE_API_TOKEN,
+                         PROXMOX_VE_CA_CERT (a PEM file written next to PATH, named
+                         <file name>.ca.pem) and PROXMOX_VE_NODE to PATH; load it with
+                         `set -a; . PATH; set +a`
+  --listen IP:PORT       API address, a 127.0.0.0/8 address (default 127.10.0.1:0: any free port)
+  --node NAME            a cluster node; repeat for more (default: one node, pve)
+  --boot-ms MS           time from a VM's start until its guest answers (default 500)
+  --token-secret SECRET  secret of the root@pam!waddle API token (default: random)
+  --dhcp-bridge BRIDGE   a bridge with a DHCP server outside Proxmox; repeat for more
+                         (default: none; SDN vnets have DHCP when their subnet has a dhcp-range)
+  --fault RULE           inject a fault: 'METHOD /api/path/template=KIND@PROBABILITY', e.g.
+                         'POST /nodes/{node}/qemu=lock-timeout@0.2' or '*=latency:50@1'; KIND is
+                         lock-timeout, no-worker-upid, drop, drop-response, latency:MS,
+                         fail-task:MSG, slow-boot:MS or error:STATUS:REASON; repeat for more
+  --seed N               seed of the fault dice (default 0)
+  -h, --help             this text
+
+Guests booting a Talos image run the Talos emulator (one 127.20.x.y address per node); other
+images run a Debian guest that applies its NoCloud seed.
+
+example:
+  waddle-sandbox --env-file .sandbox.env &
+  set -a; . .sandbox.env; set +a; export PROXMOX_VE_CA_CERT=\"$(cat \"$PROXMOX_VE_CA_CERT\")\"
+  tofu apply
+";
+
+/// What the command line asks for.
+enum Command {
+    Serve(Args),
+    Help,
+}
+
+fn parse_args() -> Result<Command, String> {
     let mut a = Args {
         env_file: None,
         listen: "127.10.0.1:0".parse().map_err(|e| format!("{e}"))?,
@@ -77,11 +117,11 @@ fn parse_args() -> Result<Args, String> {
             }
             "--token-secret" => a.token_secret = Some(val("--token-secret")?),
             "--dhcp-bridge" => a.dhcp_bridges.push(val("--dhcp-bridge")?),
-            "-h" | "--help" => return Err(USAGE.into()),
+            "-h" | "--help" => return Ok(Command::Help),
             other => return Err(format!("unknown argument '{other}'\n{USAGE}")),
         }
     }
-    Ok(a)
+    Ok(Command::Serve(a))
 }
 
 fn write_atomic(path: &std::path::Path, data: &[u8]) -> std::io::Result<()> {
@@ -93,7 +133,11 @@ fn write_atomic(path: &std::path::Path, data: &[u8]) -> std::io::Result<()> {
 #[tokio::main]
 async fn main() {
     let args = match parse_args() {
-        Ok(a) => a,
+        Ok(Command::Serve(a)) => a,
+        Ok(Command::Help) => {
+            print!("{HELP}");
+            return;
+        }
         Err(e) => {
             eprintln!("{e}");
             std::process::exit(2);

@@ -36,6 +36,31 @@ run "default_routes_follow_the_platform_layout" {
   }
 }
 
+run "teleport_names_follow_the_proxy_protocol_setting" {
+  command = plan
+  variables {
+    teleport_backend        = "10.10.0.2:3080"
+    teleport_proxy_protocol = true
+  }
+  assert {
+    condition = (
+      waddle_sni_proxy.this.routes[0].proxy_protocol == true &&
+      contains(waddle_sni_proxy.this.routes[0].hostnames, "teleport.waddle.example") &&
+      contains(waddle_sni_proxy.this.routes[0].hostnames, ".teleport.waddle.example") &&
+      contains(waddle_sni_proxy.this.routes[0].hostnames, "proxmox.waddle.example")
+    )
+    error_message = "teleport.*, every subdomain of teleport.* and proxmox.* go to Teleport with PROXY v2"
+  }
+  assert {
+    condition     = waddle_sni_proxy.this.routes[1].proxy_protocol == false
+    error_message = "the gateway route does not get PROXY v2 from the Teleport setting"
+  }
+  assert {
+    condition     = output.routes[0].proxy_protocol == true && output.routes[0].backend == "10.10.0.2:3080"
+    error_message = "the routes output (for modules/teleport's sni_routes) shows the Teleport route as rendered"
+  }
+}
+
 run "extra_routes_are_appended" {
   command = plan
   variables {
