@@ -462,7 +462,9 @@ pub fn schema() -> Schema {
     .attribute(
         "talos_version",
         s(&format!(
-            "Talos version. Defaults to `\"{}\"`.",
+            "Talos version. Changing it upgrades every node in place, control planes one at a \
+             time (see `upgrade`); skipping a minor release or going down is refused at plan. \
+             Defaults to `\"{}\"`.",
             versions::DEFAULT_TALOS_VERSION
         ))
         .default(versions::DEFAULT_TALOS_VERSION),
@@ -470,7 +472,10 @@ pub fn schema() -> Schema {
     .attribute(
         "kubernetes_version",
         s(&format!(
-            "Kubernetes version. Defaults to `\"{}\"`.",
+            "Kubernetes version. Changing it upgrades in `talosctl upgrade-k8s` order: the \
+             control-plane components one control plane at a time, then the kubelets node by \
+             node, control planes first; skipping a minor release or going down is refused at \
+             plan. Defaults to `\"{}\"`.",
             versions::DEFAULT_KUBERNETES_VERSION
         ))
         .default(versions::DEFAULT_KUBERNETES_VERSION),
@@ -1371,6 +1376,13 @@ pub fn plan_values(
         }
         for (path, msg) in upgrade::refusals(prior, &new_model) {
             diags.error_at(path, "Upgrade refused", msg);
+        }
+        if let Some(w) = upgrade::warning_text(prior, &new_model, &actions) {
+            diags.warning_at(
+                AttributePath::attr("talos_version"),
+                "Nodes will be upgraded in place",
+                w,
+            );
         }
         if let Some(w) = changes::warning_text(prior, &actions) {
             diags.warning_at(

@@ -248,6 +248,36 @@ pub fn annotate_status(
     }
 }
 
+/// The plan warning: every node that will be upgraded (and rebooted, for Talos), in order.
+pub fn warning_text(
+    prior: &ClusterModel,
+    new: &ClusterModel,
+    actions: &BTreeMap<String, Action>,
+) -> Option<String> {
+    let nodes = new.nodes();
+    let ups = upgrades(prior, new, actions);
+    let mut order: Vec<(&String, &(NodeVersionModel, NodeVersionModel))> = ups.iter().collect();
+    order.sort_by_key(|(k, _)| {
+        (
+            nodes.get(*k).is_none_or(|n| n.role != "controlplane"),
+            (*k).clone(),
+        )
+    });
+    let lines: Vec<String> = order
+        .into_iter()
+        .map(|(k, (from, to))| {
+            let cp = nodes.get(k).is_some_and(|n| n.role == "controlplane");
+            let reboot = if changes_of(from, to).0 {
+                ", rebooted"
+            } else {
+                ""
+            };
+            format!("nodes[{k:?}]{reboot}: {}", describe(from, to, cp))
+        })
+        .collect();
+    (!lines.is_empty()).then(|| lines.join("\n"))
+}
+
 /// The planned (and applied) `node_versions`: every node at the target, or `None` when the
 /// prior state has no record and nothing changes (a state from before the record, an
 /// import), so such a plan stays empty.

@@ -60,6 +60,17 @@ async fn a_talos_version_change_is_an_in_place_upgrade_of_every_node() {
             .map(str::to_string);
         assert_eq!(v.as_deref(), Some("ghcr.io/siderolabs/installer:v1.12.11"));
     }
+    // The plan warns which nodes are upgraded and rebooted, control planes first.
+    let w = r
+        .diagnostics
+        .iter()
+        .find(|d| d.summary == "Nodes will be upgraded in place")
+        .expect("a warning lists the upgrades");
+    assert!(
+        w.detail.starts_with("nodes[\"cp1\"], rebooted: upgraded in place: Talos v1.12.4"),
+        "{}",
+        w.detail
+    );
     // The VMs stay.
     assert!(p
         .get_attr("proxmox_vms")
