@@ -180,6 +180,7 @@ fn main() {
                 bootstrap_ready: Duration::from_millis(1000),
                 rpc: Duration::ZERO,
                 boot_done: Duration::from_millis(500),
+                upgrade: Duration::from_millis(1000),
             },
             ..Default::default()
         });

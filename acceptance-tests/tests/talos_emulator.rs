@@ -65,6 +65,7 @@ fn fast() -> Timings {
         bootstrap_ready: Duration::ZERO,
         rpc: Duration::ZERO,
         boot_done: Duration::from_millis(20),
+        upgrade: Duration::from_millis(50),
     }
 }
 
@@ -761,6 +762,7 @@ mod machine_status {
                 bootstrap_ready: Duration::ZERO,
                 rpc: Duration::ZERO,
                 boot_done: Duration::ZERO,
+                upgrade: Duration::from_millis(50),
             },
             dhcp_pool_start: Some(Ipv4Addr::new(127, 20, net, 200)),
             ..FleetOptions::default()

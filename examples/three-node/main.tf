@@ -58,8 +58,20 @@ variable "bridge" {
   default     = "vmbr1"
 }
 
+variable "talos_version" {
+  type        = string
+  description = "Talos version. Changing it upgrades every node in place, control planes one at a time."
+  default     = "v1.12.11"
+}
+
+variable "kubernetes_version" {
+  type        = string
+  description = "Kubernetes version. Changing it upgrades the control-plane components, then the kubelets node by node."
+  default     = "1.35.0"
+}
+
 data "waddle_talos_image" "this" {
-  talos_version = "v1.12.11"
+  talos_version = var.talos_version
   extensions    = ["siderolabs/qemu-guest-agent", "siderolabs/iscsi-tools"]
 }
 
@@ -86,6 +98,9 @@ resource "waddle_talos_cluster" "this" {
   cluster_name = var.cluster_name
   endpoint     = "https://${var.vip}:6443"
   vip          = var.vip
+
+  talos_version      = var.talos_version
+  kubernetes_version = var.kubernetes_version
 
   image = {
     installer      = data.waddle_talos_image.this.installer_image

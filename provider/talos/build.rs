@@ -8,6 +8,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let proto_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("../../proto/talos");
     let files = [
         "machine/machine.proto",
+        "machine/upgrade.proto",
+        "machine/image.proto",
+        "machine/lifecycle.proto",
         "common/common.proto",
         "google/rpc/status.proto",
         "cosi/resource/state.proto",
@@ -20,6 +23,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let fds = protox::compile(
         [
             "machine/machine.proto",
+            "machine/image.proto",
+            "machine/lifecycle.proto",
             "cosi/resource/state.proto",
             "resource/definitions/runtime/runtime.proto",
         ],

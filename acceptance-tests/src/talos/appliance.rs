@@ -122,6 +122,7 @@ impl GuestAppliance for TalosAppliance {
                     name: ctx.name.clone(),
                     platform_address,
                     no_dhcp,
+                    talos_version: super::upgrade::version_in(&ctx.image_hint()),
                 });
                 *lock(&self.node) = Some(n);
             }

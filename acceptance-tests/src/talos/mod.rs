@@ -43,6 +43,7 @@ pub mod certs;
 pub mod net;
 pub mod nocloud;
 mod service;
+pub mod upgrade;
 pub mod validate;
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
@@ -54,6 +55,7 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use serde_json::Value;
 
+pub use upgrade::{ComponentChange, UpgradeApi, UpgradeRecord};
 pub use validate::Schema;
 
 /// Emulator errors (setup, not RPC answers).
@@ -93,6 +95,8 @@ pub struct Timings {
     /// is done: `MachineStatus` reports stage `booting` until then, `running` after (see
     /// also [`TalosFleet::hold_boot`]).
     pub boot_done: Duration,
+    /// Time an OS upgrade's installer runs (the node is down), before its reboot.
+    pub upgrade: Duration,
 }
 
 impl Default for Timings {
@@ -104,6 +108,7 @@ impl Default for Timings {
             bootstrap_ready: Duration::from_millis(100),
             rpc: Duration::ZERO,
             boot_done: Duration::from_millis(50),
+            upgrade: Duration::from_millis(100),
         }
     }
 }
@@ -150,7 +155,8 @@ pub struct FleetOptions {
     /// Official schema to validate against; `None` = structural rules only. Defaults to
     /// [`Schema::shared`] (the spec file when present).
     pub schema: Option<&'static Schema>,
-    /// Talos version reported by `Version`.
+    /// Talos version a node first boots (and reports in `Version`) unless its disk image
+    /// names another ([`NodeOptions::talos_version`]); upgrades change it per node.
     pub talos_version: String,
     /// First "DHCP" address handed to nodes without an explicit one; following nodes get
     /// the next free addresses. Default: a process-wide pool in 127.20.128.0/17.
@@ -334,7 +340,9 @@ impl NodeConfig {
         })
     }
 
-    /// Whether moving from `self` to `next` needs a reboot (install or machine type change).
+    /// Whether moving from `self` to `next` needs a reboot (machine type, cluster or CA
+    /// change). `machine.install` is not among them: Talos applies it without a reboot and
+    /// uses it only at the next install or upgrade (it never changes the installed OS).
     fn needs_reboot_for(&self, next: &NodeConfig) -> Vec<String> {
         let v1 = |c: &NodeConfig| {
             c.docs
@@ -347,7 +355,6 @@ impl NodeConfig {
         let mut out = Vec::new();
         for (path, what) in [
             ("/machine/type", "machine.type"),
-            ("/machine/install", "machine.install"),
             ("/cluster/id", "cluster.id"),
             ("/machine/ca", "machine.ca"),
         ] {
@@ -378,6 +385,12 @@ struct Fleet {
     boot_holds: Mutex<HashSet<Ipv4Addr>>,
     /// Every etcd membership change, in order.
     membership_log: Mutex<Vec<MembershipEvent>>,
+    /// Every accepted OS upgrade ([`TalosFleet::upgrade_log`]).
+    upgrades: Mutex<Vec<UpgradeRecord>>,
+    /// Kubernetes component image changes ([`TalosFleet::component_log`]).
+    components: Mutex<Vec<ComponentChange>>,
+    /// Images whose pull fails ([`TalosFleet::fail_pull`]).
+    unpullable: Mutex<HashSet<String>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -434,6 +447,8 @@ pub struct NodeOptions {
     /// No DHCP server on the node's network: without a `platform_address` the node has no
     /// IPv4 address in maintenance mode and never answers (as a real machine would).
     pub no_dhcp: bool,
+    /// The Talos version of the image it boots (default: [`FleetOptions::talos_version`]).
+    pub talos_version: Option<String>,
 }
 
 impl TalosFleet {
@@ -449,6 +464,9 @@ impl TalosFleet {
                 next_dhcp: AtomicU32::new(0),
                 boot_holds: Mutex::new(HashSet::new()),
                 membership_log: Mutex::new(Vec::new()),
+                upgrades: Mutex::new(Vec::new()),
+                components: Mutex::new(Vec::new()),
+                unpullable: Mutex::new(HashSet::new()),
             }),
         }
     }
@@ -515,6 +533,10 @@ impl TalosFleet {
                     address: None,
                     running_since: None,
                     applies: Vec::new(),
+                    os: upgrade::NodeOs::new(
+                        opts.talos_version
+                            .unwrap_or_else(|| self.inner.opts.talos_version.clone()),
+                    ),
                 }),
                 stage_tx: tx,
                 faults: Mutex::new(self.inner.opts.faults.clone()),
@@ -751,6 +773,7 @@ struct NodeState {
     address: Option<Ipv4Addr>,
     running_since: Option<Instant>,
     applies: Vec<AppliedConfig>,
+    os: upgrade::NodeOs,
 }
 
 struct NodeInner {
@@ -948,6 +971,7 @@ impl TalosNode {
         let node = self.clone();
         tokio::spawn(async move {
             let generation = node.go_down().await;
+            node.next_boot();
             node.set_stage(Stage::Booting);
             tokio::time::sleep(extra_delay + node.timings().boot).await;
             if let Err(e) = node.start_maintenance(generation).await {
@@ -1002,6 +1026,7 @@ impl TalosNode {
         tokio::spawn(async move {
             tokio::time::sleep(delay).await;
             let generation = node.go_down().await;
+            node.next_boot();
             lock(&node.inner.state).config = Some(cfg.clone());
             tokio::time::sleep(node.timings().reboot).await;
             if let Err(e) = node.start_running(generation, cfg).await {
@@ -1052,7 +1077,9 @@ impl TalosNode {
             st.address = Some(ip);
             st.running_since = Some(Instant::now());
             st.stage = Stage::Running;
+            st.os.upgrading = false;
         }
+        self.upgrade_finished();
         if cfg.control_plane {
             fleet.join(self, &cfg, ip);
             // A member back up takes the VIP again when nothing holds it.

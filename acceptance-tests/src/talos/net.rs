@@ -18,6 +18,10 @@ use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use tonic::transport::server::Connected;
 
 use waddle_talos::api::proto::cosi::resource::state_server::{State, StateServer};
+use waddle_talos::api::proto::machine::image_service_server::{ImageService, ImageServiceServer};
+use waddle_talos::api::proto::machine::lifecycle_service_server::{
+    LifecycleService, LifecycleServiceServer,
+};
 use waddle_talos::api::proto::machine::machine_service_server::{
     MachineService, MachineServiceServer,
 };
@@ -172,9 +176,10 @@ fn accept_loop(
     rx
 }
 
-/// Serves `svc` (`machine.MachineService` and `cosi.resource.State`) with gRPC over TLS on
+/// Serves `svc` (`machine.MachineService`, `machine.ImageService`, `machine.LifecycleService`
+/// and `cosi.resource.State`) with gRPC over TLS on
 /// `addr`.
-pub async fn serve_grpc<S: MachineService + State>(
+pub async fn serve_grpc<S: MachineService + State + ImageService + LifecycleService>(
     addr: SocketAddr,
     tls: Arc<rustls::ServerConfig>,
     svc: S,
@@ -191,7 +196,9 @@ pub async fn serve_grpc<S: MachineService + State>(
             .add_service(
                 MachineServiceServer::from_arc(svc.clone()).max_decoding_message_size(64 << 20),
             )
-            .add_service(StateServer::from_arc(svc))
+            .add_service(StateServer::from_arc(svc.clone()))
+            .add_service(ImageServiceServer::from_arc(svc.clone()))
+            .add_service(LifecycleServiceServer::from_arc(svc))
             .serve_with_incoming_shutdown(incoming, shutdown)
             .await;
     });

@@ -33,7 +33,7 @@ impl NodeService {
         }
     }
 
-    fn md(&self) -> Option<Metadata> {
+    pub(super) fn md(&self) -> Option<Metadata> {
         Some(Metadata {
             hostname: self.node.hostname(),
             error: String::new(),
@@ -42,7 +42,7 @@ impl NodeService {
     }
 
     /// Common prologue: stale connection check, latency, injected faults.
-    async fn enter(&self, method: &str) -> Result<(), Status> {
+    pub(super) async fn enter(&self, method: &str) -> Result<(), Status> {
         let rpc = self.node.timings().rpc;
         if !rpc.is_zero() {
             tokio::time::sleep(rpc).await;
@@ -58,7 +58,7 @@ impl NodeService {
         Ok(())
     }
 
-    fn finish<T>(&self, method: &str, r: Result<T, Status>) -> Result<T, Status> {
+    pub(super) fn finish<T>(&self, method: &str, r: Result<T, Status>) -> Result<T, Status> {
         let code = match &r {
             Ok(_) => Code::Ok,
             Err(s) => s.code(),
@@ -74,7 +74,24 @@ impl NodeService {
         Ok(())
     }
 
-    fn config(&self) -> Result<Arc<NodeConfig>, Status> {
+    /// The node served.
+    pub(super) fn node(&self) -> &TalosNode {
+        &self.node
+    }
+
+    /// The fleet (gone: `Unavailable`).
+    pub(super) fn fleet(&self) -> Result<Arc<super::Fleet>, Status> {
+        self.node
+            .fleet()
+            .ok_or_else(|| Status::unavailable("fleet gone"))
+    }
+
+    /// Refuses a call that needs a configured node (mTLS), as maintenance mode does.
+    pub(super) fn require_configured(&self) -> Result<(), Status> {
+        self.maintenance_only_unimplemented()
+    }
+
+    pub(super) fn config(&self) -> Result<Arc<NodeConfig>, Status> {
         lock(&self.node.inner.state)
             .config
             .clone()
@@ -182,6 +199,9 @@ impl NodeService {
             in_maintenance: false,
             dry_run: false,
         });
+        if !matches!(used, Mode::Staged) {
+            self.node.record_components(&current, &cfg);
+        }
         match used {
             Mode::Reboot => {
                 if current.control_plane && current.cluster_id != cfg.cluster_id {
@@ -355,7 +375,7 @@ pub(super) async fn start_kube_api(
 }
 
 impl super::Fleet {
-    fn etcd_members_of(&self, cluster_id: &str) -> Vec<super::Member> {
+    pub(super) fn etcd_members_of(&self, cluster_id: &str) -> Vec<super::Member> {
         lock(&self.clusters)
             .get(cluster_id)
             .map(|c| c.members.values().cloned().collect())
@@ -535,6 +555,9 @@ impl MachineService for NodeService {
                 let bytes = match path.as_str() {
                     "/system/state/config.yaml" => cfg.yaml.clone().into_bytes(),
                     "/etc/hostname" => format!("{}\n", cfg.hostname).into_bytes(),
+                    waddle_talos::api::BOOT_ID_PATH => {
+                        format!("{}\n", self.node.boot_id()).into_bytes()
+                    }
                     _ => {
                         return Err(Status::not_found(format!(
                             "open {path}: no such file or directory"
@@ -593,6 +616,18 @@ impl MachineService for NodeService {
                     }],
                 })
             })(),
+        };
+        self.finish(M, r).map(Response::new)
+    }
+
+    async fn upgrade(
+        &self,
+        request: Request<pm::UpgradeRequest>,
+    ) -> Result<Response<pm::UpgradeResponse>, Status> {
+        const M: &str = "Upgrade";
+        let r = match self.enter(M).await {
+            Err(e) => Err(e),
+            Ok(()) => self.upgrade_inner(request.into_inner()),
         };
         self.finish(M, r).map(Response::new)
     }
@@ -670,15 +705,11 @@ impl MachineService for NodeService {
             Err(e) => Err(e),
             Ok(()) => (|| {
                 self.maintenance_only_unimplemented()?;
-                let fleet = self
-                    .node
-                    .fleet()
-                    .ok_or_else(|| Status::unavailable("fleet gone"))?;
                 Ok(pm::VersionResponse {
                     messages: vec![pm::Version {
                         metadata: self.md(),
                         version: Some(pm::VersionInfo {
-                            tag: fleet.opts.talos_version.clone(),
+                            tag: self.node.talos_version(),
                             sha: "emulated".into(),
                             built: String::new(),
                             go_version: "go1.25".into(),

@@ -22,6 +22,9 @@
 pub mod proto;
 pub mod proxy;
 pub mod tls;
+mod upgrade;
+
+pub use upgrade::{RebootMode, UpgradeApi, UpgradeRequest, BOOT_ID_PATH};
 
 use std::fmt;
 use std::io::Read as _;
@@ -536,6 +539,7 @@ impl Default for ResetOptions {
 /// A Talos API connection to one node.
 #[derive(Clone)]
 pub struct TalosClient {
+    channel: Channel,
     inner: MachineServiceClient<Channel>,
     state: StateClient<Channel>,
     endpoint: SocketAddr,
@@ -634,6 +638,7 @@ impl TalosClient {
             }
         };
         Ok(TalosClient {
+            channel: channel.clone(),
             state: StateClient::new(channel.clone()),
             inner: MachineServiceClient::new(channel).max_decoding_message_size(64 * 1024 * 1024),
             endpoint,

@@ -25,6 +25,7 @@ pub mod changes;
 pub mod inputs;
 pub mod ops;
 mod roll;
+pub mod upgrade;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -221,6 +222,8 @@ pub struct ClusterModel {
     pub proxmox_images: Option<Vec<ImageRef>>,
     pub bootstrapped: Option<bool>,
     pub node_status: Option<BTreeMap<String, NodeStatus>>,
+    pub upgrade: Option<upgrade::UpgradeModel>,
+    pub node_versions: Option<BTreeMap<String, upgrade::NodeVersionModel>>,
 }
 
 impl std::fmt::Debug for ClusterModel {
@@ -459,7 +462,9 @@ pub fn schema() -> Schema {
     .attribute(
         "talos_version",
         s(&format!(
-            "Talos version. Defaults to `\"{}\"`.",
+            "Talos version. Changing it upgrades every node in place, control planes one at a \
+             time (see `upgrade`); skipping a minor release or going down is refused at plan. \
+             Defaults to `\"{}\"`.",
             versions::DEFAULT_TALOS_VERSION
         ))
         .default(versions::DEFAULT_TALOS_VERSION),
@@ -467,7 +472,10 @@ pub fn schema() -> Schema {
     .attribute(
         "kubernetes_version",
         s(&format!(
-            "Kubernetes version. Defaults to `\"{}\"`.",
+            "Kubernetes version. Changing it upgrades in `talosctl upgrade-k8s` order: the \
+             control-plane components one control plane at a time, then the kubelets node by \
+             node, control planes first; skipping a minor release or going down is refused at \
+             plan. Defaults to `\"{}\"`.",
             versions::DEFAULT_KUBERNETES_VERSION
         ))
         .default(versions::DEFAULT_KUBERNETES_VERSION),
@@ -595,6 +603,7 @@ pub fn schema() -> Schema {
             ],
         ),
     )
+    .attribute("upgrade", upgrade::upgrade_attribute())
     .attribute("nodes", node)
     .attribute(
         "talosconfig",
@@ -688,6 +697,7 @@ pub fn schema() -> Schema {
              new `action`.",
         ),
     )
+    .attribute("node_versions", upgrade::node_versions_attribute())
 }
 
 // ---------------------------------------------------------------------------------------
@@ -905,6 +915,7 @@ fn check_resource_attrs(config: &Value, diags: &mut Diagnostics) {
         }
     }
     timeouts::validate(config, diags);
+    upgrade::validate(config, diags);
     let url_path = AttributePath::attr("image").then_attr("disk_image_url");
     let url = config.get_path(&url_path).cloned().unwrap_or(Value::Null);
     if let Some(u) = url.as_str() {
@@ -1219,7 +1230,8 @@ fn validate_uncapped(config: &Value, diags: &mut Diagnostics) {
 // ---------------------------------------------------------------------------------------
 
 /// Nested attributes that are optional + computed only to work around Terraform < 1.0.9.
-const NESTED_AS_CONFIGURED: &[&str] = &["nodes", "image", "inline_manifests", "timeouts"];
+const NESTED_AS_CONFIGURED: &[&str] =
+    &["nodes", "image", "inline_manifests", "timeouts", "upgrade"];
 
 /// Computes the plan-time values: generated MACs, defaulted placement node, kept VM ids,
 /// node addresses, machine configurations when the secrets are known, and what the update
@@ -1342,11 +1354,15 @@ pub fn plan_values(
         ] {
             plan.set_path(&AttributePath::attr(a), Value::unknown());
         }
-        let status = match (nodes_known, model_of(plan)) {
-            (true, Some(m)) => status_value(&changes::node_status(&m, None, &BTreeMap::new())),
-            _ => Value::unknown(),
+        let (status, versions) = match (nodes_known, model_of(plan)) {
+            (true, Some(m)) => (
+                status_value(&changes::node_status(&m, None, &BTreeMap::new())),
+                versions_value(upgrade::planned(None, &m).as_ref()),
+            ),
+            _ => (Value::unknown(), Value::unknown()),
         };
         plan.set_path(&AttributePath::attr("node_status"), status);
+        plan.set_path(&AttributePath::attr("node_versions"), versions);
         return;
     };
 
@@ -1357,6 +1373,16 @@ pub fn plan_values(
     if nodes_known {
         for (path, msg) in changes::refusals(prior, &new_model, &actions) {
             diags.error_at(path, "Unsafe change refused", msg);
+        }
+        for (path, msg) in upgrade::refusals(prior, &new_model) {
+            diags.error_at(path, "Upgrade refused", msg);
+        }
+        if let Some(w) = upgrade::warning_text(prior, &new_model, &actions) {
+            diags.warning_at(
+                AttributePath::attr("talos_version"),
+                "Nodes will be upgraded in place",
+                w,
+            );
         }
         if let Some(w) = changes::warning_text(prior, &actions) {
             diags.warning_at(
@@ -1404,7 +1430,12 @@ pub fn plan_values(
         },
     );
     if !nodes_known || prior.bootstrapped != Some(true) {
-        for a in ["proxmox_vms", "proxmox_images", "node_status"] {
+        for a in [
+            "proxmox_vms",
+            "proxmox_images",
+            "node_status",
+            "node_versions",
+        ] {
             keep(plan, a, Value::unknown());
         }
         return;
@@ -1429,8 +1460,27 @@ pub fn plan_values(
         _ => Value::unknown(),
     };
     keep(plan, "proxmox_images", imgs);
-    let status = changes::node_status(&new_model, prior.node_status.as_ref(), &actions);
+    let mut status = changes::node_status(&new_model, prior.node_status.as_ref(), &actions);
+    upgrade::annotate_status(&mut status, prior, &new_model, &actions);
     keep(plan, "node_status", status_value(&status));
+    keep(
+        plan,
+        "node_versions",
+        versions_value(upgrade::planned(Some(prior), &new_model).as_ref()),
+    );
+}
+
+/// `node_versions` as a value of its schema type (`None`: null).
+fn versions_value(v: Option<&BTreeMap<String, upgrade::NodeVersionModel>>) -> Value {
+    let Some(v) = v else { return Value::Null };
+    match &schema().implied_type() {
+        Type::Object(o) => o
+            .attrs
+            .get("node_versions")
+            .and_then(|t| Value::from_typed(v, t).ok())
+            .unwrap_or_else(Value::unknown),
+        _ => Value::unknown(),
+    }
 }
 
 /// `node_status` as a value of its schema type.
@@ -1592,3 +1642,5 @@ pub fn to_value(m: &ClusterModel, diags: &mut Diagnostics) -> Option<Value> {
 mod tests;
 #[cfg(test)]
 mod update_tests;
+#[cfg(test)]
+mod upgrade_tests;

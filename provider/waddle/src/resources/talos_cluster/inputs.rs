@@ -45,6 +45,7 @@ pub const ATTRS: &[&str] = &[
     "config_patches",
     "on_destroy",
     "timeouts",
+    "upgrade",
     "nodes",
 ];
 
@@ -70,6 +71,7 @@ pub fn inputs_json(m: &ClusterModel, name: &str) -> String {
         proxmox_images: None,
         bootstrapped: None,
         node_status: None,
+        node_versions: None,
         inline_manifests: m.inline_manifests.as_ref().map(|l| {
             l.iter()
                 .map(|x| ManifestModel {

@@ -38,6 +38,7 @@ pub use owned::{owned_image_file_name, owner_mark};
 mod address;
 mod imported;
 pub mod moved;
+mod upgrade;
 
 use address::{apply_maintenance, apply_maintenance_vm, VmNic};
 
@@ -943,6 +944,7 @@ pub async fn create(ctx: &Context, req: CreateRequest, diags: &mut Diagnostics) 
         }
     }
     m.bootstrapped = Some(false);
+    m.node_versions = super::upgrade::planned(None, &m);
     let env = make_env(parts, creds, m.timeout(super::Op::Create), ctx);
     let created = Created {
         fresh: true,
@@ -1120,6 +1122,12 @@ pub async fn update(ctx: &Context, req: UpdateRequest, diags: &mut Diagnostics) 
         prior.node_status.as_ref(),
         &actions,
     ));
+    if let Some(mut s) = m.node_status.take() {
+        super::upgrade::annotate_status(&mut s, &prior, &m, &actions);
+        m.node_status = Some(s);
+    }
+    // What every node runs: the target once its upgrades are done (see `versions`).
+    let versions = Versions::new(&prior, &m, &actions);
     let action_is = |k: &str, want: fn(&Action) -> bool| actions.get(k).is_some_and(want);
     let named = |want: fn(&Action) -> bool, nodes: &BTreeMap<String, NodeModel>| {
         nodes
@@ -1207,7 +1215,31 @@ pub async fn update(ctx: &Context, req: UpdateRequest, diags: &mut Diagnostics) 
             not_done.insert(name.clone());
         }
     }
-    // 5. Configuration changes: workers concurrently, then control planes one at a time.
+    // 4b. Talos upgrades, in place: control planes one at a time, then workers in batches.
+    let mut records = versions.records.clone();
+    let talos_todo = versions.talos_todo(&old_nodes, &not_done);
+    if !talos_todo.is_empty() && errors.is_empty() {
+        let cps_now = versions.control_planes_now(&old_nodes, &new_nodes, &not_done);
+        let r = upgrade::roll_talos(
+            &env,
+            &cps_now,
+            &talos_todo,
+            &versions.target,
+            &super::upgrade::Options::of(&m),
+        )
+        .await;
+        for k in &r.done {
+            if let Some(rec) = records.get_mut(k) {
+                rec.talos_version = versions.target.talos_version.clone();
+                rec.installer = versions.target.installer.clone();
+            }
+        }
+        errors.extend(r.error);
+    }
+    // 5. Configuration changes: control planes one at a time, then workers (concurrently;
+    //    one at a time when the Kubernetes version changes: kubelets node by node). A
+    //    Kubernetes upgrade first gives every control plane the new control-plane components
+    //    (`talosctl upgrade-k8s` order), then the kubelets follow with the full configuration.
     let old_configs = prior.machine_configurations.clone().unwrap_or_default();
     let changed: Vec<(String, NodeModel)> = named(
         |a| matches!(a, Action::Keep | Action::Resize(_)),
@@ -1219,15 +1251,34 @@ pub async fn update(ctx: &Context, req: UpdateRequest, diags: &mut Diagnostics) 
         _ => true,
     })
     .collect();
+    let k8s_todo = versions.k8s_todo();
+    let old_ips: BTreeMap<String, String> = old_nodes
+        .iter()
+        .map(|(k, n)| (k.clone(), node_ip(n).to_string()))
+        .collect();
+    if errors.is_empty() && !k8s_todo.is_empty() {
+        let cps: Vec<(String, NodeModel)> = changed
+            .iter()
+            .filter(|(k, n)| n.role == "controlplane" && k8s_todo.contains(k))
+            .cloned()
+            .collect();
+        let old_k8s = prior.kubernetes_version.clone().unwrap_or_default();
+        let new_k8s = m.kubernetes_version.clone().unwrap_or_default();
+        let r = upgrade::roll_control_plane_components(
+            &env, &cps, &old_ips, &configs, &old_k8s, &new_k8s,
+        )
+        .await;
+        errors.extend(r.error);
+    }
     if !errors.is_empty() {
         not_reconfigured.extend(changed.iter().map(|(k, _)| k.clone()));
     } else {
         let apply_one = |name: String, n: NodeModel| {
             let env = &env;
             let configs = &configs;
-            let old_ip = old_nodes
+            let old_ip = old_ips
                 .get(&name)
-                .map(|o| node_ip(o).to_string())
+                .cloned()
                 .unwrap_or_else(|| node_ip(&n).to_string());
             async move {
                 let cfg = configs.get(&name).cloned().unwrap_or_default();
@@ -1236,44 +1287,66 @@ pub async fn update(ctx: &Context, req: UpdateRequest, diags: &mut Diagnostics) 
                     tracing::info!(node = name, "configuration applied, node reboots");
                 }
                 wait_configured(env, &name, node_ip(&n)).await?;
-                if n.role == "controlplane" {
-                    env.retry(&format!("nodes[{name:?}]: etcd"), || async {
-                        match node_health(env, &name, &n).await {
-                            Ok(()) => Attempt::Done(()),
-                            Err(e) => Attempt::Again(e),
-                        }
-                    })
-                    .await?;
-                }
+                env.retry(&format!("nodes[{name:?}]: services healthy"), || async {
+                    match node_health(env, &name, &n).await {
+                        Ok(()) => Attempt::Done(()),
+                        Err(e) => Attempt::Again(e),
+                    }
+                })
+                .await?;
                 Ok::<_, String>(())
             }
         };
         let (cps, workers): (Vec<_>, Vec<_>) = changed
             .into_iter()
             .partition(|(_, n)| n.role == "controlplane");
-        let results = futures::future::join_all(workers.into_iter().map(|(k, n)| {
-            let name = k.clone();
-            let f = apply_one(k, n);
-            async move { f.await.map_err(|e| (name, e)) }
-        }))
-        .await;
-        for (name, e) in results.into_iter().filter_map(Result::err) {
-            not_reconfigured.push(name);
-            errors.push(e);
-        }
         let mut failed = false;
         for (k, n) in cps {
             if failed {
                 not_reconfigured.push(k);
                 continue;
             }
-            if let Err(e) = apply_one(k.clone(), n).await {
+            match apply_one(k.clone(), n).await {
+                Ok(()) => versions.kubelet_done(&mut records, &k),
+                Err(e) => {
+                    errors.push(e);
+                    not_reconfigured.push(k);
+                    failed = true; // keep etcd quorum: no further control plane
+                }
+            }
+        }
+        if failed {
+            not_reconfigured.extend(workers.into_iter().map(|(k, _)| k));
+        } else if !k8s_todo.is_empty() {
+            // Kubelets node by node.
+            for (k, n) in workers {
+                if failed {
+                    not_reconfigured.push(k);
+                    continue;
+                }
+                match apply_one(k.clone(), n).await {
+                    Ok(()) => versions.kubelet_done(&mut records, &k),
+                    Err(e) => {
+                        errors.push(e);
+                        not_reconfigured.push(k);
+                        failed = true;
+                    }
+                }
+            }
+        } else {
+            let results = futures::future::join_all(workers.into_iter().map(|(k, n)| {
+                let name = k.clone();
+                let f = apply_one(k, n);
+                async move { f.await.map_err(|e| (name, e)) }
+            }))
+            .await;
+            for (name, e) in results.into_iter().filter_map(Result::err) {
+                not_reconfigured.push(name);
                 errors.push(e);
-                not_reconfigured.push(k);
-                failed = true; // keep etcd quorum: no further control plane
             }
         }
     }
+    versions.finish(&mut m, &prior, records);
     record_not_done(&mut m, &prior, &not_done, &not_reconfigured);
     for w in warnings {
         diags.warning("Node removal", w);
@@ -1346,6 +1419,120 @@ fn record_not_done(
     m.nodes = Some(nodes);
     m.machine_configurations = Some(cfgs);
     m.node_status = Some(status);
+}
+
+/// The per-node version records of an update: where each node starts, what it must reach.
+struct Versions {
+    target: super::upgrade::NodeVersionModel,
+    records: BTreeMap<String, super::upgrade::NodeVersionModel>,
+    /// Whether the state records versions after this update (see `upgrade::planned`).
+    recorded: bool,
+}
+
+impl Versions {
+    fn new(prior: &ClusterModel, m: &ClusterModel, actions: &BTreeMap<String, Action>) -> Self {
+        let target = super::upgrade::target(m);
+        let ups = super::upgrade::upgrades(prior, m, actions);
+        let records = m
+            .nodes()
+            .keys()
+            .map(|k| {
+                let r = ups
+                    .get(k)
+                    .map(|(from, _)| from.clone())
+                    .unwrap_or_else(|| target.clone());
+                (k.clone(), r)
+            })
+            .collect();
+        Versions {
+            target,
+            records,
+            recorded: super::upgrade::planned(Some(prior), m).is_some(),
+        }
+    }
+
+    /// Kept nodes whose Talos OS changes (at their current address), in name order.
+    fn talos_todo(
+        &self,
+        old_nodes: &BTreeMap<String, NodeModel>,
+        not_done: &BTreeSet<String>,
+    ) -> Vec<(String, NodeModel)> {
+        self.records
+            .iter()
+            .filter(|(k, r)| {
+                !not_done.contains(*k) && super::upgrade::changes_of(r, &self.target).0
+            })
+            .filter_map(|(k, _)| old_nodes.get(k).map(|n| (k.clone(), n.clone())))
+            .collect()
+    }
+
+    /// Nodes whose Kubernetes version changes.
+    fn k8s_todo(&self) -> BTreeSet<String> {
+        self.records
+            .iter()
+            .filter(|(_, r)| super::upgrade::changes_of(r, &self.target).1)
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
+
+    /// The control planes of the cluster as it is now (added ones included), at the address
+    /// they answer on now.
+    fn control_planes_now(
+        &self,
+        old_nodes: &BTreeMap<String, NodeModel>,
+        new_nodes: &BTreeMap<String, NodeModel>,
+        not_done: &BTreeSet<String>,
+    ) -> Vec<(String, NodeModel)> {
+        new_nodes
+            .iter()
+            .filter(|(k, n)| n.role == "controlplane" && !not_done.contains(*k))
+            .map(|(k, n)| (k.clone(), old_nodes.get(k).unwrap_or(n).clone()))
+            .collect()
+    }
+
+    /// Node `k` runs the new configuration (its kubelet included).
+    fn kubelet_done(
+        &self,
+        records: &mut BTreeMap<String, super::upgrade::NodeVersionModel>,
+        k: &str,
+    ) {
+        if let Some(r) = records.get_mut(k) {
+            r.kubernetes_version = self.target.kubernetes_version.clone();
+        }
+    }
+
+    /// Writes the records into `m`. Versions some node does not run yet go back to the
+    /// prior state's (so the next plan shows the change again) and those nodes' `action`
+    /// says `not done: ...`.
+    fn finish(
+        &self,
+        m: &mut ClusterModel,
+        prior: &ClusterModel,
+        records: BTreeMap<String, super::upgrade::NodeVersionModel>,
+    ) {
+        let mut talos_behind = false;
+        let mut k8s_behind = false;
+        for (k, r) in &records {
+            let (t, kube) = super::upgrade::changes_of(r, &self.target);
+            talos_behind |= t;
+            k8s_behind |= kube;
+            if t || kube {
+                if let Some(s) = m.node_status.as_mut().and_then(|s| s.get_mut(k)) {
+                    if let Some(a) = s.action.clone().filter(|a| !a.starts_with("not done")) {
+                        s.action = Some(format!("not done: {a}"));
+                    }
+                }
+            }
+        }
+        if talos_behind {
+            m.talos_version = prior.talos_version.clone();
+            m.image = prior.image.clone();
+        }
+        if k8s_behind {
+            m.kubernetes_version = prior.kubernetes_version.clone();
+        }
+        m.node_versions = (self.recorded || talos_behind || k8s_behind).then_some(records);
+    }
 }
 
 // ---------------------------------------------------------------------------------------

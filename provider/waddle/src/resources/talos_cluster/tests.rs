@@ -201,6 +201,24 @@ fn schema_is_well_formed_and_matches_the_model() {
             )]
             .into(),
         ),
+        upgrade: Some(upgrade::UpgradeModel {
+            parallelism: Some(2),
+            preserve: Some(true),
+            stage: Some(false),
+            reboot_mode: Some("powercycle".into()),
+            allow_downgrade: Some(false),
+        }),
+        node_versions: Some(
+            [(
+                "cp1".to_string(),
+                upgrade::NodeVersionModel {
+                    talos_version: Some("v1.12.11".into()),
+                    installer: Some("factory.talos.dev/installer/x:v1.12.11".into()),
+                    kubernetes_version: Some("1.35.0".into()),
+                },
+            )]
+            .into(),
+        ),
     };
     assert_roundtrip(&schema(), &sample);
 }

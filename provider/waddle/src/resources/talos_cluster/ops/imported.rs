@@ -218,6 +218,8 @@ pub(super) async fn read_back(
             .map(|(k, n)| (k.clone(), node_ip(n).to_string()))
             .collect(),
     );
+    // Each node runs the versions its kept inputs name (what the last apply installed).
+    out.node_versions = super::super::upgrade::planned(None, &out);
     out.machine_configurations = Some(render_all(&out, &bundle)?);
     out.talosconfig = Some(talosconfig_of(&out, &bundle, &cc)?);
     out.proxmox_images = Some(owned_images(&env, &out).await?);

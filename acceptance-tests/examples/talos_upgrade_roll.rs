@@ -1,0 +1,187 @@
+//! Benchmark of a `waddle_talos_cluster` rolling Talos upgrade (v1.12.4 -> v1.12.11) for 3,
+//! 10 and 30 nodes (3 control planes, the rest workers, `upgrade.parallelism` = 5) against
+//! the PVE emulator with the Talos emulator as guest, driven in process (no CLI overhead).
+//! Prints figures only; nothing is asserted on time.
+//!
+//!   cargo run --release -p waddle-acceptance --example talos_upgrade_roll
+//!   (args: node counts, e.g. `-- 3 10`)
+//!
+//! Emulator latencies per upgraded node: the answer grace before the node goes down
+//! (500 ms), the installer (1 s), the reboot (1.5 s) and the boot sequence (500 ms). The lower
+//! bound is those latencies for the control planes in sequence plus one per worker batch;
+//! the ratio wall / bound shows what the orchestration (checks, polling) adds.
+
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
+
+use waddle_acceptance::pve::{EmulatorConfig, PveEmulator, Timings as PveTimings};
+use waddle_acceptance::talos::{appliance, FleetOptions, TalosFleet, Timings};
+use waddle_framework::testing::Harness;
+use waddle_framework::{AttributePath, Value};
+use waddle_provider::provider::{schema as provider_schema, NoEnv, WaddleProvider};
+use waddle_provider::resources::talos_cluster::upgrade::UpgradeModel;
+use waddle_provider::resources::talos_cluster::{
+    schema, ClusterModel, ImageModel, NodeModel, PlacementModel, TimeoutsModel, TYPE_NAME,
+};
+use waddle_talos::SecretsBundle;
+
+const PARALLELISM: usize = 5;
+/// What the emulator's answer grace adds before a node goes down (`talos::ANSWER_GRACE`).
+const GRACE: Duration = Duration::from_millis(500);
+
+fn timings() -> Timings {
+    Timings {
+        boot: Duration::from_millis(200),
+        apply: Duration::from_millis(50),
+        reboot: Duration::from_millis(1500),
+        bootstrap_ready: Duration::from_millis(200),
+        rpc: Duration::ZERO,
+        boot_done: Duration::from_millis(500),
+        upgrade: Duration::from_millis(1000),
+    }
+}
+
+fn disk_url(v: &str) -> String {
+    format!("https://factory.talos.dev/image/376567988ad370138ad8b2698212367b8edcb69b5fd68c80be1f2ec7d603b4ba/{v}/nocloud-amd64.qcow2")
+}
+
+fn cluster(n: usize, run: u8, secrets: &str, version: &str) -> ClusterModel {
+    let net = |host: usize| format!("127.20.{}.{}", 110 + run, host);
+    let mut nodes = std::collections::BTreeMap::new();
+    for i in 0..n {
+        let (name, role) = if i < 3 {
+            (format!("cp{}", i + 1), "controlplane")
+        } else {
+            (format!("w{}", i - 2), "worker")
+        };
+        nodes.insert(
+            name,
+            NodeModel {
+                role: role.into(),
+                address: format!("{}/24", net(10 + i)),
+                gateway: Some(net(1)),
+                proxmox: Some(PlacementModel {
+                    vmid: Some(2000 + 100 * u32::from(run) + i as u32),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        );
+    }
+    ClusterModel {
+        cluster_name: format!("roll{run}"),
+        endpoint: format!("https://{}:6443", net(250)),
+        vip: Some(net(250)),
+        talos_version: Some(version.into()),
+        image: Some(ImageModel {
+            installer: None,
+            disk_image_url: Some(disk_url(version)),
+        }),
+        machine_secrets: Some(secrets.to_string()),
+        timeouts: Some(TimeoutsModel {
+            create: Some("5m".into()),
+            update: Some("10m".into()),
+            delete: Some("5m".into()),
+        }),
+        upgrade: Some(UpgradeModel {
+            parallelism: Some(PARALLELISM as u32),
+            ..Default::default()
+        }),
+        nodes: Some(nodes),
+        ..Default::default()
+    }
+}
+
+fn main() {
+    let sizes: Vec<usize> = {
+        let a: Vec<usize> = std::env::args()
+            .skip(1)
+            .filter_map(|s| s.parse().ok())
+            .collect();
+        if a.is_empty() {
+            vec![3, 10, 30]
+        } else {
+            a
+        }
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async move {
+        let emu = PveEmulator::start(
+            EmulatorConfig::builder()
+                .ip(Ipv4Addr::new(127, 40, 110, 1))
+                .timings(PveTimings::fast())
+                .validate_responses(false)
+                .build(),
+        )
+        .await
+        .expect("PVE emulator");
+        let fleet = TalosFleet::new(FleetOptions {
+            timings: timings(),
+            ..Default::default()
+        });
+        appliance::register(emu.appliances(), fleet.clone());
+        let h = Harness::new(WaddleProvider::with_env(NoEnv));
+        let mut pc = provider_schema().null_value();
+        for (k, v) in [
+            ("endpoint", emu.endpoint()),
+            ("api_token", emu.api_token().expect("token")),
+            ("ca_cert", emu.ca_pem().to_string()),
+            ("node", emu.node().to_string()),
+        ] {
+            pc.set_path(&AttributePath::attr(k), Value::from(v.as_str()));
+        }
+        let d = h.configure(pc).await;
+        assert!(!d.has_errors(), "{d:?}");
+        let t = timings();
+        let per_node = GRACE + t.upgrade + t.reboot + t.boot_done;
+        let mut rows = Vec::new();
+        for (run, n) in sizes.into_iter().enumerate() {
+            let run = run as u8;
+            let bundle = tokio::task::spawn_blocking(|| {
+                SecretsBundle::generate(&waddle_talos::SystemClock).expect("secrets")
+            })
+            .await
+            .expect("join");
+            let secrets = bundle.to_yaml().expect("yaml");
+            let old = schema()
+                .from_typed(&cluster(n, run, &secrets, "v1.12.4"))
+                .expect("config");
+            let state = match h.plan_and_apply(TYPE_NAME, &Value::Null, &old).await {
+                Ok(s) => s,
+                Err(d) => panic!("create of {n} nodes failed: {d:?}"),
+            };
+            let new = schema()
+                .from_typed(&cluster(n, run, &secrets, "v1.12.11"))
+                .expect("config");
+            let started = Instant::now();
+            let state = match h.plan_and_apply(TYPE_NAME, &state, &new).await {
+                Ok(s) => s,
+                Err(d) => panic!("upgrade of {n} nodes failed: {d:?}"),
+            };
+            let wall = started.elapsed().as_secs_f64();
+            let cps = n.min(3);
+            let batches = (n - cps).div_ceil(PARALLELISM);
+            let bound = per_node.as_secs_f64() * (cps + batches) as f64;
+            if let Err(d) = h.plan_and_apply(TYPE_NAME, &state, &Value::Null).await {
+                panic!("destroy of {n} nodes failed: {d:?}");
+            }
+            rows.push((n, cps, batches, wall, bound));
+        }
+        println!();
+        println!(
+            "per node: grace {:?} + installer {:?} + reboot {:?} + boot {:?}; parallelism {PARALLELISM}",
+            GRACE, t.upgrade, t.reboot, t.boot_done
+        );
+        println!("nodes  cps  worker batches  upgrade wall  lower bound  wall/bound");
+        for (n, cps, b, wall, bound) in rows {
+            println!(
+                "{n:>5}  {cps:>3}  {b:>14}  {wall:>11.2}s  {bound:>10.2}s  {:>9.3}x",
+                wall / bound
+            );
+        }
+        fleet.shutdown().await;
+    });
+}

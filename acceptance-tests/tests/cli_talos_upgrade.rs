@@ -1,0 +1,219 @@
+//! Talos and Kubernetes upgrades of `examples/three-node` through the real CLI, against the
+//! PVE emulator with the Talos emulator plugged in (emulator only: the checks read the Talos
+//! emulator's upgrade and component logs):
+//!
+//! 1. create on Talos v1.12.4, Kubernetes 1.35.0 (three control planes, one worker);
+//! 2. a Kubernetes downgrade (1.35.0 -> 1.33.0) is refused at plan, naming the attribute;
+//! 3. `talos_version = "v1.12.11"` with an injected failure of the second control plane's
+//!    upgrade: the apply fails naming it, the first control plane is done, the rest untouched;
+//! 4. the same configuration again resumes from the second control plane; every node runs
+//!    v1.12.11 (a rolling upgrade, no control planes at once, workers after), empty plan after;
+//! 5. `kubernetes_version = "1.35.2"`: control-plane components control plane by control
+//!    plane, then the kubelets node by node, control planes first; empty plan after.
+
+use std::net::Ipv4Addr;
+
+use waddle_acceptance::harness::target::PveTarget;
+use waddle_acceptance::harness::{check, notice, repo_root, Snapshot, TestCase, TestStep};
+use waddle_acceptance::pve::EmulatorConfig;
+use waddle_acceptance::talos::{appliance, FleetOptions, TalosFleet, UpgradeRecord};
+use waddle_talos::SecretsBundle;
+
+const THREE: &str = "waddle_talos_cluster.this";
+const NET: u8 = 43;
+
+fn example(name: &str) -> String {
+    std::fs::read_to_string(repo_root().join("examples").join(name).join("main.tf"))
+        .expect("example main.tf")
+}
+
+fn vars(talos: &str, k8s: &str) -> String {
+    format!(
+        r#"
+control_planes = {{
+  cp1 = {{ address = "127.20.{NET}.10/24", vmid = 230 }}
+  cp2 = {{ address = "127.20.{NET}.11/24", vmid = 231 }}
+  cp3 = {{ address = "127.20.{NET}.12/24", vmid = 232 }}
+}}
+workers = {{
+  w1 = {{ address = "127.20.{NET}.13/24", vmid = 233 }}
+}}
+gateway            = "127.20.{NET}.1"
+vip                = "127.20.{NET}.20"
+talos_version      = "{talos}"
+kubernetes_version = "{k8s}"
+"#
+    )
+}
+
+fn step(talos: &str, k8s: &str) -> TestStep {
+    TestStep::config(example("three-node")).file("terraform.tfvars", vars(talos, k8s))
+}
+
+fn ip(host: u8) -> Ipv4Addr {
+    Ipv4Addr::new(127, 20, NET, host)
+}
+
+fn versions(fleet: &TalosFleet) -> Result<Vec<String>, String> {
+    (10..=13)
+        .map(|h| {
+            fleet
+                .node_at(ip(h))
+                .map(|n| n.talos_version())
+                .ok_or_else(|| format!("no node on {}", ip(h)))
+        })
+        .collect()
+}
+
+fn cluster_id(s: &Snapshot) -> Result<String, String> {
+    let r = s.resource(THREE)?;
+    let y = r
+        .str_attr("machine_secrets")
+        .ok_or("machine_secrets missing")?;
+    Ok(SecretsBundle::from_yaml(y)
+        .map_err(|e| e.to_string())?
+        .cluster_id)
+}
+
+/// No two control planes upgrading at once; workers only after the last control plane.
+fn one_control_plane_at_a_time(log: &[UpgradeRecord]) -> Result<(), String> {
+    let cps: Vec<&UpgradeRecord> = log.iter().filter(|r| r.control_plane).collect();
+    for (i, a) in cps.iter().enumerate() {
+        let af = a.finished.ok_or(format!("{} never finished", a.hostname))?;
+        for b in &cps[i + 1..] {
+            let bf = b.finished.ok_or(format!("{} never finished", b.hostname))?;
+            if a.started < bf && b.started < af {
+                return Err(format!(
+                    "{} and {} were upgraded at the same time",
+                    a.hostname, b.hostname
+                ));
+            }
+        }
+    }
+    let last = cps.iter().filter_map(|r| r.finished).max();
+    if let Some(w) = log
+        .iter()
+        .find(|r| !r.control_plane && last.is_some_and(|l| r.started < l))
+    {
+        return Err(format!(
+            "{} upgraded before the control planes were done",
+            w.hostname
+        ));
+    }
+    Ok(())
+}
+
+#[test]
+fn three_node_rolling_upgrades() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let target = PveTarget::select(
+        &rt,
+        EmulatorConfig::builder()
+            .ip(Ipv4Addr::new(127, 40, NET, 1))
+            .bridge("vmbr1")
+            .build(),
+    );
+    let Some(emu) = target.emulator() else {
+        notice("SKIPPED three_node_rolling_upgrades: reads the Talos emulator's upgrade log");
+        return;
+    };
+    let fleet = TalosFleet::new(FleetOptions::default());
+    appliance::register(emu.appliances(), fleet.clone());
+    let mut case = TestCase::new();
+    for (k, v) in target.cli_env() {
+        case = case.env(k, v);
+    }
+    let (f1, f3, f4, f5) = (fleet.clone(), fleet.clone(), fleet.clone(), fleet.clone());
+    case.step(
+        step("v1.12.4", "1.35.0")
+            .describe("create on Talos v1.12.4")
+            .check(check::func(move |_| {
+                let v = versions(&f1)?;
+                if v.iter().any(|x| x != "v1.12.4") {
+                    return Err(format!("versions after create: {v:?}"));
+                }
+                // The next upgrade of cp2 fails once (the installer crashes).
+                f1.node_at(ip(11)).ok_or("no cp2")?.fail_next(
+                    "Upgrade",
+                    tonic::Code::Internal,
+                    "injected: installer crashed",
+                );
+                Ok(())
+            })),
+    )
+    .step(
+        step("v1.12.4", "1.33.0")
+            .describe("a Kubernetes downgrade is refused at plan")
+            .plan_only()
+            .expect_error("kubernetes_version: 1.33.0 is lower than 1.35.0"),
+    )
+    .step(
+        step("v1.12.11", "1.35.0")
+            .describe("the upgrade stops at the failing second control plane")
+            .plan_check(check::plan_actions(THREE, &["update"]))
+            .expect_error("injected: installer crashed"),
+    )
+    .step(
+        step("v1.12.11", "1.35.0")
+            .describe("the next apply resumes it")
+            .plan_check(check::plan_actions(THREE, &["update"]))
+            .check(check::func(move |s| {
+                let v = versions(&f3)?;
+                if v.iter().any(|x| x != "v1.12.11") {
+                    return Err(format!("versions after the upgrade: {v:?}"));
+                }
+                let log = f3.upgrade_log();
+                let order: Vec<&str> = log.iter().map(|r| r.hostname.as_str()).collect();
+                if order != ["cp1", "cp2", "cp3", "w1"] {
+                    return Err(format!("upgrade order {order:?} (each node exactly once)"));
+                }
+                one_control_plane_at_a_time(&log)?;
+                let ml = f3.membership_log(&cluster_id(s)?);
+                if let Some(e) = ml.iter().find(|e| !e.has_quorum()) {
+                    return Err(format!("etcd lost quorum: {e:?}"));
+                }
+                Ok(())
+            })),
+    )
+    .step(
+        step("v1.12.11", "1.35.2")
+            .describe("Kubernetes 1.35.0 -> 1.35.2 in upgrade-k8s order")
+            .plan_check(check::plan_actions(THREE, &["update"]))
+            .check(check::func(move |_| {
+                let log = f4.component_log();
+                let new = |c: &str| {
+                    log.iter()
+                        .filter(|x| x.component == c && x.to.ends_with(":v1.35.2"))
+                        .collect::<Vec<_>>()
+                };
+                let (api, kubelet) = (new("kube-apiserver"), new("kubelet"));
+                if api.len() != 3 || kubelet.len() != 4 {
+                    return Err(format!("component changes: {log:#?}"));
+                }
+                let last_api = api.iter().map(|x| x.at).max().ok_or("no apiserver")?;
+                if kubelet.iter().any(|k| k.at < last_api) {
+                    return Err(format!(
+                        "a kubelet before the control-plane components: {log:#?}"
+                    ));
+                }
+                let roles: Vec<bool> = kubelet.iter().map(|k| k.control_plane).collect();
+                if roles != [true, true, true, false] {
+                    return Err(format!("kubelet order (control planes first): {log:#?}"));
+                }
+                if !f4.upgrade_log().iter().all(|r| r.to == "v1.12.11") {
+                    return Err("Talos was upgraded again".into());
+                }
+                Ok(())
+            })),
+    )
+    .check_destroy(move |_| {
+        let _ = &f5;
+        Ok(())
+    })
+    .run();
+    rt.block_on(fleet.shutdown());
+}

@@ -1,0 +1,310 @@
+//! Talos OS and Kubernetes upgrades, apply side (the plan side, `node_versions` and the
+//! version path refusals are in `talos_cluster/upgrade.rs`).
+//!
+//! Talos: control planes one at a time, each only once etcd is healthy with all members
+//! (Talos checks the same on the node; waddle checks first so a refusal names the member),
+//! then workers in batches of `upgrade.parallelism`. The API follows what the node reports:
+//! `MachineService.Upgrade` below v1.13, `ImageService.Pull` + `LifecycleService.Upgrade`
+//! from v1.13 on. A node is done when it answers on the new version with a new boot ID, its
+//! services are healthy (control planes: the etcd member too) and its boot is done. The first
+//! failure stops the roll; nodes after it are left alone.
+//!
+//! Kubernetes (`talosctl upgrade-k8s` order): the control-plane components (API server,
+//! controller manager, scheduler, kube-proxy) through each control plane's machine
+//! configuration, one control plane at a time with the kubelet image left as it was; the
+//! kubelets come after, node by node, control planes first (`ops::update`, step 5).
+
+use std::collections::BTreeMap;
+
+use waddle_framework::error_chain;
+use waddle_talos::api::{RebootMode, UpgradeApi, UpgradeRequest};
+use waddle_talos::versions::KUBELET_IMAGE;
+
+use super::super::upgrade::{NodeVersionModel, Options};
+use super::{apply_configured, classify, node_booted, node_health, Attempt, Env, R};
+use crate::resources::talos_cluster::{node_ip, NodeModel};
+
+/// What a roll did: the nodes done, in order, and the error that stopped it.
+#[derive(Debug, Default)]
+pub struct Rolled {
+    pub done: Vec<String>,
+    pub error: Option<String>,
+}
+
+/// Whether etcd is healthy with all members: as many members as control planes, each
+/// control plane's etcd service running and healthy.
+async fn etcd_healthy(env: &Env, cps: &[(String, NodeModel)]) -> Result<(), String> {
+    let mut members = None;
+    let mut last = String::new();
+    for (k, n) in cps {
+        match env.mtls(node_ip(n)).await {
+            Ok(c) => match c.etcd_members().await {
+                Ok(m) => {
+                    members = Some(m.len());
+                    break;
+                }
+                Err(e) => last = format!("nodes[{k:?}]: etcd members: {e}"),
+            },
+            Err(e) => last = format!("nodes[{k:?}]: {e}"),
+        }
+    }
+    match members {
+        None => return Err(last),
+        Some(m) if m != cps.len() => {
+            return Err(format!(
+                "etcd has {m} members, the cluster {} control planes",
+                cps.len()
+            ))
+        }
+        Some(_) => {}
+    }
+    let checks = cps.iter().map(|(k, n)| node_health(env, k, n));
+    futures::future::join_all(checks)
+        .await
+        .into_iter()
+        .collect::<Result<Vec<()>, String>>()
+        .map(|_| ())
+}
+
+/// Waits until etcd is healthy with all members (before a control plane is upgraded).
+pub(in super::super) async fn wait_etcd_healthy(
+    env: &Env,
+    cps: &[(String, NodeModel)],
+    before: &str,
+) -> R<()> {
+    env.retry(
+        &format!("nodes[{before:?}]: etcd healthy with all members before the upgrade"),
+        || async {
+            match etcd_healthy(env, cps).await {
+                Ok(()) => Attempt::Done(()),
+                Err(e) => Attempt::Again(e),
+            }
+        },
+    )
+    .await
+}
+
+/// The version tag and boot ID node `name` reports.
+async fn where_is(env: &Env, name: &str, ip: &str) -> R<(String, String)> {
+    env.retry(
+        &format!("nodes[{name:?}]: Talos version and boot ID"),
+        || async {
+            let c = match env.mtls(ip).await {
+                Ok(c) => c,
+                Err(e) => return classify(e),
+            };
+            let tag = match c.version().await {
+                Ok(v) => v.tag,
+                Err(e) => return classify(e),
+            };
+            match c.boot_id().await {
+                Ok(b) => Attempt::Done((tag, b)),
+                Err(e) => classify(e),
+            }
+        },
+    )
+    .await
+}
+
+/// Upgrades one node and waits until it is done.
+async fn upgrade_node(
+    env: &Env,
+    name: &str,
+    n: &NodeModel,
+    cps: &[(String, NodeModel)],
+    target: &NodeVersionModel,
+    opts: &Options,
+) -> R<()> {
+    let ip = node_ip(n).to_string();
+    let want = target.talos_version.clone().unwrap_or_default();
+    let image = target.installer.clone().unwrap_or_default();
+    let (tag, boot) = where_is(env, name, &ip).await?;
+    if n.role == "controlplane" {
+        wait_etcd_healthy(env, cps, name).await?;
+    }
+    let api = UpgradeApi::for_version(&tag);
+    tracing::info!(node = name, from = tag, to = want, api = ?api, "upgrading Talos");
+    let call = env
+        .retry(&format!("nodes[{name:?}]: upgrade to {image}"), || async {
+            let c = match env.mtls(&ip).await {
+                Ok(c) => c,
+                Err(e) => return classify(e),
+            };
+            let r = match api {
+                UpgradeApi::Machine => c
+                    .upgrade(&UpgradeRequest {
+                        image: image.clone(),
+                        preserve: opts.preserve,
+                        stage: opts.stage,
+                        force: false,
+                        reboot_mode: RebootMode::parse(&opts.reboot_mode).unwrap_or_default(),
+                    })
+                    .await
+                    .map(|_| ()),
+                UpgradeApi::Lifecycle => match c.pull_image(&image).await {
+                    Ok(pulled) => c.lifecycle_upgrade(&pulled).await,
+                    Err(e) => Err(e),
+                },
+            };
+            match r {
+                Ok(()) => Attempt::Done(()),
+                // Only a call that never reached the node is tried again.
+                Err(e) if e.code().is_none() && e.is_transient() => Attempt::Again(error_chain(&e)),
+                Err(e) => Attempt::Fatal(error_chain(&e)),
+            }
+        })
+        .await;
+    call.map_err(|e| format!("the upgrade of nodes[{name:?}] failed: {e}"))?;
+    let stage = opts.stage;
+    env.retry(
+        &format!("nodes[{name:?}]: back on {want} after the upgrade"),
+        || async {
+            let (v, b) = match env.mtls(&ip).await {
+                Ok(c) => match (c.version().await, c.boot_id().await) {
+                    (Ok(v), Ok(b)) => (v.tag, b),
+                    (Err(e), _) | (_, Err(e)) => return Attempt::Again(e.to_string()),
+                },
+                Err(e) => return Attempt::Again(e.to_string()),
+            };
+            if b == boot {
+                return Attempt::Again("not rebooted yet (same boot ID)".into());
+            }
+            if v != want {
+                // A staged upgrade reboots twice; otherwise the node booted the old system
+                // again (the installer failed, or Talos rolled back).
+                let msg = format!("rebooted, but runs {v} instead of {want}");
+                return if stage {
+                    Attempt::Again(msg)
+                } else {
+                    Attempt::Fatal(msg)
+                };
+            }
+            if let Err(e) = node_health(env, name, n).await {
+                return Attempt::Again(e);
+            }
+            match node_booted(env, name, n).await {
+                Ok(_) => Attempt::Done(()),
+                Err(e) => Attempt::Again(e),
+            }
+        },
+    )
+    .await?;
+    tracing::info!(node = name, version = want, "Talos upgrade done");
+    Ok(())
+}
+
+/// Upgrades `todo` (nodes of the cluster whose `cps` are its control planes) to `target`:
+/// control planes one at a time, then workers in batches. Stops at the first failure.
+pub(in super::super) async fn roll_talos(
+    env: &Env,
+    cps: &[(String, NodeModel)],
+    todo: &[(String, NodeModel)],
+    target: &NodeVersionModel,
+    opts: &Options,
+) -> Rolled {
+    let mut out = Rolled::default();
+    let (todo_cps, workers): (Vec<_>, Vec<_>) =
+        todo.iter().partition(|(_, n)| n.role == "controlplane");
+    for (k, n) in todo_cps {
+        match upgrade_node(env, k, n, cps, target, opts).await {
+            Ok(()) => out.done.push(k.clone()),
+            Err(e) => {
+                out.error = Some(e);
+                return out;
+            }
+        }
+    }
+    for batch in workers.chunks(opts.parallelism.max(1)) {
+        let runs = batch.iter().map(|(k, n)| async move {
+            (k.clone(), upgrade_node(env, k, n, cps, target, opts).await)
+        });
+        let mut errors = Vec::new();
+        for (k, r) in futures::future::join_all(runs).await {
+            match r {
+                Ok(()) => out.done.push(k),
+                Err(e) => errors.push(e),
+            }
+        }
+        if !errors.is_empty() {
+            out.error = Some(errors.join("; "));
+            return out;
+        }
+    }
+    out
+}
+
+/// A control plane's configuration with the new control-plane component images but the
+/// kubelet image it runs now (`talosctl upgrade-k8s` updates the kubelets last).
+pub fn components_only(config: &str, old_k8s: &str, new_k8s: &str) -> String {
+    let bare = |v: &str| v.trim_start_matches('v').to_string();
+    config.replace(
+        &format!("{KUBELET_IMAGE}:v{}", bare(new_k8s)),
+        &format!("{KUBELET_IMAGE}:v{}", bare(old_k8s)),
+    )
+}
+
+/// Phase one of a Kubernetes upgrade: every control plane of `cps_todo`, one at a time,
+/// gets the new control-plane component images (kubelet unchanged), and is healthy again
+/// (services, etcd member) before the next.
+pub(in super::super) async fn roll_control_plane_components(
+    env: &Env,
+    cps_todo: &[(String, NodeModel)],
+    old_ips: &BTreeMap<String, String>,
+    configs: &BTreeMap<String, String>,
+    old_k8s: &str,
+    new_k8s: &str,
+) -> Rolled {
+    let mut out = Rolled::default();
+    for (k, n) in cps_todo {
+        let cfg = components_only(
+            configs.get(k).map(String::as_str).unwrap_or_default(),
+            old_k8s,
+            new_k8s,
+        );
+        let ip = old_ips
+            .get(k)
+            .cloned()
+            .unwrap_or_else(|| node_ip(n).to_string());
+        tracing::info!(
+            node = k.as_str(),
+            from = old_k8s,
+            to = new_k8s,
+            "Kubernetes control-plane components"
+        );
+        let r = async {
+            apply_configured(env, k, &ip, &cfg).await?;
+            env.retry(
+                &format!("nodes[{k:?}]: control-plane components healthy"),
+                || async {
+                    match node_health(env, k, n).await {
+                        Ok(()) => Attempt::Done(()),
+                        Err(e) => Attempt::Again(e),
+                    }
+                },
+            )
+            .await
+        }
+        .await;
+        match r {
+            Ok(()) => out.done.push(k.clone()),
+            Err(e) => {
+                out.error = Some(e);
+                return out;
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn components_only_keeps_the_kubelet() {
+        let cfg = "machine:\n  kubelet:\n    image: ghcr.io/siderolabs/kubelet:v1.35.2\ncluster:\n  apiServer:\n    image: registry.k8s.io/kube-apiserver:v1.35.2\n";
+        let out = components_only(cfg, "1.35.0", "1.35.2");
+        assert!(out.contains("kubelet:v1.35.0"), "{out}");
+        assert!(out.contains("kube-apiserver:v1.35.2"), "{out}");
+    }
+}
