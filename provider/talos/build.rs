@@ -8,6 +8,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let proto_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("../../proto/talos");
     let files = [
         "machine/machine.proto",
+        "machine/etcd_recovery.proto",
         "common/common.proto",
         "google/rpc/status.proto",
         "cosi/resource/state.proto",

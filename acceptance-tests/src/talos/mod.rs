@@ -40,6 +40,8 @@
 
 pub mod appliance;
 pub mod certs;
+pub mod etcd_data;
+mod kube;
 pub mod net;
 pub mod nocloud;
 mod service;
@@ -357,6 +359,9 @@ struct Cluster {
     bootstrapped: bool,
     members: BTreeMap<u64, Member>,
     vip: Option<net::Listener>,
+    /// What the cluster's etcd holds (Kubernetes objects): kept while a member's machine
+    /// keeps its disk, lost with the last one ([`Fleet::lose_if_no_data`]).
+    data: etcd_data::EtcdData,
 }
 
 struct Fleet {
@@ -509,6 +514,8 @@ impl TalosFleet {
                     address: None,
                     running_since: None,
                     applies: Vec::new(),
+                    recovery_snapshot: None,
+                    etcd_failure: None,
                 }),
                 stage_tx: tx,
                 faults: Mutex::new(self.inner.opts.faults.clone()),
@@ -745,6 +752,10 @@ struct NodeState {
     address: Option<Ipv4Addr>,
     running_since: Option<Instant>,
     applies: Vec<AppliedConfig>,
+    /// A snapshot uploaded with `EtcdRecover`, for `Bootstrap` with `recover_etcd`.
+    recovery_snapshot: Option<Vec<u8>>,
+    /// Why this node's etcd service failed (a recovery from a bad or missing snapshot).
+    etcd_failure: Option<String>,
 }
 
 struct NodeInner {
@@ -1047,6 +1058,9 @@ impl TalosNode {
             st.running_since = Some(Instant::now());
             st.stage = Stage::Running;
         }
+        if let Some(l) = fleet.lose_if_no_data(&cfg.cluster_id) {
+            l.stop().await;
+        }
         if cfg.control_plane {
             fleet.join(self, &cfg, ip);
             // A member back up takes the VIP again when nothing holds it.
@@ -1060,6 +1074,8 @@ impl TalosNode {
                 }
             }
         }
+        // The kubelet starts and registers its Node (once the cluster is bootstrapped).
+        fleet.register_kubelets(&cfg.cluster_id);
         self.inner.stage_tx.send_replace(Stage::Running);
         Ok(())
     }
