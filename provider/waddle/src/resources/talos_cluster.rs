@@ -22,6 +22,7 @@
 //! import adds them, and the apply re-configures them in place.
 
 pub mod changes;
+pub mod etcd;
 pub mod inputs;
 pub mod ops;
 mod roll;
@@ -221,6 +222,9 @@ pub struct ClusterModel {
     pub proxmox_images: Option<Vec<ImageRef>>,
     pub bootstrapped: Option<bool>,
     pub node_status: Option<BTreeMap<String, NodeStatus>>,
+    pub etcd_backup: Option<etcd::BackupModel>,
+    pub etcd_restore: Option<etcd::RestoreModel>,
+    pub etcd_snapshots: Option<Vec<etcd::SnapshotRecord>>,
 }
 
 impl std::fmt::Debug for ClusterModel {
@@ -688,6 +692,18 @@ pub fn schema() -> Schema {
              new `action`.",
         ),
     )
+    .attributes_from(etcd::attributes())
+}
+
+/// Adds attributes kept in the resource's own modules.
+trait AttributesFrom {
+    fn attributes_from(self, attrs: Vec<(&'static str, Attribute)>) -> Self;
+}
+
+impl AttributesFrom for Schema {
+    fn attributes_from(self, attrs: Vec<(&'static str, Attribute)>) -> Self {
+        attrs.into_iter().fold(self, |s, (n, a)| s.attribute(n, a))
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1184,6 +1200,7 @@ pub fn validate_value(config: &Value, diags: &mut Diagnostics) {
 
 fn validate_uncapped(config: &Value, diags: &mut Diagnostics) {
     check_resource_attrs(config, diags);
+    etcd::validate(config, diags);
     let too_many = config
         .get_attr("nodes")
         .and_then(Value::as_entries)
@@ -1490,6 +1507,13 @@ impl Resource for TalosCluster {
             &mut plan.state,
             diags,
         );
+        etcd::plan_values(
+            prior.as_ref(),
+            &req.prior_state,
+            &req.config,
+            &mut plan.state,
+            diags,
+        );
     }
 
     async fn create(
@@ -1539,6 +1563,8 @@ pub fn to_value(m: &ClusterModel, diags: &mut Diagnostics) -> Option<Value> {
     }
 }
 
+#[cfg(test)]
+mod etcd_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
