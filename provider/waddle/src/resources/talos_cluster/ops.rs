@@ -1529,6 +1529,8 @@ pub async fn read(ctx: &Context, state: Value, diags: &mut Diagnostics) -> Optio
         }
     }
     m.proxmox_vms = Some(vms);
+    // States written before `etcd_snapshots` existed (and imports) get an empty list.
+    m.etcd_snapshots.get_or_insert_with(Vec::new);
     // States written before `node_status` existed get it here, so the next plan is empty.
     m.node_status = Some(
         changes::node_status(

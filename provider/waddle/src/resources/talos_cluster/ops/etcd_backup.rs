@@ -99,6 +99,14 @@ fn file_prefix(cluster: &str) -> String {
     format!("{cluster}-etcd-")
 }
 
+/// The environment for snapshot transfers: no per-call time limit (a large snapshot takes as
+/// long as it takes), only the operation's deadline.
+fn streaming(env: &Env) -> Env {
+    let mut e = env.clone();
+    e.connect.request_timeout = None;
+    e
+}
+
 /// Control planes (configuration order) whose etcd service runs healthy: (name, ip).
 async fn healthy_control_planes(env: &Env, m: &ClusterModel) -> Vec<(String, String)> {
     let mut out = Vec::new();
@@ -121,6 +129,7 @@ async fn healthy_control_planes(env: &Env, m: &ClusterModel) -> Vec<(String, Str
 /// Takes a snapshot into `etcd_backup.directory` and prunes the directory to `keep`;
 /// records the kept snapshots in `m.etcd_snapshots`. Returns the new record.
 pub async fn take(env: &Env, m: &mut ClusterModel, reason: &str) -> Result<SnapshotRecord, String> {
+    let env = &streaming(env);
     let backup = m
         .etcd_backup
         .clone()
@@ -252,6 +261,7 @@ fn prune(dir: &Path, cluster: &str, keep: usize) -> std::io::Result<Vec<PathBuf>
 
 /// Recovers the cluster's lost etcd from `r.snapshot` (see the module docs).
 pub async fn restore(env: &Env, m: &ClusterModel, r: &RestoreModel) -> Result<(), String> {
+    let env = &streaming(env);
     let (bytes, info) =
         read_snapshot_file(&r.snapshot).map_err(|e| format!("etcd_restore: {e}"))?;
     let cps = control_planes(m);
