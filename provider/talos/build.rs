@@ -11,6 +11,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "machine/upgrade.proto",
         "machine/image.proto",
         "machine/lifecycle.proto",
+        "machine/etcd_recovery.proto",
         "common/common.proto",
         "google/rpc/status.proto",
         "cosi/resource/state.proto",

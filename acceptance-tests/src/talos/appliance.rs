@@ -101,6 +101,20 @@ impl TalosAppliance {
     }
 }
 
+impl Drop for TalosAppliance {
+    /// The VM is deleted: its disk, with the node's configuration and etcd data, is gone.
+    fn drop(&mut self) {
+        let node = self
+            .node
+            .get_mut()
+            .map(|n| n.take())
+            .unwrap_or_else(|p| p.into_inner().take());
+        if let Some(n) = node {
+            n.destroy_disk();
+        }
+    }
+}
+
 #[async_trait]
 impl GuestAppliance for TalosAppliance {
     fn kind(&self) -> &str {

@@ -40,6 +40,8 @@
 
 pub mod appliance;
 pub mod certs;
+pub mod etcd_data;
+mod kube;
 pub mod net;
 pub mod nocloud;
 mod service;
@@ -370,6 +372,9 @@ struct Cluster {
     bootstrapped: bool,
     members: BTreeMap<u64, Member>,
     vip: Option<net::Listener>,
+    /// What the cluster's etcd holds (Kubernetes objects): kept while a member's machine
+    /// keeps its disk, lost with the last one ([`Fleet::lose_if_no_data`]).
+    data: etcd_data::EtcdData,
 }
 
 struct Fleet {
@@ -537,6 +542,8 @@ impl TalosFleet {
                         opts.talos_version
                             .unwrap_or_else(|| self.inner.opts.talos_version.clone()),
                     ),
+                    recovery_snapshot: None,
+                    etcd_failure: None,
                 }),
                 stage_tx: tx,
                 faults: Mutex::new(self.inner.opts.faults.clone()),
@@ -774,6 +781,10 @@ struct NodeState {
     running_since: Option<Instant>,
     applies: Vec<AppliedConfig>,
     os: upgrade::NodeOs,
+    /// A snapshot uploaded with `EtcdRecover`, for `Bootstrap` with `recover_etcd`.
+    recovery_snapshot: Option<Vec<u8>>,
+    /// Why this node's etcd service failed (a recovery from a bad or missing snapshot).
+    etcd_failure: Option<String>,
 }
 
 struct NodeInner {
@@ -1080,6 +1091,9 @@ impl TalosNode {
             st.os.upgrading = false;
         }
         self.upgrade_finished();
+        if let Some(l) = fleet.lose_if_no_data(&cfg.cluster_id) {
+            l.stop().await;
+        }
         if cfg.control_plane {
             fleet.join(self, &cfg, ip);
             // A member back up takes the VIP again when nothing holds it.
@@ -1093,6 +1107,8 @@ impl TalosNode {
                 }
             }
         }
+        // The kubelet starts and registers its Node (once the cluster is bootstrapped).
+        fleet.register_kubelets(&cfg.cluster_id);
         self.inner.stage_tx.send_replace(Stage::Running);
         Ok(())
     }

@@ -1,5 +1,5 @@
 //! Listeners of the emulated nodes: gRPC over TLS (tonic) whose connections all drop when
-//! the node "reboots", and the Kubernetes API `/readyz` endpoint on the VIP.
+//! the node "reboots"; the accept loop the Kubernetes API on the VIP (`kube.rs`) shares.
 
 use std::future::Future;
 use std::io;
@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 use tokio_rustls::server::TlsStream;
@@ -34,6 +34,11 @@ pub struct KillableIo<T> {
 }
 
 impl<T> KillableIo<T> {
+    /// The wrapped stream (e.g. the TLS session, for the peer's certificate).
+    pub fn get_ref(&self) -> &T {
+        &self.inner
+    }
+
     fn new(inner: T, token: &CancellationToken) -> Self {
         KillableIo {
             inner,
@@ -107,6 +112,15 @@ pub struct Listener {
 }
 
 impl Listener {
+    /// A listener whose accept loop is `task`, stopped through `cancel`.
+    pub(crate) fn new(addr: SocketAddr, cancel: CancellationToken, task: JoinHandle<()>) -> Self {
+        Listener {
+            addr,
+            cancel,
+            task: Some(task),
+        }
+    }
+
     /// Stops accepting, kills established connections and waits until the port is free.
     pub async fn stop(mut self) {
         self.cancel.cancel();
@@ -131,7 +145,7 @@ impl Drop for Listener {
     }
 }
 
-async fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+pub(crate) async fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
     let sock = match addr {
         SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
         SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
@@ -141,7 +155,7 @@ async fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
     sock.listen(128)
 }
 
-fn accept_loop(
+pub(crate) fn accept_loop(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
     cancel: CancellationToken,
@@ -201,73 +215,6 @@ pub async fn serve_grpc<S: MachineService + State + ImageService + LifecycleServ
             .add_service(LifecycleServiceServer::from_arc(svc))
             .serve_with_incoming_shutdown(incoming, shutdown)
             .await;
-    });
-    Ok(Listener {
-        addr,
-        cancel,
-        task: Some(task),
-    })
-}
-
-/// Serves a minimal HTTPS endpoint on `addr`: `GET /readyz` (and `/livez`, `/healthz`)
-/// answer `200 ok` when `ready()` says so, `500` with the failing check otherwise; every
-/// other path is `404`.
-pub async fn serve_readyz<F>(
-    addr: SocketAddr,
-    tls: Arc<rustls::ServerConfig>,
-    ready: F,
-) -> io::Result<Listener>
-where
-    F: Fn() -> Result<(), String> + Send + Sync + 'static,
-{
-    let listener = bind(addr).await?;
-    let addr = listener.local_addr()?;
-    let cancel = CancellationToken::new();
-    let mut rx = accept_loop(listener, tls, cancel.clone());
-    let ready = Arc::new(ready);
-    let task = tokio::spawn(async move {
-        while let Some(Ok(mut io)) = rx.recv().await {
-            let ready = ready.clone();
-            tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut buf = [0u8; 1024];
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 16 * 1024 {
-                    match io.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => head.extend_from_slice(&buf[..n]),
-                    }
-                }
-                let text = String::from_utf8_lossy(&head);
-                let mut first = text.lines().next().unwrap_or("").split_whitespace();
-                let method = first.next().unwrap_or("");
-                let path = first
-                    .next()
-                    .unwrap_or("")
-                    .split('?')
-                    .next()
-                    .unwrap_or("")
-                    .to_string();
-                let (status, body) = if method != "GET" {
-                    ("405 Method Not Allowed", "method not allowed\n".to_string())
-                } else if matches!(path.as_str(), "/readyz" | "/livez" | "/healthz") {
-                    match ready() {
-                        Ok(()) => ("200 OK", "ok".to_string()),
-                        Err(why) => (
-                            "500 Internal Server Error",
-                            format!("[-]{why}\n{} check failed\n", path.trim_start_matches('/')),
-                        ),
-                    }
-                } else {
-                    ("404 Not Found", "404 page not found\n".to_string())
-                };
-                let resp = format!(
-                    "HTTP/1.1 {status}\r\nContent-Type: text/plain; charset=utf-8\r\nX-Content-Type-Options: nosniff\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = io.write_all(resp.as_bytes()).await;
-                let _ = io.shutdown().await;
-            });
-        }
     });
     Ok(Listener {
         addr,

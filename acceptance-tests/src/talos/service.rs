@@ -16,6 +16,8 @@ use waddle_talos::api::proto::talos::resource::definitions::runtime as rt;
 
 use super::{certs, lock, validate, AppliedConfig, NodeConfig, Stage, TalosNode};
 
+mod etcd;
+
 const MAINTENANCE_UNIMPLEMENTED: &str = "API is not implemented in maintenance mode";
 
 pub(super) struct NodeService {
@@ -239,7 +241,7 @@ impl NodeService {
         })
     }
 
-    fn bootstrap_inner(&self) -> Result<pm::BootstrapResponse, Status> {
+    fn bootstrap_inner(&self, req: &pm::BootstrapRequest) -> Result<pm::BootstrapResponse, Status> {
         self.maintenance_only_unimplemented()?;
         let cfg = self.config()?;
         if !cfg.control_plane {
@@ -258,6 +260,9 @@ impl NodeService {
                     .running_since
                     .is_some_and(|t| t.elapsed() >= fleet.opts.timings.bootstrap_ready)
         };
+        if let Some(l) = fleet.lose_if_no_data(&cfg.cluster_id) {
+            tokio::spawn(l.stop());
+        }
         {
             let cl = lock(&fleet.clusters);
             if cl.get(&cfg.cluster_id).is_some_and(|c| c.bootstrapped) {
@@ -277,10 +282,30 @@ impl NodeService {
                     bootstrapped: false,
                     members: Default::default(),
                     vip: None,
+                    data: Default::default(),
                 });
             if c.bootstrapped {
                 return Err(Status::already_exists("etcd data directory is not empty"));
             }
+            // A recovery restores the uploaded snapshot; its failure is the etcd
+            // service's, seen in ServiceList, not the call's (as on a real node).
+            let data = if req.recover_etcd {
+                match self.recovered_data(req.recover_skip_hash_check) {
+                    Ok(d) => d,
+                    Err(why) => {
+                        lock(&self.node.inner.state).etcd_failure = Some(why);
+                        return Ok(pm::BootstrapResponse {
+                            messages: vec![pm::Bootstrap {
+                                metadata: self.md(),
+                            }],
+                        });
+                    }
+                }
+            } else {
+                super::etcd_data::EtcdData::bootstrapped()
+            };
+            lock(&self.node.inner.state).etcd_failure = None;
+            c.data = data;
             c.bootstrapped = true;
         }
         // This node and every running control plane of the cluster join etcd.
@@ -295,6 +320,7 @@ impl NodeService {
                 }
             }
         }
+        fleet.register_kubelets(&cfg.cluster_id);
         if let (Some(vip), Some(key)) = (cfg.vip, cfg.k8s_ca_key.clone()) {
             let node = self.node.clone();
             let cluster_id = cfg.cluster_id.clone();
@@ -347,21 +373,7 @@ pub(super) async fn start_kube_api(
         return;
     }
     let ip = std::net::IpAddr::V4(vip);
-    let Ok(cert) = certs::kube_apiserver_cert(&crt, &key, &[ip]) else {
-        return;
-    };
-    let Ok(tls) = super::net::server_tls(&cert.crt, &cert.key, false) else {
-        return;
-    };
-    let weak = Arc::downgrade(&fleet);
-    let cid = cluster_id.clone();
-    let addr = std::net::SocketAddr::new(ip, fleet.opts.kube_api_port);
-    match super::net::serve_readyz(addr, tls, move || match weak.upgrade() {
-        Some(f) => f.readyz(&cid),
-        None => Err("etcd: gone".into()),
-    })
-    .await
-    {
+    match super::kube::serve(&fleet, &cluster_id, ip, &crt, &key).await {
         Ok(l) => {
             let mut cl = lock(&fleet.clusters);
             if let Some(c) = cl.get_mut(&cluster_id) {
@@ -370,7 +382,7 @@ pub(super) async fn start_kube_api(
                 }
             }
         }
-        Err(e) => tracing::warn!("talos emulator: kube API on {addr}: {e}"),
+        Err(e) => tracing::warn!("talos emulator: kube API on {ip}: {e}"),
     }
 }
 
@@ -412,12 +424,13 @@ impl MachineService for NodeService {
 
     async fn bootstrap(
         &self,
-        _request: Request<pm::BootstrapRequest>,
+        request: Request<pm::BootstrapRequest>,
     ) -> Result<Response<pm::BootstrapResponse>, Status> {
         const M: &str = "Bootstrap";
+        let req = request.into_inner();
         let r = match self.enter(M).await {
             Err(e) => Err(e),
-            Ok(()) => self.bootstrap_inner(),
+            Ok(()) => self.bootstrap_inner(&req),
         };
         self.finish(M, r).map(Response::new)
     }
@@ -480,6 +493,30 @@ impl MachineService for NodeService {
                     }],
                 })
             }),
+        };
+        self.finish(M, r).map(Response::new)
+    }
+
+    async fn etcd_snapshot(
+        &self,
+        _request: Request<pm::EtcdSnapshotRequest>,
+    ) -> Result<Response<BoxStream<Data>>, Status> {
+        const M: &str = "EtcdSnapshot";
+        let r = match self.enter(M).await {
+            Err(e) => Err(e),
+            Ok(()) => self.snapshot_inner(),
+        };
+        self.finish(M, r).map(Response::new)
+    }
+
+    async fn etcd_recover(
+        &self,
+        request: Request<tonic::Streaming<Data>>,
+    ) -> Result<Response<pm::EtcdRecoverResponse>, Status> {
+        const M: &str = "EtcdRecover";
+        let r = match self.enter(M).await {
+            Err(e) => Err(e),
+            Ok(()) => self.recover_inner(request.into_inner()).await,
         };
         self.finish(M, r).map(Response::new)
     }
@@ -599,9 +636,13 @@ impl MachineService for NodeService {
                 // Forced reset: the member stays behind (stale), as with real etcd.
                 let node = self.node.clone();
                 let reboot = req.reboot;
+                let cluster_id = cfg.cluster_id.clone();
                 tokio::spawn(async move {
                     tokio::time::sleep(super::ANSWER_GRACE).await;
-                    lock(&node.inner.state).config = None;
+                    node.destroy_disk();
+                    if let Some(l) = node.fleet().and_then(|f| f.lose_if_no_data(&cluster_id)) {
+                        l.stop().await;
+                    }
                     if reboot {
                         node.spawn_boot_maintenance(node.timings().reboot);
                     } else {
@@ -667,8 +708,11 @@ impl MachineService for NodeService {
                     svc("containerd", "Running", Some(true), ""),
                     svc("cri", "Running", Some(true), ""),
                 ];
+                let failure = lock(&self.node.inner.state).etcd_failure.clone();
                 if cfg.control_plane {
-                    services.push(if member {
+                    services.push(if let Some(why) = failure.filter(|_| !member) {
+                        svc("etcd", "Failed", Some(false), &why)
+                    } else if member {
                         svc("etcd", "Running", Some(true), "")
                     } else {
                         svc(

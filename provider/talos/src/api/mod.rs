@@ -19,6 +19,7 @@
 //!
 //! Every call honours the client's [`CancellationToken`] and optional per-call timeout.
 
+pub mod etcd;
 pub mod proto;
 pub mod proxy;
 pub mod tls;
@@ -38,6 +39,7 @@ use rustls::pki_types::ServerName;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Channel, Endpoint};
 
+pub use etcd::{SnapshotError, SnapshotInfo, SnapshotTransferError};
 pub use proxy::{Proxy, ProxyError, ProxyKind};
 
 use proto::cosi::resource::state_client::StateClient;

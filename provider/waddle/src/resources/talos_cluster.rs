@@ -22,6 +22,7 @@
 //! import adds them, and the apply re-configures them in place.
 
 pub mod changes;
+pub mod etcd;
 pub mod inputs;
 pub mod ops;
 mod roll;
@@ -224,6 +225,9 @@ pub struct ClusterModel {
     pub node_status: Option<BTreeMap<String, NodeStatus>>,
     pub upgrade: Option<upgrade::UpgradeModel>,
     pub node_versions: Option<BTreeMap<String, upgrade::NodeVersionModel>>,
+    pub etcd_backup: Option<etcd::BackupModel>,
+    pub etcd_restore: Option<etcd::RestoreModel>,
+    pub etcd_snapshots: Option<Vec<etcd::SnapshotRecord>>,
 }
 
 impl std::fmt::Debug for ClusterModel {
@@ -698,6 +702,18 @@ pub fn schema() -> Schema {
         ),
     )
     .attribute("node_versions", upgrade::node_versions_attribute())
+    .attributes_from(etcd::attributes())
+}
+
+/// Adds attributes kept in the resource's own modules.
+trait AttributesFrom {
+    fn attributes_from(self, attrs: Vec<(&'static str, Attribute)>) -> Self;
+}
+
+impl AttributesFrom for Schema {
+    fn attributes_from(self, attrs: Vec<(&'static str, Attribute)>) -> Self {
+        attrs.into_iter().fold(self, |s, (n, a)| s.attribute(n, a))
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1195,6 +1211,7 @@ pub fn validate_value(config: &Value, diags: &mut Diagnostics) {
 
 fn validate_uncapped(config: &Value, diags: &mut Diagnostics) {
     check_resource_attrs(config, diags);
+    etcd::validate(config, diags);
     let too_many = config
         .get_attr("nodes")
         .and_then(Value::as_entries)
@@ -1540,6 +1557,13 @@ impl Resource for TalosCluster {
             &mut plan.state,
             diags,
         );
+        etcd::plan_values(
+            prior.as_ref(),
+            &req.prior_state,
+            &req.config,
+            &mut plan.state,
+            diags,
+        );
         // A state moved from `talos_machine_secrets` has no cluster name yet: setting it is an
         // update, not a re-creation (a replacement would drop the moved secrets).
         waddle_framework::resource::requires_replace_if_prior_set(req, plan);
@@ -1638,6 +1662,8 @@ pub fn to_value(m: &ClusterModel, diags: &mut Diagnostics) -> Option<Value> {
     }
 }
 
+#[cfg(test)]
+mod etcd_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

@@ -72,6 +72,10 @@ pub fn inputs_json(m: &ClusterModel, name: &str) -> String {
         bootstrapped: None,
         node_status: None,
         node_versions: None,
+        // Local-side settings (snapshots on this machine): not kept on the nodes.
+        etcd_backup: None,
+        etcd_restore: None,
+        etcd_snapshots: None,
         inline_manifests: m.inline_manifests.as_ref().map(|l| {
             l.iter()
                 .map(|x| ManifestModel {

@@ -36,9 +36,14 @@ mod owned;
 use owned::{adoptable_vm, cluster_slug};
 pub use owned::{owned_image_file_name, owner_mark};
 mod address;
+pub mod etcd_backup;
+pub mod health;
 mod imported;
+pub mod kube;
 pub mod moved;
 mod upgrade;
+
+pub use health::health;
 
 use address::{apply_maintenance, apply_maintenance_vm, VmNic};
 
@@ -264,7 +269,7 @@ fn credentials(m: &ClusterModel, bundle: &SecretsBundle) -> R<(Credentials, Clie
     Ok((Credentials::new(&bundle.os_ca.crt, ck.crt, ck.key), cc))
 }
 
-fn control_planes(m: &ClusterModel) -> Vec<(String, NodeModel)> {
+pub(super) fn control_planes(m: &ClusterModel) -> Vec<(String, NodeModel)> {
     m.nodes()
         .into_iter()
         .filter(|(_, n)| n.role == "controlplane")
@@ -696,7 +701,11 @@ pub(super) async fn node_health(env: &Env, name: &str, n: &NodeModel) -> Result<
 /// "all nodes to finish boot sequence" checks). `ready` is not required: its readiness
 /// checks include the Kubernetes Node being Ready, which never happens with CNI `none`
 /// until a CNI is installed; unmet conditions are only reported.
-async fn node_booted(env: &Env, name: &str, n: &NodeModel) -> Result<MachineStatus, String> {
+pub(super) async fn node_booted(
+    env: &Env,
+    name: &str,
+    n: &NodeModel,
+) -> Result<MachineStatus, String> {
     let c = env
         .mtls(node_ip(n))
         .await
@@ -712,7 +721,11 @@ async fn node_booted(env: &Env, name: &str, n: &NodeModel) -> Result<MachineStat
     }
 }
 
-async fn readyz(env: &Env, endpoint: &str, bundle: &SecretsBundle) -> Result<(), String> {
+pub(super) async fn readyz(
+    env: &Env,
+    endpoint: &str,
+    bundle: &SecretsBundle,
+) -> Result<(), String> {
     let ca = reqwest::Certificate::from_pem(bundle.k8s_ca.crt.as_bytes())
         .map_err(|e| format!("kubernetes CA: {e}"))?;
     let mut b = reqwest::Client::builder()
@@ -734,68 +747,6 @@ async fn readyz(env: &Env, endpoint: &str, bundle: &SecretsBundle) -> Result<(),
     } else {
         Err(format!("Kubernetes API {url}: HTTP {}", r.status()))
     }
-}
-
-/// Health wait: etcd members == control planes, apid/kubelet (and etcd) running on every
-/// node, boot done on every node (`MachineStatus` stage running), Kubernetes `/readyz`
-/// through the endpoint. One overall deadline; progress logged as it changes.
-pub async fn health(env: &Env, m: &ClusterModel, bundle: &SecretsBundle) -> R<()> {
-    let cps = control_planes(m);
-    let Some((_, first)) = cps.first().cloned() else {
-        return Err("no control plane".into());
-    };
-    let nodes = m.nodes();
-    let started = Instant::now();
-    env.retry("cluster health", || async {
-        let c = match env.mtls(node_ip(&first)).await {
-            Ok(c) => c,
-            Err(e) => return Attempt::Again(e.to_string()),
-        };
-        match c.etcd_members().await {
-            Ok(members) if members.len() == cps.len() => {}
-            Ok(members) => {
-                return Attempt::Again(format!(
-                    "etcd has {} of {} members",
-                    members.len(),
-                    cps.len()
-                ))
-            }
-            Err(e) => return Attempt::Again(format!("etcd members: {e}")),
-        }
-        let checks = nodes.iter().map(|(k, n)| node_health(env, k, n));
-        if let Some(e) = futures::future::join_all(checks)
-            .await
-            .into_iter()
-            .find_map(Result::err)
-        {
-            return Attempt::Again(e);
-        }
-        let boots = nodes.iter().map(|(k, n)| node_booted(env, k, n));
-        let mut not_booted = Vec::new();
-        for (r, (k, _)) in futures::future::join_all(boots)
-            .await
-            .into_iter()
-            .zip(&nodes)
-        {
-            match r {
-                Ok(st) if !st.ready => {
-                    tracing::debug!(node = k.as_str(), "boot done, machine not ready: {st}");
-                }
-                Ok(_) => {}
-                Err(e) => not_booted.push(e),
-            }
-        }
-        if !not_booted.is_empty() {
-            return Attempt::Again(not_booted.join("; "));
-        }
-        match readyz(env, &m.endpoint, bundle).await {
-            Ok(()) => Attempt::Done(()),
-            Err(e) => Attempt::Again(e),
-        }
-    })
-    .await?;
-    tracing::info!(seconds = started.elapsed().as_secs_f64(), "cluster healthy");
-    Ok(())
 }
 
 async fn fetch_kubeconfig(env: &Env, ip: &str) -> R<String> {
@@ -945,6 +896,7 @@ pub async fn create(ctx: &Context, req: CreateRequest, diags: &mut Diagnostics) 
     }
     m.bootstrapped = Some(false);
     m.node_versions = super::upgrade::planned(None, &m);
+    m.etcd_snapshots = Some(Vec::new());
     let env = make_env(parts, creds, m.timeout(super::Op::Create), ctx);
     let created = Created {
         fresh: true,
@@ -969,11 +921,29 @@ pub async fn create(ctx: &Context, req: CreateRequest, diags: &mut Diagnostics) 
         seconds = started.elapsed().as_secs_f64(),
         "all nodes configured"
     );
-    if let Err(e) = finish(&env, &mut m, &bundle, true).await {
-        diags.error("Creating the Talos cluster failed", e);
-        if m.kubeconfig.is_none() {
+    if let Some(r) = m.etcd_restore.clone() {
+        if let Err(e) = etcd_backup::restore(&env, &m, &r).await {
+            diags.error("Restoring etcd failed", e);
+            // Not restored: the next plan shows the restore again.
+            m.etcd_restore = None;
             m.kubeconfig = Some(String::new());
+            return to_value(&m, diags);
         }
+        m.bootstrapped = Some(true);
+    }
+    match finish(&env, &mut m, &bundle, true).await {
+        Err(e) => {
+            diags.error("Creating the Talos cluster failed", e);
+            if m.kubeconfig.is_none() {
+                m.kubeconfig = Some(String::new());
+            }
+        }
+        Ok(()) if takes_every_apply(&m) => {
+            if let Err(e) = etcd_backup::take(&env, &mut m, super::etcd::EVERY_APPLY).await {
+                diags.error("etcd snapshot failed", e);
+            }
+        }
+        Ok(()) => {}
     }
     tracing::info!(seconds = started.elapsed().as_secs_f64(), "create done");
     to_value(&m, diags)
@@ -1037,6 +1007,10 @@ pub(super) async fn remove_node(
             warnings.push(e);
         }
     }
+    // The node has left etcd and stopped: its Kubernetes Node object goes, before its VM.
+    if let Some(w) = delete_kube_node(env, m, name, &hostname).await {
+        warnings.push(w);
+    }
     let vm = created.vms.lock().ok().and_then(|v| v.get(name).cloned());
     if let Some(vm) = vm {
         let pve = env.pve()?;
@@ -1048,6 +1022,58 @@ pub(super) async fn remove_node(
         tracing::info!(node = name, vmid = vm.vmid, "VM deleted");
     }
     Ok(())
+}
+
+/// Deletes the Kubernetes Node object of a removed node with the admin kubeconfig (three
+/// attempts); a warning naming the `kubectl` command when it could not.
+async fn delete_kube_node(
+    env: &Env,
+    m: &ClusterModel,
+    name: &str,
+    hostname: &str,
+) -> Option<String> {
+    let kc = m.kubeconfig.as_deref().filter(|k| !k.is_empty())?;
+    let undone = |e: &str| {
+        format!(
+            "nodes[{name:?}]: its Kubernetes Node object {hostname:?} was not deleted ({e}); \
+             delete it with `kubectl delete node {hostname}`"
+        )
+    };
+    let admin = match kube::KubeAdmin::from_kubeconfig(kc, env.proxy_url.as_deref()) {
+        Ok(a) => a,
+        Err(e) => return Some(undone(&e.to_string())),
+    };
+    let mut last = String::new();
+    for attempt in 0..3 {
+        if attempt > 0 && env.sleep(Duration::from_secs(1)).await.is_err() {
+            break;
+        }
+        match admin.delete_node(hostname).await {
+            Ok(existed) => {
+                tracing::info!(node = name, existed, "Kubernetes Node object deleted");
+                return None;
+            }
+            Err(e) => last = e,
+        }
+    }
+    Some(undone(&last))
+}
+
+/// The etcd snapshot an update takes before an upgrade (`etcd_backup.when` has
+/// `before_upgrade` and `talos_version` or `kubernetes_version` changes).
+fn snapshot_before_upgrade(prior: &ClusterModel, m: &ClusterModel) -> bool {
+    prior.bootstrapped == Some(true)
+        && m.etcd_backup
+            .as_ref()
+            .is_some_and(|b| b.takes(super::etcd::BEFORE_UPGRADE))
+        && (prior.talos_version != m.talos_version
+            || prior.kubernetes_version != m.kubernetes_version)
+}
+
+fn takes_every_apply(m: &ClusterModel) -> bool {
+    m.etcd_backup
+        .as_ref()
+        .is_some_and(|b| b.takes(super::etcd::EVERY_APPLY))
 }
 
 pub async fn update(ctx: &Context, req: UpdateRequest, diags: &mut Diagnostics) -> Option<Value> {
@@ -1064,6 +1090,7 @@ pub async fn update(ctx: &Context, req: UpdateRequest, diags: &mut Diagnostics) 
     m.client_configuration = prior.client_configuration.clone();
     m.kubeconfig = prior.kubeconfig.clone().filter(|k| !k.is_empty());
     m.bootstrapped = prior.bootstrapped;
+    m.etcd_snapshots = prior.etcd_snapshots.clone();
     m.id = Some(m.cluster_name.clone());
     let bundle = match bundle_of(&m) {
         Ok(b) => b,
@@ -1112,6 +1139,27 @@ pub async fn update(ctx: &Context, req: UpdateRequest, diags: &mut Diagnostics) 
         }
     }
     let env = make_env(parts, creds, m.timeout(super::Op::Update), ctx);
+    if snapshot_before_upgrade(&prior, &m) {
+        if let Err(e) = etcd_backup::take(&env, &mut m, super::etcd::BEFORE_UPGRADE).await {
+            diags.error(
+                "etcd snapshot before the upgrade failed: nothing was changed",
+                format!(
+                    "{e}. Remove \"before_upgrade\" from etcd_backup.when to upgrade without a \
+                     snapshot."
+                ),
+            );
+            let mut unchanged = prior.clone();
+            unchanged.etcd_snapshots = m.etcd_snapshots.clone();
+            return to_value(&unchanged, diags);
+        }
+    }
+    let restoring =
+        super::etcd::restore_requested(prior.etcd_restore.as_ref(), m.etcd_restore.as_ref());
+    // Every control plane is new (their VMs were gone, so the read dropped them): etcd
+    // starts from nothing, restored from a snapshot or bootstrapped empty.
+    let fresh_etcd = prior.nodes.is_some()
+        && control_planes(&prior).is_empty()
+        && prior.bootstrapped == Some(true);
     let created = Created::from_model(&prior);
     let mut errors = Vec::new();
     let mut warnings = Vec::new();
@@ -1352,10 +1400,32 @@ pub async fn update(ctx: &Context, req: UpdateRequest, diags: &mut Diagnostics) 
         diags.warning("Node removal", w);
     }
     created.write_into(&mut m);
+    if let (true, Some(r)) = (errors.is_empty() && restoring, m.etcd_restore.clone()) {
+        match etcd_backup::restore(&env, &m, &r).await {
+            Ok(()) => m.bootstrapped = Some(true),
+            Err(e) => errors.push(e),
+        }
+    } else if errors.is_empty() && fresh_etcd {
+        diags.warning(
+            "etcd starts empty",
+            "every control plane of this cluster is new (their VMs were gone): etcd is \
+             bootstrapped again, without the cluster's former data. To recover that data \
+             instead, set etcd_restore to a snapshot (see the etcd recovery guide).",
+        );
+        m.bootstrapped = Some(false);
+    }
+    if restoring && !errors.is_empty() {
+        // Not restored: the next plan shows the restore again.
+        m.etcd_restore = prior.etcd_restore.clone();
+    }
     if errors.is_empty() {
         let endpoint_changed = prior.endpoint != m.endpoint;
-        if let Err(e) = finish(&env, &mut m, &bundle, endpoint_changed).await {
+        if let Err(e) = finish(&env, &mut m, &bundle, endpoint_changed || fresh_etcd).await {
             errors.push(e);
+        } else if takes_every_apply(&m) {
+            if let Err(e) = etcd_backup::take(&env, &mut m, super::etcd::EVERY_APPLY).await {
+                errors.push(e);
+            }
         }
     }
     if m.kubeconfig.is_none() {
@@ -1647,6 +1717,8 @@ pub async fn read(ctx: &Context, state: Value, diags: &mut Diagnostics) -> Optio
         }
     }
     m.proxmox_vms = Some(vms);
+    // States written before `etcd_snapshots` existed (and imports) get an empty list.
+    m.etcd_snapshots.get_or_insert_with(Vec::new);
     // States written before `node_status` existed get it here, so the next plan is empty.
     m.node_status = Some(
         changes::node_status(
@@ -1698,6 +1770,36 @@ pub async fn delete(ctx: &Context, prior_state: Value, diags: &mut Diagnostics) 
     let nodes = m.nodes();
     parts.connect.connect_timeout = Duration::from_secs(10);
     parts.connect.request_timeout = Some(Duration::from_secs(60));
+    let before_destroy = m
+        .etcd_backup
+        .as_ref()
+        .is_some_and(|b| b.takes(super::etcd::BEFORE_DESTROY))
+        && m.bootstrapped == Some(true)
+        && !control_planes(&m).is_empty();
+    if let (true, Some(c)) = (before_destroy, creds.clone()) {
+        let env = make_env(parts.clone(), c, m.timeout(super::Op::Delete), ctx);
+        let mut mm = m.clone();
+        match etcd_backup::take(&env, &mut mm, super::etcd::BEFORE_DESTROY).await {
+            Ok(r) => diags.warning(
+                "etcd snapshot taken before destroy",
+                format!(
+                    "{} (sha256 {}, {} bytes, from nodes[{:?}]); restore it into a new cluster \
+                     with etcd_restore",
+                    r.path, r.sha256, r.size, r.node
+                ),
+            ),
+            Err(e) => {
+                diags.error(
+                    "etcd snapshot before destroy failed: nothing was destroyed",
+                    format!(
+                        "{e}. To destroy without a snapshot, remove \"before_destroy\" from \
+                         etcd_backup.when and apply first."
+                    ),
+                );
+                return;
+            }
+        }
+    }
     if let (Some(creds), true) = (creds, m.on_destroy() != "none") {
         let env = make_env(parts, creds, m.timeout(super::Op::Delete), ctx);
         let graceful = m.on_destroy() == "graceful";

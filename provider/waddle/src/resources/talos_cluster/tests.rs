@@ -219,6 +219,23 @@ fn schema_is_well_formed_and_matches_the_model() {
             )]
             .into(),
         ),
+        etcd_backup: Some(super::etcd::BackupModel {
+            directory: "backups".into(),
+            when: Some(vec!["every_apply".into()]),
+            keep: Some(3),
+        }),
+        etcd_restore: Some(super::etcd::RestoreModel {
+            snapshot: "backups/x.db".into(),
+            generation: 2,
+        }),
+        etcd_snapshots: Some(vec![super::etcd::SnapshotRecord {
+            path: "backups/x.db".into(),
+            sha256: "ab".into(),
+            size: 544,
+            reason: "every_apply".into(),
+            node: "cp1".into(),
+            taken_at: "2026-12-03T13:40:56Z".into(),
+        }]),
     };
     assert_roundtrip(&schema(), &sample);
 }
