@@ -320,6 +320,35 @@ fn lifecycle_in_place_drift_secrets_and_nothing_left() {
         });
         let state2 = empty_plan(&h, &state2, &config1).await;
 
+        // Teleport stopped in the guest: a refresh shows it, the next apply starts it.
+        with_guest(&emu, vmid, |g| {
+            let inputs = g
+                .read(waddle_provider::resources::teleport_node::INPUTS_PATH)
+                .unwrap();
+            let inputs = String::from_utf8_lossy(&inputs);
+            assert!(
+                !inputs.contains(SANDBOX_GITHUB_CLIENT_SECRET),
+                "no secret in the kept inputs"
+            );
+            assert!(
+                !inputs.contains("kubeconfig-secret-marker"),
+                "no kubeconfig in the kept inputs"
+            );
+            g.teleport().stop();
+        });
+        let r = h.read(TYPE_NAME, &state2).await;
+        assert_eq!(
+            str_attr(&r.state, "config_hash"),
+            Some(""),
+            "a stopped Teleport is drift"
+        );
+        assert!(format!("{:?}", r.diagnostics).contains("Teleport is not running"));
+        let state2 = apply(&h, &r.state, &config1).await;
+        with_guest(&emu, vmid, |g| {
+            assert!(g.teleport().running(), "started again")
+        });
+        let state2 = empty_plan(&h, &state2, &config1).await;
+
         // A major skip is refused at plan, with the path to take.
         let mut skip = s1.clone();
         skip.teleport_version = Some("17.7.2".into());
