@@ -422,3 +422,51 @@ fn a_shared_image_goes_with_the_last_vm() {
         nothing_left(&emu);
     });
 }
+
+/// The provider dies mid-create (the VM exists, no state came back): the next apply removes
+/// what the first left (found by its mark, with its seed ISO and the image it recorded) and
+/// converges on one VM; destroy leaves nothing.
+#[test]
+fn killed_mid_create_then_reapply_leaves_nothing() {
+    if skip_on_real_pve("killed_mid_create_then_reapply_leaves_nothing") {
+        return;
+    }
+    rt().block_on(async {
+        let emu = emulator(Ipv4Addr::new(127, 40, 95, 4)).await;
+        let h = harness(&emu).await;
+        let config = cfg(&base());
+        let p = h.plan(TYPE_NAME, &Value::Null, &config).await;
+        let apply_once = h.apply(TYPE_NAME, &Value::Null, &config, &p.planned_state);
+        let killed = async {
+            for _ in 0..600 {
+                if !emu.vms().is_empty() && emu.volumes().iter().any(|v| v.content == "iso") {
+                    return;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            panic!("the VM and its seed ISO never appeared");
+        };
+        tokio::select! {
+            _ = apply_once => panic!("the create finished before it was killed"),
+            _ = killed => {}
+        }
+        let orphan = emu.vms()[0].vmid;
+        let state = apply(&h, &Value::Null, &config).await;
+        let vms: Vec<u32> = emu.vms().iter().map(|v| v.vmid).collect();
+        assert_eq!(
+            vms,
+            vec![vmid_of(&state)],
+            "only the new VM (orphan {orphan} removed)"
+        );
+        let isos: Vec<String> = emu
+            .volumes()
+            .into_iter()
+            .filter(|v| v.content == "iso")
+            .map(|v| v.volid)
+            .collect();
+        assert_eq!(isos.len(), 1, "one seed ISO: {isos:?}");
+        let state = empty_plan(&h, &state, &config).await;
+        destroy(&h, &state).await;
+        nothing_left(&emu);
+    });
+}
