@@ -320,6 +320,35 @@ fn lifecycle_in_place_drift_secrets_and_nothing_left() {
         });
         let state2 = empty_plan(&h, &state2, &config1).await;
 
+        // Teleport stopped in the guest: a refresh shows it, the next apply starts it.
+        with_guest(&emu, vmid, |g| {
+            let inputs = g
+                .read(waddle_provider::resources::teleport_node::INPUTS_PATH)
+                .unwrap();
+            let inputs = String::from_utf8_lossy(&inputs);
+            assert!(
+                !inputs.contains(SANDBOX_GITHUB_CLIENT_SECRET),
+                "no secret in the kept inputs"
+            );
+            assert!(
+                !inputs.contains("kubeconfig-secret-marker"),
+                "no kubeconfig in the kept inputs"
+            );
+            g.teleport().stop();
+        });
+        let r = h.read(TYPE_NAME, &state2).await;
+        assert_eq!(
+            str_attr(&r.state, "config_hash"),
+            Some(""),
+            "a stopped Teleport is drift"
+        );
+        assert!(format!("{:?}", r.diagnostics).contains("Teleport is not running"));
+        let state2 = apply(&h, &r.state, &config1).await;
+        with_guest(&emu, vmid, |g| {
+            assert!(g.teleport().running(), "started again")
+        });
+        let state2 = empty_plan(&h, &state2, &config1).await;
+
         // A major skip is refused at plan, with the path to take.
         let mut skip = s1.clone();
         skip.teleport_version = Some("17.7.2".into());
@@ -390,6 +419,54 @@ fn a_shared_image_goes_with_the_last_vm() {
         destroy(&h, &a).await;
         assert_eq!(images(&emu).len(), 1, "still used by the other VM");
         destroy(&h, &b).await;
+        nothing_left(&emu);
+    });
+}
+
+/// The provider dies mid-create (the VM exists, no state came back): the next apply removes
+/// what the first left (found by its mark, with its seed ISO and the image it recorded) and
+/// converges on one VM; destroy leaves nothing.
+#[test]
+fn killed_mid_create_then_reapply_leaves_nothing() {
+    if skip_on_real_pve("killed_mid_create_then_reapply_leaves_nothing") {
+        return;
+    }
+    rt().block_on(async {
+        let emu = emulator(Ipv4Addr::new(127, 40, 95, 4)).await;
+        let h = harness(&emu).await;
+        let config = cfg(&base());
+        let p = h.plan(TYPE_NAME, &Value::Null, &config).await;
+        let apply_once = h.apply(TYPE_NAME, &Value::Null, &config, &p.planned_state);
+        let killed = async {
+            for _ in 0..600 {
+                if !emu.vms().is_empty() && emu.volumes().iter().any(|v| v.content == "iso") {
+                    return;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            panic!("the VM and its seed ISO never appeared");
+        };
+        tokio::select! {
+            _ = apply_once => panic!("the create finished before it was killed"),
+            _ = killed => {}
+        }
+        let orphan = emu.vms()[0].vmid;
+        let state = apply(&h, &Value::Null, &config).await;
+        let vms: Vec<u32> = emu.vms().iter().map(|v| v.vmid).collect();
+        assert_eq!(
+            vms,
+            vec![vmid_of(&state)],
+            "only the new VM (orphan {orphan} removed)"
+        );
+        let isos: Vec<String> = emu
+            .volumes()
+            .into_iter()
+            .filter(|v| v.content == "iso")
+            .map(|v| v.volid)
+            .collect();
+        assert_eq!(isos.len(), 1, "one seed ISO: {isos:?}");
+        let state = empty_plan(&h, &state, &config).await;
+        destroy(&h, &state).await;
         nothing_left(&emu);
     });
 }

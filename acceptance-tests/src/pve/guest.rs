@@ -441,7 +441,11 @@ impl DebianAppliance {
     }
     /// `active` / `inactive` / `failed` / `unknown`.
     pub fn service_state(&self, name: &str) -> String {
-        match self.lock().services.get(name.trim_end_matches(".service")) {
+        let name = name.trim_end_matches(".service");
+        let died = name == "teleport" && !self.teleport.running();
+        match self.lock().services.get(name) {
+            // The unit was started but its process is gone (crashed or killed).
+            Some(s) if s.state == Unit::Active && died => "failed".into(),
             Some(s) => match s.state {
                 Unit::Active => "active",
                 Unit::Inactive => "inactive",

@@ -38,7 +38,8 @@
 //! * **Update**: the same convergence on the running VM.
 //! * **Read**: the live teleport.yaml, connector and roles hashed (`config_hash`); on drift
 //!   `teleport_yaml`/`config_hash` take the live values and the next plan updates them back.
-//!   The installed package version refreshes `teleport_version`.
+//!   The installed package version refreshes `teleport_version`; a stopped Teleport reads as
+//!   drift (empty `config_hash`), so the next apply starts it.
 
 use std::time::Duration;
 
@@ -211,6 +212,17 @@ impl VmResource for TeleportNode {
         let spec = st.spec();
         let roles: Vec<String> = spec.roles.keys().cloned().collect();
         match teleport::live(guest, &spec.github.connector_name, &roles).await {
+            // Teleport not running reads as drift: the next apply starts it again.
+            Ok(Some(live)) if !live.active => {
+                diags.warning(
+                    "Teleport is not running",
+                    format!(
+                        "the teleport service of VM {} is not active; the next apply starts it",
+                        guest.vmid()
+                    ),
+                );
+                st.config_hash = Some(String::new());
+            }
             Ok(Some(live)) => {
                 if st.config_hash.as_deref() != Some(live.hash.as_str()) {
                     st.teleport_yaml = Some(live.teleport_yaml);

@@ -16,6 +16,8 @@
 //!   when no other waddle-marked VM on the node records it. An image waddle did not download
 //!   (there before, recorded by no waddle VM) is never recorded, so never deleted. The record
 //!   lives on the VM, not in the state, so it survives an import and needs no state upgrade.
+//!   Limit: a VM deleted by hand takes its record with it; if it was the only one, the image
+//!   is no longer known as waddle's and is kept (never deleted on a guess).
 
 use std::time::Duration;
 

@@ -494,6 +494,8 @@ pub struct Live {
     pub teleport_yaml: String,
     pub hash: String,
     pub version: Option<String>,
+    /// The teleport service is active.
+    pub active: bool,
 }
 
 /// Read the live configuration (`None`: no teleport.yaml).
@@ -509,6 +511,19 @@ pub async fn live(
     else {
         return Ok(None);
     };
+    let active = guest
+        .exec(&["systemctl", "is-active", "teleport"])
+        .await
+        .map_err(step("reading Teleport's state"))?
+        .success();
+    if !active {
+        return Ok(Some(Live {
+            teleport_yaml: yaml,
+            hash: String::new(),
+            version: installed_version(guest).await?,
+            active,
+        }));
+    }
     let get = |what: String| async move {
         let r = guest
             .exec(&["tctl", "get", &what, "--format=json"])
@@ -549,5 +564,6 @@ pub async fn live(
         teleport_yaml: yaml,
         hash,
         version: installed_version(guest).await?,
+        active,
     }))
 }
