@@ -67,7 +67,8 @@ async fn a_talos_version_change_is_an_in_place_upgrade_of_every_node() {
         .find(|d| d.summary == "Nodes will be upgraded in place")
         .expect("a warning lists the upgrades");
     assert!(
-        w.detail.starts_with("nodes[\"cp1\"], rebooted: upgraded in place: Talos v1.12.4"),
+        w.detail
+            .starts_with("nodes[\"cp1\"], rebooted: upgraded in place: Talos v1.12.4"),
         "{}",
         w.detail
     );
