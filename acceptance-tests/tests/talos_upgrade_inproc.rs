@@ -298,3 +298,65 @@ async fn a_single_node_cluster_upgrades_with_preserve() {
     e.assert_empty_plan(&state, &new).await;
     e.destroy(&state).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_roll_is_resumed_without_upgrading_a_node_twice() {
+    let e = env(75).await;
+    let old = e.model("v1.12.4", "1.35.0", 3, 0);
+    let state = e.apply(&Value::Null, &old).await.expect("create");
+    let new = e.model("v1.12.11", "1.35.0", 3, 0);
+    let config = schema().from_typed(&new).unwrap();
+    let p = e.h.plan(TYPE_NAME, &state, &config).await;
+    assert!(!p.diagnostics.has_errors(), "{:?}", p.diagnostics);
+    let (h, st, cfg, planned) = (e.h.clone(), state.clone(), config.clone(), p.planned_state);
+    let apply = tokio::spawn(async move { h.apply(TYPE_NAME, &st, &cfg, &planned).await });
+    // Ctrl-C (the CLI's StopProvider) while the second control plane upgrades.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !e.fleet.upgrade_log().iter().any(|r| r.hostname == "cp2") {
+        assert!(tokio::time::Instant::now() < deadline, "cp2 never upgraded");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    e.h.stop();
+    let r = apply.await.expect("apply task");
+    let err = format!("{:?}", r.diagnostics);
+    assert!(
+        r.diagnostics.has_errors() && err.contains("cancelled"),
+        "{err}"
+    );
+    assert_eq!(
+        r.state.get_attr("talos_version").and_then(Value::as_str),
+        Some("v1.12.4")
+    );
+    // Talos finishes an accepted upgrade on its own.
+    let cp2 = e.node(12);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    while cp2.talos_version() != "v1.12.11" {
+        assert!(tokio::time::Instant::now() < deadline, "cp2 never finished");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // The next run of the provider: the plan is not empty, the apply resumes, and cp2 is
+    // recognised as upgraded instead of being upgraded twice.
+    let h2 = inproc::harness(&e._emu).await;
+    let p = h2.plan(TYPE_NAME, &r.state, &config).await;
+    assert!(!p.planned_state.equals(&r.state), "the plan is not empty");
+    let state = h2
+        .plan_and_apply(TYPE_NAME, &r.state, &config)
+        .await
+        .expect("resumed");
+    let order: Vec<String> = e
+        .fleet
+        .upgrade_log()
+        .iter()
+        .map(|r| r.hostname.clone())
+        .collect();
+    assert_eq!(order, ["cp1", "cp2", "cp3"]);
+    assert!(versions(&e, &[11, 12, 13]).iter().all(|v| v == "v1.12.11"));
+    assert_control_planes_one_at_a_time(&e.fleet.upgrade_log());
+    let p = h2.plan(TYPE_NAME, &state, &config).await;
+    assert!(
+        p.planned_state.equals(&state),
+        "empty plan after the resume"
+    );
+    let _ = h2.plan_and_apply(TYPE_NAME, &state, &Value::Null).await;
+    e.fleet.shutdown().await;
+}

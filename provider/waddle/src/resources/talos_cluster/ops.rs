@@ -1272,6 +1272,7 @@ pub async fn update(ctx: &Context, req: UpdateRequest, diags: &mut Diagnostics) 
             &env,
             &cps_now,
             &talos_todo,
+            &records,
             &versions.target,
             &super::upgrade::Options::of(&m),
         )

@@ -106,19 +106,53 @@ async fn where_is(env: &Env, name: &str, ip: &str) -> R<(String, String)> {
     .await
 }
 
+/// Whether a node recorded at `from` that reports `tag` already runs `target`: an upgrade
+/// whose answer or record was lost (an interrupted apply; Talos finishes an accepted upgrade
+/// on its own). Only when the installer changes in its tag alone (same image, same
+/// schematic), since a node reports its version, not its installer.
+pub fn already_upgraded(from: &NodeVersionModel, target: &NodeVersionModel, tag: &str) -> bool {
+    let repo = |i: &Option<String>| {
+        i.as_deref()
+            .and_then(|x| x.rsplit_once(':'))
+            .map(|(r, _)| r.to_string())
+    };
+    target.talos_version.as_deref() == Some(tag)
+        && from.talos_version.as_deref() != Some(tag)
+        && repo(&from.installer).is_some()
+        && repo(&from.installer) == repo(&target.installer)
+}
+
 /// Upgrades one node and waits until it is done.
 async fn upgrade_node(
     env: &Env,
     name: &str,
     n: &NodeModel,
     cps: &[(String, NodeModel)],
-    target: &NodeVersionModel,
+    (from, target): (&NodeVersionModel, &NodeVersionModel),
     opts: &Options,
 ) -> R<()> {
     let ip = node_ip(n).to_string();
     let want = target.talos_version.clone().unwrap_or_default();
     let image = target.installer.clone().unwrap_or_default();
     let (tag, boot) = where_is(env, name, &ip).await?;
+    if already_upgraded(from, target, &tag) {
+        tracing::info!(
+            node = name,
+            version = tag,
+            "already upgraded (an earlier apply's call)"
+        );
+        return env
+            .retry(&format!("nodes[{name:?}]: healthy on {want}"), || async {
+                if let Err(e) = node_health(env, name, n).await {
+                    return Attempt::Again(e);
+                }
+                match node_booted(env, name, n).await {
+                    Ok(_) => Attempt::Done(()),
+                    Err(e) => Attempt::Again(e),
+                }
+            })
+            .await;
+    }
     if n.role == "controlplane" {
         wait_etcd_healthy(env, cps, name).await?;
     }
@@ -199,14 +233,17 @@ pub(in super::super) async fn roll_talos(
     env: &Env,
     cps: &[(String, NodeModel)],
     todo: &[(String, NodeModel)],
+    records: &BTreeMap<String, NodeVersionModel>,
     target: &NodeVersionModel,
     opts: &Options,
 ) -> Rolled {
+    let none = NodeVersionModel::default();
+    let from = |k: &str| records.get(k).unwrap_or(&none);
     let mut out = Rolled::default();
     let (todo_cps, workers): (Vec<_>, Vec<_>) =
         todo.iter().partition(|(_, n)| n.role == "controlplane");
     for (k, n) in todo_cps {
-        match upgrade_node(env, k, n, cps, target, opts).await {
+        match upgrade_node(env, k, n, cps, (from(k), target), opts).await {
             Ok(()) => out.done.push(k.clone()),
             Err(e) => {
                 out.error = Some(e);
@@ -216,7 +253,10 @@ pub(in super::super) async fn roll_talos(
     }
     for batch in workers.chunks(opts.parallelism.max(1)) {
         let runs = batch.iter().map(|(k, n)| async move {
-            (k.clone(), upgrade_node(env, k, n, cps, target, opts).await)
+            (
+                k.clone(),
+                upgrade_node(env, k, n, cps, (from(k), target), opts).await,
+            )
         });
         let mut errors = Vec::new();
         for (k, r) in futures::future::join_all(runs).await {
@@ -299,6 +339,24 @@ pub(in super::super) async fn roll_control_plane_components(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_upgrade_done_behind_a_lost_answer_is_recognised() {
+        let v = |t: &str, i: &str| NodeVersionModel {
+            talos_version: Some(t.into()),
+            installer: Some(i.into()),
+            kubernetes_version: None,
+        };
+        let from = v("v1.12.4", "ghcr.io/siderolabs/installer:v1.12.4");
+        let to = v("v1.12.11", "ghcr.io/siderolabs/installer:v1.12.11");
+        assert!(already_upgraded(&from, &to, "v1.12.11"));
+        assert!(!already_upgraded(&from, &to, "v1.12.4"));
+        // Another schematic at the same version: the node's tag cannot tell.
+        let other = v("v1.12.11", "factory.talos.dev/installer/abc:v1.12.11");
+        assert!(!already_upgraded(&from, &other, "v1.12.11"));
+        let same = v("v1.12.11", "ghcr.io/siderolabs/installer:v1.12.11");
+        assert!(!already_upgraded(&same, &other, "v1.12.11"));
+    }
 
     #[test]
     fn components_only_keeps_the_kubelet() {
