@@ -392,6 +392,10 @@ pub struct Report {
     pub steps_run: usize,
     /// Skipped steps (or the whole case) with reasons.
     pub skipped: Vec<String>,
+    /// Checks within steps that ran, skipped because this CLI lacks what they need (e.g. the
+    /// generated-configuration check of an import step on Terraform < 1.5), with reasons. Also
+    /// printed as `SKIPPED` notices for the test summary.
+    pub unsupported_checks: Vec<String>,
     /// Kept only when `WADDLE_ACC_KEEP=1`.
     pub work_root: Option<PathBuf>,
     /// The last state seen before destroy.
@@ -503,6 +507,7 @@ impl TestCase {
                 cli: cli.to_string(),
                 steps_run: 0,
                 skipped: vec![reason],
+                unsupported_checks: Vec::new(),
                 work_root: None,
                 final_state: None,
             });
@@ -643,6 +648,7 @@ struct Runner {
     applied: bool,
     last_state: Option<State>,
     skipped: Vec<String>,
+    unsupported_checks: Vec<String>,
     steps_run: usize,
     timeout: Duration,
 }
@@ -734,6 +740,7 @@ impl Runner {
             applied: false,
             last_state: None,
             skipped: Vec::new(),
+            unsupported_checks: Vec::new(),
             steps_run: 0,
             timeout,
         })
@@ -1314,7 +1321,7 @@ impl Runner {
             );
             notice(&msg);
             self.transcript.push(msg);
-            self.skipped
+            self.unsupported_checks
                 .push(format!("{} (generated config): {reason}", step.label(i)));
             return Ok(());
         }
@@ -1463,6 +1470,7 @@ impl Runner {
                     cli: self.cli.to_string(),
                     steps_run: self.steps_run,
                     skipped: self.skipped,
+                    unsupported_checks: self.unsupported_checks,
                     work_root: keep.then_some(self.root),
                     final_state: self.last_state,
                 })
