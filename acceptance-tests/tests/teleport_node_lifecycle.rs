@@ -9,8 +9,7 @@
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
-use waddle_acceptance::harness::notice;
-use waddle_acceptance::harness::target::PveTarget;
+use waddle_acceptance::harness::emulated::{self, runtime};
 use waddle_acceptance::pve::{read_iso_files, DebianAppliance, EmulatorConfig, PveEmulator};
 use waddle_acceptance::teleport::{
     GuestFs, SANDBOX_GITHUB_CLIENT_ID, SANDBOX_GITHUB_CLIENT_SECRET,
@@ -31,23 +30,7 @@ const KUBECONFIG: &str =
     "apiVersion: v1\nkind: Config\nclusters: []\n# kubeconfig-secret-marker-1\n";
 
 fn skip_on_real_pve(test: &str) -> bool {
-    let real = PveTarget::real_from(|k| std::env::var(k).ok())
-        .expect("real-PVE variables")
-        .is_some();
-    if real {
-        notice(&format!(
-            "SKIPPED {test} (real PVE): inspects the emulated guest"
-        ));
-    }
-    real
-}
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
+    emulated::skip_on_real_pve(test, "inspects the emulated guest")
 }
 
 async fn emulator(ip: Ipv4Addr) -> PveEmulator {
@@ -172,7 +155,7 @@ fn lifecycle_in_place_drift_secrets_and_nothing_left() {
     if skip_on_real_pve("lifecycle_in_place_drift_secrets_and_nothing_left") {
         return;
     }
-    rt().block_on(async {
+    runtime().block_on(async {
         let emu = emulator(Ipv4Addr::new(127, 40, 95, 1)).await;
         let h = harness(&emu).await;
         let s0 = base();
@@ -365,7 +348,7 @@ fn a_wrong_client_secret_fails_clearly() {
     if skip_on_real_pve("a_wrong_client_secret_fails_clearly") {
         return;
     }
-    rt().block_on(async {
+    runtime().block_on(async {
         let emu = emulator(Ipv4Addr::new(127, 40, 95, 2)).await;
         let h = harness(&emu).await;
         let mut s = base();
@@ -400,7 +383,7 @@ fn a_shared_image_goes_with_the_last_vm() {
     if skip_on_real_pve("a_shared_image_goes_with_the_last_vm") {
         return;
     }
-    rt().block_on(async {
+    runtime().block_on(async {
         let emu = emulator(Ipv4Addr::new(127, 40, 95, 3)).await;
         let h = harness(&emu).await;
         let a = apply(&h, &Value::Null, &cfg(&base())).await;
@@ -431,7 +414,7 @@ fn killed_mid_create_then_reapply_leaves_nothing() {
     if skip_on_real_pve("killed_mid_create_then_reapply_leaves_nothing") {
         return;
     }
-    rt().block_on(async {
+    runtime().block_on(async {
         let emu = emulator(Ipv4Addr::new(127, 40, 95, 4)).await;
         let h = harness(&emu).await;
         let config = cfg(&base());
