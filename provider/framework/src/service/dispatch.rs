@@ -248,7 +248,7 @@ pub(super) fn check_known(v: &mut Value, what: &str, diags: &mut Diagnostics) {
 
 /// Encodes what a data source read or an ephemeral resource open returned (`what`, e.g. "Data
 /// Source State"): every value must be known; no value and no error is a provider bug.
-pub(super) fn wholly_known(
+fn wholly_known(
     out: Option<Value>,
     ty: &Type,
     what: &str,
