@@ -25,6 +25,7 @@ use crate::provider::{
 };
 use crate::schema::Schema;
 use crate::types::Type;
+use dispatch::Entry;
 
 type RpcResult<T> = Result<Response<T>, Status>;
 
@@ -89,10 +90,7 @@ impl ProviderService {
         for r in provider.resources() {
             let schema = r.schema();
             let name = r.type_name().to_string();
-            for mut d in schema.check() {
-                d.summary = format!("{name}: {}", d.summary);
-                definition_diags.push(d);
-            }
+            check_schema(&name, &schema, &mut definition_diags);
             let identity = r.identity_schema().map(|s| {
                 let t = s.implied_type();
                 (s, t)
@@ -103,18 +101,13 @@ impl ProviderService {
                 resource: r,
                 identity,
             };
-            if resources.insert(name.clone(), entry).is_some() {
-                definition_diags.error("Duplicate resource type", name);
-            }
+            insert(&mut resources, name, entry, &mut definition_diags);
         }
         let mut data_sources = BTreeMap::new();
         for d in provider.data_sources() {
             let schema = d.schema();
             let name = d.type_name().to_string();
-            for mut x in schema.check() {
-                x.summary = format!("{name}: {}", x.summary);
-                definition_diags.push(x);
-            }
+            check_schema(&name, &schema, &mut definition_diags);
             for (attr, a) in &schema.block.attributes {
                 if a.write_only {
                     definition_diags.error(
@@ -128,26 +121,19 @@ impl ProviderService {
                 schema,
                 data_source: d,
             };
-            if data_sources.insert(name.clone(), entry).is_some() {
-                definition_diags.error("Duplicate data source type", name);
-            }
+            insert(&mut data_sources, name, entry, &mut definition_diags);
         }
         let mut ephemerals = BTreeMap::new();
         for e in provider.ephemeral_resources() {
             let schema = e.schema();
             let name = e.type_name().to_string();
-            for mut x in schema.check() {
-                x.summary = format!("{name}: {}", x.summary);
-                definition_diags.push(x);
-            }
+            check_schema(&name, &schema, &mut definition_diags);
             let entry = EphemeralEntry {
                 ty: schema.implied_type(),
                 schema,
                 ephemeral: e,
             };
-            if ephemerals.insert(name.clone(), entry).is_some() {
-                definition_diags.error("Duplicate ephemeral resource type", name);
-            }
+            insert(&mut ephemerals, name, entry, &mut definition_diags);
         }
         let mut functions = BTreeMap::new();
         for f in provider.functions() {
@@ -277,6 +263,26 @@ impl ProviderService {
             get_provider_schema_optional: true,
             move_resource_state: true,
         }
+    }
+}
+
+/// The problems of a type's schema, each prefixed with the type's name.
+fn check_schema(name: &str, schema: &Schema, diags: &mut Diagnostics) {
+    for mut d in schema.check() {
+        d.summary = format!("{name}: {}", d.summary);
+        diags.push(d);
+    }
+}
+
+/// Adds the entry of the type `name`; a second type of the same name is an error.
+fn insert<E: Entry>(
+    entries: &mut BTreeMap<String, E>,
+    name: String,
+    entry: E,
+    diags: &mut Diagnostics,
+) {
+    if entries.insert(name.clone(), entry).is_some() {
+        diags.error(format!("Duplicate {} type", E::KIND.to_lowercase()), name);
     }
 }
 
