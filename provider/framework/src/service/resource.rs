@@ -81,17 +81,15 @@ pub(super) async fn plan(
         resp.diagnostics = diags_to_proto(&diags);
         return resp;
     };
-    let decoded = (
-        decode(req.config.as_ref(), &e.ty, "Configuration", &mut diags),
-        decode(req.prior_state.as_ref(), &e.ty, "Prior State", &mut diags),
-        decode(
-            req.proposed_new_state.as_ref(),
-            &e.ty,
-            "Proposed New State",
-            &mut diags,
-        ),
+    let proposed = (req.proposed_new_state.as_ref(), "Proposed New State");
+    let decoded = decode_change(
+        e,
+        req.config.as_ref(),
+        req.prior_state.as_ref(),
+        proposed,
+        &mut diags,
     );
-    if let (Some(config), Some(prior), Some(proposed)) = decoded {
+    if let Some((config, prior, proposed)) = decoded {
         let request = PlanRequest {
             config,
             prior_state: prior,
@@ -153,17 +151,15 @@ pub(super) async fn apply(
         resp.diagnostics = diags_to_proto(&diags);
         return resp;
     };
-    let decoded = (
-        decode(req.config.as_ref(), &e.ty, "Configuration", &mut diags),
-        decode(req.prior_state.as_ref(), &e.ty, "Prior State", &mut diags),
-        decode(
-            req.planned_state.as_ref(),
-            &e.ty,
-            "Planned State",
-            &mut diags,
-        ),
+    let planned = (req.planned_state.as_ref(), "Planned State");
+    let decoded = decode_change(
+        e,
+        req.config.as_ref(),
+        req.prior_state.as_ref(),
+        planned,
+        &mut diags,
     );
-    if let (Some(config), Some(prior), Some(planned)) = decoded {
+    if let Some((config, prior, planned)) = decoded {
         let ctx = svc.ctx();
         let new = if planned.is_null() {
             e.resource.delete(&ctx, prior.clone(), &mut diags).await;
@@ -361,4 +357,19 @@ fn identity_data(
     Some(pb::ResourceIdentityData {
         identity_data: Some(encode(&id, ty, "Resource Identity", diags)?),
     })
+}
+
+/// The configuration, the prior state and the new state (`(value, what)`: the proposed or the
+/// planned state) of a plan or an apply; each one that does not decode is a diagnostic.
+fn decode_change(
+    e: &ResourceEntry,
+    config: Option<&pb::DynamicValue>,
+    prior: Option<&pb::DynamicValue>,
+    (new, new_what): (Option<&pb::DynamicValue>, &str),
+    diags: &mut Diagnostics,
+) -> Option<(Value, Value, Value)> {
+    let config = decode(config, &e.ty, "Configuration", diags);
+    let prior = decode(prior, &e.ty, "Prior State", diags);
+    let new = decode(new, &e.ty, new_what, diags);
+    Some((config?, prior?, new?))
 }
