@@ -49,41 +49,32 @@ pub(super) trait Produces: Entry {
     ) -> BoxFuture<'a, Option<Value>>;
 }
 
-impl Entry for ResourceEntry {
-    const KIND: &'static str = "Resource";
-    fn schema(&self) -> &Schema {
-        &self.schema
-    }
-    fn ty(&self) -> &Type {
-        &self.ty
-    }
-    fn validate_config<'a>(
-        &'a self,
-        ctx: &'a Context,
-        config: &'a Value,
-        diags: &'a mut Diagnostics,
-    ) -> BoxFuture<'a, ()> {
-        self.resource.validate_config(ctx, config, diags)
-    }
+/// [`Entry`] for the entries of a kind whose trait object is the field `$field`.
+macro_rules! entry {
+    ($entry:ty, $kind:literal, $field:ident) => {
+        impl Entry for $entry {
+            const KIND: &'static str = $kind;
+            fn schema(&self) -> &Schema {
+                &self.schema
+            }
+            fn ty(&self) -> &Type {
+                &self.ty
+            }
+            fn validate_config<'a>(
+                &'a self,
+                ctx: &'a Context,
+                config: &'a Value,
+                diags: &'a mut Diagnostics,
+            ) -> BoxFuture<'a, ()> {
+                self.$field.validate_config(ctx, config, diags)
+            }
+        }
+    };
 }
 
-impl Entry for DataSourceEntry {
-    const KIND: &'static str = "Data Source";
-    fn schema(&self) -> &Schema {
-        &self.schema
-    }
-    fn ty(&self) -> &Type {
-        &self.ty
-    }
-    fn validate_config<'a>(
-        &'a self,
-        ctx: &'a Context,
-        config: &'a Value,
-        diags: &'a mut Diagnostics,
-    ) -> BoxFuture<'a, ()> {
-        self.data_source.validate_config(ctx, config, diags)
-    }
-}
+entry!(ResourceEntry, "Resource", resource);
+entry!(DataSourceEntry, "Data Source", data_source);
+entry!(EphemeralEntry, "Ephemeral Resource", ephemeral);
 
 impl Produces for DataSourceEntry {
     const RESULT: &'static str = "Data Source State";
@@ -94,24 +85,6 @@ impl Produces for DataSourceEntry {
         diags: &'a mut Diagnostics,
     ) -> BoxFuture<'a, Option<Value>> {
         self.data_source.read(ctx, config, diags)
-    }
-}
-
-impl Entry for EphemeralEntry {
-    const KIND: &'static str = "Ephemeral Resource";
-    fn schema(&self) -> &Schema {
-        &self.schema
-    }
-    fn ty(&self) -> &Type {
-        &self.ty
-    }
-    fn validate_config<'a>(
-        &'a self,
-        ctx: &'a Context,
-        config: &'a Value,
-        diags: &'a mut Diagnostics,
-    ) -> BoxFuture<'a, ()> {
-        self.ephemeral.validate_config(ctx, config, diags)
     }
 }
 
