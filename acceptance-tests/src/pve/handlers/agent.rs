@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 
+use super::common::{no_conf, vm_exists, R};
 use super::power::{agent_enabled, guest_context};
-use super::{no_conf, vm_exists, R};
 use crate::pve::guest::{GuestAppliance, GuestContext};
 use crate::pve::server::{ApiError, Ctx};
 use crate::pve::state::{ExecRecord, Power};

@@ -2,7 +2,7 @@
 
 use serde_json::{json, Value};
 
-use super::R;
+use super::common::R;
 use crate::pve::server::{ApiError, Ctx};
 use crate::pve::state::{now, Power, State, Vm};
 

@@ -2,9 +2,9 @@
 
 use serde_json::{json, Map, Value};
 
+use super::common::{node_check, R};
 use super::sdn::prefix_to_mask;
 use super::tasks::start_task;
-use super::{node_check, R};
 use crate::pve::server::{ApiError, Ctx};
 
 fn iface_json(m: &Map<String, Value>, active: bool) -> Value {

@@ -9,8 +9,8 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use super::cluster::{cores, mem_bytes, uptime};
+use super::common::{is_disk_key, is_net_key, no_conf, vm_exists, R};
 use super::tasks::start_task;
-use super::{is_disk_key, is_net_key, no_conf, vm_exists, R};
 use crate::pve::guest::{AttachedMedia, BootImage, GuestAppliance, GuestContext};
 use crate::pve::server::{ApiError, Ctx};
 use crate::pve::state::{now, Power, Sdn, Shared, State, Vm};

@@ -6,10 +6,10 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use super::cluster::{cores, mem_bytes, uptime};
+use super::common::{is_disk_key, is_net_key, no_conf, node_check, vm_exists, vmid, R};
 use super::power::power_on;
 use super::qemu_config::{check_key_perms, config_updates, normalize_net, plan_disk};
 use super::tasks::start_task;
-use super::{is_disk_key, is_net_key, no_conf, node_check, vm_exists, vmid, R};
 use crate::pve::server::{ApiError, Ctx};
 use crate::pve::state::{Power, Vm, Volume};
 

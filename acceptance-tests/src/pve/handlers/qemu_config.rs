@@ -5,11 +5,11 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{json, Map, Value};
 
-use super::tasks::{start_task, with_vm_lock};
-use super::{
+use super::common::{
     is_disk_key, is_net_key, no_conf, parse_size, prop_format, require_content, size_str,
     storage_of, vm_exists, R,
 };
+use super::tasks::{start_task, with_vm_lock};
 use crate::pve::server::{ApiError, Ctx};
 use crate::pve::state::{digest_of, now, Power, State, Volume};
 use crate::spec::{parse_property_string, print_property_string};

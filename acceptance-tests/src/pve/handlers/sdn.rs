@@ -5,8 +5,8 @@ use std::net::Ipv4Addr;
 
 use serde_json::{json, Map, Value};
 
+use super::common::R;
 use super::tasks::start_task;
-use super::R;
 use crate::pve::server::{ApiError, Ctx};
 use crate::pve::state::{digest_of, State};
 

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use serde_json::{json, Value};
 
 use super::cluster::used_bytes;
+use super::common::{node_check, require_content, storage_of, R};
 use super::tasks::start_task;
-use super::{node_check, require_content, storage_of, R};
 use crate::pve::server::{ApiError, Ctx};
 use crate::pve::state::{now, Shared, State, Volume};
 

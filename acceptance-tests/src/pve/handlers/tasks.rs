@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 
-use super::{node_check, BoxFut, R};
+use super::common::{node_check, BoxFut, R};
 use crate::pve::server::{ApiError, Ctx};
 use crate::pve::state::{now, Shared, Task};
 
