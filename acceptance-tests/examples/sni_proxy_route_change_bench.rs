@@ -16,6 +16,7 @@ use std::net::Ipv4Addr;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
+use waddle_acceptance::harness::emulated::runtime;
 use waddle_acceptance::harness::{check, repo_root, Snapshot, TestCase, TestStep};
 use waddle_acceptance::pve::{EmulatorConfig, PveEmulator};
 
@@ -130,11 +131,7 @@ fn main() {
         .and_then(|a| a.parse().ok())
         .unwrap_or(5)
         .clamp(1, 50);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = runtime();
     let emu = Arc::new(
         rt.block_on(PveEmulator::start(
             EmulatorConfig::builder()

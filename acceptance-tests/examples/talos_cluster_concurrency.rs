@@ -23,13 +23,17 @@ use std::time::{Duration, Instant};
 
 use waddle_acceptance::pve::{EmulatorConfig, PveEmulator, Timings as PveTimings};
 use waddle_acceptance::talos::{appliance, FleetOptions, TalosFleet, Timings};
-use waddle_framework::testing::Harness;
-use waddle_framework::{AttributePath, Value};
-use waddle_provider::provider::{schema as provider_schema, NoEnv, WaddleProvider};
+use waddle_framework::Value;
 use waddle_provider::resources::talos_cluster::{
-    schema, ClusterModel, ImageModel, NodeModel, PlacementModel, TimeoutsModel, TYPE_NAME,
+    schema, ClusterModel, ImageModel, PlacementModel, TimeoutsModel, TYPE_NAME,
 };
-use waddle_talos::SecretsBundle;
+
+#[allow(dead_code)] // `client` is for the tests
+#[path = "../tests/inproc/mod.rs"]
+mod inproc;
+mod talos_bench;
+
+use inproc::harness;
 
 const PVE_NODES: [&str; 3] = ["pve1", "pve2", "pve3"];
 const URL: &str = "https://factory.talos.dev/image/376567988ad370138ad8b2698212367b8edcb69b5fd68c80be1f2ec7d603b4ba/v1.12.11/nocloud-amd64.qcow2";
@@ -93,28 +97,11 @@ impl tracing::Subscriber for Collector {
 
 fn cluster(n: usize, run: u8, secrets: &str) -> ClusterModel {
     let net = |host: usize| format!("127.20.{}.{}", 90 + run, host);
-    let mut nodes = std::collections::BTreeMap::new();
-    for i in 0..n {
-        let (name, role) = if i < 3 {
-            (format!("cp{}", i + 1), "controlplane")
-        } else {
-            (format!("w{}", i - 2), "worker")
-        };
-        nodes.insert(
-            name,
-            NodeModel {
-                role: role.into(),
-                address: format!("{}/24", net(10 + i)),
-                gateway: Some(net(1)),
-                proxmox: Some(PlacementModel {
-                    node: Some(PVE_NODES[i % PVE_NODES.len()].into()),
-                    vmid: Some(1000 * u32::from(run) + 100 + i as u32),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            },
-        );
-    }
+    let nodes = talos_bench::nodes(n, net, |i| PlacementModel {
+        node: Some(PVE_NODES[i % PVE_NODES.len()].into()),
+        vmid: Some(1000 * u32::from(run) + 100 + i as u32),
+        ..Default::default()
+    });
     ClusterModel {
         cluster_name: format!("bench{run}"),
         endpoint: format!("https://{}:6443", net(250)),
@@ -142,17 +129,7 @@ struct Row {
 }
 
 fn main() {
-    let sizes: Vec<usize> = {
-        let a: Vec<usize> = std::env::args()
-            .skip(1)
-            .filter_map(|s| s.parse().ok())
-            .collect();
-        if a.is_empty() {
-            vec![3, 10, 30]
-        } else {
-            a
-        }
-    };
+    let sizes = talos_bench::sizes();
     let events = Events::default();
     tracing::subscriber::set_global_default(Collector(events.clone())).expect("subscriber");
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -186,18 +163,8 @@ fn main() {
         });
         appliance::register(emu.appliances(), fleet.clone());
 
-        let h = Harness::new(WaddleProvider::with_env(NoEnv));
-        let mut pc = provider_schema().null_value();
-        for (k, v) in [
-            ("endpoint", emu.endpoint()),
-            ("api_token", emu.api_token().expect("token")),
-            ("ca_cert", emu.ca_pem().to_string()),
-            ("node", "pve1".to_string()),
-        ] {
-            pc.set_path(&AttributePath::attr(k), Value::from(v.as_str()));
-        }
-        let d = h.configure(pc).await;
-        assert!(!d.has_errors(), "{d:?}");
+        // The provider's default node is the first, `pve1`.
+        let h = harness(&emu).await;
 
         let mut rows = Vec::new();
         let mut all = vec![1usize];
@@ -207,12 +174,7 @@ fn main() {
             // A fresh cluster identity per run (the emulated etcd keeps stale members of a
             // force-reset last control plane, as real Talos does).
             let t = Instant::now();
-            let bundle = tokio::task::spawn_blocking(|| {
-                SecretsBundle::generate(&waddle_talos::SystemClock).expect("secrets")
-            })
-            .await
-            .expect("join");
-            let secrets = bundle.to_yaml().expect("yaml");
+            let secrets = talos_bench::fresh_secrets().await;
             eprintln!(
                 "run {run}: {n} nodes (secrets generated in {:.2}s, not timed)",
                 t.elapsed().as_secs_f64()

@@ -16,14 +16,18 @@ use std::time::{Duration, Instant};
 
 use waddle_acceptance::pve::{EmulatorConfig, PveEmulator, Timings as PveTimings};
 use waddle_acceptance::talos::{appliance, FleetOptions, TalosFleet, Timings};
-use waddle_framework::testing::Harness;
-use waddle_framework::{AttributePath, Value};
-use waddle_provider::provider::{schema as provider_schema, NoEnv, WaddleProvider};
+use waddle_framework::Value;
 use waddle_provider::resources::talos_cluster::upgrade::UpgradeModel;
 use waddle_provider::resources::talos_cluster::{
-    schema, ClusterModel, ImageModel, NodeModel, PlacementModel, TimeoutsModel, TYPE_NAME,
+    schema, ClusterModel, ImageModel, PlacementModel, TimeoutsModel, TYPE_NAME,
 };
-use waddle_talos::SecretsBundle;
+
+#[allow(dead_code)] // `client` is for the tests
+#[path = "../tests/inproc/mod.rs"]
+mod inproc;
+mod talos_bench;
+
+use inproc::harness;
 
 const PARALLELISM: usize = 5;
 /// What the emulator's answer grace adds before a node goes down (`talos::ANSWER_GRACE`).
@@ -47,27 +51,10 @@ fn disk_url(v: &str) -> String {
 
 fn cluster(n: usize, run: u8, secrets: &str, version: &str) -> ClusterModel {
     let net = |host: usize| format!("127.20.{}.{}", 110 + run, host);
-    let mut nodes = std::collections::BTreeMap::new();
-    for i in 0..n {
-        let (name, role) = if i < 3 {
-            (format!("cp{}", i + 1), "controlplane")
-        } else {
-            (format!("w{}", i - 2), "worker")
-        };
-        nodes.insert(
-            name,
-            NodeModel {
-                role: role.into(),
-                address: format!("{}/24", net(10 + i)),
-                gateway: Some(net(1)),
-                proxmox: Some(PlacementModel {
-                    vmid: Some(2000 + 100 * u32::from(run) + i as u32),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            },
-        );
-    }
+    let nodes = talos_bench::nodes(n, net, |i| PlacementModel {
+        vmid: Some(2000 + 100 * u32::from(run) + i as u32),
+        ..Default::default()
+    });
     ClusterModel {
         cluster_name: format!("roll{run}"),
         endpoint: format!("https://{}:6443", net(250)),
@@ -93,17 +80,7 @@ fn cluster(n: usize, run: u8, secrets: &str, version: &str) -> ClusterModel {
 }
 
 fn main() {
-    let sizes: Vec<usize> = {
-        let a: Vec<usize> = std::env::args()
-            .skip(1)
-            .filter_map(|s| s.parse().ok())
-            .collect();
-        if a.is_empty() {
-            vec![3, 10, 30]
-        } else {
-            a
-        }
-    };
+    let sizes = talos_bench::sizes();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -123,29 +100,13 @@ fn main() {
             ..Default::default()
         });
         appliance::register(emu.appliances(), fleet.clone());
-        let h = Harness::new(WaddleProvider::with_env(NoEnv));
-        let mut pc = provider_schema().null_value();
-        for (k, v) in [
-            ("endpoint", emu.endpoint()),
-            ("api_token", emu.api_token().expect("token")),
-            ("ca_cert", emu.ca_pem().to_string()),
-            ("node", emu.node().to_string()),
-        ] {
-            pc.set_path(&AttributePath::attr(k), Value::from(v.as_str()));
-        }
-        let d = h.configure(pc).await;
-        assert!(!d.has_errors(), "{d:?}");
+        let h = harness(&emu).await;
         let t = timings();
         let per_node = GRACE + t.upgrade + t.reboot + t.boot_done;
         let mut rows = Vec::new();
         for (run, n) in sizes.into_iter().enumerate() {
             let run = run as u8;
-            let bundle = tokio::task::spawn_blocking(|| {
-                SecretsBundle::generate(&waddle_talos::SystemClock).expect("secrets")
-            })
-            .await
-            .expect("join");
-            let secrets = bundle.to_yaml().expect("yaml");
+            let secrets = talos_bench::fresh_secrets().await;
             let old = schema()
                 .from_typed(&cluster(n, run, &secrets, "v1.12.4"))
                 .expect("config");

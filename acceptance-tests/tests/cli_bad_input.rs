@@ -9,20 +9,13 @@
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
+use waddle_acceptance::harness::emulated::runtime;
 use waddle_acceptance::harness::target::PveTarget;
 use waddle_acceptance::harness::{self, Phase, TestCase, TestStep};
 use waddle_acceptance::pve::{EmulatorConfig, PveEmulator};
 
 const KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHWaddleAcceptanceTestKeyNotARealOne0 test";
 const URL: &str = "https://factory.talos.dev/image/376567988ad370138ad8b2698212367b8edcb69b5fd68c80be1f2ec7d603b4ba/v1.12.11/nocloud-amd64.qcow2";
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 fn case(t: &PveTarget) -> TestCase {
     let mut c = TestCase::new();
@@ -67,7 +60,7 @@ fn counted(
     ip: Ipv4Addr,
     test: &str,
 ) -> (tokio::runtime::Runtime, PveTarget, Option<Arc<PveEmulator>>) {
-    let rt = rt();
+    let rt = runtime();
     let target = PveTarget::select(&rt, EmulatorConfig::builder().ip(ip).build());
     let emu = target
         .emulator_only(
@@ -333,7 +326,7 @@ fn bad_talos_cluster_input_is_refused_at_plan_naming_the_node() {
 /// pass per-node patches and labels; a per-node setting for no node fails the plan.
 #[test]
 fn modules_take_the_provider_node_and_expose_per_node_settings() {
-    let rt = rt();
+    let rt = runtime();
     let target = PveTarget::select(
         &rt,
         EmulatorConfig::builder()

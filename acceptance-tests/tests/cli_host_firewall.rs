@@ -18,19 +18,12 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
+use waddle_acceptance::harness::emulated::runtime;
 use waddle_acceptance::harness::target::{Api, PveTarget};
 use waddle_acceptance::harness::{check, notice, Phase, TestCase, TestStep, PROVIDER_FROM_ENV};
 use waddle_acceptance::pve::EmulatorConfig;
 
 const ADDR: &str = "waddle_host_firewall.pve";
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 fn target(rt: &tokio::runtime::Runtime, ip: Ipv4Addr) -> PveTarget {
     PveTarget::select(

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use waddle_acceptance::harness::emulated::runtime;
 use waddle_acceptance::harness::provider::{install_mirror, provider_binary};
 use waddle_acceptance::harness::target::PveTarget;
 use waddle_acceptance::harness::{module_files, notice, work_base, Cli};
@@ -39,14 +40,6 @@ module "network" {
   source = "./modules/network"
 }
 "#;
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime")
-}
 
 /// `(ppid, state)` of a process from `/proc/<pid>/stat`; `None` once it is gone.
 fn proc_stat(pid: u32) -> Option<(u32, char)> {

@@ -17,6 +17,7 @@
 use std::net::Ipv4Addr;
 
 use serde_json::Value;
+use waddle_acceptance::harness::emulated::runtime;
 use waddle_acceptance::harness::sandbox::Sandbox;
 use waddle_acceptance::harness::target::{Api, PveTarget};
 use waddle_acceptance::harness::{self, check, notice, Phase, TestCase, TestStep};
@@ -156,14 +157,6 @@ fn network_module_lifecycle_against_the_sandbox_as_a_real_pve() {
     assert!(target.is_real() && target.emulator().is_none());
     lifecycle(&rt, &target);
     drop(sandbox);
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 fn lifecycle(rt: &tokio::runtime::Runtime, target: &PveTarget) {

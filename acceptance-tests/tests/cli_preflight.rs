@@ -17,6 +17,7 @@
 use std::net::Ipv4Addr;
 
 use serde_json::Value;
+use waddle_acceptance::harness::emulated::runtime;
 use waddle_acceptance::harness::target::PveTarget;
 use waddle_acceptance::harness::{self, check, Phase, TestCase, TestStep};
 use waddle_acceptance::pve::{EmulatorConfig, PveEmulator};
@@ -46,14 +47,6 @@ const NEEDED: &[&str] = &[
 ];
 
 const KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHWaddleAcceptanceTestKeyNotARealOne0 test";
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime")
-}
 
 fn emulated(rt: &tokio::runtime::Runtime, last: u8) -> PveTarget {
     PveTarget::Emulated(std::sync::Arc::new(

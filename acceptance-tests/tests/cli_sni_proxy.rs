@@ -26,6 +26,9 @@ use waddle_acceptance::harness::target::{Api, PveTarget};
 use waddle_acceptance::harness::{self, check, notice, Phase, Snapshot, TestCase, TestStep};
 use waddle_acceptance::pve::{DebianAppliance, EmulatorConfig, PveEmulator, RequestRecord};
 
+#[allow(dead_code)] // `client` is for other targets
+mod inproc;
+
 const ADDR: &str = "module.sni_proxy.waddle_sni_proxy.this";
 const KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHWaddleAcceptanceTestKeyNotARealOne0 test";
 
@@ -748,29 +751,14 @@ fn sni_proxy_failed_create_is_cleaned_up_by_the_next_apply() {
 /// VM-gone detection on read.
 mod in_process {
     use super::*;
-    use waddle_framework::testing::Harness;
-    use waddle_framework::{AttributePath, Value};
-    use waddle_provider::provider::{schema as provider_schema, NoEnv, WaddleProvider};
+    use crate::inproc::harness;
+
+    use waddle_framework::Value;
+
     use waddle_provider::resources::sni_proxy::{
         schema, PrivateNic, PublicNic, Route, SniProxyState, TYPE_NAME,
     };
     use waddle_provider::resources::timeouts::TimeoutsModel;
-
-    async fn harness(emu: &PveEmulator) -> Harness {
-        let h = Harness::new(WaddleProvider::with_env(NoEnv));
-        let mut pc = provider_schema().null_value();
-        for (k, v) in [
-            ("endpoint", emu.endpoint()),
-            ("api_token", emu.api_token().expect("token")),
-            ("ca_cert", emu.ca_pem().to_string()),
-            ("node", emu.node().to_string()),
-        ] {
-            pc.set_path(&AttributePath::attr(k), Value::from(v.as_str()));
-        }
-        let d = h.configure(pc).await;
-        assert!(!d.has_errors(), "{d:?}");
-        h
-    }
 
     fn route(host: &str, backend: &str) -> Route {
         Route {

@@ -19,6 +19,7 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use base64::Engine as _;
+use waddle_acceptance::harness::emulated::{self, runtime};
 use waddle_acceptance::harness::target::{Api, PveTarget};
 use waddle_acceptance::harness::{
     self, check, notice, repo_root, Snapshot, State, TestCase, TestStep,
@@ -26,6 +27,9 @@ use waddle_acceptance::harness::{
 use waddle_acceptance::pve::{EmulatorConfig, PveEmulator};
 use waddle_acceptance::talos::{appliance, FleetOptions, TalosFleet};
 use waddle_talos::SecretsBundle;
+
+#[allow(dead_code)] // `client` is for other targets
+mod inproc;
 
 struct Env {
     rt: tokio::runtime::Runtime,
@@ -768,16 +772,11 @@ fn bad_input_is_refused_before_any_api_call() {
 /// In Real mode the in-process tests below (fault injection in the emulators, VM deletion
 /// behind the provider's back) are skipped with a notice.
 fn skip_in_process_on_real_pve(test: &str) -> bool {
-    let real = PveTarget::real_from(|k| std::env::var(k).ok())
-        .expect("real-PVE variables")
-        .is_some();
-    if real {
-        notice(&format!(
-            "SKIPPED {test} (real PVE): drives the provider in process against the PVE and \
-             Talos emulators (fault injection, emulator internals)"
-        ));
-    }
-    real
+    emulated::skip_on_real_pve(
+        test,
+        "drives the provider in process against the PVE and \
+             Talos emulators (fault injection, emulator internals)",
+    )
 }
 
 // ---------------------------------------------------------------------------------------
@@ -786,33 +785,18 @@ fn skip_in_process_on_real_pve(test: &str) -> bool {
 
 mod in_process {
     use super::*;
+    use crate::inproc::harness;
     use std::collections::BTreeMap;
     use std::time::Duration;
     use waddle_acceptance::talos::Faults;
-    use waddle_framework::testing::Harness;
+
     use waddle_framework::{AttributePath, Value};
-    use waddle_provider::provider::{schema as provider_schema, NoEnv, WaddleProvider};
+
     use waddle_provider::resources::talos_cluster::{
         schema, ClusterModel, ImageModel, NodeModel, PlacementModel, TimeoutsModel, TYPE_NAME,
     };
 
     const URL: &str = "https://factory.talos.dev/image/376567988ad370138ad8b2698212367b8edcb69b5fd68c80be1f2ec7d603b4ba/v1.12.11/nocloud-amd64.qcow2";
-
-    async fn harness(emu: &PveEmulator) -> Harness {
-        let h = Harness::new(WaddleProvider::with_env(NoEnv));
-        let mut pc = provider_schema().null_value();
-        for (k, v) in [
-            ("endpoint", emu.endpoint()),
-            ("api_token", emu.api_token().expect("token")),
-            ("ca_cert", emu.ca_pem().to_string()),
-            ("node", emu.node().to_string()),
-        ] {
-            pc.set_path(&AttributePath::attr(k), Value::from(v.as_str()));
-        }
-        let d = h.configure(pc).await;
-        assert!(!d.has_errors(), "{d:?}");
-        h
-    }
 
     /// One control plane and one worker in 127.20.<net>.0/24.
     fn config(net: u8, vmid_base: u32) -> Value {
@@ -849,14 +833,6 @@ mod in_process {
         schema().from_typed(&m).expect("config")
     }
 
-    fn rt() -> tokio::runtime::Runtime {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap()
-    }
-
     /// A node refuses its configuration: create fails with the node's message, the returned
     /// (tainted) state lists every VM and image that exists, and destroying it leaves
     /// nothing behind.
@@ -865,7 +841,7 @@ mod in_process {
         if skip_in_process_on_real_pve("failed_create_records_what_exists_and_destroy_cleans_up") {
             return;
         }
-        let rt = rt();
+        let rt = runtime();
         rt.block_on(async {
             let mut faults = Faults::default();
             faults.error_rate.insert("ApplyConfiguration".into(), 1.0);
@@ -1022,7 +998,7 @@ mod in_process {
         if skip_in_process_on_real_pve("import_without_kept_inputs_adopts_the_existing_cluster") {
             return;
         }
-        let rt = rt();
+        let rt = runtime();
         rt.block_on(async {
             let fleet = TalosFleet::new(FleetOptions::default());
             let emu = PveEmulator::start(
@@ -1124,7 +1100,7 @@ mod in_process {
         if skip_in_process_on_real_pve("failed_update_is_planned_again") {
             return;
         }
-        let rt = rt();
+        let rt = runtime();
         rt.block_on(async {
             let fleet = TalosFleet::new(FleetOptions::default());
             let emu = PveEmulator::start(
@@ -1245,7 +1221,7 @@ mod in_process {
         if skip_in_process_on_real_pve("drift_is_detected_and_repaired") {
             return;
         }
-        let rt = rt();
+        let rt = runtime();
         rt.block_on(async {
             let fleet = TalosFleet::new(FleetOptions::default());
             let emu = PveEmulator::start(
@@ -1406,7 +1382,7 @@ mod in_process {
         if skip_in_process_on_real_pve("control_plane_resize_rolls_in_place_and_keeps_quorum") {
             return;
         }
-        let rt = rt();
+        let rt = runtime();
         rt.block_on(async {
             let fleet = TalosFleet::new(FleetOptions::default());
             let emu = PveEmulator::start(
@@ -1517,7 +1493,7 @@ mod in_process {
             return;
         }
         use waddle_acceptance::talos::MembershipChange as C;
-        let rt = rt();
+        let rt = runtime();
         rt.block_on(async {
             let fleet = TalosFleet::new(FleetOptions::default());
             let emu = PveEmulator::start(
@@ -1632,7 +1608,7 @@ mod in_process {
             return;
         }
         use waddle_acceptance::talos::MembershipChange as C;
-        let rt = rt();
+        let rt = runtime();
         rt.block_on(async {
             let fleet = TalosFleet::new(FleetOptions::default());
             let emu = PveEmulator::start(

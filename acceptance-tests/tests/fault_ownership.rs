@@ -16,8 +16,7 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use waddle_acceptance::harness::notice;
-use waddle_acceptance::harness::target::PveTarget;
+use waddle_acceptance::harness::emulated::{self, runtime};
 use waddle_acceptance::pve::{EmulatorConfig, FaultConfig, FaultKind, FaultRule, PveEmulator};
 use waddle_acceptance::talos::{appliance, FleetOptions, TalosFleet};
 use waddle_framework::testing::Harness;
@@ -27,23 +26,7 @@ use waddle_provider::resources::{sni_proxy, talos_cluster};
 const KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHWaddleAcceptanceTestKeyNotARealOne0 test";
 
 fn skip_on_real_pve(test: &str) -> bool {
-    let real = PveTarget::real_from(|k| std::env::var(k).ok())
-        .expect("real-PVE variables")
-        .is_some();
-    if real {
-        notice(&format!(
-            "SKIPPED {test} (real PVE): injects faults into the in-process emulators"
-        ));
-    }
-    real
-}
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
+    emulated::skip_on_real_pve(test, "injects faults into the in-process emulators")
 }
 
 async fn emulator(ip: Ipv4Addr, faults: FaultConfig) -> PveEmulator {

@@ -16,12 +16,14 @@ use std::net::Ipv4Addr;
 
 use support::*;
 use waddle_acceptance::talos::{appliance, FleetOptions, Stage, TalosFleet};
-use waddle_framework::testing::Harness;
-use waddle_framework::{AttributePath, Value};
-use waddle_provider::provider::{schema as provider_schema, NoEnv, WaddleProvider};
+use waddle_framework::Value;
 use waddle_provider::resources::talos_cluster::{
     schema, ClusterModel, ImageModel, NodeModel, PlacementModel, TimeoutsModel, TYPE_NAME,
 };
+
+#[allow(dead_code)] // `client` is for other targets
+mod inproc;
+use inproc::harness;
 
 const MAC: &str = "BC:24:11:AA:32:0A";
 
@@ -67,18 +69,7 @@ async fn a_node_on_a_dhcp_network_without_cloud_init_is_configured_at_its_lease(
         .await;
     assert_eq!(api.wait_task(upid.as_str().unwrap()).await, "OK");
 
-    let h = Harness::new(WaddleProvider::with_env(NoEnv));
-    let mut pc = provider_schema().null_value();
-    for (k, v) in [
-        ("endpoint", api.emu.endpoint()),
-        ("api_token", api.emu.api_token().expect("token")),
-        ("ca_cert", api.emu.ca_pem().to_string()),
-        ("node", api.emu.node().to_string()),
-    ] {
-        pc.set_path(&AttributePath::attr(k), Value::from(v.as_str()));
-    }
-    let d = h.configure(pc).await;
-    assert!(!d.has_errors(), "{d:?}");
+    let h = harness(&api.emu).await;
     let m = ClusterModel {
         cluster_name: "dhcp50".into(),
         endpoint: "https://127.20.50.20:6443".into(),

@@ -21,6 +21,9 @@ use waddle_talos::api::{
 use waddle_talos::secrets::{FixedClock, SystemClock};
 use waddle_talos::{render_node_config, ClusterSpec, NodeSpec, Role, SecretsBundle};
 
+#[allow(dead_code)] // `client` is for other targets
+mod inproc;
+
 const WAIT: Duration = Duration::from_secs(10);
 
 fn bundle() -> &'static SecretsBundle {
@@ -700,15 +703,17 @@ mod machine_status {
     use waddle_acceptance::talos::{
         appliance, FleetOptions, NodeOptions, Stage, TalosFleet, TalosNode, Timings,
     };
-    use waddle_framework::testing::Harness;
-    use waddle_framework::{AttributePath, Value};
-    use waddle_provider::provider::{schema as provider_schema, NoEnv, WaddleProvider};
+
+    use waddle_framework::Value;
+
     use waddle_provider::resources::talos_cluster::{
         schema, ClusterModel, ImageModel, NodeModel, PlacementModel, TimeoutsModel, TYPE_NAME,
     };
     use waddle_talos::api::{ApplyMode, ConnectOptions, Credentials, MachineStage, TalosClient};
     use waddle_talos::secrets::{FixedClock, SystemClock};
     use waddle_talos::{render_node_config, ClusterSpec, NodeSpec, Role, SecretsBundle};
+
+    use crate::inproc::harness;
 
     const WAIT: Duration = Duration::from_secs(30);
     const URL: &str = "https://factory.talos.dev/image/376567988ad370138ad8b2698212367b8edcb69b5fd68c80be1f2ec7d603b4ba/v1.12.11/nocloud-amd64.qcow2";
@@ -838,22 +843,6 @@ mod machine_status {
             "{st}"
         );
         fleet.shutdown().await;
-    }
-
-    async fn harness(emu: &PveEmulator) -> Harness {
-        let h = Harness::new(WaddleProvider::with_env(NoEnv));
-        let mut pc = provider_schema().null_value();
-        for (k, v) in [
-            ("endpoint", emu.endpoint()),
-            ("api_token", emu.api_token().expect("token")),
-            ("ca_cert", emu.ca_pem().to_string()),
-            ("node", emu.node().to_string()),
-        ] {
-            pc.set_path(&AttributePath::attr(k), Value::from(v.as_str()));
-        }
-        let d = h.configure(pc).await;
-        assert!(!d.has_errors(), "{d:?}");
-        h
     }
 
     /// One control plane and one worker in 127.20.98.0/24.

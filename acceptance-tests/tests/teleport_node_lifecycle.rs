@@ -10,8 +10,7 @@
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
-use waddle_acceptance::harness::notice;
-use waddle_acceptance::harness::target::PveTarget;
+use waddle_acceptance::harness::emulated::{self, runtime};
 use waddle_acceptance::pve::{
     read_iso_files, DebianAppliance, EmulatorConfig, FaultConfig, FaultKind, FaultRule, PveEmulator,
 };
@@ -34,23 +33,7 @@ const KUBECONFIG: &str =
     "apiVersion: v1\nkind: Config\nclusters: []\n# kubeconfig-secret-marker-1\n";
 
 fn skip_on_real_pve(test: &str) -> bool {
-    let real = PveTarget::real_from(|k| std::env::var(k).ok())
-        .expect("real-PVE variables")
-        .is_some();
-    if real {
-        notice(&format!(
-            "SKIPPED {test} (real PVE): inspects the emulated guest"
-        ));
-    }
-    real
-}
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
+    emulated::skip_on_real_pve(test, "inspects the emulated guest")
 }
 
 async fn emulator(ip: Ipv4Addr) -> PveEmulator {
@@ -58,7 +41,7 @@ async fn emulator(ip: Ipv4Addr) -> PveEmulator {
 }
 
 async fn emulator_with(ip: Ipv4Addr, faults: FaultConfig) -> PveEmulator {
-    PveEmulator::start(
+    emulated::emulator(
         EmulatorConfig::builder()
             .ip(ip)
             .bridge("vmbr1")
@@ -66,7 +49,6 @@ async fn emulator_with(ip: Ipv4Addr, faults: FaultConfig) -> PveEmulator {
             .build(),
     )
     .await
-    .expect("PVE emulator")
 }
 
 fn base() -> TeleportNodeState {
@@ -185,7 +167,7 @@ fn lifecycle_in_place_drift_secrets_and_nothing_left() {
     if skip_on_real_pve("lifecycle_in_place_drift_secrets_and_nothing_left") {
         return;
     }
-    rt().block_on(async {
+    runtime().block_on(async {
         let emu = emulator(Ipv4Addr::new(127, 40, 95, 1)).await;
         let h = harness(&emu).await;
         let s0 = base();
@@ -378,7 +360,7 @@ fn a_wrong_client_secret_fails_clearly() {
     if skip_on_real_pve("a_wrong_client_secret_fails_clearly") {
         return;
     }
-    rt().block_on(async {
+    runtime().block_on(async {
         let emu = emulator(Ipv4Addr::new(127, 40, 95, 2)).await;
         let h = harness(&emu).await;
         let mut s = base();
@@ -413,7 +395,7 @@ fn a_shared_image_goes_with_the_last_vm() {
     if skip_on_real_pve("a_shared_image_goes_with_the_last_vm") {
         return;
     }
-    rt().block_on(async {
+    runtime().block_on(async {
         let emu = emulator(Ipv4Addr::new(127, 40, 95, 3)).await;
         let h = harness(&emu).await;
         let a = apply(&h, &Value::Null, &cfg(&base())).await;
@@ -444,7 +426,7 @@ fn killed_mid_create_then_reapply_leaves_nothing() {
     if skip_on_real_pve("killed_mid_create_then_reapply_leaves_nothing") {
         return;
     }
-    rt().block_on(async {
+    runtime().block_on(async {
         let emu = emulator(Ipv4Addr::new(127, 40, 95, 4)).await;
         let h = harness(&emu).await;
         let config = cfg(&base());
@@ -503,7 +485,7 @@ fn lost_answers_on_every_create_step_converge() {
     let faults = endpoints.into_iter().fold(FaultConfig::new(11), |f, ep| {
         f.rule(FaultRule::new(ep, FaultKind::DropResponse, 1.0).max_hits(1))
     });
-    rt().block_on(async {
+    runtime().block_on(async {
         let emu = emulator_with(Ipv4Addr::new(127, 40, 95, 5), faults).await;
         let h = harness(&emu).await;
         let config = cfg(&base());
@@ -552,7 +534,7 @@ fn a_failing_guest_step_is_recorded_and_replaced() {
         )
         .max_hits(1000),
     );
-    rt().block_on(async {
+    runtime().block_on(async {
         let emu = emulator_with(Ipv4Addr::new(127, 40, 95, 6), faults).await;
         let h = harness(&emu).await;
         let mut s = base();

@@ -48,6 +48,7 @@
 pub mod case;
 pub mod check;
 pub mod cli;
+pub mod emulated;
 pub mod provider;
 pub mod sandbox;
 pub mod state;

@@ -109,7 +109,7 @@ fn error_after_each_object_exists() {
             )
             .max_hits(1),
         );
-        rt().block_on(async {
+        runtime().block_on(async {
             let emu = emulator(Ipv4Addr::new(127, 40, 93, host), faults).await;
             let h = harness(&emu).await;
             let (failed, errors) = create_state(&h, TYPE_NAME, &config()).await;
@@ -153,7 +153,7 @@ fn killed_mid_create_then_reapply() {
         )
         .max_hits(1),
     );
-    rt().block_on(async {
+    runtime().block_on(async {
         let emu = emulator(Ipv4Addr::new(127, 40, 93, 4), faults).await;
         let h = harness(&emu).await;
         let cfg = config();
@@ -213,7 +213,7 @@ fn an_applied_zone_is_not_adopted() {
     if skip_on_real_pve("network an_applied_zone_is_not_adopted") {
         return;
     }
-    rt().block_on(async {
+    runtime().block_on(async {
         let emu = emulator(Ipv4Addr::new(127, 40, 93, 7), FaultConfig::default()).await;
         let h = harness(&emu).await;
         let c = client(&emu);
@@ -238,7 +238,7 @@ fn objects_deleted_by_hand_are_recreated() {
     if skip_on_real_pve("network objects_deleted_by_hand_are_recreated") {
         return;
     }
-    rt().block_on(async {
+    runtime().block_on(async {
         let emu = emulator(Ipv4Addr::new(127, 40, 93, 5), FaultConfig::default()).await;
         let h = harness(&emu).await;
         let cfg = config();
@@ -277,7 +277,7 @@ fn destroy_whose_objects_are_gone_and_a_foreign_zone() {
     if skip_on_real_pve("network destroy_whose_objects_are_gone_and_a_foreign_zone") {
         return;
     }
-    rt().block_on(async {
+    runtime().block_on(async {
         let emu = emulator(Ipv4Addr::new(127, 40, 93, 6), FaultConfig::default()).await;
         let h = harness(&emu).await;
         let cfg = config();

@@ -33,7 +33,7 @@ fn config(vmid: Option<u32>) -> Value {
 }
 
 fn start() -> tokio::runtime::Runtime {
-    rt()
+    runtime()
 }
 
 /// Plan and apply a create; returns the state (null when none came back) and the errors.

@@ -78,7 +78,7 @@ fn foreign_vm_with_a_node_vmid_is_refused_and_survives_destroy() {
     if skip_on_real_pve("talos foreign_vm_with_a_node_vmid_is_refused_and_survives_destroy") {
         return;
     }
-    rt().block_on(async {
+    runtime().block_on(async {
         let fleet = TalosFleet::new(FleetOptions::default());
         let emu = emulator(Ipv4Addr::new(127, 40, 92, 1), FaultConfig::default()).await;
         appliance::register(emu.appliances(), fleet.clone());
@@ -120,7 +120,7 @@ fn killed_mid_create_then_reapply() {
     if skip_on_real_pve("talos killed_mid_create_then_reapply") {
         return;
     }
-    rt().block_on(async {
+    runtime().block_on(async {
         let fleet = TalosFleet::new(FleetOptions::default());
         let emu = emulator(Ipv4Addr::new(127, 40, 92, 2), FaultConfig::default()).await;
         appliance::register(emu.appliances(), fleet.clone());
@@ -178,7 +178,7 @@ fn error_after_the_vm_exists_is_recorded() {
         )
         .max_hits(1),
     );
-    rt().block_on(async {
+    runtime().block_on(async {
         let fleet = TalosFleet::new(FleetOptions::default());
         let emu = emulator(Ipv4Addr::new(127, 40, 92, 3), faults).await;
         appliance::register(emu.appliances(), fleet.clone());
@@ -293,7 +293,7 @@ fn node_vm_deleted_by_hand_is_recreated() {
     if skip_on_real_pve("talos node_vm_deleted_by_hand_is_recreated") {
         return;
     }
-    rt().block_on(async {
+    runtime().block_on(async {
         let fleet = TalosFleet::new(FleetOptions::default());
         let emu = emulator(Ipv4Addr::new(127, 40, 92, 5), FaultConfig::default()).await;
         appliance::register(emu.appliances(), fleet.clone());
@@ -343,7 +343,7 @@ fn image_deleted_by_hand_is_downloaded_again_when_needed() {
     if skip_on_real_pve("talos image_deleted_by_hand_is_downloaded_again_when_needed") {
         return;
     }
-    rt().block_on(async {
+    runtime().block_on(async {
         let fleet = TalosFleet::new(FleetOptions::default());
         let emu = emulator(Ipv4Addr::new(127, 40, 92, 6), FaultConfig::default()).await;
         appliance::register(emu.appliances(), fleet.clone());
@@ -384,7 +384,7 @@ fn destroy_whose_vms_are_gone_leaves_nothing() {
     if skip_on_real_pve("talos destroy_whose_vms_are_gone_leaves_nothing") {
         return;
     }
-    rt().block_on(async {
+    runtime().block_on(async {
         let fleet = TalosFleet::new(FleetOptions::default());
         let emu = emulator(Ipv4Addr::new(127, 40, 92, 7), FaultConfig::default()).await;
         appliance::register(emu.appliances(), fleet.clone());
@@ -427,7 +427,7 @@ fn import_ends_with_an_empty_plan() {
     if skip_on_real_pve("talos import_ends_with_an_empty_plan") {
         return;
     }
-    rt().block_on(async {
+    runtime().block_on(async {
         let fleet = TalosFleet::new(FleetOptions::default());
         let emu = emulator(Ipv4Addr::new(127, 40, 92, 4), FaultConfig::default()).await;
         appliance::register(emu.appliances(), fleet.clone());
@@ -496,7 +496,7 @@ fn lost_responses_on_every_create_converge() {
     .fold(FaultConfig::new(23), |f, (ep, n)| {
         f.rule(FaultRule::new(ep, FaultKind::DropResponse, 1.0).max_hits(n))
     });
-    rt().block_on(async {
+    runtime().block_on(async {
         let fleet = TalosFleet::new(FleetOptions::default());
         let emu = emulator(Ipv4Addr::new(127, 40, 92, 8), faults).await;
         appliance::register(emu.appliances(), fleet.clone());
@@ -537,7 +537,7 @@ fn error_after_the_image_exists_is_recorded() {
         )
         .max_hits(1),
     );
-    rt().block_on(async {
+    runtime().block_on(async {
         let fleet = TalosFleet::new(FleetOptions::default());
         let emu = emulator(Ipv4Addr::new(127, 40, 92, 9), faults).await;
         appliance::register(emu.appliances(), fleet.clone());
@@ -571,7 +571,7 @@ fn lost_maintenance_apply_answers_converge() {
     if skip_on_real_pve("talos lost_maintenance_apply_answers_converge") {
         return;
     }
-    rt().block_on(async {
+    runtime().block_on(async {
         let mut faults = waddle_acceptance::talos::Faults::default();
         faults.lose_answers.insert("ApplyConfiguration".into(), 1);
         let fleet = TalosFleet::new(FleetOptions {

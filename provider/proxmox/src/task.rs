@@ -8,6 +8,7 @@ use tokio_util::sync::CancellationToken;
 use crate::client::Client;
 use crate::error::{Error, Result};
 use crate::params::{api_path, Params};
+use crate::poll::Poll;
 use crate::upid::Upid;
 use crate::value::{v_str, v_u64};
 
@@ -174,12 +175,11 @@ impl Client {
     pub async fn wait_task(&self, upid: &Upid, opts: &WaitOptions) -> Result<TaskOutcome> {
         let timeout = opts.timeout.unwrap_or(self.timeouts().task);
         let started = Instant::now();
-        let mut interval = opts.initial_poll.max(Duration::from_millis(10));
+        let first = opts.initial_poll.max(Duration::from_millis(10));
+        let mut poll = Poll::new(first, opts.max_poll, timeout).cancel_on(opts.cancel.as_ref());
         loop {
-            if let Some(c) = &opts.cancel {
-                if c.is_cancelled() {
-                    return Err(Error::Cancelled);
-                }
+            if poll.is_cancelled() {
+                return Err(Error::Cancelled);
             }
             let status = self.task_status(upid).await?;
             let state = status.get("status").and_then(v_str).unwrap_or_default();
@@ -215,24 +215,13 @@ impl Client {
                     }),
                 };
             }
-            let elapsed = started.elapsed();
-            if elapsed >= timeout {
+            if poll.expired() {
                 return Err(Error::Timeout {
                     what: format!("task {upid}"),
                     seconds: timeout.as_secs(),
                 });
             }
-            let sleep = interval.min(timeout - elapsed);
-            match &opts.cancel {
-                Some(c) => {
-                    tokio::select! {
-                        _ = c.cancelled() => return Err(Error::Cancelled),
-                        _ = tokio::time::sleep(sleep) => {}
-                    }
-                }
-                None => tokio::time::sleep(sleep).await,
-            }
-            interval = (interval * 2).min(opts.max_poll);
+            poll.wait().await?;
         }
     }
 

@@ -1,7 +1,7 @@
 //! QEMU VMs: create, locate, config, power, delete; cluster helpers.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -10,6 +10,7 @@ use crate::cloudinit::CloudInitSpec;
 use crate::error::{ApiErrorKind, Error, Result};
 use crate::owner::OwnerMark;
 use crate::params::{api_path, Params};
+use crate::poll::Poll;
 use crate::props::{
     parse_disk_size, parse_property_string, validate_dns_name, validate_node, validate_tag,
     validate_vmid, CdromSpec, DiskSpec, EfiDiskSpec, NetConfig, NetSpec, TpmStateSpec,
@@ -554,26 +555,23 @@ impl Client {
 
     async fn wait_unlocked(&self, node: &str, vmid: u32, wait: &WaitOptions) -> Result<()> {
         let deadline = wait.timeout.unwrap_or(self.timeouts().task);
-        let started = Instant::now();
-        let mut interval = Duration::from_millis(200);
+        let mut poll = Poll::new(Duration::from_millis(200), Duration::from_secs(2), deadline)
+            .cancel_on(wait.cancel.as_ref());
         loop {
             let cfg = self.vm_config(node, vmid).await?;
             if cfg.lock().is_none() {
                 return Ok(());
             }
-            if started.elapsed() >= deadline {
+            if poll.expired() {
                 return Err(Error::Timeout {
                     what: format!("VM {vmid} lock to clear"),
                     seconds: deadline.as_secs(),
                 });
             }
-            if let Some(c) = &wait.cancel {
-                if c.is_cancelled() {
-                    return Err(Error::Cancelled);
-                }
+            if poll.is_cancelled() {
+                return Err(Error::Cancelled);
             }
-            tokio::time::sleep(interval).await;
-            interval = (interval * 2).min(Duration::from_secs(2));
+            poll.wait().await?;
         }
     }
 

@@ -157,12 +157,9 @@ impl TalosClient {
                     .into_inner();
                 let mut v = SnapshotVerifier::new();
                 let inner = async {
-                    use futures::StreamExt as _;
-                    while let Some(item) = s.next().await {
-                        let d = item.map_err(self.rpc(M))?;
-                        self.check_meta(M, d.metadata.as_ref())?;
-                        v.update(&d.bytes);
-                        out.write_all(&d.bytes).await?;
+                    while let Some(bytes) = self.next_chunk(M, &mut s).await? {
+                        v.update(&bytes);
+                        out.write_all(&bytes).await?;
                     }
                     out.flush().await?;
                     Ok::<_, SnapshotTransferError>(())
@@ -179,7 +176,6 @@ impl TalosClient {
     /// `FailedPrecondition` while the node's etcd service cannot take it yet (retry).
     pub async fn etcd_recover(&self, snapshot: &[u8]) -> Result<(), TalosError> {
         const M: &str = "EtcdRecover";
-        let mut c = self.inner.clone();
         let chunks: Vec<Data> = snapshot
             .chunks(UPLOAD_CHUNK)
             .map(|b| Data {
@@ -187,16 +183,8 @@ impl TalosClient {
                 bytes: b.to_vec(),
             })
             .collect();
-        self.run(M, async {
-            let r = c
-                .etcd_recover(tokio_stream::iter(chunks))
-                .await
-                .map_err(self.rpc(M))?
-                .into_inner();
-            for m in &r.messages {
-                self.check_meta(M, m.metadata.as_ref())?;
-            }
-            Ok(())
+        self.acknowledged(M, |mut c| async move {
+            c.etcd_recover(tokio_stream::iter(chunks)).await
         })
         .await
     }
@@ -205,21 +193,12 @@ impl TalosClient {
     /// [`Self::etcd_recover`] (its hash checked) and started as a one-member cluster.
     /// `AlreadyExists` when this node's etcd has data.
     pub async fn bootstrap_recover(&self) -> Result<(), TalosError> {
-        const M: &str = "Bootstrap";
-        let mut c = self.inner.clone();
-        self.run(M, async {
-            let r = c
-                .bootstrap(pm::BootstrapRequest {
-                    recover_etcd: true,
-                    recover_skip_hash_check: false,
-                })
-                .await
-                .map_err(self.rpc(M))?
-                .into_inner();
-            for m in &r.messages {
-                self.check_meta(M, m.metadata.as_ref())?;
-            }
-            Ok(())
+        self.acknowledged("Bootstrap", |mut c| async move {
+            c.bootstrap(pm::BootstrapRequest {
+                recover_etcd: true,
+                recover_skip_hash_check: false,
+            })
+            .await
         })
         .await
     }

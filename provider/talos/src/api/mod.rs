@@ -572,6 +572,29 @@ pub fn parse_endpoint(s: &str) -> Result<SocketAddr, TalosError> {
         .map_err(|_| bad("expected an IP address with an optional port"))
 }
 
+/// A reply that only acknowledges a call: one message per node, each with its metadata.
+trait Acknowledgement {
+    fn metadata(&self) -> Vec<Option<&proto::common::Metadata>>;
+}
+
+macro_rules! acknowledgement {
+    ($($reply:ty),* $(,)?) => {$(
+        impl Acknowledgement for $reply {
+            fn metadata(&self) -> Vec<Option<&proto::common::Metadata>> {
+                self.messages.iter().map(|m| m.metadata.as_ref()).collect()
+            }
+        }
+    )*};
+}
+
+acknowledgement!(
+    pm::BootstrapResponse,
+    pm::ResetResponse,
+    pm::EtcdLeaveClusterResponse,
+    pm::EtcdRemoveMemberByIdResponse,
+    pm::EtcdRecoverResponse,
+);
+
 impl TalosClient {
     /// Connects to a node in maintenance mode (no client certificate, server certificate
     /// not verified).
@@ -715,6 +738,26 @@ impl TalosClient {
         }
     }
 
+    /// A call whose reply only acknowledges it, under [`Self::run`] (deadline, cancellation,
+    /// one log line): `send` makes the call on its own handle of the channel; a gRPC status,
+    /// or a node's error in the metadata of its message, is the error.
+    async fn acknowledged<R, F, Fut>(&self, method: &'static str, send: F) -> Result<(), TalosError>
+    where
+        R: Acknowledgement,
+        F: FnOnce(MachineServiceClient<Channel>) -> Fut,
+        Fut: std::future::Future<Output = Result<tonic::Response<R>, tonic::Status>>,
+    {
+        let c = self.inner.clone();
+        self.run(method, async {
+            let r = send(c).await.map_err(self.rpc(method))?.into_inner();
+            for md in r.metadata() {
+                self.check_meta(method, md)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
     fn check_meta(
         &self,
         method: &'static str,
@@ -803,20 +846,25 @@ impl TalosClient {
     /// Bootstraps etcd on this control plane. `FailedPrecondition` while the node is not
     /// ready yet (retry), `AlreadyExists` once the cluster is bootstrapped.
     pub async fn bootstrap(&self) -> Result<(), TalosError> {
-        const M: &str = "Bootstrap";
-        let mut c = self.inner.clone();
-        self.run(M, async {
-            let r = c
-                .bootstrap(pm::BootstrapRequest::default())
-                .await
-                .map_err(self.rpc(M))?
-                .into_inner();
-            for m in &r.messages {
-                self.check_meta(M, m.metadata.as_ref())?;
-            }
-            Ok(())
+        self.acknowledged("Bootstrap", |mut c| async move {
+            c.bootstrap(pm::BootstrapRequest::default()).await
         })
         .await
+    }
+
+    /// The next chunk of a `common.Data` stream, `None` at its end; a gRPC status or a node's
+    /// error in the chunk's metadata is the error.
+    async fn next_chunk(
+        &self,
+        method: &'static str,
+        stream: &mut tonic::Streaming<proto::common::Data>,
+    ) -> Result<Option<Vec<u8>>, TalosError> {
+        let Some(item) = stream.next().await else {
+            return Ok(None);
+        };
+        let d = item.map_err(self.rpc(method))?;
+        self.check_meta(method, d.metadata.as_ref())?;
+        Ok(Some(d.bytes))
     }
 
     async fn collect_stream(
@@ -826,10 +874,8 @@ impl TalosClient {
     ) -> Result<Vec<u8>, TalosError> {
         let mut out = Vec::new();
         let mut s = stream;
-        while let Some(item) = s.next().await {
-            let d = item.map_err(self.rpc(method))?;
-            self.check_meta(method, d.metadata.as_ref())?;
-            out.extend_from_slice(&d.bytes);
+        while let Some(bytes) = self.next_chunk(method, &mut s).await? {
+            out.extend_from_slice(&bytes);
         }
         Ok(out)
     }
@@ -912,36 +958,17 @@ impl TalosClient {
 
     /// Removes an etcd member by id (for members whose node is gone).
     pub async fn etcd_remove_member(&self, id: u64) -> Result<(), TalosError> {
-        const M: &str = "EtcdRemoveMemberByID";
-        let mut c = self.inner.clone();
-        self.run(M, async {
-            let r = c
-                .etcd_remove_member_by_id(pm::EtcdRemoveMemberByIdRequest { member_id: id })
+        self.acknowledged("EtcdRemoveMemberByID", |mut c| async move {
+            c.etcd_remove_member_by_id(pm::EtcdRemoveMemberByIdRequest { member_id: id })
                 .await
-                .map_err(self.rpc(M))?
-                .into_inner();
-            for m in &r.messages {
-                self.check_meta(M, m.metadata.as_ref())?;
-            }
-            Ok(())
         })
         .await
     }
 
     /// Makes this control plane leave etcd.
     pub async fn etcd_leave(&self) -> Result<(), TalosError> {
-        const M: &str = "EtcdLeaveCluster";
-        let mut c = self.inner.clone();
-        self.run(M, async {
-            let r = c
-                .etcd_leave_cluster(pm::EtcdLeaveClusterRequest {})
-                .await
-                .map_err(self.rpc(M))?
-                .into_inner();
-            for m in &r.messages {
-                self.check_meta(M, m.metadata.as_ref())?;
-            }
-            Ok(())
+        self.acknowledged("EtcdLeaveCluster", |mut c| async move {
+            c.etcd_leave_cluster(pm::EtcdLeaveClusterRequest {}).await
         })
         .await
     }
@@ -949,7 +976,6 @@ impl TalosClient {
     /// Resets the node (wipes it and returns it to maintenance mode when `reboot`).
     pub async fn reset(&self, opts: &ResetOptions) -> Result<(), TalosError> {
         const M: &str = "Reset";
-        let mut c = self.inner.clone();
         let req = pm::ResetRequest {
             graceful: opts.graceful,
             reboot: opts.reboot,
@@ -964,14 +990,8 @@ impl TalosClient {
             user_disks_to_wipe: Vec::new(),
             mode: pm::reset_request::WipeMode::All as i32,
         };
-        self.run(M, async {
-            let r = c.reset(req).await.map_err(self.rpc(M))?.into_inner();
-            for m in &r.messages {
-                self.check_meta(M, m.metadata.as_ref())?;
-            }
-            Ok(())
-        })
-        .await
+        self.acknowledged(M, |mut c| async move { c.reset(req).await })
+            .await
     }
 
     /// The node's `MachineStatus` resource (COSI `cosi.resource.State/Get`, namespace

@@ -1,8 +1,9 @@
 //! Plan-time checks (no API call); unknown values are skipped.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use waddle_framework::prelude::*;
+use waddle_framework::validators::CidrError;
 
 use super::super::timeouts;
 use super::model::parse_rfc3339;
@@ -41,20 +42,21 @@ pub fn validate_fw_name(n: &str, max: usize) -> Result<(), String> {
 
 /// An IPv4 address or network (`a.b.c.d[/len]`).
 pub fn parse_net(s: &str) -> Result<(Ipv4Addr, u8), String> {
-    let (ip, len) = match s.split_once('/') {
-        Some((ip, l)) => (
-            ip,
-            l.parse::<u8>()
-                .ok()
-                .filter(|l| *l <= 32)
-                .ok_or_else(|| format!("{s:?}: the prefix length must be 0 to 32"))?,
-        ),
-        None => (s, 32),
-    };
-    let ip = ip
-        .parse::<Ipv4Addr>()
-        .map_err(|_| format!("{s:?} is not an IPv4 address or network"))?;
-    Ok((ip, len))
+    let not_v4 = || format!("{s:?} is not an IPv4 address or network");
+    if !s.contains('/') {
+        return s
+            .parse::<Ipv4Addr>()
+            .map(|ip| (ip, 32))
+            .map_err(|_| not_v4());
+    }
+    match Cidr::parse(s) {
+        Ok(Cidr {
+            addr: IpAddr::V4(ip),
+            prefix,
+        }) => Ok((ip, prefix)),
+        Err(CidrError::Prefix(..)) => Err(format!("{s:?}: the prefix length must be 0 to 32")),
+        _ => Err(not_v4()),
+    }
 }
 
 /// `source`/`dest`: `+ipset`, an alias name, or a comma list of IPv4 addresses, networks and

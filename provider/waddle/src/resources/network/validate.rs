@@ -1,9 +1,10 @@
 //! Plan-time checks of `waddle_network` (no API call; unknown values are skipped) and the
 //! IPv4 network arithmetic they need.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use waddle_framework::prelude::*;
+use waddle_framework::validators::CidrError;
 
 use super::SDN_ID_MAX;
 use crate::resources::timeouts;
@@ -78,18 +79,23 @@ pub fn validate_alias(alias: &str) -> Result<(), NetworkError> {
 
 /// An IPv4 network in CIDR notation: (network address, prefix length).
 pub fn parse_network(cidr: &str) -> Result<(Ipv4Addr, u8), NetworkError> {
-    let (ip, len) = cidr
-        .split_once('/')
-        .ok_or_else(|| NetworkError::CidrShape(cidr.into()))?;
-    let ip: Ipv4Addr = ip.parse().map_err(|_| NetworkError::CidrAddress {
+    let address = |ip: String| NetworkError::CidrAddress {
         cidr: cidr.into(),
-        ip: ip.into(),
-    })?;
-    let len: u8 = len
-        .parse()
-        .ok()
-        .filter(|l| (1..=30).contains(l))
-        .ok_or_else(|| NetworkError::Prefix(cidr.into()))?;
+        ip,
+    };
+    let (ip, len) = match Cidr::parse(cidr) {
+        Ok(Cidr {
+            addr: IpAddr::V4(ip),
+            prefix,
+        }) => (ip, prefix),
+        Ok(Cidr { addr, .. }) => return Err(address(addr.to_string())),
+        Err(CidrError::NoPrefix) => return Err(NetworkError::CidrShape(cidr.into())),
+        Err(CidrError::Address(ip)) => return Err(address(ip)),
+        Err(CidrError::Prefix(..)) => return Err(NetworkError::Prefix(cidr.into())),
+    };
+    if !(1..=30).contains(&len) {
+        return Err(NetworkError::Prefix(cidr.into()));
+    }
     let mask = mask(len);
     if u32::from(ip) & !mask != 0 {
         let net = Ipv4Addr::from(u32::from(ip) & mask);

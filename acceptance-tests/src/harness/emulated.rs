@@ -1,0 +1,35 @@
+//! What the tests that start the emulators in process share: the runtime they run on, the skip
+//! when the process environment selects a real Proxmox VE, and starting the PVE emulator.
+//! (Driving the provider in process against it is `tests/inproc/mod.rs`: only the tests
+//! depend on the provider crate.)
+
+use super::notice;
+use super::target::PveTarget;
+use crate::pve::{EmulatorConfig, PveEmulator};
+
+/// A multi-threaded runtime with two workers, I/O and time enabled.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+/// Whether the process environment selects a real PVE (panics when its variables are
+/// incomplete); a test that needs the in-process emulators then skips itself, which is said in
+/// a `SKIPPED <test> (real PVE): <why>` notice.
+pub fn skip_on_real_pve(test: &str, why: &str) -> bool {
+    let real = PveTarget::real_from(|k| std::env::var(k).ok())
+        .expect("real-PVE variables")
+        .is_some();
+    if real {
+        notice(&format!("SKIPPED {test} (real PVE): {why}"));
+    }
+    real
+}
+
+/// The PVE emulator started with `config`; a failure to start fails the test.
+pub async fn emulator(config: EmulatorConfig) -> PveEmulator {
+    PveEmulator::start(config).await.expect("PVE emulator")
+}
