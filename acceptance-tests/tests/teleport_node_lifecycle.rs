@@ -2,7 +2,8 @@
 //! PVE emulator, whose Debian guest runs the Teleport 18 stand-in (`waddle_acceptance::teleport`):
 //! create, refresh and an empty plan; in place: an app, a team mapping, a kubeconfig rotation
 //! and a major upgrade (same VMID); drift of the connector repaired; secrets never in the seed
-//! ISO and only in root-only files; a wrong client secret fails clearly; a shared image goes
+//! ISO and only in root-only files; a wrong client secret fails clearly; lost answers on every
+//! create step converge; a failing guest step is recorded and replaced; a shared image goes
 //! with the last VM; destroy leaves nothing (VM, disks, seed ISO, image). Addresses
 //! 127.40.95.x.
 
@@ -10,7 +11,9 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
 use waddle_acceptance::harness::emulated::{self, runtime};
-use waddle_acceptance::pve::{read_iso_files, DebianAppliance, EmulatorConfig, PveEmulator};
+use waddle_acceptance::pve::{
+    read_iso_files, DebianAppliance, EmulatorConfig, FaultConfig, FaultKind, FaultRule, PveEmulator,
+};
 use waddle_acceptance::teleport::{
     GuestFs, SANDBOX_GITHUB_CLIENT_ID, SANDBOX_GITHUB_CLIENT_SECRET,
 };
@@ -34,9 +37,18 @@ fn skip_on_real_pve(test: &str) -> bool {
 }
 
 async fn emulator(ip: Ipv4Addr) -> PveEmulator {
-    PveEmulator::start(EmulatorConfig::builder().ip(ip).bridge("vmbr1").build())
-        .await
-        .expect("PVE emulator")
+    emulator_with(ip, FaultConfig::default()).await
+}
+
+async fn emulator_with(ip: Ipv4Addr, faults: FaultConfig) -> PveEmulator {
+    emulated::emulator(
+        EmulatorConfig::builder()
+            .ip(ip)
+            .bridge("vmbr1")
+            .faults(faults)
+            .build(),
+    )
+    .await
 }
 
 fn base() -> TeleportNodeState {
@@ -448,6 +460,118 @@ fn killed_mid_create_then_reapply_leaves_nothing() {
             .map(|v| v.volid)
             .collect();
         assert_eq!(isos.len(), 1, "one seed ISO: {isos:?}");
+        let state = empty_plan(&h, &state, &config).await;
+        destroy(&h, &state).await;
+        nothing_left(&emu);
+    });
+}
+
+/// The answers to the VM create, the seed ISO upload, the image download and the first
+/// guest-agent file write and command are lost (the host acted on each): the create still
+/// converges on one VM, one download and one seed ISO, with an empty plan after it, and
+/// destroy leaves nothing.
+#[test]
+fn lost_answers_on_every_create_step_converge() {
+    if skip_on_real_pve("lost_answers_on_every_create_step_converge") {
+        return;
+    }
+    let endpoints = [
+        "POST /nodes/{node}/qemu",
+        "POST /nodes/{node}/storage/{storage}/upload",
+        "POST /nodes/{node}/storage/{storage}/download-url",
+        "POST /nodes/{node}/qemu/{vmid}/agent/file-write",
+        "POST /nodes/{node}/qemu/{vmid}/agent/exec",
+    ];
+    let faults = endpoints.into_iter().fold(FaultConfig::new(11), |f, ep| {
+        f.rule(FaultRule::new(ep, FaultKind::DropResponse, 1.0).max_hits(1))
+    });
+    runtime().block_on(async {
+        let emu = emulator_with(Ipv4Addr::new(127, 40, 95, 5), faults).await;
+        let h = harness(&emu).await;
+        let config = cfg(&base());
+        let state = apply(&h, &Value::Null, &config).await;
+        let mut hit: Vec<usize> = emu.fault_log().into_iter().map(|f| f.rule).collect();
+        hit.sort_unstable();
+        assert_eq!(
+            hit,
+            (0..endpoints.len()).collect::<Vec<_>>(),
+            "every answer was lost once: {:?}",
+            emu.fault_log()
+        );
+        let vms: Vec<u32> = emu.vms().iter().map(|v| v.vmid).collect();
+        assert_eq!(vms, vec![vmid_of(&state)], "one VM");
+        assert_eq!(emu.downloads().len(), 1, "one image download");
+        let isos: Vec<String> = emu
+            .volumes()
+            .into_iter()
+            .filter(|v| v.content == "iso")
+            .map(|v| v.volid)
+            .collect();
+        assert_eq!(isos.len(), 1, "one seed ISO: {isos:?}");
+        let state = empty_plan(&h, &state, &config).await;
+        destroy(&h, &state).await;
+        nothing_left(&emu);
+    });
+}
+
+/// A guest-agent command fails on the host for every try while Teleport is being set up
+/// (the VM and its seed ISO exist): the create fails naming the step, the returned state
+/// records the VM and the ISO (tainted by the CLI), destroy leaves nothing, and a new
+/// create converges.
+#[test]
+fn a_failing_guest_step_is_recorded_and_replaced() {
+    if skip_on_real_pve("a_failing_guest_step_is_recorded_and_replaced") {
+        return;
+    }
+    let faults = FaultConfig::new(12).rule(
+        FaultRule::new(
+            "POST /nodes/{node}/qemu/{vmid}/agent/exec",
+            FaultKind::Error {
+                status: 500,
+                reason: "injected guest-agent failure".into(),
+            },
+            1.0,
+        )
+        .max_hits(1000),
+    );
+    runtime().block_on(async {
+        let emu = emulator_with(Ipv4Addr::new(127, 40, 95, 6), faults).await;
+        let h = harness(&emu).await;
+        let mut s = base();
+        // Fail in seconds rather than after the default create timeout.
+        s.timeouts = Some(TimeoutsModel {
+            create: Some("45s".into()),
+            update: None,
+            delete: None,
+        });
+        let config = cfg(&s);
+        let p = h.plan(TYPE_NAME, &Value::Null, &config).await;
+        assert!(!p.diagnostics.has_errors(), "{:?}", p.diagnostics);
+        let a = h
+            .apply(TYPE_NAME, &Value::Null, &config, &p.planned_state)
+            .await;
+        let text = format!("{:?}", a.diagnostics);
+        assert!(a.diagnostics.has_errors(), "the create fails");
+        assert!(text.contains("injected guest-agent failure"), "{text}");
+        assert!(!a.state.is_null(), "the VM that exists is in the state");
+        let vms: Vec<u32> = emu.vms().iter().map(|v| v.vmid).collect();
+        assert_eq!(vms, vec![vmid_of(&a.state)], "the VM is recorded");
+        let seed = str_attr(&a.state, "seed_iso").map(str::to_string);
+        let isos: Vec<String> = emu
+            .volumes()
+            .into_iter()
+            .filter(|v| v.content == "iso")
+            .map(|v| v.volid)
+            .collect();
+        assert_eq!(
+            isos,
+            seed.into_iter().collect::<Vec<_>>(),
+            "the seed ISO is recorded"
+        );
+        destroy(&h, &a.state).await;
+        nothing_left(&emu);
+        emu.set_faults(FaultConfig::default());
+        let state = apply(&h, &Value::Null, &config).await;
         let state = empty_plan(&h, &state, &config).await;
         destroy(&h, &state).await;
         nothing_left(&emu);

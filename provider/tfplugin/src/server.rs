@@ -536,6 +536,7 @@ pub fn serve_main<P: Provider>(provider: P, opts: ServeOptions) -> std::process:
     }
     crate::logging::try_init(&format!("provider.{}", opts.name));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(worker_threads())
         .enable_all()
         .build()
     {
@@ -555,6 +556,18 @@ pub fn serve_main<P: Provider>(provider: P, opts: ServeOptions) -> std::process:
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// The most async worker threads the plugin starts. A provider waits on the network almost
+/// all the time (CPU-heavy work such as key generation goes to the blocking pool), so a few
+/// workers keep `-parallelism` busy; one per core, tokio's default, would cost a stack and a
+/// malloc arena per core on a large workstation for nothing.
+const MAX_WORKER_THREADS: usize = 4;
+
+fn worker_threads() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .clamp(1, MAX_WORKER_THREADS)
 }
 
 struct Controller {
@@ -647,5 +660,17 @@ impl Health for HealthService {
             self.shutdown.clone().cancelled_owned(),
         );
         Ok(Response::new(Box::pin(stream)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn worker_threads_follow_the_cores_up_to_the_cap() {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        assert_eq!(worker_threads(), cores.min(MAX_WORKER_THREADS));
+        assert!((1..=MAX_WORKER_THREADS).contains(&worker_threads()));
     }
 }
