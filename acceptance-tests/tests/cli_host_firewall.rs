@@ -155,9 +155,9 @@ fn host_firewall_lifecycle_on_the_emulator() {
     let rt = runtime();
     let t = target(&rt, Ipv4Addr::new(127, 40, 71, 1));
     let api = t.api(rt.handle().clone()).expect("API client");
-    let expiry_at = now() + 75;
-    let expires = rfc3339(expiry_at);
-    let cfg = firewall(&t, &expires);
+    // First case: create, drift, repair and import, with the temporary rule far from its
+    // expiry (these steps take from half a minute to a few minutes, with the load).
+    let cfg = firewall(&t, &rfc3339(now() + 3600));
 
     // Create.
     let a = api.clone();
@@ -253,6 +253,49 @@ fn host_firewall_lifecycle_on_the_emulator() {
         .import_generate_config(PROVIDER_FROM_ENV)
         .envs(t.cli_env());
 
+    let a = api.clone();
+    let report = TestCase::new()
+        .step(create)
+        .step(drift)
+        .step(repair)
+        .step(import)
+        .check_destroy(move |_| {
+            let rs = rules(&a)?;
+            if let Some(r) = rs.iter().find(|r| comment(r).starts_with("waddle:")) {
+                return Err(format!("a marked rule survived destroy: {r}"));
+            }
+            if !rs.iter().any(|r| comment(r) == "added by hand") {
+                return Err(format!("the foreign rule was touched: {rs:?}"));
+            }
+            let sets = a.list("/cluster/firewall/ipset", &[])?;
+            if sets.iter().any(|s| s["name"] == "waddle-operators") {
+                return Err(format!("IP set left: {sets:?}"));
+            }
+            let o = a.get("/cluster/firewall/options", &[])?;
+            if o.get("enable").and_then(Value::as_i64).unwrap_or(0) != 0 {
+                return Err(format!("the firewall was off before create: {o}"));
+            }
+            Ok(())
+        })
+        .run();
+    assert!(report.skipped.is_empty(), "skipped: {:?}", report.skipped);
+
+    // Second case: the temporary rule expires. Its expiry is set when the case starts, a
+    // minute ahead: the create and the next apply happen before it.
+    let expiry_at = now() + 60;
+    let cfg = firewall(&t, &rfc3339(expiry_at));
+    let a = api.clone();
+    let create = step(&t, cfg.clone())
+        .describe("create with a rule that expires in a minute")
+        .check(check::attr_equals(
+            ADDR,
+            "active_rules",
+            serde_json::json!(["api", "private", "ssh-temp"]),
+        ))
+        .check(check::func(move |_| {
+            marked(&rules(&a)?, "ssh-temp").map(|_| ())
+        }));
+
     // Wait for the expiry: the plan after this step's apply is no longer empty.
     let wait = step(&t, cfg.clone())
         .describe("the temporary rule's expiry passes")
@@ -287,9 +330,6 @@ fn host_firewall_lifecycle_on_the_emulator() {
     let a = api.clone();
     let report = TestCase::new()
         .step(create)
-        .step(drift)
-        .step(repair)
-        .step(import)
         .step(wait)
         .step(expired)
         .check_destroy(move |_| {
