@@ -210,12 +210,43 @@ fn version_drift(m: &mut ClusterModel, found: &BTreeMap<String, Probe>) {
             reported = tag,
             "the node runs another Talos version"
         );
+        // The image the node was upgraded with is not reported: the recorded installer
+        // with the reported version's tag (what `talosctl upgrade` with the same schematic
+        // installs).
+        r.installer = r.installer.as_deref().and_then(|i| retagged(i, &tag));
         r.talos_version = Some(tag);
-        // Which image the node was installed from is not known.
-        r.installer = None;
         changed = true;
     }
     if changed {
         m.node_versions = Some(records);
+    }
+}
+
+/// `image` with its tag replaced by `tag` (`None` when it has no tag).
+fn retagged(image: &str, tag: &str) -> Option<String> {
+    let slash = image.rfind('/').map_or(0, |i| i + 1);
+    let colon = image[slash..].rfind(':')? + slash;
+    Some(format!("{}:{tag}", &image[..colon]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::retagged;
+
+    #[test]
+    fn an_installer_is_retagged() {
+        assert_eq!(
+            retagged("ghcr.io/siderolabs/installer:v1.12.4", "v1.12.11").as_deref(),
+            Some("ghcr.io/siderolabs/installer:v1.12.11")
+        );
+        assert_eq!(
+            retagged("factory.talos.dev/installer/ab12:v1.12.4", "v1.13.0").as_deref(),
+            Some("factory.talos.dev/installer/ab12:v1.13.0")
+        );
+        assert_eq!(
+            retagged("registry.local:5000/installer:v1", "v2").as_deref(),
+            Some("registry.local:5000/installer:v2")
+        );
+        assert_eq!(retagged("registry.local:5000/installer", "v2"), None);
     }
 }
