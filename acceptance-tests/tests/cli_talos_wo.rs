@@ -66,17 +66,7 @@ fn no_write_only(cli: &Cli) -> Option<String> {
 /// Every secret value of the bundle, raw and base64 (as it appears in a configuration).
 fn secret_values(b: &SecretsBundle) -> Vec<String> {
     let b64 = base64::engine::general_purpose::STANDARD;
-    let mut raw = vec![
-        b.cluster_id.clone(),
-        b.cluster_secret.clone(),
-        b.bootstrap_token.clone(),
-        b.trustd_token.clone(),
-        b.k8s_service_account_key.clone(),
-    ];
-    raw.extend(b.secretbox_encryption_secret.clone());
-    for ca in [&b.etcd_ca, &b.k8s_ca, &b.k8s_aggregator_ca, &b.os_ca] {
-        raw.push(ca.key.clone());
-    }
+    let raw = waddle_talos::mask::bundle_secrets(b);
     raw.iter()
         .flat_map(|s| [s.clone(), b64.encode(s.as_bytes())])
         .collect()

@@ -234,27 +234,11 @@ async fn an_os_upgraded_by_hand_is_read_back_and_shows_in_the_next_plan() {
     e.fleet.shutdown().await;
 }
 
-/// Every secret value of a bundle (PEM keys, tokens, ids).
-fn secret_values(b: &SecretsBundle) -> Vec<String> {
-    let mut out = vec![
-        b.cluster_id.clone(),
-        b.cluster_secret.clone(),
-        b.bootstrap_token.clone(),
-        b.trustd_token.clone(),
-        b.k8s_service_account_key.clone(),
-    ];
-    out.extend(b.secretbox_encryption_secret.clone());
-    for ca in [&b.etcd_ca, &b.k8s_ca, &b.k8s_aggregator_ca, &b.os_ca] {
-        out.push(ca.key.clone());
-    }
-    out
-}
-
 fn assert_no_secret(state: &Value, b: &SecretsBundle) {
     use base64::Engine as _;
     let b64 = base64::engine::general_purpose::STANDARD;
     let text = format!("{state:?}");
-    for s in secret_values(b) {
+    for s in waddle_talos::mask::bundle_secrets(b) {
         assert!(!text.contains(&s), "a secret of the bundle is in the state");
         assert!(
             !text.contains(&b64.encode(s.as_bytes())),

@@ -30,6 +30,25 @@ pub enum MaskError {
     Emit(String),
 }
 
+/// Every secret value of a bundle (ids, tokens, encryption secrets, private keys): what a
+/// masked configuration, a state or a log must not hold.
+pub fn bundle_secrets(b: &crate::SecretsBundle) -> Vec<String> {
+    let mut out = vec![
+        b.cluster_id.clone(),
+        b.cluster_secret.clone(),
+        b.bootstrap_token.clone(),
+        b.trustd_token.clone(),
+        b.k8s_service_account_key.clone(),
+    ];
+    out.extend(b.secretbox_encryption_secret.clone());
+    out.extend(b.aescbc_encryption_secret.clone());
+    for ca in [&b.etcd_ca, &b.k8s_ca, &b.k8s_aggregator_ca, &b.os_ca] {
+        out.push(ca.key.clone());
+    }
+    out.retain(|s| !s.is_empty());
+    out
+}
+
 /// Whether a string under mapping key `key` is a secret.
 pub fn is_secret_key(key: &str) -> bool {
     let k = key.to_ascii_lowercase();
@@ -147,27 +166,10 @@ mod tests {
         SecretsBundle::generate(&crate::SystemClock).expect("bundle")
     }
 
-    /// Every secret value of a bundle, as it may appear in a configuration.
-    pub(crate) fn secret_values(b: &SecretsBundle) -> Vec<String> {
-        let mut out = vec![
-            b.cluster_id.clone(),
-            b.cluster_secret.clone(),
-            b.bootstrap_token.clone(),
-            b.trustd_token.clone(),
-            b.k8s_service_account_key.clone(),
-        ];
-        out.extend(b.secretbox_encryption_secret.clone());
-        out.extend(b.aescbc_encryption_secret.clone());
-        for ca in [&b.etcd_ca, &b.k8s_ca, &b.k8s_aggregator_ca, &b.os_ca] {
-            out.push(ca.key.clone());
-        }
-        out
-    }
-
     fn leaks(text: &str, b: &SecretsBundle) -> Vec<String> {
         use base64::Engine as _;
         let b64 = base64::engine::general_purpose::STANDARD;
-        secret_values(b)
+        bundle_secrets(b)
             .into_iter()
             .flat_map(|s| [b64.encode(s.as_bytes()), s])
             .filter(|s| !s.is_empty() && text.contains(s.as_str()))
