@@ -31,6 +31,7 @@ pub const ATTRS: &[&str] = &[
     "endpoint",
     "vip",
     "talos_version",
+    "config_contract",
     "kubernetes_version",
     "image",
     "cni",
@@ -87,7 +88,21 @@ pub fn inputs_json(m: &ClusterModel, name: &str) -> String {
         nodes: Some(m.nodes().into_iter().filter(|(k, _)| k == name).collect()),
         ..m.clone()
     };
-    let json = serde_json::to_string(&inputs).unwrap_or_default();
+    let mut json = serde_json::to_string(&inputs).unwrap_or_default();
+    // `config_contract` (the model's last field) is kept only when it is not the default of
+    // `talos_version`, so lines written before it existed stay as they were; a read-back
+    // without it means that default.
+    let default_contract = ClusterModel {
+        config_contract: None,
+        ..m.clone()
+    };
+    if super::contract::of_model(m) == super::contract::of_model(&default_contract) {
+        if let Some(at) = json.rfind(",\"config_contract\":") {
+            if json.ends_with('}') {
+                json.replace_range(at..json.len() - 1, "");
+            }
+        }
+    }
     let mut out = String::with_capacity(json.len());
     for c in json.chars() {
         if c.is_ascii() {
