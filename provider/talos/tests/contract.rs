@@ -396,3 +396,36 @@ fn every_key_talosctl_emits_is_present_unless_listed_as_intended() {
     let d = docs(&render_node_config(&spec, bundle(), "cp1").unwrap());
     assert!(has_key(&d, "cluster.proxy.image"));
 }
+
+/// The document kinds each contract knows are exactly the kinds of its official schema.
+#[test]
+fn known_kinds_are_the_kinds_of_each_schema() {
+    for (contract, minor) in [
+        (ConfigContract::V1_12, "v1.12"),
+        (ConfigContract::V1_13, "v1.13"),
+    ] {
+        let schema = common::schema_for(minor);
+        let mut official: Vec<String> = schema["oneOf"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|r| {
+                let def = r["$ref"].as_str()?.rsplit('/').next()?;
+                schema["$defs"][def]["properties"]["kind"]["enum"][0]
+                    .as_str()
+                    .map(str::to_string)
+            })
+            .collect();
+        official.sort();
+        let mut ours: Vec<String> = waddle_talos::structure::known_kinds(contract)
+            .map(|(k, _)| k.to_string())
+            .collect();
+        ours.sort();
+        assert_eq!(ours, official, "{contract}");
+    }
+    assert!(waddle_talos::structure::KINDS_SINCE_1_13
+        .iter()
+        .all(|(k, _)| !waddle_talos::structure::KNOWN_KINDS
+            .iter()
+            .any(|(o, _)| o == k)));
+}
