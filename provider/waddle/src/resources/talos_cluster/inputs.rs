@@ -262,6 +262,36 @@ mod tests {
         assert_eq!(read_inputs("version: v1alpha1\n").expect("parses"), None);
     }
 
+    /// `config_contract` is on the line only when it is not the default of `talos_version`
+    /// (lines written before it existed stay as they were), and reads back either way.
+    #[test]
+    fn the_contract_is_kept_only_when_not_the_default() {
+        let bundle = SecretsBundle::placeholder();
+        let mut m = model();
+        m.talos_version = Some("v1.12.11".into());
+        let plain = inputs_json(&m, "cp1");
+        m.config_contract = Some("v1.12".into());
+        assert_eq!(inputs_json(&m, "cp1"), plain);
+        assert!(!plain.contains("config_contract"), "{plain}");
+        assert!(plain.ends_with('}'), "{plain}");
+        let back = read_inputs(&render_configs(&m, &bundle).unwrap()["cp1"])
+            .unwrap()
+            .unwrap();
+        assert_eq!(back.config_contract, None);
+        assert_eq!(super::super::contract::of_model(&back).as_str(), "v1.12");
+
+        // Upgraded to v1.13 with the v1.12 contract kept: on the line, read back.
+        m.talos_version = Some("v1.13.9".into());
+        let kept = inputs_json(&m, "cp1");
+        assert!(kept.ends_with(",\"config_contract\":\"v1.12\"}"), "{kept}");
+        let back = read_inputs(&render_configs(&m, &bundle).unwrap()["cp1"])
+            .unwrap()
+            .unwrap();
+        assert_eq!(back.config_contract.as_deref(), Some("v1.12"));
+        m.config_contract = Some("v1.13".into());
+        assert!(!inputs_json(&m, "cp1").contains("config_contract"));
+    }
+
     #[test]
     fn a_changed_input_is_a_changed_configuration_of_that_node_only() {
         let bundle = SecretsBundle::placeholder();
