@@ -22,6 +22,7 @@ fn applied(m: &ClusterModel, runs: &str) -> ClusterModel {
     s.talos_version = m.talos_version.clone();
     s.config_contract = Some(contract::of_model(m).as_str().into());
     s.machine_configurations = Some(inputs::render_configs(&s, &bundle()).unwrap());
+    s.machine_configurations_masked = s.machine_configurations.as_ref().map(wo::masked);
     let mut rec = upgrade::target(&s);
     rec.talos_version = Some(runs.into());
     s.node_versions = Some(s.nodes().keys().map(|k| (k.clone(), rec.clone())).collect());

@@ -36,6 +36,7 @@ mod roll;
 mod schema;
 pub mod upgrade;
 mod validate;
+pub mod wo;
 
 use std::time::Duration;
 
@@ -183,6 +184,7 @@ impl Resource for TalosCluster {
         // A state moved from `talos_machine_secrets` has no cluster name yet: setting it is an
         // update, not a re-creation (a replacement would drop the moved secrets).
         waddle_framework::resource::requires_replace_if_prior_set(req, plan);
+        wo::plan(&req.config, prior.as_ref(), plan, diags);
     }
 
     async fn create(
@@ -277,3 +279,5 @@ mod tests;
 mod update_tests;
 #[cfg(test)]
 mod upgrade_tests;
+#[cfg(test)]
+mod wo_tests;

@@ -116,6 +116,12 @@ pub struct ClusterModel {
     pub discovery: Option<bool>,
     pub config_patches: Option<Vec<String>>,
     pub machine_secrets: Option<String>,
+    /// Write-only: always null in a state or plan value (the bundle is read from the
+    /// configuration by [`super::wo`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub machine_secrets_wo: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub machine_secrets_wo_version: Option<i64>,
     pub on_destroy: Option<String>,
     pub timeouts: Option<TimeoutsModel>,
     pub nodes: Option<BTreeMap<String, NodeModel>>,
@@ -123,6 +129,8 @@ pub struct ClusterModel {
     pub kubeconfig: Option<String>,
     pub client_configuration: Option<ClientConfigModel>,
     pub machine_configurations: Option<BTreeMap<String, String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub machine_configurations_masked: Option<BTreeMap<String, String>>,
     pub node_addresses: Option<BTreeMap<String, String>>,
     pub proxmox_vms: Option<BTreeMap<String, VmRef>>,
     pub proxmox_images: Option<Vec<ImageRef>>,

@@ -93,16 +93,21 @@ pub fn plan_values(
     }
 
     // machine configurations: known when the secrets and the spec inputs are
-    let secrets = plan
-        .get_attr("machine_secrets")
-        .and_then(Value::as_str)
-        .map(str::to_string);
+    let secrets = super::wo::plan_secrets(config, plan);
     // (Control planes' configurations hold every input: see `inputs`.)
     let mut configs_known = false;
     if let (Some(sec), true) = (secrets, spec_inputs_known(plan) && inputs::known(plan)) {
         if let (Ok(bundle), Some(m)) = (SecretsBundle::from_yaml(&sec), model_of(plan)) {
             // An error is reported by validation.
             if let Ok(configs) = inputs::render_configs(&m, &bundle) {
+                let masked = super::wo::masked(&configs)
+                    .into_iter()
+                    .map(|(k, c)| (k, Value::from(c.as_str())))
+                    .collect();
+                plan.set_path(
+                    &AttributePath::attr(super::wo::MASKED_ATTR),
+                    Value::Map(masked),
+                );
                 let out = configs
                     .into_iter()
                     .map(|(k, c)| (k, Value::from(c.as_str())))
@@ -116,10 +121,9 @@ pub fn plan_values(
         }
     }
     if !configs_known {
-        plan.set_path(
-            &AttributePath::attr("machine_configurations"),
-            Value::unknown(),
-        );
+        for a in ["machine_configurations", super::wo::MASKED_ATTR] {
+            plan.set_path(&AttributePath::attr(a), Value::unknown());
+        }
     }
 
     let nodes_known = plan_known(plan, "nodes");

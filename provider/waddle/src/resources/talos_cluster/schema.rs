@@ -326,13 +326,46 @@ pub fn schema() -> Schema {
     )
     .attribute(
         "machine_secrets",
-        s("The cluster secrets bundle in `secrets.yaml` form. Generated once when not set; set \
-           it to use an existing `secrets.yaml` (changing it re-creates the cluster).")
+        s("The cluster secrets bundle in `secrets.yaml` form. Generated once when neither this \
+           nor `machine_secrets_wo` is set; set it to use an existing `secrets.yaml` (changing \
+           it re-creates the cluster). Kept in state; see `machine_secrets_wo` to keep it out.")
         .optional()
         .computed()
         .sensitive()
         .use_state_for_unknown()
         .requires_replace(),
+    )
+    .attribute(
+        "machine_secrets_wo",
+        Attribute::string()
+            .optional()
+            .sensitive()
+            .write_only()
+            .description(
+                "Write-only alternative to `machine_secrets` (Terraform >= 1.11, OpenTofu >= \
+                 1.11): the `secrets.yaml` bundle, needed in the configuration on every plan \
+                 and apply and never stored in state. Requires `machine_secrets_wo_version`; \
+                 conflicts with `machine_secrets`. With it, `machine_secrets` and \
+                 `machine_configurations` (which hold the bundle's keys) are null in state; \
+                 what stays is what reading and destroying the cluster need without the \
+                 bundle: `client_configuration` (the OS CA certificate and an admin client \
+                 certificate and key), `talosconfig`, `kubeconfig` and the masked \
+                 `machine_configurations_masked`. A bundle other than the cluster's is \
+                 refused unless `machine_secrets_wo_version` changes, which re-creates the \
+                 cluster. Switching from `machine_secrets` to it with the same bundle is an \
+                 update.",
+            ),
+    )
+    .attribute(
+        "machine_secrets_wo_version",
+        Attribute::number()
+            .optional()
+            .requires_replace()
+            .description(
+                "Version of `machine_secrets_wo`, stored in state: a change re-keys the cluster, \
+                 that is, re-creates it with the new bundle (like a change of \
+                 `machine_secrets`).",
+            ),
     )
     .attribute(
         "on_destroy",
@@ -395,6 +428,17 @@ pub fn schema() -> Schema {
                  starts with a comment line (`# waddle_talos_cluster inputs: ...`) holding this \
                  resource's configured attributes for that node, without `machine_secrets`, \
                  read back by an import; Talos ignores it.",
+            ),
+    )
+    .attribute(
+        "machine_configurations_masked",
+        Attribute::map_of(Type::String)
+            .computed()
+            .description(
+                "Machine configuration of every node, by node name, with every secret masked \
+                 (keys, tokens, the cluster secret and id, encryption secrets, passwords; \
+                 certificates stay): not sensitive, so a plan shows which keys of which node \
+                 change. Known at plan when the inputs and the secrets are.",
             ),
     )
     .attribute(

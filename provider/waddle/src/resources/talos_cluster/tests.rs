@@ -160,6 +160,8 @@ fn schema_is_well_formed_and_matches_the_model() {
         discovery: Some(true),
         config_patches: Some(vec!["machine: {}".into()]),
         machine_secrets: Some("secrets".into()),
+        machine_secrets_wo: Some("write-only".into()),
+        machine_secrets_wo_version: Some(1),
         on_destroy: Some("graceful".into()),
         timeouts: Some(TimeoutsModel {
             create: Some("30m".into()),
@@ -175,6 +177,7 @@ fn schema_is_well_formed_and_matches_the_model() {
             client_key: "key".into(),
         }),
         machine_configurations: Some([("cp1".to_string(), "cfg".to_string())].into()),
+        machine_configurations_masked: Some([("cp1".to_string(), "masked".to_string())].into()),
         node_addresses: Some([("cp1".to_string(), "10.10.0.10".to_string())].into()),
         proxmox_vms: Some(
             [(
@@ -553,6 +556,7 @@ pub(super) fn applied_state(m: &ClusterModel, bundle: &SecretsBundle) -> Cluster
     s.on_destroy = Some("graceful".into());
     s.config_contract = Some(super::contract::of_model(&s).as_str().into());
     s.machine_configurations = Some(super::inputs::render_configs(&s, bundle).unwrap());
+    s.machine_configurations_masked = s.machine_configurations.as_ref().map(wo::masked);
     s.node_addresses = Some(
         s.nodes()
             .iter()
@@ -867,6 +871,7 @@ fn golden_sample() -> ClusterModel {
     m.discovery = Some(true);
     m.config_patches = Some(vec!["machine:\n  sysctls: {}\n".into()]);
     m.machine_secrets = Some("<secrets bundle>".into());
+    m.machine_secrets_wo_version = Some(1);
     m.on_destroy = Some("graceful".into());
     m.timeouts = Some(TimeoutsModel {
         create: Some("30m".into()),
@@ -899,6 +904,10 @@ fn golden_sample() -> ClusterModel {
         client_key: "<key>".into(),
     });
     m.machine_configurations = Some(BTreeMap::from([("cp1".into(), "<config>".into())]));
+    m.machine_configurations_masked = Some(BTreeMap::from([(
+        "cp1".into(),
+        "version: v1alpha1\nmachine:\n  token: (masked)\n".into(),
+    )]));
     m.node_addresses = Some(BTreeMap::from([("cp1".into(), "10.10.0.10".into())]));
     m.proxmox_vms = Some(BTreeMap::from([(
         "cp1".into(),

@@ -254,6 +254,7 @@ pub fn validate_value(config: &Value, diags: &mut Diagnostics) {
 fn validate_uncapped(config: &Value, diags: &mut Diagnostics) {
     check_resource_attrs(config, diags);
     etcd::validate(config, diags);
+    super::wo::validate(config, diags);
     let too_many = config
         .get_attr("nodes")
         .and_then(Value::as_entries)

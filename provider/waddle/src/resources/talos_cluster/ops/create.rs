@@ -6,7 +6,7 @@ use std::time::Instant;
 use waddle_framework::prelude::*;
 use waddle_talos::{SecretsBundle, SystemClock};
 
-use super::super::{model_of, node_ip, to_value, NodeModel};
+use super::super::{model_of, node_ip, to_value, wo, NodeModel};
 use super::{
     credentials, etcd_backup, finish, make_env, provider_parts, provision_all, render_all,
     takes_every_apply, talosconfig_of, Created,
@@ -22,8 +22,26 @@ pub async fn create(ctx: &Context, req: CreateRequest, diags: &mut Diagnostics) 
     let needs_pve = nodes.values().any(|n| n.proxmox.is_some());
     let parts = provider_parts(ctx, needs_pve, diags)?;
 
-    let bundle = match &m.machine_secrets {
-        Some(s) => match SecretsBundle::from_yaml(s) {
+    let write_only = wo::configured(&req.config);
+    let given = match wo::bundle(&req.config) {
+        Some(Ok(b)) => Some(b),
+        Some(Err(e)) => {
+            diags.error_at(AttributePath::attr(wo::ATTR), "Invalid secrets bundle", e);
+            return None;
+        }
+        None if write_only => {
+            diags.error_at(
+                AttributePath::attr(wo::ATTR),
+                "Missing secrets bundle",
+                format!("{} is not known at apply", wo::ATTR),
+            );
+            return None;
+        }
+        None => None,
+    };
+    let bundle = match (given, &m.machine_secrets) {
+        (Some(b), _) => b,
+        (None, Some(s)) => match SecretsBundle::from_yaml(s) {
             Ok(b) => b,
             Err(e) => {
                 diags.error_at(
@@ -34,17 +52,19 @@ pub async fn create(ctx: &Context, req: CreateRequest, diags: &mut Diagnostics) 
                 return None;
             }
         },
-        None => match tokio::task::spawn_blocking(|| SecretsBundle::generate(&SystemClock)).await {
-            Ok(Ok(b)) => b,
-            Ok(Err(e)) => {
-                diags.error("Generating the cluster secrets failed", e.to_string());
-                return None;
+        (None, None) => {
+            match tokio::task::spawn_blocking(|| SecretsBundle::generate(&SystemClock)).await {
+                Ok(Ok(b)) => b,
+                Ok(Err(e)) => {
+                    diags.error("Generating the cluster secrets failed", e.to_string());
+                    return None;
+                }
+                Err(e) => {
+                    diags.error("Generating the cluster secrets failed", e.to_string());
+                    return None;
+                }
             }
-            Err(e) => {
-                diags.error("Generating the cluster secrets failed", e.to_string());
-                return None;
-            }
-        },
+        }
     };
     let yaml = match bundle.to_yaml() {
         Ok(y) => y,
@@ -105,6 +125,7 @@ pub async fn create(ctx: &Context, req: CreateRequest, diags: &mut Diagnostics) 
             diags.error("Creating the Talos cluster failed", e);
         }
         m.kubeconfig = Some(String::new());
+        wo::finalize(&mut m, write_only, None);
         return to_value(&m, diags);
     }
     tracing::info!(
@@ -117,6 +138,7 @@ pub async fn create(ctx: &Context, req: CreateRequest, diags: &mut Diagnostics) 
             // Not restored: the next plan shows the restore again.
             m.etcd_restore = None;
             m.kubeconfig = Some(String::new());
+            wo::finalize(&mut m, write_only, None);
             return to_value(&m, diags);
         }
         m.bootstrapped = Some(true);
@@ -136,5 +158,6 @@ pub async fn create(ctx: &Context, req: CreateRequest, diags: &mut Diagnostics) 
         Ok(()) => {}
     }
     tracing::info!(seconds = started.elapsed().as_secs_f64(), "create done");
+    wo::finalize(&mut m, write_only, None);
     to_value(&m, diags)
 }

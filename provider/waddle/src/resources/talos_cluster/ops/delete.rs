@@ -32,10 +32,12 @@ pub async fn delete(ctx: &Context, prior_state: Value, diags: &mut Diagnostics) 
         return;
     };
     let pve = parts.pve.clone();
-    let creds = bundle_of(&m)
-        .and_then(|b| credentials(&m, &b))
-        .map(|(c, _)| c)
-        .ok();
+    let creds = super::super::wo::state_credentials(&m).or_else(|| {
+        bundle_of(&m)
+            .and_then(|b| credentials(&m, &b))
+            .map(|(c, _)| c)
+            .ok()
+    });
     let nodes = m.nodes();
     parts.connect.connect_timeout = Duration::from_secs(10);
     parts.connect.request_timeout = Some(Duration::from_secs(60));

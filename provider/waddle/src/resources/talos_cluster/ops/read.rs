@@ -6,8 +6,11 @@ use std::time::Duration;
 use waddle_framework::prelude::*;
 use waddle_talos::api::CONFIG_PATH;
 
+use waddle_talos::api::Credentials;
+use waddle_talos::mask::{mask_config, same_masked};
+
 use super::super::changes;
-use super::super::{model_of, node_ip, to_value, ClusterModel};
+use super::super::{model_of, node_ip, to_value, upgrade, wo, ClusterModel};
 use super::{bundle_of, credentials, imported, make_env, owner_mark, provider_parts};
 
 // ---------------------------------------------------------------------------------------
@@ -102,41 +105,32 @@ pub async fn read(ctx: &Context, state: Value, diags: &mut Diagnostics) -> Optio
             }
         }
     }
-    // Configuration drift: what the node runs vs what was applied.
-    let bundle = bundle_of(&m).ok();
-    if let (Some(bundle), Some(expected)) = (bundle, m.machine_configurations.clone()) {
-        if let Ok((creds, _)) = credentials(&m, &bundle) {
-            let mut p = parts.clone();
-            p.pve = None;
-            p.connect.connect_timeout = Duration::from_secs(5);
-            p.connect.request_timeout = Some(Duration::from_secs(15));
-            let env = make_env(p, creds, Duration::from_secs(30), ctx);
-            let checks = nodes.iter().map(|(name, n)| {
-                let env = &env;
-                let want = expected.get(name).cloned();
-                async move {
-                    let c = env.mtls(node_ip(n)).await.ok()?;
-                    let got = c.read_file(CONFIG_PATH).await.ok()?;
-                    let got = String::from_utf8(got).ok()?;
-                    let want = want?;
-                    if super::super::inputs::same_applied(&got, &want) {
-                        None
-                    } else {
-                        Some((name.clone(), got))
-                    }
-                }
-            });
-            let mut configs = expected.clone();
-            for (name, got) in futures::future::join_all(checks)
-                .await
-                .into_iter()
-                .flatten()
-            {
-                tracing::info!(node = name, "machine configuration on the node differs");
-                configs.insert(name, got);
+    // Drift: the configuration and the Talos version each node runs.
+    if let Some(creds) = read_credentials(&m) {
+        let mut p = parts.clone();
+        p.pve = None;
+        p.connect.connect_timeout = Duration::from_secs(5);
+        p.connect.request_timeout = Some(Duration::from_secs(15));
+        let env = make_env(p, creds, Duration::from_secs(30), ctx);
+        let probes = nodes.iter().map(|(name, n)| {
+            let env = &env;
+            async move {
+                let c = env.mtls(node_ip(n)).await.ok()?;
+                let config = match c.read_file(CONFIG_PATH).await {
+                    Ok(b) => String::from_utf8(b).ok(),
+                    Err(_) => None,
+                };
+                let version = c.version().await.ok().map(|v| v.tag);
+                Some((name.clone(), Probe { config, version }))
             }
-            m.machine_configurations = Some(configs);
-        }
+        });
+        let found: BTreeMap<String, Probe> = futures::future::join_all(probes)
+            .await
+            .into_iter()
+            .flatten()
+            .collect();
+        config_drift(&mut m, &found);
+        version_drift(&mut m, &found);
     }
     m.proxmox_vms = Some(vms);
     // States written before `etcd_snapshots` existed (and imports) get an empty list.
@@ -162,4 +156,114 @@ pub async fn read(ctx: &Context, state: Value, diags: &mut Diagnostics) -> Optio
     );
     m.nodes = Some(nodes);
     to_value(&m, diags)
+}
+
+/// What a node answered on read (`None`: that call failed).
+struct Probe {
+    config: Option<String>,
+    version: Option<String>,
+}
+
+/// Credentials from the state: its `client_configuration`, else issued from its bundle.
+fn read_credentials(m: &ClusterModel) -> Option<Credentials> {
+    wo::state_credentials(m).or_else(|| {
+        let bundle = bundle_of(m).ok()?;
+        credentials(m, &bundle).ok().map(|(c, _)| c)
+    })
+}
+
+/// Configuration drift: what a node runs vs what was applied. A node whose configuration
+/// differs gets it in `machine_configurations` (or, with write-only secrets, masked in
+/// `machine_configurations_masked`), so the next plan shows the difference.
+fn config_drift(m: &mut ClusterModel, found: &BTreeMap<String, Probe>) {
+    let got = |name: &str| found.get(name).and_then(|p| p.config.clone());
+    if let Some(expected) = m.machine_configurations.clone() {
+        let mut configs = expected.clone();
+        for (name, want) in &expected {
+            match got(name) {
+                Some(g) if !super::super::inputs::same_applied(&g, want) => {
+                    tracing::info!(node = name, "machine configuration on the node differs");
+                    configs.insert(name.clone(), g);
+                }
+                _ => {}
+            }
+        }
+        m.machine_configurations_masked = Some(wo::masked(&configs));
+        m.machine_configurations = Some(configs);
+    } else if let Some(mut masked) = m.machine_configurations_masked.clone() {
+        for (name, want) in masked.clone() {
+            let Some(g) = got(&name).and_then(|g| mask_config(&g).ok()) else {
+                continue;
+            };
+            if !same_masked(&g, &want) {
+                tracing::info!(node = name, "machine configuration on the node differs");
+                masked.insert(name, g);
+            }
+        }
+        m.machine_configurations_masked = Some(masked);
+    }
+}
+
+/// Version drift: a node whose reported Talos version is not the one recorded for it (an
+/// OS upgraded or rolled back by hand) gets it in `node_versions`, so the next plan shows
+/// the node's upgrade to the configured version (or refuses it, as any version path).
+fn version_drift(m: &mut ClusterModel, found: &BTreeMap<String, Probe>) {
+    let mut records: BTreeMap<String, upgrade::NodeVersionModel> = m
+        .nodes()
+        .keys()
+        .map(|k| (k.clone(), upgrade::recorded(m, k)))
+        .collect();
+    let mut changed = false;
+    for (name, r) in records.iter_mut() {
+        let Some(tag) = found.get(name).and_then(|p| p.version.clone()) else {
+            continue;
+        };
+        if tag.is_empty() || r.talos_version.as_deref() == Some(tag.as_str()) {
+            continue;
+        }
+        tracing::info!(
+            node = name,
+            recorded = r.talos_version.as_deref().unwrap_or_default(),
+            reported = tag,
+            "the node runs another Talos version"
+        );
+        // The image the node was upgraded with is not reported: the recorded installer
+        // with the reported version's tag (what `talosctl upgrade` with the same schematic
+        // installs).
+        r.installer = r.installer.as_deref().and_then(|i| retagged(i, &tag));
+        r.talos_version = Some(tag);
+        changed = true;
+    }
+    if changed {
+        m.node_versions = Some(records);
+    }
+}
+
+/// `image` with its tag replaced by `tag` (`None` when it has no tag).
+fn retagged(image: &str, tag: &str) -> Option<String> {
+    let slash = image.rfind('/').map_or(0, |i| i + 1);
+    let colon = image[slash..].rfind(':')? + slash;
+    Some(format!("{}:{tag}", &image[..colon]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::retagged;
+
+    #[test]
+    fn an_installer_is_retagged() {
+        assert_eq!(
+            retagged("ghcr.io/siderolabs/installer:v1.12.4", "v1.12.11").as_deref(),
+            Some("ghcr.io/siderolabs/installer:v1.12.11")
+        );
+        assert_eq!(
+            retagged("factory.talos.dev/installer/ab12:v1.12.4", "v1.13.0").as_deref(),
+            Some("factory.talos.dev/installer/ab12:v1.13.0")
+        );
+        assert_eq!(
+            retagged("registry.local:5000/installer:v1", "v2").as_deref(),
+            Some("registry.local:5000/installer:v2")
+        );
+        assert_eq!(retagged("registry.local:5000/installer", "v2"), None);
+    }
 }

@@ -20,11 +20,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use waddle_framework::prelude::*;
+use waddle_talos::mask::{mask_config, same_masked};
 use waddle_talos::SecretsBundle;
 
 use super::super::changes::{self, Action};
 use super::super::upgrade::NodeVersionModel;
-use super::super::{model_of, node_ip, roll, to_value, ClusterModel, NodeModel};
+use super::super::{model_of, node_ip, roll, to_value, wo, ClusterModel, NodeModel};
 use super::versions::{record_not_done, Versions};
 use super::{
     apply_configured, bundle_of, control_planes, credentials, etcd_backup, finish, make_env,
@@ -51,6 +52,7 @@ pub async fn update(ctx: &Context, req: UpdateRequest, diags: &mut Diagnostics) 
         bundle,
         configs,
         env,
+        write_only,
     } = prepare(ctx, &req, diags)?;
     if snapshot_before_upgrade(&prior, &m) {
         if let Err(e) = etcd_backup::take(&env, &mut m, super::super::etcd::BEFORE_UPGRADE).await {
@@ -77,7 +79,7 @@ pub async fn update(ctx: &Context, req: UpdateRequest, diags: &mut Diagnostics) 
     // 6. Configuration changes (and Kubernetes upgrades).
     run.reconfigure().await;
     // 7. The rest.
-    run.conclude(&bundle, diags).await
+    run.conclude(&bundle, write_only, diags).await
 }
 
 /// What an update starts from.
@@ -88,6 +90,8 @@ struct Prepared {
     bundle: SecretsBundle,
     configs: BTreeMap<String, String>,
     env: Env,
+    /// The bundle is `machine_secrets_wo` (see `wo`).
+    write_only: bool,
 }
 
 /// Phase 0: decodes prior state and plan, keeps the computed values the plan left unknown,
@@ -108,7 +112,13 @@ fn prepare(ctx: &Context, req: &UpdateRequest, diags: &mut Diagnostics) -> Optio
     m.bootstrapped = prior.bootstrapped;
     m.etcd_snapshots = prior.etcd_snapshots.clone();
     m.id = Some(m.cluster_name.clone());
-    let bundle = match bundle_of(&m) {
+    let write_only = wo::configured(&req.config);
+    let bundle = match wo::bundle(&req.config) {
+        Some(b) => b,
+        None if write_only => Err(format!("{} is not known at apply", wo::ATTR)),
+        None => bundle_of(&m),
+    };
+    let bundle = match bundle {
         Ok(b) => b,
         Err(e) => {
             diags.error("Updating the Talos cluster failed", e);
@@ -161,6 +171,7 @@ fn prepare(ctx: &Context, req: &UpdateRequest, diags: &mut Diagnostics) -> Optio
         bundle,
         configs,
         env,
+        write_only,
     })
 }
 
@@ -398,6 +409,12 @@ impl Run {
             .machine_configurations
             .clone()
             .unwrap_or_default();
+        // Write-only secrets: the state has the masked configurations only.
+        let old_masked = self
+            .prior
+            .machine_configurations_masked
+            .clone()
+            .unwrap_or_default();
         let changed: Vec<(String, NodeModel)> = self
             .named(
                 |a| matches!(a, Action::Keep | Action::Resize(_)),
@@ -406,6 +423,10 @@ impl Run {
             .into_iter()
             .filter(|(k, _)| match (old_configs.get(k), self.configs.get(k)) {
                 (Some(a), Some(b)) => !super::super::inputs::same_applied(a, b),
+                (None, Some(b)) => match (old_masked.get(k), mask_config(b)) {
+                    (Some(a), Ok(b)) => !same_masked(a, &b),
+                    _ => true,
+                },
                 _ => true,
             })
             .collect();
@@ -517,7 +538,12 @@ impl Run {
     /// 7. Records what did not happen, restores or bootstraps etcd when asked or needed, waits
     ///    for health, refreshes the kubeconfig, takes the snapshot of every apply, and
     ///    returns the new state with every error.
-    async fn conclude(self, bundle: &SecretsBundle, diags: &mut Diagnostics) -> Option<Value> {
+    async fn conclude(
+        self,
+        bundle: &SecretsBundle,
+        write_only: bool,
+        diags: &mut Diagnostics,
+    ) -> Option<Value> {
         let Run {
             env,
             prior,
@@ -576,6 +602,7 @@ impl Run {
         for e in errors.drain(..) {
             diags.error("Updating the Talos cluster failed", e);
         }
+        wo::finalize(m, write_only, Some(prior));
         to_value(m, diags)
     }
 }
