@@ -9,14 +9,20 @@
 //! 4. the same configuration again resumes from the second control plane; every node runs
 //!    v1.12.11 (a rolling upgrade, no control planes at once, workers after), empty plan after;
 //! 5. `kubernetes_version = "1.35.2"`: control-plane components control plane by control
-//!    plane, then the kubelets node by node, control planes first; empty plan after.
+//!    plane, then the kubelets node by node, control planes first; empty plan after;
+//! 6. `talos_version = "v1.13.9"` with `config_contract = "v1.13"` in the same change is
+//!    refused at plan (the nodes run v1.12);
+//! 7. `talos_version = "v1.13.9"`: every node upgraded (MachineService.Upgrade, they run
+//!    v1.12), the configurations still of the v1.12 contract; empty plan after;
+//! 8. `config_contract = "v1.13"`: every configuration re-rendered for v1.13 (validated by
+//!    the nodes against the v1.13 schema), no further upgrade; empty plan after.
 
 use std::net::Ipv4Addr;
 
 use waddle_acceptance::harness::target::PveTarget;
 use waddle_acceptance::harness::{check, notice, repo_root, Snapshot, TestCase, TestStep};
 use waddle_acceptance::pve::EmulatorConfig;
-use waddle_acceptance::talos::{appliance, FleetOptions, TalosFleet, UpgradeRecord};
+use waddle_acceptance::talos::{appliance, FleetOptions, TalosFleet, UpgradeApi, UpgradeRecord};
 use waddle_talos::SecretsBundle;
 
 const THREE: &str = "waddle_talos_cluster.this";
@@ -28,6 +34,13 @@ fn example(name: &str) -> String {
 }
 
 fn vars(talos: &str, k8s: &str) -> String {
+    vars_with(talos, k8s, None)
+}
+
+fn vars_with(talos: &str, k8s: &str, contract: Option<&str>) -> String {
+    let contract = contract
+        .map(|c| format!("config_contract    = \"{c}\"\n"))
+        .unwrap_or_default();
     format!(
         r#"
 control_planes = {{
@@ -42,12 +55,29 @@ gateway            = "127.20.{NET}.1"
 vip                = "127.20.{NET}.20"
 talos_version      = "{talos}"
 kubernetes_version = "{k8s}"
-"#
+{contract}"#
     )
 }
 
 fn step(talos: &str, k8s: &str) -> TestStep {
     TestStep::config(example("three-node")).file("terraform.tfvars", vars(talos, k8s))
+}
+
+fn step_with(talos: &str, k8s: &str, contract: &str) -> TestStep {
+    TestStep::config(example("three-node"))
+        .file("terraform.tfvars", vars_with(talos, k8s, Some(contract)))
+}
+
+/// Every node's configuration as the Talos emulator holds it.
+fn configs(fleet: &TalosFleet) -> Result<Vec<String>, String> {
+    (10..=13)
+        .map(|h| {
+            fleet
+                .node_at(ip(h))
+                .and_then(|n| n.config_yaml())
+                .ok_or_else(|| format!("no configured node on {}", ip(h)))
+        })
+        .collect()
 }
 
 fn ip(host: u8) -> Ipv4Addr {
@@ -128,6 +158,7 @@ fn three_node_rolling_upgrades() {
         case = case.env(k, v);
     }
     let (f1, f3, f4, f5) = (fleet.clone(), fleet.clone(), fleet.clone(), fleet.clone());
+    let (f7, f8) = (fleet.clone(), fleet.clone());
     case.step(
         step("v1.12.4", "1.35.0")
             .describe("create on Talos v1.12.4")
@@ -206,6 +237,67 @@ fn three_node_rolling_upgrades() {
                 }
                 if !f4.upgrade_log().iter().all(|r| r.to == "v1.12.11") {
                     return Err("Talos was upgraded again".into());
+                }
+                Ok(())
+            })),
+    )
+    .step(
+        step_with("v1.13.9", "1.35.2", "v1.13")
+            .describe("the v1.13 contract before the nodes run v1.13 is refused at plan")
+            .plan_only()
+            .expect_error("Configuration contract newer than the nodes' Talos"),
+    )
+    .step(
+        step("v1.13.9", "1.35.2")
+            .describe("Talos v1.12.11 -> v1.13.9 keeps the v1.12 contract")
+            .plan_check(check::plan_actions(THREE, &["update"]))
+            .check(check::func(move |s| {
+                let v = versions(&f7)?;
+                if v.iter().any(|x| x != "v1.13.9") {
+                    return Err(format!("versions after the upgrade: {v:?}"));
+                }
+                let log = f7.upgrade_log();
+                let to13: Vec<&UpgradeRecord> = log.iter().filter(|r| r.to == "v1.13.9").collect();
+                if to13.len() != 4 || to13.iter().any(|r| r.api != UpgradeApi::Machine) {
+                    return Err(format!("upgrades to v1.13.9: {to13:#?}"));
+                }
+                one_control_plane_at_a_time(&to13.into_iter().cloned().collect::<Vec<_>>())?;
+                let contract = s
+                    .resource(THREE)?
+                    .str_attr("config_contract")
+                    .map(str::to_string);
+                if contract.as_deref() != Some("v1.12") {
+                    return Err(format!("config_contract after the upgrade: {contract:?}"));
+                }
+                for c in configs(&f7)? {
+                    if c.contains("grubUseUKICmdline") || !c.contains(":v1.13.9") {
+                        return Err(format!(
+                            "not a v1.12-contract configuration for v1.13.9:\n{c}"
+                        ));
+                    }
+                }
+                Ok(())
+            })),
+    )
+    .step(
+        step_with("v1.13.9", "1.35.2", "v1.13")
+            .describe("config_contract = v1.13 re-renders every configuration")
+            .plan_check(check::plan_actions(THREE, &["update"]))
+            .check(check::func(move |s| {
+                let contract = s
+                    .resource(THREE)?
+                    .str_attr("config_contract")
+                    .map(str::to_string);
+                if contract.as_deref() != Some("v1.13") {
+                    return Err(format!("config_contract: {contract:?}"));
+                }
+                for c in configs(&f8)? {
+                    if !c.contains("grubUseUKICmdline: true") {
+                        return Err(format!("not a v1.13-contract configuration:\n{c}"));
+                    }
+                }
+                if f8.upgrade_log().len() != 8 {
+                    return Err(format!("upgraded again: {:#?}", f8.upgrade_log()));
                 }
                 Ok(())
             })),

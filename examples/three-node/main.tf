@@ -70,6 +70,12 @@ variable "kubernetes_version" {
   default     = "1.35.0"
 }
 
+variable "config_contract" {
+  type        = string
+  description = "Talos configuration contract (\"v1.12\", \"v1.13\"). Null: the minor of talos_version at create, then kept; set it after an upgrade to re-render the configurations for the new release."
+  default     = null
+}
+
 data "waddle_talos_image" "this" {
   talos_version = var.talos_version
   extensions    = ["siderolabs/qemu-guest-agent", "siderolabs/iscsi-tools"]
@@ -101,6 +107,7 @@ resource "waddle_talos_cluster" "this" {
 
   talos_version      = var.talos_version
   kubernetes_version = var.kubernetes_version
+  config_contract    = var.config_contract
 
   image = {
     installer      = data.waddle_talos_image.this.installer_image

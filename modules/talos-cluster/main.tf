@@ -91,6 +91,7 @@ resource "waddle_talos_cluster" "this" {
   vip                = var.vip
   talos_version      = var.talos_version
   kubernetes_version = var.kubernetes_version
+  config_contract    = var.config_contract
 
   image = {
     installer      = data.waddle_talos_image.this.installer_image

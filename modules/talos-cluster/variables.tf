@@ -15,23 +15,34 @@ variable "cluster_name" {
 
 variable "talos_version" {
   type        = string
-  description = "Talos Linux version of the nodes (the v1.12 series is supported)."
+  description = "Talos Linux version of the nodes (the v1.12 and v1.13 series are supported)."
   default     = "v1.12.11"
 
   validation {
-    condition     = can(regex("^v1\\.12\\.[0-9]+$", var.talos_version))
-    error_message = "The talos_version must be a Talos v1.12 release, e.g. v1.12.11."
+    condition     = can(regex("^v1\\.1[23]\\.[0-9]+$", var.talos_version))
+    error_message = "The talos_version must be a Talos v1.12 or v1.13 release, e.g. v1.12.11."
+  }
+}
+
+variable "config_contract" {
+  type        = string
+  description = "Talos configuration contract (v1.12 or v1.13). Null: the minor release of talos_version at create, then kept across upgrades; set it after an upgrade to re-render the configurations for the new release."
+  default     = null
+
+  validation {
+    condition     = var.config_contract == null || can(regex("^v1\\.1[23]$", var.config_contract))
+    error_message = "The config_contract must be v1.12 or v1.13."
   }
 }
 
 variable "kubernetes_version" {
   type        = string
-  description = "Kubernetes version (without the leading v). Talos v1.12 supports 1.30 to 1.35."
+  description = "Kubernetes version (without the leading v). Talos v1.12 supports 1.30 to 1.35, v1.13 1.31 to 1.36."
   default     = "1.35.0"
 
   validation {
-    condition     = can(regex("^1\\.3[0-5]\\.[0-9]+$", var.kubernetes_version))
-    error_message = "The kubernetes_version must be 1.30.x to 1.35.x, e.g. 1.35.0."
+    condition     = can(regex("^1\\.3[0-6]\\.[0-9]+$", var.kubernetes_version))
+    error_message = "The kubernetes_version must be 1.30.x to 1.36.x (as the Talos release supports), e.g. 1.35.0."
   }
 }
 

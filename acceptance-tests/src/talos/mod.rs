@@ -1,4 +1,4 @@
-//! Talos Linux v1.12 node emulator (`machine.MachineService` over waddle's own protos).
+//! Talos Linux v1.12/v1.13 node emulator (`machine.MachineService` over waddle's own protos).
 //!
 //! A [`TalosFleet`] is one emulated network of Talos machines. Each [`TalosNode`] listens on
 //! its own loopback address (127.20.x.y) on the apid port (50000 by default,
@@ -58,7 +58,7 @@ use base64::Engine as _;
 use serde_json::Value;
 
 pub use upgrade::{ComponentChange, UpgradeApi, UpgradeRecord};
-pub use validate::Schema;
+pub use validate::{Schema, Schemas};
 
 /// Emulator errors (setup, not RPC answers).
 #[derive(Debug, thiserror::Error)]
@@ -154,9 +154,10 @@ pub struct FleetOptions {
     pub timings: Timings,
     /// Faults for every node started afterwards (per node: [`TalosNode::set_faults`]).
     pub faults: Faults,
-    /// Official schema to validate against; `None` = structural rules only. Defaults to
-    /// [`Schema::shared`] (the spec file when present).
-    pub schema: Option<&'static Schema>,
+    /// Official schemas to validate against, each node by the version it runs; `None` =
+    /// structural rules only (also for a node whose release has no schema). Defaults to
+    /// [`Schemas::shared`] (the spec files when present).
+    pub schema: Option<&'static Schemas>,
     /// Talos version a node first boots (and reports in `Version`) unless its disk image
     /// names another ([`NodeOptions::talos_version`]); upgrades change it per node.
     pub talos_version: String,
@@ -172,7 +173,7 @@ impl Default for FleetOptions {
             kube_api_port: 6443,
             timings: Timings::default(),
             faults: Faults::default(),
-            schema: Schema::shared(),
+            schema: Schemas::shared(),
             talos_version: "v1.12.11".into(),
             dhcp_pool_start: None,
         }

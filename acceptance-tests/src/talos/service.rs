@@ -123,7 +123,10 @@ impl NodeService {
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;
         }
-        let docs = validate::validate(&text, fleet.opts.schema).map_err(|r| r.status())?;
+        // Validated as the release the node runs validates it.
+        let running = self.node.talos_version();
+        let schema = fleet.opts.schema.and_then(|s| s.for_version(&running));
+        let docs = validate::validate(&text, schema).map_err(|r| r.status())?;
         let cfg = NodeConfig::from_docs(&text, docs, &self.node.inner.name).map_err(|e| {
             Status::invalid_argument(format!("configuration validation failed: {e}"))
         })?;

@@ -1,6 +1,16 @@
-//! Machine-configuration validation as a Talos v1.12 node performs it on ApplyConfiguration:
-//! every document against the official JSON schema (when the spec file is available) plus
-//! the cross-field rules Talos enforces itself. Independent of the provider's own checks.
+//! Machine-configuration validation as a Talos node performs it on ApplyConfiguration:
+//! every document against the official JSON schema of the version the node *runs*
+//! ([`Schemas`]: v1.12 and v1.13, when the spec files are available) plus the cross-field
+//! rules Talos enforces itself. Independent of the provider's own checks.
+//!
+//! What each release's decoder accepts although its published schema leaves it out
+//! (`docgen:nodoc` fields of `pkg/machinery/config/types/v1alpha1/v1alpha1_types.go`) is
+//! added to that release's schema: `persist` (both; "Deprecated: Not supported anymore"),
+//! and on v1.13 `machine.network` and `machine.env`, which the v1.13 schema dropped but its
+//! Go types still decode (and `v1alpha1_validation.go` still validates), with their v1.12
+//! definitions. Other undocumented fields stay refused (stricter than Talos, never kinder).
+//! A document kind the running release does not register is refused as its decoder does
+//! (`"KubeSpanConfig" "v1alpha1": not registered` on v1.12).
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
@@ -12,12 +22,22 @@ use serde_json::Value;
 /// The official schema location relative to the repository root.
 pub const SCHEMA_REL_PATH: &str = "../shared/specs/talos-v1.12/config.schema.json";
 
-/// Where the official Talos schema is read from: `WADDLE_SPECS_DIR/talos-v1.12/...` if
-/// set, else `../shared/specs/...` from the repository root (found from this crate's
-/// manifest directory or the current directory). `None` when absent.
+/// The Talos minor releases with an official schema in `../shared/specs/talos-v1.<minor>/`.
+pub const SCHEMA_MINORS: &[u32] = &[12, 13];
+
+/// Where the official Talos v1.12 schema is read from (see [`schema_path`]).
 pub fn default_schema_path() -> Option<PathBuf> {
+    schema_path(12)
+}
+
+/// Where the official schema of Talos v1.`minor` is read from:
+/// `WADDLE_SPECS_DIR/talos-v1.<minor>/...` if set, else `../shared/specs/...` from the
+/// repository root (found from this crate's manifest directory or the current directory).
+/// `None` when absent.
+pub fn schema_path(minor: u32) -> Option<PathBuf> {
+    let rel = format!("talos-v1.{minor}/config.schema.json");
     if let Ok(d) = std::env::var("WADDLE_SPECS_DIR") {
-        let p = Path::new(&d).join("talos-v1.12/config.schema.json");
+        let p = Path::new(&d).join(&rel);
         if p.is_file() {
             return Some(p);
         }
@@ -34,7 +54,7 @@ pub fn default_schema_path() -> Option<PathBuf> {
                 .map(|s| s.contains("[workspace]"))
                 .unwrap_or(false)
             {
-                let p = dir.join(SCHEMA_REL_PATH);
+                let p = dir.join("../shared/specs").join(&rel);
                 if p.is_file() {
                     return Some(p);
                 }
@@ -48,10 +68,71 @@ pub fn default_schema_path() -> Option<PathBuf> {
     None
 }
 
-/// The official schema compiled per `$defs` entry.
+/// The official schema of one Talos minor release, compiled per `$defs` entry.
 pub struct Schema {
     root: Value,
+    minor: u32,
     validators: Mutex<HashMap<String, &'static jsonschema::Validator>>,
+}
+
+/// The official schemas by Talos minor release: a node validates against the schema of the
+/// version it runs.
+#[derive(Debug)]
+pub struct Schemas {
+    by_minor: Vec<Schema>,
+}
+
+impl Schemas {
+    /// Loads every schema of [`SCHEMA_MINORS`] found (none found: `None`).
+    pub fn load_default() -> Option<Self> {
+        let mut roots: Vec<(u32, Value)> = Vec::new();
+        for minor in SCHEMA_MINORS {
+            let Some(p) = schema_path(*minor) else {
+                continue;
+            };
+            if let Ok(root) = read_root(&p) {
+                roots.push((*minor, root));
+            }
+        }
+        if roots.is_empty() {
+            return None;
+        }
+        let v1_12 = roots.iter().find(|(m, _)| *m == 12).map(|(_, r)| r.clone());
+        let by_minor = roots
+            .into_iter()
+            .map(|(minor, root)| Schema::from_root(root, minor, v1_12.as_ref()))
+            .collect();
+        Some(Schemas { by_minor })
+    }
+
+    /// The schemas at the default location, loaded once per process (None if absent).
+    pub fn shared() -> Option<&'static Schemas> {
+        static S: OnceLock<Option<Schemas>> = OnceLock::new();
+        S.get_or_init(Schemas::load_default).as_ref()
+    }
+
+    /// The schema of the minor release of `version` (`v1.13.2` -> v1.13); `None` when there
+    /// is none for that release.
+    pub fn for_version(&self, version: &str) -> Option<&Schema> {
+        let bare = version.strip_prefix('v').unwrap_or(version);
+        let mut it = bare.split(['.', '-']);
+        let (Some("1"), Some(minor)) = (it.next(), it.next()) else {
+            return None;
+        };
+        let minor: u32 = minor.parse().ok()?;
+        self.by_minor.iter().find(|s| s.minor == minor)
+    }
+}
+
+fn read_root(path: &Path) -> Result<Value, String> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+    let root: Value =
+        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    if !root.get("$defs").is_some_and(Value::is_object) {
+        return Err(format!("{}: no $defs", path.display()));
+    }
+    Ok(root)
 }
 
 impl std::fmt::Debug for Schema {
@@ -61,26 +142,65 @@ impl std::fmt::Debug for Schema {
 }
 
 impl Schema {
-    /// Loads the schema file.
+    /// Loads the schema file of Talos v1.12 (no fields of other releases added).
     pub fn load(path: &Path) -> Result<Self, String> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("reading {}: {e}", path.display()))?;
-        let root: Value =
-            serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-        if !root.get("$defs").is_some_and(Value::is_object) {
-            return Err(format!("{}: no $defs", path.display()));
-        }
-        Ok(Schema {
-            root,
-            validators: Mutex::new(HashMap::new()),
-        })
+        Ok(Schema::from_root(read_root(path)?, 12, None))
     }
 
-    /// The schema at the default location, loaded once per process (None if absent).
+    /// The schema of Talos v1.`minor` with what that release's decoder accepts beyond it
+    /// (see the module documentation); `v1_12` is the v1.12 schema, whose definitions of
+    /// `machine.network` and `machine.env` the v1.13 decoder still has.
+    pub fn from_root(mut root: Value, minor: u32, v1_12: Option<&Value>) -> Self {
+        let persist = serde_json::json!({"type": "boolean"});
+        if let Some(props) = root
+            .pointer_mut("/$defs/v1alpha1.Config/properties")
+            .and_then(Value::as_object_mut)
+        {
+            props.entry("persist").or_insert(persist);
+        }
+        if minor >= 13 {
+            if let Some(old) = v1_12 {
+                for def in [
+                    "v1alpha1.NetworkConfig",
+                    "v1alpha1.NetworkKubeSpan",
+                    "v1alpha1.KubeSpanFilters",
+                ] {
+                    if let (Some(d), Some(defs)) = (
+                        old.pointer(&format!("/$defs/{def}")),
+                        root.get_mut("$defs").and_then(Value::as_object_mut),
+                    ) {
+                        defs.entry(def).or_insert_with(|| d.clone());
+                    }
+                }
+                for field in ["network", "env"] {
+                    let d = old
+                        .pointer(&format!("/$defs/v1alpha1.MachineConfig/properties/{field}"))
+                        .cloned();
+                    if let (Some(d), Some(props)) = (
+                        d,
+                        root.pointer_mut("/$defs/v1alpha1.MachineConfig/properties")
+                            .and_then(Value::as_object_mut),
+                    ) {
+                        props.entry(field).or_insert(d);
+                    }
+                }
+            }
+        }
+        Schema {
+            root,
+            minor,
+            validators: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The Talos minor release of this schema (`12`, `13`).
+    pub fn minor(&self) -> u32 {
+        self.minor
+    }
+
+    /// The v1.12 schema at the default location, loaded once per process (None if absent).
     pub fn shared() -> Option<&'static Schema> {
-        static S: OnceLock<Option<Schema>> = OnceLock::new();
-        S.get_or_init(|| default_schema_path().and_then(|p| Schema::load(&p).ok()))
-            .as_ref()
+        Schemas::shared().and_then(|s| s.for_version("v1.12"))
     }
 
     fn def_for(&self, doc: &Value) -> Result<String, String> {
@@ -98,7 +218,12 @@ impl Schema {
                 return Ok(name.clone());
             }
         }
-        Err(format!("unknown document kind {kind:?}"))
+        // Talos's decoder: `registry.New(kind, version)` has no such kind on this release.
+        let version = doc.get("apiVersion").and_then(Value::as_str).unwrap_or("");
+        let name = doc.get("name").and_then(Value::as_str).unwrap_or("");
+        Err(format!(
+            "error decoding document {version}/{kind}/{name}: {kind:?} {version:?}: not registered"
+        ))
     }
 
     fn validator(&self, def: &str) -> Result<&'static jsonschema::Validator, String> {

@@ -55,6 +55,14 @@ run "talos_version_is_validated" {
   expect_failures = [var.talos_version]
 }
 
+run "config_contract_is_validated" {
+  command = plan
+  variables {
+    config_contract = "v1.14"
+  }
+  expect_failures = [var.config_contract]
+}
+
 run "kubernetes_version_is_validated" {
   command = plan
   variables {

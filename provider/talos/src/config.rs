@@ -1,9 +1,14 @@
-//! Per-node Talos v1.12 machine configuration: the `v1alpha1` document plus the
-//! multi-document network/volume configuration (`HostnameConfig`, `LinkAliasConfig`,
-//! `LinkConfig`, `Layer2VIPConfig`, `ResolverConfig`, `VolumeConfig`).
+//! Per-node Talos machine configuration for a configuration contract
+//! ([`ConfigContract`], v1.12 or v1.13): the `v1alpha1` document plus the multi-document
+//! network/volume configuration (`HostnameConfig`, `LinkAliasConfig`, `LinkConfig`,
+//! `Layer2VIPConfig`, `ResolverConfig`, `VolumeConfig`).
 //!
-//! Deprecated v1alpha1 fields (`persist`, `machine.network.hostname`,
-//! `machine.network.interfaces`, `machine.network.nameservers`) are never generated.
+//! Deprecated v1alpha1 fields (`persist`, `machine.network`, `machine.env`) are never
+//! generated: networking is documents under both contracts. The v1.13 contract adds what
+//! `talosctl gen config --talos-version v1.13` writes beyond v1.12's rendering here:
+//! `machine.install.grubUseUKICmdline: true` and the API server's default audit policy
+//! (v1.12 keeps its rendering of earlier releases, so existing clusters see no change).
+//! [`TALOSCTL_DIFFERENCES`] lists every key talosctl emits that is deliberately different.
 
 use serde_yaml_ng::Value;
 
@@ -11,7 +16,7 @@ use crate::issue::Issue;
 use crate::net::{normalize_mac, parse_endpoint, Cidr};
 use crate::secrets::SecretsBundle;
 use crate::spec::{ClusterSpec, NodeSpec, Role};
-use crate::versions::{self, parse_kubernetes_version};
+use crate::versions::{self, parse_kubernetes_version_for, ConfigContract};
 use crate::yaml::{map, s, strings};
 use crate::{patch, structure, validate, Error};
 
@@ -64,8 +69,10 @@ pub fn base_documents(
         .address
         .parse()
         .map_err(|e| internal(format!("node address: {e}")))?;
-    let k8s =
-        parse_kubernetes_version(&spec.kubernetes_version).map_err(|e| internal(e.to_string()))?;
+    let contract = spec.contract();
+    let talos = versions::parse_talos_version(&spec.talos_version).unwrap_or("v1.12.0");
+    let k8s = parse_kubernetes_version_for(&spec.kubernetes_version, talos)
+        .map_err(|e| internal(e.to_string()))?;
     let endpoint = parse_endpoint(&spec.endpoint).map_err(internal)?;
     let cp = node.role == Role::ControlPlane;
     let kv = format!("v{k8s}");
@@ -139,14 +146,17 @@ pub fn base_documents(
                 ),
             ]),
         ),
-        (
-            "install",
-            map(vec![
+        ("install", {
+            let mut install = vec![
                 ("disk", s(node.install_disk.clone())),
                 ("image", s(spec.installer_image())),
                 ("wipe", Value::Bool(false)),
-            ]),
-        ),
+            ];
+            if contract >= ConfigContract::V1_13 {
+                install.push(("grubUseUKICmdline", Value::Bool(true)));
+            }
+            map(install)
+        }),
         ("features", map(features)),
     ];
     if !labels.is_empty() {
@@ -215,20 +225,21 @@ pub fn base_documents(
         for san in &spec.cert_sans {
             push_unique(&mut api_sans, san.clone());
         }
-        cluster.push((
-            "apiServer",
-            map(vec![
-                (
-                    "image",
-                    s(format!("{}:{kv}", versions::KUBE_APISERVER_IMAGE)),
-                ),
-                ("certSANs", strings(api_sans)),
-                (
-                    "admissionControl",
-                    Value::Sequence(vec![pod_security_admission()]),
-                ),
-            ]),
-        ));
+        let mut api_server = vec![
+            (
+                "image",
+                s(format!("{}:{kv}", versions::KUBE_APISERVER_IMAGE)),
+            ),
+            ("certSANs", strings(api_sans)),
+            (
+                "admissionControl",
+                Value::Sequence(vec![pod_security_admission()]),
+            ),
+        ];
+        if contract >= ConfigContract::V1_13 {
+            api_server.push(("auditPolicy", default_audit_policy()));
+        }
+        cluster.push(("apiServer", map(api_server)));
         cluster.push((
             "controllerManager",
             map(vec![(
@@ -429,6 +440,19 @@ pub fn base_documents(
     Ok(docs)
 }
 
+/// The API server audit policy Talos applies when none is set
+/// (`v1alpha1.APIServerDefaultAuditPolicy`), which talosctl writes out.
+fn default_audit_policy() -> Value {
+    map(vec![
+        ("apiVersion", s("audit.k8s.io/v1")),
+        ("kind", s("Policy")),
+        (
+            "rules",
+            Value::Sequence(vec![map(vec![("level", s("Metadata"))])]),
+        ),
+    ])
+}
+
 fn pod_security_admission() -> Value {
     map(vec![
         ("name", s("PodSecurity")),
@@ -492,7 +516,7 @@ pub fn render_node_config(
     node_name: &str,
 ) -> Result<String, Error> {
     let docs = render_node_documents(spec, secrets, node_name)?;
-    structure::check_documents(&docs).map_err(|e| internal(e.to_string()))?;
+    structure::check_documents(&docs, spec.contract()).map_err(|e| internal(e.to_string()))?;
     crate::yaml::to_multidoc(&docs).map_err(internal)
 }
 
@@ -545,4 +569,83 @@ pub fn same_config(a: &str, b: &str) -> Result<bool, Error> {
             _ => x == y,
         }
     }))
+}
+
+/// A key `talosctl gen config` writes that waddle's rendering deliberately leaves out or
+/// sets otherwise, for the contracts listed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TalosctlDifference {
+    /// The key: a dotted path in the v1alpha1 document (`machine.network`), or
+    /// `Kind.path` in another document (`HostnameConfig.auto`).
+    pub key: &'static str,
+    /// The contracts it applies to.
+    pub contracts: &'static [ConfigContract],
+    /// Why.
+    pub why: &'static str,
+}
+
+const BOTH: &[ConfigContract] = &[ConfigContract::V1_12, ConfigContract::V1_13];
+const ONLY_1_12: &[ConfigContract] = &[ConfigContract::V1_12];
+
+/// Every key `talosctl gen config` emits for the same inputs that waddle's configuration
+/// does not carry as talosctl writes it. Everything else talosctl writes is in waddle's
+/// configuration too (a test compares the two key sets per contract).
+pub const TALOSCTL_DIFFERENCES: &[TalosctlDifference] = &[
+    TalosctlDifference {
+        key: "persist",
+        contracts: BOTH,
+        why: "deprecated, ignored by Talos and absent from the official schema",
+    },
+    TalosctlDifference {
+        key: "machine.network",
+        contracts: ONLY_1_12,
+        why: "talosctl writes an empty map; waddle configures networking with documents \
+              only (LinkConfig with the node's static address, Layer2VIPConfig, \
+              ResolverConfig), and the v1.13 contract has no such key",
+    },
+    TalosctlDifference {
+        key: "machine.install.grubUseUKICmdline",
+        contracts: ONLY_1_12,
+        why: "left out of the v1.12 contract so that configurations of clusters created by \
+              earlier waddle releases do not change; written by the v1.13 contract",
+    },
+    TalosctlDifference {
+        key: "cluster.apiServer.auditPolicy",
+        contracts: ONLY_1_12,
+        why: "Talos applies the same default policy when unset; left out of the v1.12 \
+              contract for the same reason, written by the v1.13 contract",
+    },
+    TalosctlDifference {
+        key: "cluster.proxy.image",
+        contracts: BOTH,
+        why: "kube-proxy is off by default (`kube_proxy = false` renders \
+              `cluster.proxy.disabled: true`); with `kube_proxy = true` the image is written",
+    },
+    TalosctlDifference {
+        key: "HostnameConfig.auto",
+        contracts: BOTH,
+        why: "every node gets its `hostname` (default: its key in `nodes`) as a static \
+              hostname instead of a generated stable one",
+    },
+];
+
+/// What waddle writes beyond `talosctl gen config`'s defaults (for the documentation).
+pub const WADDLE_ADDITIONS: &[&str] = &[
+    "`cluster.network.cni.name: none` unless `cni = \"flannel\"` (talosctl defaults to flannel)",
+    "LinkConfig (and LinkAliasConfig by MAC) with each node's static address and gateway, \
+     `machine.kubelet.nodeIP.validSubnets` and `cluster.etcd.advertisedSubnets` for its subnet",
+    "Layer2VIPConfig on control planes when `vip` is set, ResolverConfig from `nameservers`",
+    "`machine.install.disk`/`image`, machine and API server `certSANs` (endpoint host, VIP, \
+     control-plane addresses, `cert_sans`), `cluster.allowSchedulingOnControlPlanes`",
+    "VolumeConfig documents for STATE/EPHEMERAL with `disk_encryption`",
+];
+
+/// The intended differences from `talosctl gen config` as a Markdown list (resource docs).
+pub fn talosctl_differences_markdown() -> String {
+    let mut out = String::new();
+    for d in TALOSCTL_DIFFERENCES {
+        let on: Vec<&str> = d.contracts.iter().map(|c| c.as_str()).collect();
+        out.push_str(&format!("- `{}` ({}): {}\n", d.key, on.join(", "), d.why));
+    }
+    out
 }

@@ -4,7 +4,9 @@
 //!   and Talos API client certificates.
 //! * [`spec`]: the desired cluster ([`ClusterSpec`], [`NodeSpec`]).
 //! * [`mod@validate`]: plan-time validation with attribute paths ([`Issue`]).
-//! * [`config`]: per-node Talos v1.12 multi-document machine configuration.
+//! * [`config`]: per-node multi-document machine configuration for a configuration
+//!   contract (v1.12, v1.13; [`versions::ConfigContract`]), and the intended differences
+//!   from `talosctl gen config` ([`config::TALOSCTL_DIFFERENCES`]).
 //! * [`patch`]: strategic-merge and JSON6902 config patches.
 //! * [`structure`]: in-crate structural checks of Talos documents.
 //! * [`talosconfig`]: the talosctl client configuration.
@@ -21,6 +23,7 @@
 //! | `endpoint` | string | required, e.g. `https://10.10.0.20:6443` | [`ClusterSpec::endpoint`] |
 //! | `vip` | string | null | [`ClusterSpec::vip`] (Layer2VIPConfig on control planes) |
 //! | `talos_version` | string | `v1.12.11` ([`versions::DEFAULT_TALOS_VERSION`]) | [`ClusterSpec::talos_version`] |
+//! | `config_contract` | string `v1.12` / `v1.13` | the minor of `talos_version` at create, then kept | [`ClusterSpec::config_contract`] |
 //! | `kubernetes_version` | string | `1.35.0` ([`versions::DEFAULT_KUBERNETES_VERSION`]) | [`ClusterSpec::kubernetes_version`] |
 //! | `image` | object{`installer`, `disk_image_url`} | from `waddle_talos_image` (qemu-guest-agent + iscsi-tools) | `installer` -> [`ClusterSpec::installer_image`]; `disk_image_url` is what Proxmox downloads |
 //! | `cni` | string `none` / `flannel` | `none` | [`ClusterSpec::cni`] |

@@ -210,7 +210,7 @@ pub(crate) fn apply_all(
         .nodes
         .get(node_name)
         .ok_or_else(|| Issue::error(AttrPath::node(node_name), "unknown node"))?;
-    if let Err(e) = structure::check_documents(&docs) {
+    if let Err(e) = structure::check_documents(&docs, spec.contract()) {
         return Err(Issue::error(
             AttrPath::node(node_name),
             format!("generated configuration is invalid (bug): {e}"),
@@ -234,7 +234,7 @@ pub(crate) fn apply_all(
         docs = apply(docs, &patch).map_err(|e| {
             Issue::error(path.clone(), format!("config patch can't be applied: {e}"))
         })?;
-        structure::check_documents(&docs).map_err(|e| {
+        structure::check_documents(&docs, spec.contract()).map_err(|e| {
             Issue::error(
                 path.clone(),
                 format!("config patch breaks the machine configuration: {e}"),

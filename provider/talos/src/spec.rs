@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use crate::versions;
+use crate::versions::{self, ConfigContract};
 
 /// Node role.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -129,6 +129,11 @@ pub struct ClusterSpec {
     pub vip: Option<String>,
     /// Talos version, e.g. `v1.12.11`.
     pub talos_version: String,
+    /// The configuration contract to render; `None` = the minor release of
+    /// `talos_version` ([`ClusterSpec::contract`]). It may be older than `talos_version`
+    /// (a cluster upgraded from v1.12 keeps its v1.12-contract configuration until the
+    /// operator moves it), never newer.
+    pub config_contract: Option<ConfigContract>,
     /// Kubernetes version, e.g. `1.35.0`.
     pub kubernetes_version: String,
     /// Installer image; `None` = `ghcr.io/siderolabs/installer:<talos_version>`.
@@ -165,6 +170,7 @@ impl ClusterSpec {
             endpoint: endpoint.to_string(),
             vip: None,
             talos_version: versions::DEFAULT_TALOS_VERSION.to_string(),
+            config_contract: None,
             kubernetes_version: versions::DEFAULT_KUBERNETES_VERSION.to_string(),
             installer_image: None,
             cni: Cni::None,
@@ -188,6 +194,14 @@ impl ClusterSpec {
             .filter(|(_, n)| n.role == Role::ControlPlane)
             .map(|(k, _)| k.as_str())
             .collect()
+    }
+
+    /// The configuration contract rendered: [`ClusterSpec::config_contract`], else the
+    /// minor release of `talos_version` (v1.12 when that is not a known release).
+    pub fn contract(&self) -> ConfigContract {
+        self.config_contract
+            .or_else(|| ConfigContract::of_talos_version(&self.talos_version))
+            .unwrap_or(ConfigContract::V1_12)
     }
 
     /// The installer image to use.
@@ -238,6 +252,7 @@ impl fmt::Debug for ClusterSpec {
             .field("endpoint", &self.endpoint)
             .field("vip", &self.vip)
             .field("talos_version", &self.talos_version)
+            .field("config_contract", &self.config_contract)
             .field("kubernetes_version", &self.kubernetes_version)
             .field("installer_image", &self.installer_image)
             .field("cni", &self.cni)
@@ -279,6 +294,16 @@ mod tests {
         let d = format!("{spec:?}");
         assert!(!d.contains("secret-in"), "{d}");
         assert!(d.contains("<1 patches>") && d.contains("10.0.0.2/24"));
+    }
+
+    #[test]
+    fn contract_defaults_to_the_minor_of_talos_version() {
+        let mut spec = ClusterSpec::new("c", "https://10.0.0.1:6443");
+        assert_eq!(spec.contract(), ConfigContract::V1_12);
+        spec.talos_version = "v1.13.2".into();
+        assert_eq!(spec.contract(), ConfigContract::V1_13);
+        spec.config_contract = Some(ConfigContract::V1_12);
+        assert_eq!(spec.contract(), ConfigContract::V1_12);
     }
 
     #[test]

@@ -1,13 +1,17 @@
-//! In-crate structural checks of generated (and patched) Talos v1.12 documents.
+//! In-crate structural checks of generated (and patched) Talos documents, per
+//! configuration contract (v1.12, v1.13).
 //!
 //! The provider cannot ship the official JSON schema, so this module encodes the parts that
 //! matter: the known fields and their types for the v1alpha1 document and for every
 //! document kind this crate generates, the value formats Talos's schema enforces on them
 //! (addresses, https endpoint, enums), required fields, and the list of document kinds
-//! Talos v1.12 knows. Tests hold the generated documents to the official schema as well.
+//! each Talos release knows. The v1.13 contract drops `machine.network` and `machine.env`
+//! from the v1alpha1 document and knows seven more kinds ([`KINDS_SINCE_1_13`]). Tests hold
+//! the generated documents to the official schema of their version as well.
 
 use serde_yaml_ng::Value;
 
+use crate::versions::ConfigContract;
 use crate::yaml::{get, get_str};
 
 /// Expected shape of a value.
@@ -411,6 +415,32 @@ const VOLUME_CONFIG: Shape = Obj(
     &["apiVersion", "kind"],
 );
 
+/// Document kinds Talos v1.13 adds to [`KNOWN_KINDS`], and whether `name` is required.
+pub const KINDS_SINCE_1_13: &[(&str, bool)] = &[
+    ("ExternalVolumeConfig", false),
+    ("BlackholeRouteConfig", true),
+    ("KubeSpanConfig", false),
+    ("RoutingRuleConfig", true),
+    ("TCPProbeConfig", true),
+    ("VRFConfig", true),
+    ("EnvironmentConfig", false),
+];
+
+/// v1alpha1 fields the v1.13 contract no longer has.
+const REMOVED_IN_1_13: &[&str] = &["machine.network", "machine.env"];
+
+/// The document kinds a contract knows, and whether `name` is required.
+pub fn known_kinds(
+    contract: ConfigContract,
+) -> impl Iterator<Item = &'static (&'static str, bool)> {
+    let since = if contract >= ConfigContract::V1_13 {
+        KINDS_SINCE_1_13
+    } else {
+        &[]
+    };
+    KNOWN_KINDS.iter().chain(since.iter())
+}
+
 /// Document kinds Talos v1.12 accepts, and whether `name` is required.
 pub const KNOWN_KINDS: &[(&str, bool)] = &[
     ("ExistingVolumeConfig", false),
@@ -463,9 +493,25 @@ pub struct StructureError {
     pub message: String,
 }
 
-fn hint(path: &str) -> Option<&'static str> {
+fn hint(path: &str, contract: ConfigContract) -> Option<&'static str> {
+    if contract >= ConfigContract::V1_13 {
+        match path {
+            "machine.network" => {
+                return Some(
+                    "not part of the v1.13 configuration contract: use HostnameConfig, LinkConfig, \
+                     Layer2VIPConfig, ResolverConfig, StaticHostConfig and KubeSpanConfig documents",
+                )
+            }
+            "machine.env" => {
+                return Some(
+                    "not part of the v1.13 configuration contract: use an EnvironmentConfig document",
+                )
+            }
+            _ => {}
+        }
+    }
     Some(match path {
-        "persist" => "`persist` is deprecated and not part of the Talos v1.12 schema",
+        "persist" => "`persist` is deprecated and not part of the Talos schema",
         "machine.network.hostname" => "use a HostnameConfig document instead",
         "machine.network.interfaces" => "use LinkConfig / Layer2VIPConfig documents instead",
         "machine.network.nameservers" => "use a ResolverConfig document instead",
@@ -518,7 +564,13 @@ fn join(path: &str, key: &str) -> String {
     }
 }
 
-fn check(v: &Value, shape: &Shape, path: &str, errs: &mut Vec<(String, String)>) {
+fn check(
+    v: &Value,
+    shape: &Shape,
+    path: &str,
+    contract: ConfigContract,
+    errs: &mut Vec<(String, String)>,
+) {
     let want = |errs: &mut Vec<(String, String)>, what: &str| {
         errs.push((
             path.to_string(),
@@ -609,7 +661,7 @@ fn check(v: &Value, shape: &Shape, path: &str, errs: &mut Vec<(String, String)>)
         List(item) => match v {
             Value::Sequence(items) => {
                 for (i, it) in items.iter().enumerate() {
-                    check(it, item, &format!("{path}[{i}]"), errs);
+                    check(it, item, &format!("{path}[{i}]"), contract, errs);
                 }
             }
             _ => want(errs, "a list"),
@@ -622,10 +674,12 @@ fn check(v: &Value, shape: &Shape, path: &str, errs: &mut Vec<(String, String)>)
                         continue;
                     };
                     let p = join(path, key);
-                    match fields.iter().find(|(n, _)| *n == key) {
-                        Some((_, sh)) => check(val, sh, &p, errs),
+                    let removed =
+                        contract >= ConfigContract::V1_13 && REMOVED_IN_1_13.contains(&p.as_str());
+                    match fields.iter().find(|(n, _)| *n == key).filter(|_| !removed) {
+                        Some((_, sh)) => check(val, sh, &p, contract, errs),
                         None => {
-                            let msg = match hint(&p) {
+                            let msg = match hint(&p, contract) {
                                 Some(h) => format!("unknown field ({h})"),
                                 None => "unknown field".to_string(),
                             };
@@ -653,8 +707,8 @@ pub fn document_id(doc: &Value) -> String {
     }
 }
 
-/// Checks one document.
-pub fn check_document(doc: &Value) -> Result<(), StructureError> {
+/// Checks one document against the contract.
+pub fn check_document(doc: &Value, contract: ConfigContract) -> Result<(), StructureError> {
     let id = document_id(doc);
     let fail = |path: &str, message: String| StructureError {
         document: id.clone(),
@@ -669,7 +723,7 @@ pub fn check_document(doc: &Value) -> Result<(), StructureError> {
     }
     let mut errs = Vec::new();
     match get(doc, "kind") {
-        None => check(doc, &V1ALPHA1, "", &mut errs),
+        None => check(doc, &V1ALPHA1, "", contract, &mut errs),
         Some(Value::String(kind)) => {
             let shape = match kind.as_str() {
                 "HostnameConfig" => Some(&HOSTNAME_CONFIG),
@@ -680,14 +734,16 @@ pub fn check_document(doc: &Value) -> Result<(), StructureError> {
                 "VolumeConfig" => Some(&VOLUME_CONFIG),
                 _ => None,
             };
-            let Some((_, needs_name)) = KNOWN_KINDS.iter().find(|(k, _)| k == kind) else {
+            let Some((_, needs_name)) = known_kinds(contract).find(|(k, _)| k == kind) else {
                 return Err(fail(
                     "kind",
-                    format!("unknown document kind {kind:?} for Talos v1.12"),
+                    format!(
+                        "unknown document kind {kind:?} for the Talos {contract} configuration contract"
+                    ),
                 ));
             };
             match shape {
-                Some(sh) => check(doc, sh, "", &mut errs),
+                Some(sh) => check(doc, sh, "", contract, &mut errs),
                 None => {
                     // Kinds this crate doesn't generate: only the envelope is checked here.
                     if get_str(doc, "apiVersion") != Some("v1alpha1") {
@@ -721,12 +777,13 @@ pub fn check_document(doc: &Value) -> Result<(), StructureError> {
     }
 }
 
-/// Checks a whole configuration: exactly one v1alpha1 document, every document valid,
-/// no two documents of the same kind and name.
-pub fn check_documents(docs: &[Value]) -> Result<(), StructureError> {
+/// Checks a whole configuration against the contract: exactly one v1alpha1 document,
+/// every document valid, no two documents of the same kind and name, and no
+/// `install.extraKernelArgs` beside `install.grubUseUKICmdline: true` (Talos refuses both).
+pub fn check_documents(docs: &[Value], contract: ConfigContract) -> Result<(), StructureError> {
     let mut seen: Vec<String> = Vec::new();
     for d in docs {
-        check_document(d)?;
+        check_document(d, contract)?;
         let id = document_id(d);
         if seen.contains(&id) {
             return Err(StructureError {

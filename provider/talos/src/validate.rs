@@ -72,11 +72,25 @@ fn check_cluster(spec: &ClusterSpec, issues: &mut Vec<Issue>) {
     if let Err(e) = &talos {
         issues.push(Issue::error(AttrPath::root("talos_version"), e.to_string()));
     }
-    if let Err(e) = versions::parse_kubernetes_version(&spec.kubernetes_version) {
+    // The Kubernetes support matrix of the Talos release (v1.12's when the version is bad).
+    let matrix = talos.as_ref().ok().copied().unwrap_or("v1.12.0");
+    if let Err(e) = versions::parse_kubernetes_version_for(&spec.kubernetes_version, matrix) {
         issues.push(Issue::error(
             AttrPath::root("kubernetes_version"),
             e.to_string(),
         ));
+    }
+    if let (Some(contract), Ok(v)) = (spec.config_contract, &talos) {
+        if contract.runs_on(v) == Some(false) {
+            issues.push(Issue::error(
+                AttrPath::root("config_contract"),
+                format!(
+                    "configuration contract {contract} is newer than talos_version {v}: Talos \
+                     runs configurations of its own minor release or older; upgrade to \
+                     {contract} first, then change config_contract"
+                ),
+            ));
+        }
     }
     if let Some(img) = &spec.installer_image {
         let last = img.rsplit('/').next().unwrap_or_default();

@@ -314,7 +314,7 @@ fn structure_checks_agree_with_official_schema() {
     for p in cases {
         let parsed = patch::parse(p).unwrap();
         let docs = patch::apply(yaml::parse_multidoc(&base).unwrap(), &parsed).unwrap();
-        let ours = structure::check_documents(&docs);
+        let ours = structure::check_documents(&docs, waddle_talos::versions::ConfigContract::V1_12);
         let text = yaml::to_multidoc(&docs).unwrap();
         let official = schema_errors(&text);
         assert_eq!(

@@ -1,5 +1,5 @@
 //! Shared test helpers: one generated secrets bundle per test binary, the official Talos
-//! v1.12 schema, and the original three-node layout.
+//! v1.12 and v1.13 schemas, and the original three-node layout.
 #![allow(dead_code)]
 
 use std::collections::HashMap;
@@ -37,39 +37,58 @@ pub fn repo_root() -> PathBuf {
 
 /// The official Talos v1.12 schema (test data at ../shared/specs from the repo root).
 pub fn schema() -> &'static serde_json::Value {
-    static S: OnceLock<serde_json::Value> = OnceLock::new();
-    S.get_or_init(|| {
-        let path = repo_root().join("../shared/specs/talos-v1.12/config.schema.json");
-        let text = std::fs::read_to_string(&path)
-            .unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
-        serde_json::from_str(&text).expect("schema is JSON")
-    })
+    schema_for("v1.12")
+}
+
+/// The official Talos schema of a minor release (`v1.12`, `v1.13`), read from
+/// `../shared/specs/talos-<minor>/config.schema.json`.
+pub fn schema_for(minor: &str) -> &'static serde_json::Value {
+    static S: OnceLock<std::sync::Mutex<HashMap<String, &'static serde_json::Value>>> =
+        OnceLock::new();
+    let mut m = S.get_or_init(Default::default).lock().unwrap();
+    if let Some(v) = m.get(minor) {
+        return v;
+    }
+    let path = repo_root().join(format!("../shared/specs/talos-{minor}/config.schema.json"));
+    let text =
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    let v: &'static serde_json::Value = Box::leak(Box::new(
+        serde_json::from_str(&text).expect("schema is JSON"),
+    ));
+    m.insert(minor.to_string(), v);
+    v
 }
 
 /// Name of the `$defs` entry for a document: by `kind`, or `v1alpha1.Config` without kind.
-pub fn def_for(doc: &serde_json::Value) -> String {
+/// `None` when the schema has no such kind.
+pub fn def_in(schema: &serde_json::Value, doc: &serde_json::Value) -> Option<String> {
     let Some(kind) = doc.get("kind").and_then(|k| k.as_str()) else {
-        return "v1alpha1.Config".to_string();
+        return Some("v1alpha1.Config".to_string());
     };
-    let defs = schema()["$defs"].as_object().unwrap();
+    let defs = schema["$defs"].as_object().unwrap();
     for (name, def) in defs {
         let kinds = def["properties"]["kind"]["enum"].as_array();
         if kinds.is_some_and(|ks| ks.iter().any(|k| k == kind)) {
-            return name.clone();
+            return Some(name.clone());
         }
     }
-    panic!("no $defs entry for kind {kind}");
+    None
 }
 
-fn validator(def: &str) -> &'static jsonschema::Validator {
+/// Name of the v1.12 `$defs` entry for a document (panics on an unknown kind).
+pub fn def_for(doc: &serde_json::Value) -> String {
+    def_in(schema(), doc).unwrap_or_else(|| panic!("no $defs entry for {doc}"))
+}
+
+fn validator(minor: &str, def: &str) -> &'static jsonschema::Validator {
     static V: OnceLock<std::sync::Mutex<HashMap<String, &'static jsonschema::Validator>>> =
         OnceLock::new();
     let map = V.get_or_init(Default::default);
-    let mut m = map.lock().unwrap();
-    if let Some(v) = m.get(def) {
+    let key = format!("{minor}/{def}");
+    if let Some(v) = map.lock().unwrap().get(&key) {
         return v;
     }
-    let s = schema();
+    let s = schema_for(minor);
     let wrapper = serde_json::json!({
         "$schema": s["$schema"],
         "$defs": s["$defs"],
@@ -78,22 +97,38 @@ fn validator(def: &str) -> &'static jsonschema::Validator {
     let v: &'static jsonschema::Validator = Box::leak(Box::new(
         jsonschema::draft202012::new(&wrapper).expect("schema compiles"),
     ));
-    m.insert(def.to_string(), v);
+    map.lock().unwrap().insert(key, v);
     v
 }
 
-/// Validates every document of a multi-document config against the official schema.
+/// Validates every document of a multi-document config against the official v1.12 schema.
 /// Returns the list of errors (empty = valid).
 pub fn schema_errors(multidoc: &str) -> Vec<String> {
+    schema_errors_for("v1.12", multidoc)
+}
+
+/// Validates every document of a multi-document config against the official schema of a
+/// Talos minor release (`v1.12`, `v1.13`). Returns the list of errors (empty = valid); a
+/// document kind the release does not know is an error.
+pub fn schema_errors_for(minor: &str, multidoc: &str) -> Vec<String> {
     let mut errors = Vec::new();
     for (i, de) in serde_yaml_ng::Deserializer::from_str(multidoc).enumerate() {
         let doc: serde_json::Value = serde::Deserialize::deserialize(de).expect("document is YAML");
         if doc.is_null() {
             continue;
         }
-        let def = def_for(&doc);
-        for e in validator(&def).iter_errors(&doc) {
-            errors.push(format!("doc {i} ({def}) at {}: {e}", e.instance_path()));
+        let Some(def) = def_in(schema_for(minor), &doc) else {
+            errors.push(format!(
+                "doc {i}: kind {} unknown to Talos {minor}",
+                doc["kind"]
+            ));
+            continue;
+        };
+        for e in validator(minor, &def).iter_errors(&doc) {
+            errors.push(format!(
+                "doc {i} ({minor} {def}) at {}: {e}",
+                e.instance_path()
+            ));
         }
     }
     errors

@@ -31,6 +31,7 @@ pub const ATTRS: &[&str] = &[
     "endpoint",
     "vip",
     "talos_version",
+    "config_contract",
     "kubernetes_version",
     "image",
     "cni",
@@ -90,7 +91,21 @@ pub fn inputs_json(m: &ClusterModel, name: &str) -> String {
         nodes: Some(m.nodes().into_iter().filter(|(k, _)| k == name).collect()),
         ..m.clone()
     };
-    let json = serde_json::to_string(&inputs).unwrap_or_default();
+    let mut json = serde_json::to_string(&inputs).unwrap_or_default();
+    // `config_contract` (the model's last field) is kept only when it is not the default of
+    // `talos_version`, so lines written before it existed stay as they were; a read-back
+    // without it means that default.
+    let default_contract = ClusterModel {
+        config_contract: None,
+        ..m.clone()
+    };
+    if super::contract::of_model(m) == super::contract::of_model(&default_contract) {
+        if let Some(at) = json.rfind(",\"config_contract\":") {
+            if json.ends_with('}') {
+                json.replace_range(at..json.len() - 1, "");
+            }
+        }
+    }
     let mut out = String::with_capacity(json.len());
     for c in json.chars() {
         if c.is_ascii() {
@@ -248,6 +263,36 @@ mod tests {
         assert_eq!(merged.inline_manifests, m.inline_manifests);
         assert!(merge(vec![back_w]).is_err(), "no control plane");
         assert_eq!(read_inputs("version: v1alpha1\n").expect("parses"), None);
+    }
+
+    /// `config_contract` is on the line only when it is not the default of `talos_version`
+    /// (lines written before it existed stay as they were), and reads back either way.
+    #[test]
+    fn the_contract_is_kept_only_when_not_the_default() {
+        let bundle = SecretsBundle::placeholder();
+        let mut m = model();
+        m.talos_version = Some("v1.12.11".into());
+        let plain = inputs_json(&m, "cp1");
+        m.config_contract = Some("v1.12".into());
+        assert_eq!(inputs_json(&m, "cp1"), plain);
+        assert!(!plain.contains("config_contract"), "{plain}");
+        assert!(plain.ends_with('}'), "{plain}");
+        let back = read_inputs(&render_configs(&m, &bundle).unwrap()["cp1"])
+            .unwrap()
+            .unwrap();
+        assert_eq!(back.config_contract, None);
+        assert_eq!(super::super::contract::of_model(&back).as_str(), "v1.12");
+
+        // Upgraded to v1.13 with the v1.12 contract kept: on the line, read back.
+        m.talos_version = Some("v1.13.9".into());
+        let kept = inputs_json(&m, "cp1");
+        assert!(kept.ends_with(",\"config_contract\":\"v1.12\"}"), "{kept}");
+        let back = read_inputs(&render_configs(&m, &bundle).unwrap()["cp1"])
+            .unwrap()
+            .unwrap();
+        assert_eq!(back.config_contract.as_deref(), Some("v1.12"));
+        m.config_contract = Some("v1.13".into());
+        assert!(!inputs_json(&m, "cp1").contains("config_contract"));
     }
 
     #[test]

@@ -26,6 +26,7 @@
 //! import adds them, and the apply re-configures them in place.
 
 pub mod changes;
+pub mod contract;
 pub mod etcd;
 pub mod inputs;
 mod model;
@@ -129,6 +130,25 @@ impl Resource for TalosCluster {
 
     async fn validate_config(&self, _ctx: &Context, config: &Value, diags: &mut Diagnostics) {
         validate_value(config, diags);
+    }
+
+    fn upgrade_state(
+        &self,
+        from_version: i64,
+        raw: serde_json::Value,
+        diags: &mut Diagnostics,
+    ) -> Option<serde_json::Value> {
+        match from_version {
+            // v0 -> v1: `config_contract` added.
+            0 => contract::upgrade_v0(raw, diags),
+            v => {
+                diags.error(
+                    "Unable to Upgrade Resource State",
+                    format!("{TYPE_NAME} has no state upgrader from schema version {v}."),
+                );
+                None
+            }
+        }
     }
 
     async fn modify_plan(
@@ -249,6 +269,8 @@ fn import_identity() -> ImportIdentity {
     )
 }
 
+#[cfg(test)]
+mod contract_tests;
 #[cfg(test)]
 mod etcd_tests;
 #[cfg(test)]

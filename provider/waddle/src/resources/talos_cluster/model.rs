@@ -141,6 +141,8 @@ pub struct ClusterModel {
     pub etcd_backup: Option<etcd::BackupModel>,
     pub etcd_restore: Option<etcd::RestoreModel>,
     pub etcd_snapshots: Option<Vec<etcd::SnapshotRecord>>,
+    /// `config_contract` (last: see `inputs::inputs_json`).
+    pub config_contract: Option<String>,
 }
 
 impl std::fmt::Debug for ClusterModel {
@@ -185,6 +187,10 @@ pub fn build_spec(m: &ClusterModel) -> ClusterSpec {
     if let Some(v) = &m.kubernetes_version {
         spec.kubernetes_version = v.clone();
     }
+    spec.config_contract = m
+        .config_contract
+        .as_deref()
+        .and_then(|c| waddle_talos::versions::ConfigContract::parse(c).ok());
     spec.installer_image = m.image.as_ref().and_then(|i| i.installer.clone());
     spec.cni = m.cni.as_deref().and_then(Cni::parse).unwrap_or_default();
     spec.kube_proxy = m.kube_proxy.unwrap_or(false);

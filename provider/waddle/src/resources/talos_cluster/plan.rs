@@ -33,6 +33,7 @@ pub fn plan_values(
             plan.set_path(&AttributePath::attr(*a), v.clone());
         }
     }
+    super::contract::plan(config, prior, plan, diags);
     let cluster_name = plan
         .get_attr("cluster_name")
         .and_then(Value::as_str)

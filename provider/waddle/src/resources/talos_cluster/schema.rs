@@ -185,7 +185,7 @@ pub fn schema() -> Schema {
          from the line its machine configuration starts with, so the plan after an import is \
          empty (nodes without `proxmox` are added back by the next apply, in place).",
     )
-    .version(0)
+    .version(1)
     .attribute(
         "id",
         s("The cluster name.").computed().use_state_for_unknown(),
@@ -216,6 +216,7 @@ pub fn schema() -> Schema {
         ))
         .default(versions::DEFAULT_TALOS_VERSION),
     )
+    .attribute(super::contract::ATTR, super::contract::attribute())
     .attribute(
         "kubernetes_version",
         s(&format!(

@@ -242,6 +242,7 @@ fn schema_is_well_formed_and_matches_the_model() {
             node: "cp1".into(),
             taken_at: "2026-12-03T13:40:56Z".into(),
         }]),
+        config_contract: Some("v1.12".into()),
     };
     assert_roundtrip(&schema(), &sample);
 }
@@ -553,6 +554,7 @@ pub(super) fn applied_state(m: &ClusterModel, bundle: &SecretsBundle) -> Cluster
     s.secureboot = Some(false);
     s.discovery = Some(true);
     s.on_destroy = Some("graceful".into());
+    s.config_contract = Some(super::contract::of_model(&s).as_str().into());
     s.machine_configurations = Some(super::inputs::render_configs(&s, bundle).unwrap());
     s.machine_configurations_masked = s.machine_configurations.as_ref().map(wo::masked);
     s.node_addresses = Some(
@@ -965,9 +967,31 @@ fn golden_sample() -> ClusterModel {
 }
 
 #[test]
-fn golden_v0_state_reads_back() {
-    assert_eq!(schema().version, 0);
+fn golden_v1_state_reads_back() {
+    assert_eq!(schema().version, 1);
+    let golden = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden/waddle_talos_cluster.v1.json");
+    let mut sample = golden_sample();
+    sample.config_contract = Some("v1.12".into());
+    waddle_framework::testing::assert_golden_state(&schema(), &golden, &sample);
+}
+
+/// A v0 state (before `config_contract`) upgrades to the contract it was rendered for.
+#[test]
+fn golden_v0_state_upgrades_with_its_contract() {
     let golden = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/golden/waddle_talos_cluster.v0.json");
-    waddle_framework::testing::assert_golden_state(&schema(), &golden, &golden_sample());
+    let raw: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(golden).unwrap()).unwrap();
+    assert!(raw.get("config_contract").is_none());
+    let mut diags = Diagnostics::new();
+    let up = super::contract::upgrade_v0(raw, &mut diags).expect("upgraded");
+    assert!(!diags.has_errors(), "{diags:?}");
+    assert_eq!(up["config_contract"], "v1.12");
+    let v = waddle_framework::codec::decode_json(&up, &schema().implied_type(), Default::default())
+        .expect("the upgraded state decodes with the v1 schema");
+    let m: ClusterModel = v.to_typed().expect("fits the model");
+    let mut want = golden_sample();
+    want.config_contract = Some("v1.12".into());
+    assert_eq!(m, want);
 }

@@ -57,6 +57,7 @@ pub(super) fn check_resource_attrs(config: &Value, diags: &mut Diagnostics) {
     }
     timeouts::validate(config, diags);
     upgrade::validate(config, diags);
+    super::contract::validate(config, diags);
     let url_path = AttributePath::attr("image").then_attr("disk_image_url");
     let url = config.get_path(&url_path).cloned().unwrap_or(Value::Null);
     if let Some(u) = url.as_str() {

@@ -21,13 +21,30 @@ pub async fn read(ctx: &Context, state: Value, diags: &mut Diagnostics) -> Optio
     let Some(mut m) = model_of(&state) else {
         return Some(state);
     };
+    let mut state = state;
+    // A state written before `config_contract` existed: the contract it was rendered for.
+    if m.config_contract.is_none() && m.nodes.is_some() {
+        let c = super::super::contract::of_model(&m).as_str();
+        m.config_contract = Some(c.to_string());
+        state.set_path(
+            &AttributePath::attr(super::super::contract::ATTR),
+            Value::from(c),
+        );
+    }
     let Some(parts) = provider_parts(ctx, false, &mut Diagnostics::new()) else {
         return Some(state);
     };
     if m.nodes.is_none() {
         // Imported: read the rest back, or leave it to the next apply to adopt the nodes.
         match imported::read_back(ctx, &parts, &m, diags).await {
-            Ok(back) => m = back,
+            Ok(back) => {
+                m = back;
+                // An inputs line without it: the default of its `talos_version`.
+                if m.config_contract.is_none() {
+                    let c = super::super::contract::of_model(&m).as_str();
+                    m.config_contract = Some(c.to_string());
+                }
+            }
             Err(e) => {
                 diags.warning(
                     "The imported cluster was not read back",
