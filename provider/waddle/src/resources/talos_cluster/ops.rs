@@ -1139,6 +1139,22 @@ pub async fn update(ctx: &Context, req: UpdateRequest, diags: &mut Diagnostics) 
         }
     }
     let env = make_env(parts, creds, m.timeout(super::Op::Update), ctx);
+    // The removed-APIs pre-check of a Kubernetes minor upgrade, before anything changes.
+    match upgrade::removed_apis_check(
+        &env,
+        prior.kubernetes_version.as_deref(),
+        m.kubernetes_version.as_deref(),
+        prior.kubeconfig.as_deref(),
+    )
+    .await
+    {
+        Ok(None) => {}
+        Ok(Some(w)) => diags.warning("Removed Kubernetes APIs not checked", w),
+        Err(e) => {
+            diags.error("Kubernetes upgrade refused: removed APIs in use", e);
+            return to_value(&prior, diags);
+        }
+    }
     if snapshot_before_upgrade(&prior, &m) {
         if let Err(e) = etcd_backup::take(&env, &mut m, super::etcd::BEFORE_UPGRADE).await {
             diags.error(
@@ -1268,15 +1284,26 @@ pub async fn update(ctx: &Context, req: UpdateRequest, diags: &mut Diagnostics) 
     let talos_todo = versions.talos_todo(&old_nodes, &not_done);
     if !talos_todo.is_empty() && errors.is_empty() {
         let cps_now = versions.control_planes_now(&old_nodes, &new_nodes, &not_done);
-        let r = upgrade::roll_talos(
-            &env,
-            &cps_now,
-            &talos_todo,
-            &records,
-            &versions.target,
-            &super::upgrade::Options::of(&m),
-        )
-        .await;
+        let opts = super::upgrade::Options::of(&m);
+        let r = match upgrade::drain_client(&env, &opts, prior.kubeconfig.as_deref()) {
+            Ok(kube) => {
+                let (records, target) = (&records, &versions.target);
+                upgrade::roll_talos(
+                    &env,
+                    &cps_now,
+                    &talos_todo,
+                    records,
+                    target,
+                    &opts,
+                    kube.as_ref(),
+                )
+                .await
+            }
+            Err(e) => upgrade::Rolled {
+                done: Vec::new(),
+                error: Some(e),
+            },
+        };
         for k in &r.done {
             if let Some(rec) = records.get_mut(k) {
                 rec.talos_version = versions.target.talos_version.clone();

@@ -207,6 +207,7 @@ fn schema_is_well_formed_and_matches_the_model() {
             stage: Some(false),
             reboot_mode: Some("powercycle".into()),
             allow_downgrade: Some(false),
+            drain: Some(true),
         }),
         node_versions: Some(
             [(
