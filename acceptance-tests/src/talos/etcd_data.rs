@@ -341,6 +341,14 @@ impl super::TalosFleet {
             .unwrap_or_default()
     }
 
+    /// What `EtcdSnapshot` of a member streams now (`None`: no such bootstrapped cluster).
+    pub fn etcd_snapshot(&self, cluster_id: &str) -> Option<Vec<u8>> {
+        super::lock(&self.inner.clusters)
+            .get(cluster_id)
+            .filter(|c| c.bootstrapped)
+            .map(|c| c.data.snapshot(cluster_id))
+    }
+
     /// Creates a namespace in the cluster's etcd (as `kubectl create namespace` would);
     /// false when the cluster is not bootstrapped or it exists.
     pub fn create_namespace(&self, cluster_id: &str, name: &str) -> bool {

@@ -25,6 +25,9 @@ use super::kube::{Eviction, KubeAdmin};
 use super::{apply_configured, classify, node_booted, node_health, Attempt, Env, R};
 use crate::resources::talos_cluster::{node_ip, NodeModel};
 
+/// The longest interval between two looks at a rebooting node during an upgrade.
+const REBOOT_POLL: std::time::Duration = std::time::Duration::from_millis(250);
+
 /// What a roll did: the nodes done, in order, and the error that stopped it.
 #[derive(Debug, Default)]
 pub struct Rolled {
@@ -191,9 +194,46 @@ async fn upgrade_node(
         .await;
     call.map_err(|e| format!("the upgrade of nodes[{name:?}] failed: {e}"))?;
     let stage = opts.stage;
+    // Two waits, each with its own polling interval: the reboot, polled at most every
+    // REBOOT_POLL (one connection attempt to one node: the node's return is noticed at most
+    // that late, each step of a roll waits for it), then the boot sequence and services,
+    // which finish shortly after the node answers again — a fresh, short interval catches
+    // that at once instead of one long interval late.
+    let mut reboot_env = env.clone();
+    reboot_env.poll.max = reboot_env.poll.max.min(REBOOT_POLL);
+    reboot_env
+        .retry(
+            &format!("nodes[{name:?}]: back on {want} after the upgrade"),
+            || async {
+                let (v, b) = match env.mtls(&ip).await {
+                    Ok(c) => match (c.version().await, c.boot_id().await) {
+                        (Ok(v), Ok(b)) => (v.tag, b),
+                        (Err(e), _) | (_, Err(e)) => return Attempt::Again(e.to_string()),
+                    },
+                    Err(e) => return Attempt::Again(e.to_string()),
+                };
+                if b == boot {
+                    return Attempt::Again("not rebooted yet (same boot ID)".into());
+                }
+                if v != want {
+                    // A staged upgrade reboots twice; otherwise the node booted the old system
+                    // again (the installer failed, or Talos rolled back).
+                    let msg = format!("rebooted, but runs {v} instead of {want}");
+                    return if stage {
+                        Attempt::Again(msg)
+                    } else {
+                        Attempt::Fatal(msg)
+                    };
+                }
+                Attempt::Done(())
+            },
+        )
+        .await?;
     env.retry(
-        &format!("nodes[{name:?}]: back on {want} after the upgrade"),
+        &format!("nodes[{name:?}]: healthy on {want} after the upgrade"),
         || async {
+            // Still on the new version with a new boot ID (a node that fell back to the
+            // old system on a later boot is caught here too).
             let (v, b) = match env.mtls(&ip).await {
                 Ok(c) => match (c.version().await, c.boot_id().await) {
                     (Ok(v), Ok(b)) => (v.tag, b),
@@ -201,18 +241,8 @@ async fn upgrade_node(
                 },
                 Err(e) => return Attempt::Again(e.to_string()),
             };
-            if b == boot {
-                return Attempt::Again("not rebooted yet (same boot ID)".into());
-            }
-            if v != want {
-                // A staged upgrade reboots twice; otherwise the node booted the old system
-                // again (the installer failed, or Talos rolled back).
-                let msg = format!("rebooted, but runs {v} instead of {want}");
-                return if stage {
-                    Attempt::Again(msg)
-                } else {
-                    Attempt::Fatal(msg)
-                };
+            if b == boot || v != want {
+                return Attempt::Again(format!("runs {v} (boot ID changed: {})", b != boot));
             }
             if let Err(e) = node_health(env, name, n).await {
                 return Attempt::Again(e);
