@@ -64,6 +64,7 @@ pub mod api;
 pub mod config;
 pub mod image;
 pub mod issue;
+pub mod mask;
 pub mod net;
 pub mod patch;
 mod pem;

@@ -291,3 +291,131 @@ async fn client_without_certificate_is_refused() {
     shutdown.cancel();
     task.await.unwrap();
 }
+
+/// A cluster configuration with `machine_secrets_wo` (+ version) and one existing machine.
+fn write_only_cluster(bundle_yaml: &str) -> Value {
+    use waddle_provider::resources::talos_cluster::{schema, ClusterModel, NodeModel};
+    let m = ClusterModel {
+        cluster_name: "wo".into(),
+        endpoint: "https://127.20.0.10:6443".into(),
+        machine_secrets_wo_version: Some(1),
+        nodes: Some(
+            [(
+                "cp1".to_string(),
+                NodeModel {
+                    role: "controlplane".into(),
+                    address: "127.20.0.10/8".into(),
+                    interface: Some("eth0".into()),
+                    maintenance_address: Some("127.20.0.10".into()),
+                    ..Default::default()
+                },
+            )]
+            .into(),
+        ),
+        ..Default::default()
+    };
+    let mut v = schema().from_typed(&m).unwrap();
+    assert!(v.set_path(
+        &AttributePath::attr("machine_secrets_wo"),
+        Value::from(bundle_yaml)
+    ));
+    v
+}
+
+#[tokio::test]
+async fn write_only_machine_secrets_need_a_client_that_supports_them_and_stay_out_of_the_plan() {
+    let mut h = start().await;
+    let ty = waddle_provider::resources::talos_cluster::schema().implied_type();
+    let bundle = waddle_talos::SecretsBundle::generate(&waddle_talos::SystemClock).unwrap();
+    let yaml = bundle.to_yaml().unwrap();
+    let config = write_only_cluster(&yaml);
+    let validate = |allowed: bool| pb::validate_resource_config::Request {
+        type_name: "waddle_talos_cluster".into(),
+        config: dv(&config, &ty),
+        client_capabilities: Some(pb::ClientCapabilities {
+            deferral_allowed: false,
+            write_only_attributes_allowed: allowed,
+        }),
+    };
+    // Terraform < 1.11 / OpenTofu < 1.11: a clear error at the attribute.
+    let r = h
+        .client
+        .validate_resource_config(validate(false))
+        .await
+        .unwrap()
+        .into_inner();
+    let e = errors(&r.diagnostics);
+    assert_eq!(e.len(), 1, "{:?}", r.diagnostics);
+    assert_eq!(e[0].1, "machine_secrets_wo");
+    let d = r
+        .diagnostics
+        .iter()
+        .find(|d| d.severity == pb::diagnostic::Severity::Error as i32)
+        .unwrap();
+    assert!(
+        format!("{} {}", d.summary, d.detail).contains("write-only"),
+        "{d:?}"
+    );
+    // A client that supports write-only attributes: valid.
+    let r = h
+        .client
+        .validate_resource_config(validate(true))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(errors(&r.diagnostics), vec![], "{:?}", r.diagnostics);
+
+    // The plan: no bundle, no full configuration; the masked configuration is known and
+    // holds none of the bundle's secrets.
+    let r = h
+        .client
+        .plan_resource_change(pb::plan_resource_change::Request {
+            type_name: "waddle_talos_cluster".into(),
+            prior_state: dv(&Value::Null, &ty),
+            proposed_new_state: dv(
+                &waddle_framework::testing::proposed_new_state(
+                    &waddle_provider::resources::talos_cluster::schema(),
+                    &Value::Null,
+                    &config,
+                ),
+                &ty,
+            ),
+            config: dv(&config, &ty),
+            client_capabilities: Some(pb::ClientCapabilities {
+                deferral_allowed: false,
+                write_only_attributes_allowed: true,
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(errors(&r.diagnostics), vec![], "{:?}", r.diagnostics);
+    let planned = undv(r.planned_state, &ty);
+    for a in [
+        "machine_secrets",
+        "machine_secrets_wo",
+        "machine_configurations",
+    ] {
+        assert_eq!(planned.get_attr(a), Some(&Value::Null), "{a}");
+    }
+    let masked = planned
+        .get_path(&AttributePath::attr("machine_configurations_masked").then_key("cp1"))
+        .and_then(Value::as_str)
+        .expect("a known masked configuration")
+        .to_string();
+    assert!(masked.contains("(masked)"), "{masked}");
+    let text = format!("{planned:?}");
+    for secret in [
+        &bundle.cluster_secret,
+        &bundle.bootstrap_token,
+        &bundle.trustd_token,
+        &bundle.os_ca.key,
+        &bundle.k8s_ca.key,
+        &bundle.etcd_ca.key,
+        &bundle.k8s_service_account_key,
+    ] {
+        assert!(!text.contains(secret.as_str()), "a secret is in the plan");
+    }
+    h.stop().await;
+}

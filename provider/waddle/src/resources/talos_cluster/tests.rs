@@ -1,5 +1,8 @@
+use std::collections::BTreeMap;
+
 use super::*;
 use waddle_framework::testing::Harness;
+use waddle_talos::{versions, SecretsBundle};
 
 use crate::provider::{NoEnv, WaddleProvider};
 
@@ -157,6 +160,8 @@ fn schema_is_well_formed_and_matches_the_model() {
         discovery: Some(true),
         config_patches: Some(vec!["machine: {}".into()]),
         machine_secrets: Some("secrets".into()),
+        machine_secrets_wo: Some("write-only".into()),
+        machine_secrets_wo_version: Some(1),
         on_destroy: Some("graceful".into()),
         timeouts: Some(TimeoutsModel {
             create: Some("30m".into()),
@@ -172,6 +177,7 @@ fn schema_is_well_formed_and_matches_the_model() {
             client_key: "key".into(),
         }),
         machine_configurations: Some([("cp1".to_string(), "cfg".to_string())].into()),
+        machine_configurations_masked: Some([("cp1".to_string(), "masked".to_string())].into()),
         node_addresses: Some([("cp1".to_string(), "10.10.0.10".to_string())].into()),
         proxmox_vms: Some(
             [(
@@ -549,6 +555,7 @@ pub(super) fn applied_state(m: &ClusterModel, bundle: &SecretsBundle) -> Cluster
     s.discovery = Some(true);
     s.on_destroy = Some("graceful".into());
     s.machine_configurations = Some(super::inputs::render_configs(&s, bundle).unwrap());
+    s.machine_configurations_masked = s.machine_configurations.as_ref().map(wo::masked);
     s.node_addresses = Some(
         s.nodes()
             .iter()
@@ -837,4 +844,132 @@ async fn moved_from_talos_machine_secrets_keeps_the_secrets_and_plans_in_place()
         )
         .await;
     assert!(format!("{:?}", other.diagnostics).contains("does not support moving"));
+}
+
+/// A state with every attribute set (secrets are placeholders, not a bundle).
+fn golden_sample() -> ClusterModel {
+    let mut m = three_node();
+    m.id = Some("waddle".into());
+    m.talos_version = Some("v1.12.11".into());
+    m.kubernetes_version = Some("1.35.2".into());
+    m.image = Some(ImageModel {
+        installer: Some("factory.talos.dev/installer/abc:v1.12.11".into()),
+        disk_image_url: Some(URL.into()),
+    });
+    m.cni = Some("none".into());
+    m.kube_proxy = Some(false);
+    m.allow_scheduling_on_control_planes = Some(true);
+    m.cert_sans = Some(vec!["k8s.example.org".into()]);
+    m.nameservers = Some(vec!["10.10.0.1".into()]);
+    m.inline_manifests = Some(vec![ManifestModel {
+        name: "ns".into(),
+        contents: "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: x\n".into(),
+    }]);
+    m.disk_encryption = Some(false);
+    m.secureboot = Some(false);
+    m.discovery = Some(true);
+    m.config_patches = Some(vec!["machine:\n  sysctls: {}\n".into()]);
+    m.machine_secrets = Some("<secrets bundle>".into());
+    m.machine_secrets_wo_version = Some(1);
+    m.on_destroy = Some("graceful".into());
+    m.timeouts = Some(TimeoutsModel {
+        create: Some("30m".into()),
+        update: Some("45m".into()),
+        delete: None,
+    });
+    if let Some(n) = m.nodes.as_mut().and_then(|n| n.get_mut("cp1")) {
+        n.mac = Some("BC:24:11:00:00:01".into());
+        n.interface = None;
+        n.install_disk = Some("/dev/sda".into());
+        n.hostname = Some("cp-1".into());
+        n.node_labels = Some(BTreeMap::from([("zone".into(), "a".into())]));
+        n.config_patches = Some(vec!["machine: {}\n".into()]);
+        n.proxmox = Some(PlacementModel {
+            node: Some("pve".into()),
+            storage: Some("local-lvm".into()),
+            image_storage: Some("local".into()),
+            bridge: Some("vmbr1".into()),
+            vmid: Some(110),
+            cores: Some(3),
+            memory: Some(8192),
+            disk_size: Some(20),
+        });
+    }
+    m.talosconfig = Some("<talosconfig>".into());
+    m.kubeconfig = Some("<kubeconfig>".into());
+    m.client_configuration = Some(ClientConfigModel {
+        ca_certificate: "<ca>".into(),
+        client_certificate: "<crt>".into(),
+        client_key: "<key>".into(),
+    });
+    m.machine_configurations = Some(BTreeMap::from([("cp1".into(), "<config>".into())]));
+    m.machine_configurations_masked = Some(BTreeMap::from([(
+        "cp1".into(),
+        "version: v1alpha1\nmachine:\n  token: (masked)\n".into(),
+    )]));
+    m.node_addresses = Some(BTreeMap::from([("cp1".into(), "10.10.0.10".into())]));
+    m.proxmox_vms = Some(BTreeMap::from([(
+        "cp1".into(),
+        VmRef {
+            node: "pve".into(),
+            vmid: 110,
+        },
+    )]));
+    m.proxmox_images = Some(vec![ImageRef {
+        node: "pve".into(),
+        volume: "local:import/talos.qcow2".into(),
+    }]);
+    m.bootstrapped = Some(true);
+    m.node_status = Some(BTreeMap::from([(
+        "cp1".into(),
+        NodeStatus {
+            action: Some("existing".into()),
+            mac: Some("BC:24:11:00:00:01".into()),
+            cores: Some(3),
+            memory: Some(8192),
+            disk_size: Some(20),
+        },
+    )]));
+    m.upgrade = Some(upgrade::UpgradeModel {
+        parallelism: Some(2),
+        preserve: Some(true),
+        stage: Some(false),
+        reboot_mode: Some("default".into()),
+        allow_downgrade: Some(false),
+        drain: Some(false),
+    });
+    m.node_versions = Some(BTreeMap::from([(
+        "cp1".into(),
+        upgrade::NodeVersionModel {
+            talos_version: Some("v1.12.11".into()),
+            installer: Some("factory.talos.dev/installer/abc:v1.12.11".into()),
+            kubernetes_version: Some("1.35.2".into()),
+        },
+    )]));
+    m.etcd_backup = Some(etcd::BackupModel {
+        directory: "backups".into(),
+        when: Some(vec!["before_upgrade".into()]),
+        keep: Some(5),
+    });
+    m.etcd_restore = Some(etcd::RestoreModel {
+        snapshot: "backups/x.db".into(),
+        generation: 1,
+    });
+    m.etcd_snapshots = Some(vec![etcd::SnapshotRecord {
+        path: "backups/x.db".into(),
+        sha256: "ab".into(),
+        size: 3,
+        reason: "before_upgrade".into(),
+        node: "cp1".into(),
+        taken_at: "2026-01-01T00:00:00Z".into(),
+    }]);
+    m
+}
+
+#[test]
+fn golden_v0_state_reads_back() {
+    assert_eq!(schema().version, 0);
+    let golden = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden/waddle_talos_cluster.v0.json");
+    waddle_framework::testing::assert_golden_state(&schema(), &golden, &golden_sample());
 }

@@ -29,6 +29,7 @@ fn applied(m: &ClusterModel) -> ClusterModel {
     s.talos_version = m.talos_version.clone();
     s.kubernetes_version = m.kubernetes_version.clone();
     s.machine_configurations = Some(inputs::render_configs(&s, &bundle()).unwrap());
+    s.machine_configurations_masked = s.machine_configurations.as_ref().map(wo::masked);
     let rec = upgrade::target(&s);
     s.node_versions = Some(s.nodes().keys().map(|k| (k.clone(), rec.clone())).collect());
     s
