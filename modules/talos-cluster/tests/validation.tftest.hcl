@@ -155,15 +155,6 @@ run "etcd_backup_is_passed_to_the_cluster" {
   }
 }
 
-run "etcd_backup_defaults_to_none" {
-  command = plan
-
-  assert {
-    condition     = waddle_talos_cluster.this.etcd_backup == null
-    error_message = "no etcd_backup by default"
-  }
-}
-
 run "etcd_backup_when_is_validated" {
   command = plan
   variables {
