@@ -6,6 +6,8 @@
 //!   cargo run --release -p waddle-acceptance --example talos_upgrade_roll
 //!   (args: node counts, e.g. `-- 3 10`)
 //!
+//! `WADDLE_BENCH_LOG=1` prints the provider's steps (tracing `info`) to stderr.
+//!
 //! Emulator latencies per upgraded node: the answer grace before the node goes down
 //! (500 ms), the installer (1 s), the reboot (1.5 s) and the boot sequence (500 ms). The lower
 //! bound is those latencies for the control planes in sequence plus one per worker batch;
@@ -81,6 +83,13 @@ fn cluster(n: usize, run: u8, secrets: &str, version: &str) -> ClusterModel {
 
 fn main() {
     let sizes = talos_bench::sizes();
+    if std::env::var_os("WADDLE_BENCH_LOG").is_some() {
+        // The provider's steps with their times (`info`: each wait's state changes).
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("waddle_provider=info"))
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -123,6 +132,43 @@ fn main() {
                 Err(d) => panic!("upgrade of {n} nodes failed: {d:?}"),
             };
             let wall = started.elapsed().as_secs_f64();
+            let ended = Instant::now();
+            // Where the time went, from the emulator's upgrade log: before the first call,
+            // between one step's end and the next step's first call, after the last node.
+            let log: Vec<_> = fleet
+                .upgrade_log()
+                .into_iter()
+                .filter(|r| r.started >= started)
+                .collect();
+            let secs = |a: Instant, b: Instant| b.saturating_duration_since(a).as_secs_f64();
+            if let (Some(first), Some(last)) = (
+                log.iter().map(|r| r.started).min(),
+                log.iter().filter_map(|r| r.finished).max(),
+            ) {
+                let mut gaps = Vec::new();
+                let mut steps: Vec<(Instant, Instant)> = Vec::new();
+                for r in &log {
+                    let f = r.finished.unwrap_or(ended);
+                    match steps.last_mut() {
+                        Some(s) if r.started < s.1 => s.1 = s.1.max(f),
+                        _ => steps.push((r.started, f)),
+                    }
+                }
+                for w in steps.windows(2) {
+                    gaps.push(secs(w[0].1, w[1].0));
+                }
+                let inside: f64 = steps.iter().map(|(a, b)| secs(*a, *b)).sum();
+                println!(
+                    "{n} nodes: before the first upgrade {:.2}s; {} steps {:.2}s (per step {:.2}s); gaps between steps {:.2}s ({}); after the last node {:.2}s",
+                    secs(started, first),
+                    steps.len(),
+                    inside,
+                    inside / steps.len() as f64,
+                    gaps.iter().sum::<f64>(),
+                    gaps.iter().map(|g| format!("{g:.2}")).collect::<Vec<_>>().join(" "),
+                    secs(last, ended),
+                );
+            }
             let cps = n.min(3);
             let batches = (n - cps).div_ceil(PARALLELISM);
             let bound = per_node.as_secs_f64() * (cps + batches) as f64;

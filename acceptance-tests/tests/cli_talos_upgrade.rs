@@ -16,6 +16,10 @@
 //!    v1.12), the configurations still of the v1.12 contract; empty plan after;
 //! 8. `config_contract = "v1.13"`: every configuration re-rendered for v1.13 (validated by
 //!    the nodes against the v1.13 schema), no further upgrade; empty plan after.
+//!
+//! And `examples/homelab-single-node` (one control plane, SecureBoot image): v1.12.4 ->
+//! v1.12.11 in place, with `preserve` (Talos refuses to upgrade the only etcd member
+//! without it), the same VM, a new boot ID, the SecureBoot installer; empty plan after.
 
 use std::net::Ipv4Addr;
 
@@ -306,6 +310,110 @@ fn three_node_rolling_upgrades() {
         let _ = &f5;
         Ok(())
     })
+    .run();
+    rt.block_on(fleet.shutdown());
+}
+
+const HOMELAB: &str = "waddle_talos_cluster.homelab";
+const HOMELAB_NET: u8 = 44;
+
+fn homelab_step(talos: &str) -> TestStep {
+    let n = HOMELAB_NET;
+    TestStep::config(example("homelab-single-node")).file(
+        "terraform.tfvars",
+        format!(
+            r#"
+address       = "127.20.{n}.10/24"
+gateway       = "127.20.{n}.1"
+vip           = "127.20.{n}.20"
+vmid          = 244
+bridge        = "vmbr1"
+talos_version = "{talos}"
+"#
+        ),
+    )
+}
+
+#[test]
+fn homelab_single_node_upgrade() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let target = PveTarget::select(
+        &rt,
+        EmulatorConfig::builder()
+            .ip(Ipv4Addr::new(127, 40, HOMELAB_NET, 1))
+            .bridge("vmbr1")
+            .build(),
+    );
+    let Some(emu) = target.emulator_arc() else {
+        notice("SKIPPED homelab_single_node_upgrade: reads the Talos emulator's upgrade log");
+        return;
+    };
+    let fleet = TalosFleet::new(FleetOptions::default());
+    appliance::register(emu.appliances(), fleet.clone());
+    let mut case = TestCase::new();
+    for (k, v) in target.cli_env() {
+        case = case.env(k, v);
+    }
+    let node_ip = Ipv4Addr::new(127, 20, HOMELAB_NET, 10);
+    let boot: std::sync::Arc<std::sync::Mutex<String>> = Default::default();
+    let (f1, f2, b1, b2, e1) = (
+        fleet.clone(),
+        fleet.clone(),
+        boot.clone(),
+        boot.clone(),
+        emu.clone(),
+    );
+    case.step(
+        homelab_step("v1.12.4")
+            .describe("create the single node on Talos v1.12.4")
+            .check(check::func(move |_| {
+                let n = f1.node_at(node_ip).ok_or("no node")?;
+                if n.talos_version() != "v1.12.4" {
+                    return Err(format!("version after create: {}", n.talos_version()));
+                }
+                *b1.lock().map_err(|e| e.to_string())? = n.boot_id();
+                Ok(())
+            })),
+    )
+    .step(
+        homelab_step("v1.12.11")
+            .describe("upgrade in place to v1.12.11")
+            .plan_check(check::plan_actions(HOMELAB, &["update"]))
+            .check(check::func(move |s| {
+                let n = f2.node_at(node_ip).ok_or("no node")?;
+                if n.talos_version() != "v1.12.11" {
+                    return Err(format!("version after the upgrade: {}", n.talos_version()));
+                }
+                if n.boot_id() == *b2.lock().map_err(|e| e.to_string())? {
+                    return Err("the node did not reboot (same boot ID)".into());
+                }
+                let log = f2.upgrade_log();
+                let [u] = log.as_slice() else {
+                    return Err(format!("one upgrade expected: {log:?}"));
+                };
+                if !u.preserve || u.stage {
+                    return Err(format!(
+                        "the only control plane upgrades with preserve: {u:?}"
+                    ));
+                }
+                if !u.image.contains("installer-secureboot") || !u.image.ends_with(":v1.12.11") {
+                    return Err(format!("installer {:?}: the SecureBoot installer", u.image));
+                }
+                if e1.vm(244).is_none() || e1.vms().len() != 1 {
+                    return Err("upgraded in place: the same VM, nothing else".into());
+                }
+                let r = s.resource(HOMELAB)?;
+                match r.str_attr("node_versions.talos1.talos_version") {
+                    Some("v1.12.11") => Ok(()),
+                    v => Err(format!("node_versions.talos1.talos_version = {v:?}")),
+                }
+            })),
+    )
+    .check_destroy(move |_| Ok(()))
     .run();
     rt.block_on(fleet.shutdown());
 }

@@ -55,6 +55,14 @@ module "cluster" {
   control_plane_addresses = ["127.20.10.10", "127.20.10.11", "127.20.10.12"]
   gateway                 = "127.20.10.1"
   vip                     = "127.20.10.20"
+
+  # etcd snapshots before every Talos/Kubernetes upgrade and before destroy, the last five
+  # kept, next to the state.
+  etcd_backup = {
+    directory = "${path.root}/etcd-snapshots"
+    when      = ["before_upgrade", "before_destroy"]
+    keep      = 5
+  }
 }
 
 output "private_bridge" {

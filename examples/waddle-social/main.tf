@@ -78,6 +78,12 @@ module "cluster" {
   gateway                 = coalesce(var.talos_gateway, var.internal_gateway)
   vip                     = var.talos_vip
   config_patches          = var.talos_config_patches
+
+  etcd_backup = var.etcd_snapshot_directory == null ? null : {
+    directory = var.etcd_snapshot_directory
+    when      = ["before_upgrade", "before_destroy"]
+    keep      = var.etcd_snapshots_kept
+  }
 }
 
 module "teleport" {

@@ -52,3 +52,8 @@ output "talosconfig" {
   value       = module.cluster.talosconfig
   sensitive   = true
 }
+
+output "etcd_snapshots" {
+  description = "The etcd snapshots the provider wrote and keeps (path, sha256, size, reason, node, taken_at)."
+  value       = module.cluster.etcd_snapshots
+}

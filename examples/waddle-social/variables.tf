@@ -159,6 +159,18 @@ variable "talos_config_patches" {
 
 # --- Teleport --------------------------------------------------------------------------------
 
+variable "etcd_snapshot_directory" {
+  type        = string
+  description = "Local directory the provider writes etcd snapshots to, before every Talos/Kubernetes upgrade and before destroy (each verified by its SHA-256); null for none."
+  default     = "etcd-snapshots"
+}
+
+variable "etcd_snapshots_kept" {
+  type        = number
+  description = "How many etcd snapshots are kept in etcd_snapshot_directory (the oldest are deleted)."
+  default     = 5
+}
+
 variable "teleport_github_org" {
   type        = string
   description = "GitHub organization for Teleport SSO."

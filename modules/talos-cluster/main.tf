@@ -108,6 +108,7 @@ resource "waddle_talos_cluster" "this" {
   disk_encryption                    = var.disk_encryption
   secureboot                         = var.secureboot
   on_destroy                         = var.on_destroy
+  etcd_backup                        = var.etcd_backup
 
   nodes = local.nodes
 

@@ -24,3 +24,8 @@ output "schematic_id" {
   description = "Image Factory schematic ID of the Talos image the nodes run."
   value       = data.waddle_talos_image.this.schematic_id
 }
+
+output "etcd_snapshots" {
+  description = "The etcd snapshots the provider wrote and keeps (path, sha256, size, reason, node, taken_at), oldest first."
+  value       = waddle_talos_cluster.this.etcd_snapshots
+}

@@ -279,3 +279,22 @@ variable "timeouts" {
     error_message = "The keys of timeouts are create, update and delete."
   }
 }
+
+variable "etcd_backup" {
+  type = object({
+    directory = string
+    when      = list(string)
+    keep      = number
+  })
+  description = "etcd snapshots written by the provider to a local directory (each verified by its SHA-256): `directory` (created if missing), `when` (any of `before_upgrade`, `before_destroy`, `every_apply`; null for before_upgrade and before_destroy) and `keep` (the newest snapshots kept; null for 5). null (the default) takes none."
+  default     = null
+
+  validation {
+    condition = var.etcd_backup == null ? true : (
+      try(length(var.etcd_backup.directory) > 0, false) &&
+      alltrue([for w in(var.etcd_backup.when == null ? [] : var.etcd_backup.when) : contains(["before_upgrade", "before_destroy", "every_apply"], w)]) &&
+      (var.etcd_backup.keep == null ? true : var.etcd_backup.keep >= 1 && var.etcd_backup.keep <= 1000 && floor(var.etcd_backup.keep) == var.etcd_backup.keep)
+    )
+    error_message = "The etcd_backup needs a directory, when may only hold before_upgrade, before_destroy and every_apply, and keep must be an integer between 1 and 1000."
+  }
+}

@@ -58,6 +58,25 @@ impl EtcdData {
         for ns in INITIAL_NAMESPACES {
             d.create_namespace(ns);
         }
+        // The API server's own suggested FlowSchemas (two of them), written in v1 by its
+        // configuration producer.
+        for (name, precedence) in [("exempt", 1), ("catch-all", 10000)] {
+            d.put(
+                super::kube_workloads::flowschema_key(name),
+                json!({
+                    "kind": "FlowSchema",
+                    "apiVersion": "flowcontrol.apiserver.k8s.io/v1",
+                    "metadata": {"name": name, "managedFields": [{
+                        "manager": "api-priority-and-fairness-config-producer-v1",
+                        "operation": "Update",
+                        "apiVersion": "flowcontrol.apiserver.k8s.io/v1",
+                        "fieldsType": "FieldsV1", "fieldsV1": {"f:spec": {}},
+                    }]},
+                    "spec": {"matchingPrecedence": precedence,
+                             "priorityLevelConfiguration": {"name": name}},
+                }),
+            );
+        }
         d
     }
 
@@ -75,6 +94,12 @@ impl EtcdData {
                 .or_insert(json!(now_rfc3339()));
         }
         self.objects.insert(key, obj);
+    }
+
+    /// Stores `obj` under `key` (created or replaced; its `uid` and `creationTimestamp`
+    /// kept), bumping the revision.
+    pub fn update(&mut self, key: &str, obj: Value) {
+        self.put(key.to_string(), obj);
     }
 
     /// Creates a namespace; false when it exists.
@@ -314,6 +339,14 @@ impl super::TalosFleet {
                     .collect()
             })
             .unwrap_or_default()
+    }
+
+    /// What `EtcdSnapshot` of a member streams now (`None`: no such bootstrapped cluster).
+    pub fn etcd_snapshot(&self, cluster_id: &str) -> Option<Vec<u8>> {
+        super::lock(&self.inner.clusters)
+            .get(cluster_id)
+            .filter(|c| c.bootstrapped)
+            .map(|c| c.data.snapshot(cluster_id))
     }
 
     /// Creates a namespace in the cluster's etcd (as `kubectl create namespace` would);

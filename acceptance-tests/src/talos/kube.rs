@@ -8,7 +8,8 @@
 //! Organization is `system:masters` (else `403`; the admin kubeconfig's certificate has it).
 //!
 //! Served: discovery (`/api`, `/api/v1`, `/apis`, legacy format), `nodes` (list, get,
-//! delete) and `namespaces` (list, get, create), as JSON or, when asked through `Accept`
+//! delete, patch) and `namespaces` (list, get, create); pods, evictions, PodDisruptionBudgets
+//! and FlowSchemas in [`super::kube_workloads`]; as JSON or, when asked through `Accept`
 //! (`as=Table`, what `kubectl get` asks for), as a `meta.k8s.io/v1` Table. Node conditions
 //! are what the kubelet reports: with CNI `none` a running node is `Ready=False`
 //! (`KubeletNotReady`: the container runtime network is not ready, the CNI plugin is not
@@ -224,14 +225,44 @@ async fn handle(
         );
     }
     let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let query = req.uri().query().map(str::to_string);
+    let content_type = req
+        .headers()
+        .get(hyper::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let body = if method == Method::GET || method == Method::DELETE {
+        Bytes::new()
+    } else {
+        match Limited::new(req.into_body(), 1 << 20).collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(e) => return status(StatusCode::BAD_REQUEST, "BadRequest", &e.to_string(), None),
+        }
+    };
+    let minor = kube_version(&fleet, cid)
+        .trim_start_matches('v')
+        .split('.')
+        .nth(1)
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(0);
+    let call = super::kube_workloads::Call {
+        fleet: &fleet,
+        cid,
+        method: &method,
+        segs: &segs,
+        query: query.as_deref(),
+        content_type: &content_type,
+        body: &body,
+        minor,
+    };
+    if let Some(r) = call.handle() {
+        return r;
+    }
     match (method, segs.as_slice()) {
         (Method::GET, ["api"]) => json_response(
             StatusCode::OK,
             &json!({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []}),
-        ),
-        (Method::GET, ["apis"]) => json_response(
-            StatusCode::OK,
-            &json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": []}),
         ),
         (Method::GET, ["api", "v1"]) => json_response(StatusCode::OK, &resources()),
         (Method::GET, ["api", "v1", "nodes"]) => {
@@ -273,12 +304,6 @@ async fn handle(
             }
         }
         (Method::POST, ["api", "v1", "namespaces"]) => {
-            let body = match Limited::new(req.into_body(), 1 << 20).collect().await {
-                Ok(b) => b.to_bytes(),
-                Err(e) => {
-                    return status(StatusCode::BAD_REQUEST, "BadRequest", &e.to_string(), None)
-                }
-            };
             let obj: Value = match serde_json::from_slice(&body) {
                 Ok(v) => v,
                 Err(e) => {
@@ -387,7 +412,11 @@ fn resources() -> Value {
             {"name": "namespaces", "singularName": "namespace", "namespaced": false,
              "kind": "Namespace", "verbs": ["create", "get", "list"], "shortNames": ["ns"]},
             {"name": "nodes", "singularName": "node", "namespaced": false,
-             "kind": "Node", "verbs": ["delete", "get", "list"], "shortNames": ["no"]},
+             "kind": "Node", "verbs": ["delete", "get", "list", "patch"], "shortNames": ["no"]},
+            {"name": "pods", "singularName": "pod", "namespaced": true,
+             "kind": "Pod", "verbs": ["create", "delete", "get", "list"], "shortNames": ["po"]},
+            {"name": "pods/eviction", "singularName": "", "namespaced": true,
+             "group": "policy", "version": "v1", "kind": "Eviction", "verbs": ["create"]},
         ],
     })
 }
@@ -462,8 +491,16 @@ fn with_node_status(fleet: &Fleet, cid: &str, mut n: Value) -> Value {
         addresses.insert(0, json!({"type": "InternalIP", "address": ip.to_string()}));
     }
     n["status"]["addresses"] = json!(addresses);
+    let mut taints = Vec::new();
     if !taint.is_empty() {
-        n["spec"]["taints"] = json!([{"key": taint, "effect": "NoSchedule"}]);
+        taints.push(json!({"key": taint, "effect": "NoSchedule"}));
+    }
+    if n["spec"]["unschedulable"].as_bool().unwrap_or(false) {
+        // The node lifecycle controller's taint of a cordoned node.
+        taints.push(json!({"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"}));
+    }
+    if !taints.is_empty() {
+        n["spec"]["taints"] = json!(taints);
     }
     n
 }

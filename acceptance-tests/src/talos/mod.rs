@@ -42,6 +42,7 @@ pub mod appliance;
 pub mod certs;
 pub mod etcd_data;
 mod kube;
+pub mod kube_workloads;
 pub mod net;
 pub mod nocloud;
 mod service;
@@ -57,6 +58,7 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use serde_json::Value;
 
+pub use kube_workloads::{DrainAction, DrainEvent};
 pub use upgrade::{ComponentChange, UpgradeApi, UpgradeRecord};
 pub use validate::{Schema, Schemas};
 
@@ -397,6 +399,8 @@ struct Fleet {
     components: Mutex<Vec<ComponentChange>>,
     /// Images whose pull fails ([`TalosFleet::fail_pull`]).
     unpullable: Mutex<HashSet<String>>,
+    /// Cordons, uncordons and evictions ([`TalosFleet::drain_log`]).
+    drains: Mutex<Vec<kube_workloads::DrainEvent>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -472,6 +476,7 @@ impl TalosFleet {
                 membership_log: Mutex::new(Vec::new()),
                 upgrades: Mutex::new(Vec::new()),
                 components: Mutex::new(Vec::new()),
+                drains: Mutex::new(Vec::new()),
                 unpullable: Mutex::new(HashSet::new()),
             }),
         }

@@ -2,7 +2,8 @@
 # configured through the PROXMOX_VE_* variables. The sandbox serves each emulated Talos node
 # on its own loopback address, so the node addresses and the VIP are in 127.20.10.0/24 (on a
 # real host the defaults give 10.10.0.10-12 and the VIP 10.10.0.20). The private network
-# comes from modules/network first; `terraform test` destroys both at the end.
+# comes from modules/network first; `terraform test` destroys both at the end. The apply takes
+# one etcd snapshot (etcd_backup.when = every_apply) into the test's working directory.
 
 run "network" {
   module {
@@ -17,6 +18,11 @@ run "apply_the_cluster" {
     control_plane_addresses = ["127.20.10.10", "127.20.10.11", "127.20.10.12"]
     gateway                 = "127.20.10.1"
     vip                     = "127.20.10.20"
+    etcd_backup = {
+      directory = "etcd-snapshots"
+      when      = ["every_apply"]
+      keep      = 2
+    }
   }
 
   assert {
@@ -30,5 +36,9 @@ run "apply_the_cluster" {
   assert {
     condition     = strcontains(output.kubeconfig, "https://127.20.10.20:6443") && strcontains(output.talosconfig, "context: waddle")
     error_message = "kubeconfig / talosconfig do not point at the cluster"
+  }
+  assert {
+    condition     = length(output.etcd_snapshots) == 1 && output.etcd_snapshots[0].reason == "every_apply" && length(output.etcd_snapshots[0].sha256) == 64
+    error_message = "etcd snapshots: ${jsonencode(output.etcd_snapshots)}"
   }
 }

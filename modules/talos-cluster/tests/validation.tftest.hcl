@@ -142,3 +142,47 @@ run "timeouts_is_validated" {
   }
   expect_failures = [var.timeouts]
 }
+
+run "etcd_backup_is_passed_to_the_cluster" {
+  command = plan
+  variables {
+    etcd_backup = {
+      directory = "snapshots"
+      when      = ["before_upgrade", "every_apply"]
+      keep      = 3
+    }
+  }
+
+  assert {
+    condition     = waddle_talos_cluster.this.etcd_backup.directory == "snapshots" && waddle_talos_cluster.this.etcd_backup.keep == 3
+    error_message = "etcd_backup not passed: ${jsonencode(waddle_talos_cluster.this.etcd_backup)}"
+  }
+  assert {
+    condition     = contains(waddle_talos_cluster.this.etcd_backup.when, "every_apply")
+    error_message = "etcd_backup.when not passed"
+  }
+}
+
+run "etcd_backup_when_is_validated" {
+  command = plan
+  variables {
+    etcd_backup = {
+      directory = "snapshots"
+      when      = ["hourly"]
+      keep      = null
+    }
+  }
+  expect_failures = [var.etcd_backup]
+}
+
+run "etcd_backup_keep_is_validated" {
+  command = plan
+  variables {
+    etcd_backup = {
+      directory = "snapshots"
+      when      = null
+      keep      = 0
+    }
+  }
+  expect_failures = [var.etcd_backup]
+}

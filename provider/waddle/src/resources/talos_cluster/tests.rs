@@ -213,6 +213,7 @@ fn schema_is_well_formed_and_matches_the_model() {
             stage: Some(false),
             reboot_mode: Some("powercycle".into()),
             allow_downgrade: Some(false),
+            drain: Some(true),
         }),
         node_versions: Some(
             [(
@@ -937,6 +938,7 @@ fn golden_sample() -> ClusterModel {
         stage: Some(false),
         reboot_mode: Some("default".into()),
         allow_downgrade: Some(false),
+        drain: Some(false),
     });
     m.node_versions = Some(BTreeMap::from([(
         "cp1".into(),

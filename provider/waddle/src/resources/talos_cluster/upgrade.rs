@@ -29,6 +29,7 @@ pub struct UpgradeModel {
     pub stage: Option<bool>,
     pub reboot_mode: Option<String>,
     pub allow_downgrade: Option<bool>,
+    pub drain: Option<bool>,
 }
 
 /// `node_versions[*]`: what a node runs.
@@ -74,6 +75,20 @@ pub fn upgrade_attribute() -> Attribute {
                 "reboot_mode",
                 s("`default` (kexec where possible) or `powercycle`. Defaults to `\"default\"`.")
                     .optional(),
+            ),
+            (
+                "drain",
+                Attribute::bool().optional().description(
+                    "Drain every worker before its upgrade, through the Kubernetes API with the \
+                     cluster's admin credentials, as `kubectl drain --ignore-daemonsets \
+                     --delete-emptydir-data` does: cordon the Node, evict its pods (DaemonSet \
+                     pods and static pods stay) with the Eviction API, which honours \
+                     PodDisruptionBudgets (a refused eviction is asked again until the budget \
+                     allows it or the update's deadline passes), then upgrade, and uncordon the \
+                     Node once the worker is back. A drain that cannot finish uncordons the \
+                     node and stops the roll; a failed upgrade leaves the node cordoned. \
+                     Defaults to `false`.",
+                ),
             ),
             (
                 "allow_downgrade",
@@ -150,6 +165,7 @@ pub struct Options {
     pub stage: bool,
     pub reboot_mode: String,
     pub allow_downgrade: bool,
+    pub drain: bool,
 }
 
 impl Options {
@@ -166,6 +182,7 @@ impl Options {
             stage: u.stage.unwrap_or(false),
             reboot_mode: u.reboot_mode.unwrap_or_else(|| "default".into()),
             allow_downgrade: u.allow_downgrade.unwrap_or(false),
+            drain: u.drain.unwrap_or(false),
         }
     }
 }

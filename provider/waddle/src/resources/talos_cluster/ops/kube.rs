@@ -1,7 +1,11 @@
 //! The cluster's Kubernetes API with the admin kubeconfig's credentials: what a scale-down
-//! needs (deleting the Kubernetes Node object of a removed node).
+//! needs (deleting the Kubernetes Node object of a removed node), what a drain needs
+//! (cordon, the pods of a node, evictions) and the removed-APIs pre-check of a Kubernetes
+//! upgrade ([`removed_apis`]).
 
 use std::time::Duration;
+
+pub mod removed_apis;
 
 use base64::Engine as _;
 use waddle_framework::error_chain;
@@ -96,5 +100,216 @@ impl KubeAdmin {
                 Err(format!("Kubernetes API DELETE {url}: HTTP {code}: {msg}"))
             }
         }
+    }
+}
+
+/// A pod a drain looks at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodRef {
+    pub namespace: String,
+    pub name: String,
+    /// Owned by a DaemonSet (its controller would put it back at once: left alone, as
+    /// `kubectl drain --ignore-daemonsets` does).
+    pub daemon_set: bool,
+    /// A static pod's mirror (`kubernetes.io/config.mirror`): cannot be evicted.
+    pub mirror: bool,
+}
+
+impl PodRef {
+    /// `namespace/name`.
+    pub fn id(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
+}
+
+/// What an eviction request got.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Eviction {
+    /// Evicted (or the pod was already gone).
+    Done,
+    /// `429`: a PodDisruptionBudget (or the API's rate limits) forbids it now; the message.
+    Refused(String),
+}
+
+/// The message of a Kubernetes `Status` answer, with its causes.
+fn status_message(body: &str) -> String {
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(body) else {
+        return body.chars().take(300).collect();
+    };
+    let mut msg = v["message"].as_str().unwrap_or_default().to_string();
+    if let Some(causes) = v["details"]["causes"].as_array() {
+        for c in causes.iter().filter_map(|c| c["message"].as_str()) {
+            msg.push_str(" (");
+            msg.push_str(c);
+            msg.push(')');
+        }
+    }
+    msg
+}
+
+impl KubeAdmin {
+    async fn send(&self, what: &str, rb: reqwest::RequestBuilder) -> Result<(u16, String), String> {
+        let r = rb
+            .send()
+            .await
+            .map_err(|e| format!("Kubernetes API {what}: {}", error_chain(&e)))?;
+        let code = r.status().as_u16();
+        let body = r
+            .text()
+            .await
+            .map_err(|e| format!("Kubernetes API {what}: {}", error_chain(&e)))?;
+        Ok((code, body))
+    }
+
+    /// Cordons (`true`) or uncordons node `name` (`spec.unschedulable`, what `kubectl
+    /// cordon`/`uncordon` patch).
+    pub async fn set_unschedulable(&self, name: &str, unschedulable: bool) -> Result<(), String> {
+        let url = format!("{}/api/v1/nodes/{name}", self.server);
+        let what = format!("PATCH {url}");
+        let body = serde_json::json!({"spec": {"unschedulable": unschedulable}});
+        let rb = self
+            .client
+            .patch(&url)
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                "application/strategic-merge-patch+json",
+            )
+            .body(body.to_string());
+        match self.send(&what, rb).await? {
+            (200, _) => Ok(()),
+            (code, b) => Err(format!(
+                "Kubernetes API {what}: HTTP {code}: {}",
+                status_message(&b)
+            )),
+        }
+    }
+
+    /// The pods bound to node `name`, all namespaces.
+    pub async fn pods_on(&self, name: &str) -> Result<Vec<PodRef>, String> {
+        let base = format!("{}/api/v1/pods", self.server);
+        let what = format!("GET {base}");
+        let selector: String =
+            url::form_urlencoded::byte_serialize(format!("spec.nodeName={name}").as_bytes())
+                .collect();
+        let rb = self.client.get(format!("{base}?fieldSelector={selector}"));
+        let (code, body) = self.send(&what, rb).await?;
+        if code != 200 {
+            return Err(format!(
+                "Kubernetes API {what}: HTTP {code}: {}",
+                status_message(&body)
+            ));
+        }
+        let v: serde_json::Value = serde_json::from_str(&body)
+            .map_err(|e| format!("Kubernetes API {what}: not a PodList: {e}"))?;
+        let items = v["items"].as_array().cloned().unwrap_or_default();
+        Ok(items
+            .iter()
+            .map(|p| {
+                let md = &p["metadata"];
+                PodRef {
+                    namespace: md["namespace"].as_str().unwrap_or_default().to_string(),
+                    name: md["name"].as_str().unwrap_or_default().to_string(),
+                    daemon_set: md["ownerReferences"].as_array().is_some_and(|o| {
+                        o.iter()
+                            .any(|r| r["controller"] == true && r["kind"] == "DaemonSet")
+                    }),
+                    mirror: md["annotations"]
+                        .get("kubernetes.io/config.mirror")
+                        .is_some(),
+                }
+            })
+            .collect())
+    }
+
+    /// Asks the Eviction subresource to evict a pod (policy/v1).
+    pub async fn evict(&self, pod: &PodRef) -> Result<Eviction, String> {
+        let url = format!(
+            "{}/api/v1/namespaces/{}/pods/{}/eviction",
+            self.server, pod.namespace, pod.name
+        );
+        let what = format!("POST {url}");
+        let body = serde_json::json!({
+            "apiVersion": "policy/v1",
+            "kind": "Eviction",
+            "metadata": {"name": pod.name, "namespace": pod.namespace},
+        });
+        let rb = self
+            .client
+            .post(&url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body.to_string());
+        match self.send(&what, rb).await? {
+            (200 | 201 | 404, _) => Ok(Eviction::Done),
+            (429, b) => Ok(Eviction::Refused(status_message(&b))),
+            (code, b) => Err(format!(
+                "Kubernetes API {what}: HTTP {code}: {}",
+                status_message(&b)
+            )),
+        }
+    }
+
+    /// GET a JSON document; `Ok(None)` on 404.
+    async fn get_json(&self, path: &str) -> Result<Option<serde_json::Value>, String> {
+        let url = format!("{}{path}", self.server);
+        let what = format!("GET {url}");
+        match self.send(&what, self.client.get(&url)).await? {
+            (200, b) => serde_json::from_str(&b)
+                .map(Some)
+                .map_err(|e| format!("Kubernetes API {what}: not JSON: {e}")),
+            (404, _) => Ok(None),
+            (code, b) => Err(format!(
+                "Kubernetes API {what}: HTTP {code}: {}",
+                status_message(&b)
+            )),
+        }
+    }
+
+    /// Objects the cluster still writes through an API version that Kubernetes 1.`target`
+    /// no longer serves (for every removal after 1.`current` up to 1.`target`, see
+    /// [`removed_apis::REMOVED`]): through discovery, the removed group/versions still
+    /// served; through their list endpoints, the objects whose managed fields (or
+    /// `kubectl apply`'s last-applied configuration) were written in that version. Each
+    /// as `<resource>.<group>/<version> [namespace/]name`.
+    pub async fn objects_in_removed_apis(
+        &self,
+        current: u32,
+        target: u32,
+    ) -> Result<Vec<String>, String> {
+        let mut out = Vec::new();
+        for r in removed_apis::removed_between(current, target) {
+            let gv = format!("{}/{}", r.group, r.version);
+            let base = if r.group.is_empty() {
+                format!("/api/{}", r.version)
+            } else {
+                format!("/apis/{gv}")
+            };
+            let Some(list) = self.get_json(&base).await? else {
+                continue; // not served (any more): nothing can be stored through it
+            };
+            let served: Vec<&str> = list["resources"]
+                .as_array()
+                .map(|a| a.iter().filter_map(|x| x["name"].as_str()).collect())
+                .unwrap_or_default();
+            for res in r.resources.iter().filter(|x| served.contains(x)) {
+                let Some(objs) = self.get_json(&format!("{base}/{res}")).await? else {
+                    continue;
+                };
+                for o in objs["items"].as_array().into_iter().flatten() {
+                    if removed_apis::written_in(o, &gv) {
+                        let md = &o["metadata"];
+                        let name = md["name"].as_str().unwrap_or_default();
+                        let id = match md["namespace"].as_str() {
+                            Some(ns) => format!("{ns}/{name}"),
+                            None => name.to_string(),
+                        };
+                        out.push(format!(
+                            "{res}.{gv} {id} (removed in Kubernetes 1.{})",
+                            r.removed_in
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(out)
     }
 }

@@ -54,6 +54,22 @@ pub async fn update(ctx: &Context, req: UpdateRequest, diags: &mut Diagnostics) 
         env,
         write_only,
     } = prepare(ctx, &req, diags)?;
+    // The removed-APIs pre-check of a Kubernetes minor upgrade, before anything changes.
+    match upgrade::removed_apis_check(
+        &env,
+        prior.kubernetes_version.as_deref(),
+        m.kubernetes_version.as_deref(),
+        prior.kubeconfig.as_deref(),
+    )
+    .await
+    {
+        Ok(None) => {}
+        Ok(Some(w)) => diags.warning("Removed Kubernetes APIs not checked", w),
+        Err(e) => {
+            diags.error("Kubernetes upgrade refused: removed APIs in use", e);
+            return to_value(&prior, diags);
+        }
+    }
     if snapshot_before_upgrade(&prior, &m) {
         if let Err(e) = etcd_backup::take(&env, &mut m, super::super::etcd::BEFORE_UPGRADE).await {
             diags.error(
@@ -381,15 +397,26 @@ impl Run {
         let cps_now =
             self.versions
                 .control_planes_now(&self.old_nodes, &self.new_nodes, &self.not_done);
-        let r = upgrade::roll_talos(
-            &self.env,
-            &cps_now,
-            &talos_todo,
-            &self.records,
-            &self.versions.target,
-            &super::super::upgrade::Options::of(&self.m),
-        )
-        .await;
+        let opts = super::super::upgrade::Options::of(&self.m);
+        let r = match upgrade::drain_client(&self.env, &opts, self.prior.kubeconfig.as_deref()) {
+            Ok(kube) => {
+                let (records, target) = (&self.records, &self.versions.target);
+                upgrade::roll_talos(
+                    &self.env,
+                    &cps_now,
+                    &talos_todo,
+                    records,
+                    target,
+                    &opts,
+                    kube.as_ref(),
+                )
+                .await
+            }
+            Err(e) => upgrade::Rolled {
+                done: Vec::new(),
+                error: Some(e),
+            },
+        };
         for k in &r.done {
             if let Some(rec) = self.records.get_mut(k) {
                 rec.talos_version = self.versions.target.talos_version.clone();

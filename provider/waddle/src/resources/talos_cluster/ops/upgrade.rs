@@ -21,8 +21,12 @@ use waddle_talos::api::{RebootMode, UpgradeApi, UpgradeRequest};
 use waddle_talos::versions::KUBELET_IMAGE;
 
 use super::super::upgrade::{NodeVersionModel, Options};
+use super::kube::{Eviction, KubeAdmin};
 use super::{apply_configured, classify, node_booted, node_health, Attempt, Env, R};
 use crate::resources::talos_cluster::{node_ip, NodeModel};
+
+/// The longest interval between two looks at a rebooting node during an upgrade.
+const REBOOT_POLL: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// What a roll did: the nodes done, in order, and the error that stopped it.
 #[derive(Debug, Default)]
@@ -190,9 +194,46 @@ async fn upgrade_node(
         .await;
     call.map_err(|e| format!("the upgrade of nodes[{name:?}] failed: {e}"))?;
     let stage = opts.stage;
+    // Two waits, each with its own polling interval: the reboot, polled at most every
+    // REBOOT_POLL (one connection attempt to one node: the node's return is noticed at most
+    // that late, each step of a roll waits for it), then the boot sequence and services,
+    // which finish shortly after the node answers again — a fresh, short interval catches
+    // that at once instead of one long interval late.
+    let mut reboot_env = env.clone();
+    reboot_env.poll.max = reboot_env.poll.max.min(REBOOT_POLL);
+    reboot_env
+        .retry(
+            &format!("nodes[{name:?}]: back on {want} after the upgrade"),
+            || async {
+                let (v, b) = match env.mtls(&ip).await {
+                    Ok(c) => match (c.version().await, c.boot_id().await) {
+                        (Ok(v), Ok(b)) => (v.tag, b),
+                        (Err(e), _) | (_, Err(e)) => return Attempt::Again(e.to_string()),
+                    },
+                    Err(e) => return Attempt::Again(e.to_string()),
+                };
+                if b == boot {
+                    return Attempt::Again("not rebooted yet (same boot ID)".into());
+                }
+                if v != want {
+                    // A staged upgrade reboots twice; otherwise the node booted the old system
+                    // again (the installer failed, or Talos rolled back).
+                    let msg = format!("rebooted, but runs {v} instead of {want}");
+                    return if stage {
+                        Attempt::Again(msg)
+                    } else {
+                        Attempt::Fatal(msg)
+                    };
+                }
+                Attempt::Done(())
+            },
+        )
+        .await?;
     env.retry(
-        &format!("nodes[{name:?}]: back on {want} after the upgrade"),
+        &format!("nodes[{name:?}]: healthy on {want} after the upgrade"),
         || async {
+            // Still on the new version with a new boot ID (a node that fell back to the
+            // old system on a later boot is caught here too).
             let (v, b) = match env.mtls(&ip).await {
                 Ok(c) => match (c.version().await, c.boot_id().await) {
                     (Ok(v), Ok(b)) => (v.tag, b),
@@ -200,18 +241,8 @@ async fn upgrade_node(
                 },
                 Err(e) => return Attempt::Again(e.to_string()),
             };
-            if b == boot {
-                return Attempt::Again("not rebooted yet (same boot ID)".into());
-            }
-            if v != want {
-                // A staged upgrade reboots twice; otherwise the node booted the old system
-                // again (the installer failed, or Talos rolled back).
-                let msg = format!("rebooted, but runs {v} instead of {want}");
-                return if stage {
-                    Attempt::Again(msg)
-                } else {
-                    Attempt::Fatal(msg)
-                };
+            if b == boot || v != want {
+                return Attempt::Again(format!("runs {v} (boot ID changed: {})", b != boot));
             }
             if let Err(e) = node_health(env, name, n).await {
                 return Attempt::Again(e);
@@ -227,8 +258,127 @@ async fn upgrade_node(
     Ok(())
 }
 
+/// The Kubernetes client a drain uses (`upgrade.drain`), from the cluster's admin
+/// `kubeconfig` (the prior state's); `None` without `drain`.
+pub(in super::super) fn drain_client(
+    env: &Env,
+    opts: &Options,
+    kubeconfig: Option<&str>,
+) -> R<Option<KubeAdmin>> {
+    if !opts.drain {
+        return Ok(None);
+    }
+    let kc = kubeconfig
+        .filter(|k| !k.is_empty())
+        .ok_or("upgrade.drain: the cluster has no kubeconfig yet (it was never bootstrapped)")?;
+    KubeAdmin::from_kubeconfig(kc, env.proxy_url.as_deref())
+        .map(Some)
+        .map_err(|e| format!("upgrade.drain: {e}"))
+}
+
+/// The Kubernetes Node name of a node (its hostname).
+fn node_name(key: &str, n: &NodeModel) -> String {
+    n.hostname.clone().unwrap_or_else(|| key.to_string())
+}
+
+/// Cordons (or uncordons) a Node, retried while the API does not answer.
+async fn set_unschedulable(env: &Env, kube: &KubeAdmin, key: &str, node: &str, on: bool) -> R<()> {
+    let what = if on { "cordoned" } else { "uncordoned" };
+    env.retry(&format!("nodes[{key:?}]: Node {node} {what}"), || async {
+        match kube.set_unschedulable(node, on).await {
+            Ok(()) => Attempt::Done(()),
+            Err(e) => Attempt::Again(e),
+        }
+    })
+    .await
+}
+
+/// `kubectl drain --ignore-daemonsets --delete-emptydir-data` of one worker: cordon, then
+/// evict every pod bound to it (DaemonSet pods and static pods' mirrors stay) through the
+/// Eviction API, which honours PodDisruptionBudgets: a refused eviction (`429`) is asked
+/// again until the budget allows it or the operation's deadline passes, and the drain is
+/// done once no such pod is left on the node.
+async fn drain(env: &Env, kube: &KubeAdmin, key: &str, node: &str) -> R<()> {
+    set_unschedulable(env, kube, key, node, true).await?;
+    tracing::info!(node = key, kube_node = node, "cordoned; evicting its pods");
+    env.retry(&format!("nodes[{key:?}]: drain of Node {node}"), || async {
+        let pods = match kube.pods_on(node).await {
+            Ok(p) => p,
+            Err(e) => return Attempt::Again(e),
+        };
+        let left: Vec<_> = pods
+            .into_iter()
+            .filter(|p| !p.daemon_set && !p.mirror)
+            .collect();
+        if left.is_empty() {
+            return Attempt::Done(());
+        }
+        let mut refused = Vec::new();
+        for p in &left {
+            match kube.evict(p).await {
+                Ok(Eviction::Done) => tracing::info!(node = key, pod = p.id(), "evicted"),
+                Ok(Eviction::Refused(why)) => refused.push(format!("{}: {why}", p.id())),
+                Err(e) => return Attempt::Again(e),
+            }
+        }
+        if refused.is_empty() {
+            Attempt::Again(format!(
+                "{} pod(s) evicted, waiting until they are gone",
+                left.len()
+            ))
+        } else {
+            Attempt::Again(format!("eviction refused: {}", refused.join("; ")))
+        }
+    })
+    .await
+}
+
+/// A worker's upgrade with `upgrade.drain`: drained before, uncordoned once it is done. A
+/// drain that fails uncordons the node again (it was not touched); a failed upgrade leaves
+/// it cordoned.
+async fn upgrade_worker(
+    env: &Env,
+    (key, n): (&str, &NodeModel),
+    cps: &[(String, NodeModel)],
+    versions: (&NodeVersionModel, &NodeVersionModel),
+    opts: &Options,
+    kube: Option<&KubeAdmin>,
+) -> R<()> {
+    let Some(kube) = kube else {
+        return upgrade_node(env, key, n, cps, versions, opts).await;
+    };
+    let node = node_name(key, n);
+    if let Err(e) = drain(env, kube, key, &node).await {
+        // The deadline may have passed: a few attempts of their own.
+        let mut undone = Err(String::new());
+        for attempt in 0..3 {
+            if attempt > 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
+            undone = kube.set_unschedulable(&node, false).await;
+            if undone.is_ok() {
+                break;
+            }
+        }
+        let undo = match undone {
+            Ok(()) => "it was uncordoned again and not upgraded".to_string(),
+            Err(u) => format!("it stays cordoned ({u}); `kubectl uncordon {node}` undoes that"),
+        };
+        return Err(format!("the drain of nodes[{key:?}] failed: {e}; {undo}"));
+    }
+    upgrade_node(env, key, n, cps, versions, opts)
+        .await
+        .map_err(|e| {
+            format!("{e} (Node {node} stays cordoned: `kubectl uncordon {node}` once it is fixed)")
+        })?;
+    set_unschedulable(env, kube, key, &node, false).await?;
+    tracing::info!(node = key, kube_node = node, "uncordoned");
+    Ok(())
+}
+
 /// Upgrades `todo` (nodes of the cluster whose `cps` are its control planes) to `target`:
-/// control planes one at a time, then workers in batches. Stops at the first failure.
+/// control planes one at a time, then workers in batches (each drained first and uncordoned
+/// after when `kube` is given, see [`drain_client`]). Stops at the first failure.
 pub(in super::super) async fn roll_talos(
     env: &Env,
     cps: &[(String, NodeModel)],
@@ -236,6 +386,7 @@ pub(in super::super) async fn roll_talos(
     records: &BTreeMap<String, NodeVersionModel>,
     target: &NodeVersionModel,
     opts: &Options,
+    kube: Option<&KubeAdmin>,
 ) -> Rolled {
     let none = NodeVersionModel::default();
     let from = |k: &str| records.get(k).unwrap_or(&none);
@@ -255,7 +406,7 @@ pub(in super::super) async fn roll_talos(
         let runs = batch.iter().map(|(k, n)| async move {
             (
                 k.clone(),
-                upgrade_node(env, k, n, cps, (from(k), target), opts).await,
+                upgrade_worker(env, (k, n), cps, (from(k), target), opts, kube).await,
             )
         });
         let mut errors = Vec::new();
@@ -271,6 +422,66 @@ pub(in super::super) async fn roll_talos(
         }
     }
     out
+}
+
+/// The pre-check of a Kubernetes upgrade to a later minor (`talosctl upgrade-k8s` checks the
+/// same): objects still written through an API version the target minor no longer serves
+/// (see `kube::removed_apis`) refuse the upgrade, naming them. `Ok(Some(warning))` when the
+/// check could not run (no kubeconfig, the API unreachable): nothing is refused then.
+pub(in super::super) async fn removed_apis_check(
+    env: &Env,
+    from: Option<&str>,
+    to: Option<&str>,
+    kubeconfig: Option<&str>,
+) -> Result<Option<String>, String> {
+    let minor = |v: Option<&str>| v.and_then(super::super::upgrade::semver).map(|v| v.1);
+    let (Some(current), Some(target)) = (minor(from), minor(to)) else {
+        return Ok(None);
+    };
+    if target <= current
+        || super::kube::removed_apis::removed_between(current, target)
+            .next()
+            .is_none()
+    {
+        return Ok(None);
+    }
+    let not_checked = |why: &str| {
+        Ok(Some(format!(
+            "the API versions Kubernetes 1.{target} removes could not be looked for ({why}); \
+             check with `kubectl get --raw /metrics | grep apiserver_requested_deprecated_apis` \
+             that nothing uses them"
+        )))
+    };
+    let Some(kc) = kubeconfig.filter(|k| !k.is_empty()) else {
+        return not_checked("the cluster has no kubeconfig");
+    };
+    let kube = match KubeAdmin::from_kubeconfig(kc, env.proxy_url.as_deref()) {
+        Ok(k) => k,
+        Err(e) => return not_checked(&e.to_string()),
+    };
+    let mut last = String::new();
+    for attempt in 0..3 {
+        if attempt > 0 && env.sleep(std::time::Duration::from_secs(1)).await.is_err() {
+            break;
+        }
+        match kube.objects_in_removed_apis(current, target).await {
+            Ok(found) if found.is_empty() => return Ok(None),
+            Ok(found) => {
+                return Err(format!(
+                    "Kubernetes {} -> {}: these objects are still written through API versions \
+                     that Kubernetes 1.{target} no longer serves: {}. Move their manifests and \
+                     clients to the replacement versions (see \
+                     https://kubernetes.io/docs/reference/using-api/deprecation-guide/), apply \
+                     them again, then upgrade; nothing was changed",
+                    from.unwrap_or_default(),
+                    to.unwrap_or_default(),
+                    found.join(", ")
+                ))
+            }
+            Err(e) => last = e,
+        }
+    }
+    not_checked(&last)
 }
 
 /// A control plane's configuration with the new control-plane component images but the
