@@ -5,14 +5,17 @@
 #   2. cargo fmt --all -- --check
 #   3. cargo clippy --workspace --all-targets -- -D warnings
 #   4. cargo build --release -p terraform-provider-waddle   (the binary the CLI tests install)
-#   5. cargo test --workspace --no-fail-fast   (unit, gRPC, emulator, docs-staleness and real-CLI acceptance tests)
-#   6. the real-CLI tests (acceptance-tests/tests/cli_*.rs) again under every other CLI found
-#      (terraform / tofu on PATH, the pinned Terraform) of another version, each reported apart
+#   5. cargo test --workspace --no-run   (builds every test binary once), then the doc tests
+#   6. every test binary (unit, gRPC, emulator, docs-staleness and real-CLI acceptance tests),
+#      and the real-CLI ones (acceptance-tests/tests/cli_*.rs) again under every other CLI found
+#      (terraform / tofu on PATH, the pinned Terraform) of another version, each reported apart;
+#      several binaries at a time, each in its own network namespace (scripts/run-tests.py;
+#      WADDLE_TEST_JOBS=N sets how many, 1 = one after the other as `cargo test` does)
 # Honours CARGO_TARGET_DIR. Any failure fails the command; a summary is printed at the end.
 #
 # Knobs: TF_ACC_TERRAFORM_PATH (CLI to test with; else `tofu` on PATH, else the pinned
-# Terraform), WADDLE_ACC_ALL_CLIS=0 (only that CLI), WADDLE_ACC_KEEP=1 (keep acceptance work dirs), extra arguments are passed to
-# `cargo test` (e.g. `scripts/test.sh -- --test-threads=1`).
+# Terraform), WADDLE_ACC_ALL_CLIS=0 (only that CLI), WADDLE_ACC_KEEP=1 (keep acceptance work dirs), extra arguments go to
+# cargo (before a `--`) and to every test binary (after it: `scripts/test.sh -- --test-threads=1`).
 set -euo pipefail
 # No CLI started from here or from the tests calls HashiCorp's version checkpoint.
 export CHECKPOINT_DISABLE=1
@@ -157,10 +160,50 @@ build_provider() {
   ls -l "$PROVIDER_BIN"
 }
 
-run_tests() {
-  # The acceptance harness installs exactly this binary into its filesystem mirror.
+# Cargo arguments (before a `--`) and test-binary arguments (after it) of this script.
+CARGO_ARGS=()
+TEST_ARGS=()
+split_args() {
+  local seen=0 a
+  for a in "$@"; do
+    if [ "$seen" = 0 ] && [ "$a" = "--" ]; then
+      seen=1
+    elif [ "$seen" = 0 ]; then
+      CARGO_ARGS+=("$a")
+    else
+      TEST_ARGS+=("$a")
+    fi
+  done
+}
+split_args "$@"
+ARTIFACTS="$LOG_DIR/test-artifacts.json"
+
+# Builds every test binary once; their paths are in $ARTIFACTS (cargo's JSON messages).
+build_tests() {
+  cargo test --workspace --no-run --message-format=json-render-diagnostics "${CARGO_ARGS[@]}" >"$ARTIFACTS"
+}
+
+run_doc_tests() {
+  cargo test --workspace --doc "${CARGO_ARGS[@]}" -- "${TEST_ARGS[@]}" 2>&1 | tee -a "$TEST_LOG"
+}
+
+# Every test binary under the default CLI, and the real-CLI binaries (cli_*) again under each
+# other CLI, several binaries at a time, each in its own network namespace
+# (scripts/run-tests.py). The acceptance harness installs exactly $PROVIDER_BIN into its
+# filesystem mirror.
+run_test_binaries() {
+  local suites=(--suite "$TEST_LOG") cli v log
+  for cli in "${OTHER_CLIS[@]}"; do
+    v=$(cli_version "$cli")
+    log="$LOG_DIR/cargo-test-cli-$(printf '%s' "$v" | tr -c 'A-Za-z0-9.' '-').log"
+    : >"$log"
+    EXTRA_LOGS+=("$log")
+    LABELS[$log]="real-CLI tests under $v ($cli)"
+    suites+=(--suite "$log,only=cli_,env=TF_ACC_TERRAFORM_PATH=$cli")
+  done
   WADDLE_PROVIDER_BIN="$PROVIDER_BIN" WADDLE_ACC_NOTICE_LOG="$NOTICE_LOG" \
-    cargo test --workspace --no-fail-fast "$@" 2>&1 | tee "$TEST_LOG"
+    python3 scripts/run-tests.py --artifacts "$ARTIFACTS" --durations "$LOG_DIR/durations.json" \
+    "${suites[@]}" -- "${TEST_ARGS[@]}"
 }
 
 stage "install test dependencies" install_deps
@@ -209,23 +252,11 @@ find_other_clis() {
   done
 }
 
-run_cli_suite() {
-  local cli=$1 v log tests=()
-  v=$(cli_version "$cli")
-  log="$LOG_DIR/cargo-test-cli-$(printf '%s' "$v" | tr -c 'A-Za-z0-9.' '-').log"
-  EXTRA_LOGS+=("$log")
-  LABELS[$log]="real-CLI tests under $v ($cli)"
-  for f in acceptance-tests/tests/cli_*.rs; do
-    tests+=(--test "$(basename "$f" .rs)")
-  done
-  TF_ACC_TERRAFORM_PATH="$cli" WADDLE_PROVIDER_BIN="$PROVIDER_BIN" WADDLE_ACC_NOTICE_LOG="$NOTICE_LOG" \
-    cargo test -p waddle-acceptance --no-fail-fast "${tests[@]}" 2>&1 | tee "$log"
-}
-
 TESTS_RC=0
-stage "cargo test --workspace (CLI: $(cli_version "$(default_cli)"))" run_tests "$@" || TESTS_RC=$?
 find_other_clis
-for cli in "${OTHER_CLIS[@]}"; do
-  stage "real-CLI tests under $(cli_version "$cli")" run_cli_suite "$cli" || TESTS_RC=$?
-done
+stage "cargo test --workspace --no-run (build every test binary)" build_tests
+stage "doc tests" run_doc_tests || TESTS_RC=$?
+ALSO=""
+for cli in "${OTHER_CLIS[@]}"; do ALSO="$ALSO; real-CLI tests again under $(cli_version "$cli")"; done
+stage "test binaries (CLI: $(cli_version "$(default_cli)")$ALSO)" run_test_binaries || TESTS_RC=$?
 exit "$TESTS_RC"
