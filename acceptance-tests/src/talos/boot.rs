@@ -50,7 +50,7 @@ impl TalosNode {
         });
     }
 
-    pub(super) async fn start_maintenance(&self, generation: u64) -> Result<(), EmulatorError> {
+    async fn start_maintenance(&self, generation: u64) -> Result<(), EmulatorError> {
         let fleet = self.fleet().ok_or(EmulatorError::FleetGone)?;
         let Some(ip) = reachable(self.inner.maintenance) else {
             // Up in maintenance mode, but with no address anybody can reach.
@@ -102,7 +102,7 @@ impl TalosNode {
         });
     }
 
-    pub(super) async fn start_running(
+    async fn start_running(
         &self,
         generation: u64,
         cfg: Arc<NodeConfig>,
@@ -170,12 +170,7 @@ impl TalosNode {
 
     /// A worker has no OS CA key: its apid certificate comes from trustd on a control plane
     /// of the cluster. Waits (like a real worker) until one has been configured.
-    pub(super) async fn wait_trustd(
-        &self,
-        fleet: &Fleet,
-        ca_crt: &str,
-        generation: u64,
-    ) -> Option<String> {
+    async fn wait_trustd(&self, fleet: &Fleet, ca_crt: &str, generation: u64) -> Option<String> {
         loop {
             if let Some(k) = lock(&fleet.trustd).get(ca_crt).cloned() {
                 return Some(k);

@@ -97,7 +97,7 @@ impl TalosFleet {
         lock(&self.inner.boot_holds).remove(&ip);
     }
 
-    pub(super) fn next_dhcp(&self) -> Ipv4Addr {
+    fn next_dhcp(&self) -> Ipv4Addr {
         let used: Vec<Ipv4Addr> = lock(&self.inner.nodes)
             .iter()
             .flat_map(|n| [n.dhcp_address(), n.address()])

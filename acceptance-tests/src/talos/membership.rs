@@ -54,7 +54,19 @@ impl MembershipEvent {
         self.members > 0 && self.up * 2 > self.members
     }
 }
+
 impl Fleet {
+    /// How many of `members` have their machine running.
+    fn members_up(&self, members: &[Member]) -> usize {
+        members
+            .iter()
+            .filter(|m| {
+                self.node_by_id(m.node)
+                    .is_some_and(|n| n.stage() == Stage::Running)
+            })
+            .count()
+    }
+
     pub(super) fn readyz(&self, cluster_id: &str) -> Result<(), String> {
         let members: Vec<Member> = {
             let cl = lock(&self.clusters);
@@ -64,13 +76,7 @@ impl Fleet {
             }
             c.members.values().cloned().collect()
         };
-        let up = members
-            .iter()
-            .filter(|m| {
-                self.node_by_id(m.node)
-                    .is_some_and(|n| n.stage() == Stage::Running)
-            })
-            .count();
+        let up = self.members_up(&members);
         if members.is_empty() || up * 2 <= members.len() {
             return Err(format!(
                 "etcd: no quorum ({up} of {} members up)",
@@ -82,23 +88,12 @@ impl Fleet {
 
     /// Appends `change` of `hostname` to the membership log with the membership as it is
     /// now; returns how many members are up.
-    pub(super) fn log_membership(
-        &self,
-        cluster_id: &str,
-        change: MembershipChange,
-        hostname: &str,
-    ) -> usize {
+    fn log_membership(&self, cluster_id: &str, change: MembershipChange, hostname: &str) -> usize {
         let members: Vec<Member> = lock(&self.clusters)
             .get(cluster_id)
             .map(|c| c.members.values().cloned().collect())
             .unwrap_or_default();
-        let up = members
-            .iter()
-            .filter(|m| {
-                self.node_by_id(m.node)
-                    .is_some_and(|n| n.stage() == Stage::Running)
-            })
-            .count();
+        let up = self.members_up(&members);
         lock(&self.membership_log).push(MembershipEvent {
             cluster_id: cluster_id.to_string(),
             change,
@@ -110,7 +105,7 @@ impl Fleet {
     }
 
     /// The clusters `node_id` is an etcd member of, with its member hostname.
-    pub(super) fn memberships(&self, node_id: u32) -> Vec<(String, String)> {
+    fn memberships(&self, node_id: u32) -> Vec<(String, String)> {
         lock(&self.clusters)
             .iter()
             .flat_map(|(id, c)| {
