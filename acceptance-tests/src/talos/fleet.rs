@@ -119,7 +119,7 @@ impl TalosFleet {
     }
 
     /// Powers on a new machine booting the Talos image (no configuration). It reaches
-    /// [`Stage::Maintenance`] after [`Timings::boot`].
+    /// [`Stage::Maintenance`] after [`Timings::boot`](super::Timings::boot).
     pub fn start_node(&self, opts: NodeOptions) -> TalosNode {
         let id = self.inner.next_node.fetch_add(1, Ordering::Relaxed);
         let maintenance = match (opts.platform_address, opts.no_dhcp) {

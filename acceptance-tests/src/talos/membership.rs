@@ -3,8 +3,6 @@
 
 use std::net::Ipv4Addr;
 
-#[allow(unused_imports)] // doc links
-use super::TalosFleet;
 use super::{lock, splitmix, Fleet, NodeConfig, Stage, TalosNode};
 
 /// An etcd member of an emulated cluster.
@@ -20,7 +18,8 @@ pub struct Member {
     pub ip: Ipv4Addr,
 }
 
-/// What happened to an etcd member (see [`TalosFleet::membership_log`]).
+/// What happened to an etcd member (see
+/// [`TalosFleet::membership_log`](super::TalosFleet::membership_log)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MembershipChange {
     /// Joined etcd (bootstrap, or a control plane of a bootstrapped cluster started).

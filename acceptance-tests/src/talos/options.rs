@@ -6,8 +6,6 @@ use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use super::Schemas;
-#[allow(unused_imports)] // doc links
-use super::{TalosFleet, TalosNode};
 
 /// Latencies of the emulated machines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,7 +22,7 @@ pub struct Timings {
     pub rpc: Duration,
     /// Time after reaching Running (apid up on the static address) until the boot sequence
     /// is done: `MachineStatus` reports stage `booting` until then, `running` after (see
-    /// also [`TalosFleet::hold_boot`]).
+    /// also [`TalosFleet::hold_boot`](super::TalosFleet::hold_boot)).
     pub boot_done: Duration,
     /// Time an OS upgrade's installer runs (the node is down), before its reboot.
     pub upgrade: Duration,
@@ -81,7 +79,8 @@ pub struct FleetOptions {
     pub kube_api_port: u16,
     /// Latencies.
     pub timings: Timings,
-    /// Faults for every node started afterwards (per node: [`TalosNode::set_faults`]).
+    /// Faults for every node started afterwards (per node:
+    /// [`TalosNode::set_faults`](super::TalosNode::set_faults)).
     pub faults: Faults,
     /// Official schemas to validate against, each node by the version it runs; `None` =
     /// structural rules only (also for a node whose release has no schema). Defaults to
