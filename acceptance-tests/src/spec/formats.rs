@@ -21,6 +21,7 @@ fn is_ipv6(s: &str) -> bool {
     s.parse::<Ipv6Addr>().is_ok()
 }
 
+// Deliberately not `waddle_net::Cidr`: the emulator checks PVE's formats independently.
 fn check_cidr(s: &str, v4: bool, v6: bool) -> Result<(), String> {
     let (addr, len) = s
         .split_once('/')

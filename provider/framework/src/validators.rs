@@ -319,78 +319,9 @@ fn each_nested(
     }
 }
 
-/// An interface address with its prefix length (`10.10.0.5/24`). The one CIDR type of the
-/// provider: parsing is strict (decimal prefix, no leading `+`, at most 32 / 128).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct Cidr {
-    pub addr: IpAddr,
-    pub prefix: u8,
-}
-
-/// Why a CIDR string did not parse.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum CidrError {
-    #[error("expected <address>/<prefix length>")]
-    NoPrefix,
-    #[error("{0:?} is not an IP address")]
-    Address(String),
-    #[error("prefix length {0:?} is not a number from 0 to {1}")]
-    Prefix(String, u8),
-}
-
-impl Cidr {
-    pub fn parse(s: &str) -> Result<Cidr, CidrError> {
-        let (ip, len) = s.split_once('/').ok_or(CidrError::NoPrefix)?;
-        let addr: IpAddr = ip.parse().map_err(|_| CidrError::Address(ip.into()))?;
-        let max = if addr.is_ipv4() { 32 } else { 128 };
-        let prefix = (!len.is_empty() && len.chars().all(|c| c.is_ascii_digit()))
-            .then(|| len.parse::<u8>().ok())
-            .flatten()
-            .filter(|p| *p <= max)
-            .ok_or_else(|| CidrError::Prefix(len.into(), max))?;
-        Ok(Cidr { addr, prefix })
-    }
-    /// The network address (host bits cleared).
-    pub fn network(&self) -> IpAddr {
-        match self.addr {
-            IpAddr::V4(a) => {
-                let bits = u32::from(a);
-                let mask = u32::MAX
-                    .checked_shl(32 - u32::from(self.prefix))
-                    .unwrap_or(0);
-                IpAddr::V4((bits & mask).into())
-            }
-            IpAddr::V6(a) => {
-                let bits = u128::from(a);
-                let mask = u128::MAX
-                    .checked_shl(128 - u32::from(self.prefix))
-                    .unwrap_or(0);
-                IpAddr::V6((bits & mask).into())
-            }
-        }
-    }
-    /// Whether `ip` lies in this subnet.
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        let other = Cidr {
-            addr: ip,
-            prefix: self.prefix,
-        };
-        ip.is_ipv4() == self.addr.is_ipv4() && other.network() == self.network()
-    }
-}
-
-impl std::str::FromStr for Cidr {
-    type Err = CidrError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Cidr::parse(s)
-    }
-}
-
-impl fmt::Display for Cidr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.addr, self.prefix)
-    }
-}
+/// The one CIDR type of the provider (`waddle-net`): strict parsing (decimal prefix, no sign,
+/// at most 32 / 128), host bits kept (see [`Cidr`]'s host bits policy).
+pub use waddle_net::{Cidr, CidrError};
 
 /// RFC 1123 hostname: dot-separated labels of letters, digits and inner hyphens, each at most
 /// 63 characters, at most 253 in all.

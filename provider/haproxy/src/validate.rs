@@ -8,6 +8,8 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
+use waddle_net::{Cidr, Reserved};
+
 use crate::error::{AttrPath, ErrorKind, ValidationError, ValidationErrors};
 use crate::hostname::{parse_hostname, HostPattern};
 use crate::spec::{LogTarget, ProxySpec};
@@ -169,18 +171,6 @@ fn check_path(p: &str) -> Result<(), ErrorKind> {
     } else {
         Err(ErrorKind::InvalidPath(p.to_string()))
     }
-}
-
-/// `addr/prefix` into its parts, `None` when it is not one.
-pub(crate) fn parse_cidr(s: &str) -> Option<(IpAddr, u8)> {
-    let (ip, len) = s.split_once('/')?;
-    let ip: IpAddr = ip.parse().ok()?;
-    if !len.chars().all(|c| c.is_ascii_digit()) || len.is_empty() {
-        return None;
-    }
-    let len: u8 = len.parse().ok()?;
-    let max = if ip.is_ipv4() { 32 } else { 128 };
-    (len <= max).then_some((ip, len))
 }
 
 /// Whether `s` is a usable Unix user/group name (`[a-z_][a-z0-9_-]{0,31}`).
@@ -368,74 +358,6 @@ pub struct Addressing {
     pub private_cidr: Option<String>,
 }
 
-/// An interface address with its prefix length.
-#[derive(Debug, Clone, Copy)]
-struct IfAddr {
-    ip: IpAddr,
-    prefix: u8,
-}
-
-impl IfAddr {
-    fn parse(s: &str) -> Option<Self> {
-        parse_cidr(s).map(|(ip, prefix)| IfAddr { ip, prefix })
-    }
-
-    /// The address as bits and the number of host bits.
-    fn bits(ip: IpAddr, prefix: u8) -> (u128, u32) {
-        match ip {
-            IpAddr::V4(v4) => (u128::from(u32::from(v4)), 32 - u32::from(prefix)),
-            IpAddr::V6(v6) => (u128::from(v6), 128 - u32::from(prefix)),
-        }
-    }
-
-    fn host_mask(&self) -> u128 {
-        let (_, host_bits) = Self::bits(self.ip, self.prefix);
-        if host_bits >= 128 {
-            u128::MAX
-        } else {
-            (1u128 << host_bits) - 1
-        }
-    }
-
-    fn contains(&self, other: IpAddr) -> bool {
-        if self.ip.is_ipv4() != other.is_ipv4() {
-            return false;
-        }
-        let (a, _) = Self::bits(self.ip, self.prefix);
-        let (b, _) = Self::bits(other, self.prefix);
-        let mask = self.host_mask();
-        a & !mask == b & !mask
-    }
-
-    /// `network/prefix`, e.g. `203.0.113.0/24`.
-    fn subnet(&self) -> String {
-        let (a, _) = Self::bits(self.ip, self.prefix);
-        let net = a & !self.host_mask();
-        let ip = match self.ip {
-            IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::from(net as u32)),
-            IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::from(net)),
-        };
-        format!("{ip}/{}", self.prefix)
-    }
-
-    /// `Some("network")` / `Some("broadcast")` when the address is not a host address of its
-    /// subnet (subnets with at least two host bits; IPv6 has no broadcast address).
-    fn reserved_role(&self) -> Option<&'static str> {
-        let (a, host_bits) = Self::bits(self.ip, self.prefix);
-        if !(2..128).contains(&host_bits) {
-            return None;
-        }
-        let mask = self.host_mask();
-        if a & mask == 0 {
-            Some("network")
-        } else if self.ip.is_ipv4() && a & mask == mask {
-            Some("broadcast")
-        } else {
-            None
-        }
-    }
-}
-
 /// Checks the NICs against each other and the backends against the proxy's own addresses:
 /// host addresses only, the public gateway inside the public subnet and not the proxy itself,
 /// the private NIC outside the public subnet, no backend that loops into the proxy.
@@ -443,12 +365,12 @@ impl IfAddr {
 /// validation (`waddle_proxmox::cloud_config`), which report them.
 pub fn validate_addressing(a: &Addressing, spec: &ProxySpec) -> Result<(), ValidationErrors> {
     let mut errors = Vec::new();
-    let public = a.public_cidr.as_deref().and_then(IfAddr::parse);
-    let private = a.private_cidr.as_deref().and_then(IfAddr::parse);
+    let public = a.public_cidr.as_deref().and_then(|s| Cidr::parse(s).ok());
+    let private = a.private_cidr.as_deref().and_then(|s| Cidr::parse(s).ok());
     let cidr_path = |nic: &str| AttrPath::attr(nic).field("cidr");
     for (nic, addr) in [("public_nic", public), ("private_nic", private)] {
-        if let Some(role) = addr.and_then(|x| x.reserved_role()) {
-            let written = addr.map(|x| format!("{}/{}", x.ip, x.prefix));
+        if let Some(role) = addr.and_then(|x| x.reserved()).map(Reserved::as_str) {
+            let written = addr.map(|x| x.to_string());
             errors.push(ValidationError::new(
                 cidr_path(nic),
                 ErrorKind::SubnetAddress(written.unwrap_or_default(), role),
@@ -458,34 +380,34 @@ pub fn validate_addressing(a: &Addressing, spec: &ProxySpec) -> Result<(), Valid
     if let (Some(p), Some(gw)) = (public, a.public_gateway) {
         let gpath = AttrPath::attr("public_nic").field("gateway");
         // A family mismatch is reported by the cloud-init validation.
-        if gw.is_ipv4() == p.ip.is_ipv4() {
-            if gw == p.ip {
+        if gw.is_ipv4() == p.addr.is_ipv4() {
+            if gw == p.addr {
                 errors.push(ValidationError::new(gpath, ErrorKind::GatewayIsSelf(gw)));
             } else if !p.contains(gw) {
                 errors.push(ValidationError::new(
                     gpath,
                     ErrorKind::GatewayOutsideSubnet {
                         gateway: gw,
-                        subnet: p.subnet(),
+                        subnet: p.subnet().to_string(),
                     },
                 ));
             }
         }
     }
     if let (Some(p), Some(q)) = (public, private) {
-        if p.contains(q.ip) || q.contains(p.ip) {
+        if p.contains(q.addr) || q.contains(p.addr) {
             errors.push(ValidationError::new(
                 cidr_path("private_nic"),
                 ErrorKind::PrivateInPublicSubnet {
-                    private: format!("{}/{}", q.ip, q.prefix),
-                    public: p.subnet(),
+                    private: q.to_string(),
+                    public: p.subnet().to_string(),
                 },
             ));
         }
     }
     let own: Vec<(IpAddr, &str)> = [(public, "public_nic.cidr"), (private, "private_nic.cidr")]
         .into_iter()
-        .filter_map(|(x, nic)| x.map(|x| (x.ip, nic)))
+        .filter_map(|(x, nic)| x.map(|x| (x.addr, nic)))
         .collect();
     let backends = spec
         .routes
@@ -806,5 +728,34 @@ mod tests {
             msg.contains("private_nic.cidr") && msg.contains("loop"),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn only_strict_cidrs_are_checked() {
+        let spec = seed_layout("example.org");
+        let check = |public: &str, private: &str| {
+            validate_addressing(&addressing(public, None, private), &spec)
+        };
+        // A signed or empty prefix is not a CIDR: left to the cloud-init validation (a
+        // network address with a readable prefix would be refused here).
+        let unreadable = [
+            "203.0.113.0/+24",
+            "203.0.113.0/-24",
+            "203.0.113.0/",
+            "203.0.113.0/33",
+        ];
+        assert!(unreadable.iter().all(|p| check(p, "10.10.0.3/24").is_ok()));
+        // A leading zero is a digit like any other.
+        assert_eq!(
+            check("203.0.113.0/024", "10.10.0.3/24")
+                .unwrap_err()
+                .errors()[0]
+                .kind,
+            ErrorKind::SubnetAddress("203.0.113.0/24".into(), "network")
+        );
+        assert!(check("fd00:1::10/64", "fd00:1::3/64")
+            .unwrap_err()
+            .to_string()
+            .contains("inside the public subnet fd00:1::/64"));
     }
 }

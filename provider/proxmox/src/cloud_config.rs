@@ -16,6 +16,7 @@ use std::fmt;
 use std::net::IpAddr;
 
 use serde::Serialize;
+use waddle_net::Cidr;
 
 /// One step of a [`CiPath`].
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -140,19 +141,6 @@ pub struct CloudConfig {
 
 /// The guest agent every waddle guest runs (its `Guest` handle needs it).
 pub const GUEST_AGENT_PACKAGE: &str = "qemu-guest-agent";
-
-/// `addr/prefix` into its parts, `None` when it is not one (decimal prefix within the
-/// family's width).
-pub fn parse_cidr(s: &str) -> Option<(IpAddr, u8)> {
-    let (ip, len) = s.split_once('/')?;
-    let ip: IpAddr = ip.parse().ok()?;
-    if len.is_empty() || !len.chars().all(|c| c.is_ascii_digit()) {
-        return None;
-    }
-    let len: u8 = len.parse().ok()?;
-    let max = if ip.is_ipv4() { 32 } else { 128 };
-    (len <= max).then_some((ip, len))
-}
 
 /// `aa:bb:cc:dd:ee:ff` (either case).
 pub fn is_mac(s: &str) -> bool {
@@ -284,12 +272,12 @@ pub fn validate(ci: &CloudConfig) -> Result<(), CiErrors> {
                 );
             }
         }
-        match parse_cidr(&nic.cidr) {
-            None => err(
+        match Cidr::parse(&nic.cidr) {
+            Err(_) => err(
                 p.field("cidr"),
                 format!("`{}` is not an address in CIDR notation", nic.cidr),
             ),
-            Some((ip, _)) => {
+            Ok(Cidr { addr: ip, .. }) => {
                 if let Some(gw) = nic.gateway.filter(|gw| gw.is_ipv4() != ip.is_ipv4()) {
                     err(
                         p.field("gateway"),

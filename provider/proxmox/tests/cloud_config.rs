@@ -204,3 +204,46 @@ fn bad_cloud_init_inputs_are_reported_with_paths() {
     let err = validate(&s).unwrap_err();
     assert_eq!(err.errors()[0].path.to_string(), "nics[1].name");
 }
+
+#[test]
+fn nic_cidrs_are_read_strictly_with_one_message() {
+    let with_cidr = |cidr: &str| {
+        let mut s = ci_spec();
+        s.nics[1].cidr = cidr.into();
+        validate(&s)
+    };
+    // Accepted: a host address with a decimal prefix (leading zeros are digits).
+    let accepted = [
+        "10.10.0.10/24",
+        "10.10.0.10/024",
+        "10.10.0.0/0",
+        "fd00::10/64",
+    ];
+    let wrongly_refused: Vec<&str> = accepted
+        .into_iter()
+        .filter(|c| with_cidr(c).is_err())
+        .collect();
+    assert_eq!(wrongly_refused, Vec::<&str>::new());
+    let refused = [
+        "10.10.0.10/+8",
+        "10.10.0.10/-8",
+        "10.10.0.10/",
+        "10.10.0.10/ 8",
+        "10.10.0.10/33",
+        "fd00::10/129",
+        "10.10.0.300/24",
+        "10.10.0.10",
+    ];
+    for bad in refused {
+        let err = with_cidr(bad).unwrap_err();
+        let e = &err.errors()[0];
+        assert_eq!(
+            (e.path.to_string(), e.message.clone()),
+            (
+                "nics[1].cidr".to_string(),
+                format!("`{bad}` is not an address in CIDR notation")
+            ),
+            "{bad}"
+        );
+    }
+}

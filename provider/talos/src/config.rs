@@ -13,7 +13,7 @@
 use serde_yaml_ng::Value;
 
 use crate::issue::Issue;
-use crate::net::{normalize_mac, parse_endpoint, Cidr};
+use crate::net::{normalize_mac, parse_cidr, parse_endpoint};
 use crate::secrets::SecretsBundle;
 use crate::spec::{ClusterSpec, NodeSpec, Role};
 use crate::versions::{self, parse_kubernetes_version_for, ConfigContract};
@@ -65,10 +65,7 @@ pub fn base_documents(
         .nodes
         .get(node_name)
         .ok_or_else(|| Error::UnknownNode(node_name.to_string()))?;
-    let addr: Cidr = node
-        .address
-        .parse()
-        .map_err(|e| internal(format!("node address: {e}")))?;
+    let addr = parse_cidr(&node.address).map_err(|e| internal(format!("node address: {e}")))?;
     let contract = spec.contract();
     let talos = versions::parse_talos_version(&spec.talos_version).unwrap_or("v1.12.0");
     let k8s = parse_kubernetes_version_for(&spec.kubernetes_version, talos)
@@ -139,10 +136,7 @@ pub fn base_documents(
                 ("disableManifestsDirectory", Value::Bool(true)),
                 (
                     "nodeIP",
-                    map(vec![(
-                        "validSubnets",
-                        strings([addr.network().to_string()]),
-                    )]),
+                    map(vec![("validSubnets", strings([addr.subnet().to_string()]))]),
                 ),
             ]),
         ),
@@ -218,7 +212,7 @@ pub fn base_documents(
             .iter()
             .filter(|(_, n)| n.role == Role::ControlPlane)
         {
-            if let Ok(c) = n.address.parse::<Cidr>() {
+            if let Ok(c) = parse_cidr(&n.address) {
                 push_unique(&mut api_sans, c.addr.to_string());
             }
         }
@@ -295,7 +289,7 @@ pub fn base_documents(
                         ("key", b64(&secrets.etcd_ca.key)),
                     ]),
                 ),
-                ("advertisedSubnets", strings([addr.network().to_string()])),
+                ("advertisedSubnets", strings([addr.subnet().to_string()])),
             ]),
         ));
         if !spec.inline_manifests.is_empty() {

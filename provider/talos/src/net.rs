@@ -1,19 +1,8 @@
 //! Minimal IP / CIDR helpers used by validation and rendering.
 
-use std::fmt;
-use std::net::IpAddr;
-use std::str::FromStr;
+pub use waddle_net::Cidr;
 
-/// An interface address with its prefix length, e.g. `10.10.0.10/24`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct Cidr {
-    /// The host address (not masked).
-    pub addr: IpAddr,
-    /// Prefix length in bits.
-    pub prefix: u8,
-}
-
-/// Why a CIDR string was refused.
+/// Why a CIDR string was refused (this crate's messages for [`waddle_net::CidrError`]).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CidrError {
     /// No `/prefix` part.
@@ -27,65 +16,14 @@ pub enum CidrError {
     BadPrefix(String),
 }
 
-impl FromStr for Cidr {
-    type Err = CidrError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (a, p) = s
-            .split_once('/')
-            .ok_or_else(|| CidrError::MissingPrefix(s.to_string()))?;
-        let addr: IpAddr = a
-            .parse()
-            .map_err(|_| CidrError::BadAddress(a.to_string()))?;
-        let prefix: u8 = p.parse().map_err(|_| CidrError::BadPrefix(p.to_string()))?;
-        let max = if addr.is_ipv4() { 32 } else { 128 };
-        if prefix > max || p.starts_with('+') {
-            return Err(CidrError::BadPrefix(p.to_string()));
-        }
-        Ok(Cidr { addr, prefix })
-    }
-}
-
-impl fmt::Display for Cidr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.addr, self.prefix)
-    }
-}
-
-fn to_bits(ip: IpAddr) -> (u128, u32) {
-    match ip {
-        IpAddr::V4(v4) => (u128::from(u32::from(v4)), 32),
-        IpAddr::V6(v6) => (u128::from(v6), 128),
-    }
-}
-
-impl Cidr {
-    /// Whether `ip` lies in this address's network (same family, same masked bits).
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        if self.addr.is_ipv4() != ip.is_ipv4() {
-            return false;
-        }
-        let (a, width) = to_bits(self.addr);
-        let (b, _) = to_bits(ip);
-        let host_bits = width - u32::from(self.prefix);
-        if host_bits >= 128 {
-            return true;
-        }
-        (a >> host_bits) == (b >> host_bits)
-    }
-
-    /// Whether the address is the network or (IPv4) broadcast address of its subnet,
-    /// which can't be assigned to an interface.
-    pub fn is_network_or_broadcast(&self) -> bool {
-        let (a, width) = to_bits(self.addr);
-        let host_bits = width - u32::from(self.prefix);
-        if !(2..128).contains(&host_bits) {
-            return false;
-        }
-        let mask = (1u128 << host_bits) - 1;
-        let host = a & mask;
-        host == 0 || (self.addr.is_ipv4() && host == mask)
-    }
+/// An interface address with its prefix length, e.g. `10.10.0.10/24` (host bits kept), read
+/// by the one [`Cidr`] parser and reported in this crate's words.
+pub fn parse_cidr(s: &str) -> Result<Cidr, CidrError> {
+    Cidr::parse(s).map_err(|e| match e {
+        waddle_net::CidrError::NoPrefix => CidrError::MissingPrefix(s.to_string()),
+        waddle_net::CidrError::Address(a) => CidrError::BadAddress(a),
+        waddle_net::CidrError::Prefix(p, _) => CidrError::BadPrefix(p),
+    })
 }
 
 /// Normalises a MAC address to lower-case colon form (`bc:24:11:00:00:01`).
@@ -111,35 +49,54 @@ mod tests {
 
     #[test]
     fn parses_and_contains() {
-        let c: Cidr = "10.10.0.10/24".parse().unwrap();
+        let c = parse_cidr("10.10.0.10/24").unwrap();
         assert!(c.contains("10.10.0.20".parse().unwrap()));
         assert!(!c.contains("10.10.1.20".parse().unwrap()));
         assert!(!c.contains("::1".parse().unwrap()));
-        assert!("10.10.0.10".parse::<Cidr>().is_err());
-        assert!("10.10.0.10/33".parse::<Cidr>().is_err());
-        assert!("10.10.0.300/24".parse::<Cidr>().is_err());
-        let v6: Cidr = "fd00::10/64".parse().unwrap();
+        assert!(parse_cidr("10.10.0.10").is_err());
+        assert!(parse_cidr("10.10.0.10/33").is_err());
+        assert!(parse_cidr("10.10.0.300/24").is_err());
+        let v6 = parse_cidr("fd00::10/64").unwrap();
         assert!(v6.contains("fd00::1".parse().unwrap()));
-        let all: Cidr = "0.0.0.0/0".parse().unwrap();
+        let all = parse_cidr("0.0.0.0/0").unwrap();
         assert!(all.contains("1.2.3.4".parse().unwrap()));
     }
 
     #[test]
+    fn this_crates_messages() {
+        assert_eq!(
+            parse_cidr("10.10.0.10").unwrap_err().to_string(),
+            "\"10.10.0.10\" has no prefix length (expected an address like 10.10.0.10/24)"
+        );
+        assert_eq!(
+            parse_cidr("10.10.0.300/24").unwrap_err().to_string(),
+            "\"10.10.0.300\" is not a valid IP address"
+        );
+        for bad in ["33", "+8", "-8", ""] {
+            assert_eq!(
+                parse_cidr(&format!("10.10.0.10/{bad}")),
+                Err(CidrError::BadPrefix(bad.into())),
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            parse_cidr("10.10.0.10/+8").unwrap_err().to_string(),
+            "\"+8\" is not a valid prefix length"
+        );
+    }
+
+    #[test]
     fn network_and_broadcast() {
-        assert!("10.10.0.0/24"
-            .parse::<Cidr>()
+        assert!(parse_cidr("10.10.0.0/24")
             .unwrap()
             .is_network_or_broadcast());
-        assert!("10.10.0.255/24"
-            .parse::<Cidr>()
+        assert!(parse_cidr("10.10.0.255/24")
             .unwrap()
             .is_network_or_broadcast());
-        assert!(!"10.10.0.1/24"
-            .parse::<Cidr>()
+        assert!(!parse_cidr("10.10.0.1/24")
             .unwrap()
             .is_network_or_broadcast());
-        assert!(!"10.10.0.1/32"
-            .parse::<Cidr>()
+        assert!(!parse_cidr("10.10.0.1/32")
             .unwrap()
             .is_network_or_broadcast());
     }
@@ -152,27 +109,6 @@ mod tests {
         );
         assert_eq!(normalize_mac("bc:24:11:00:00"), None);
         assert_eq!(normalize_mac("bc:24:11:00:00:zz"), None);
-    }
-}
-
-impl Cidr {
-    /// The network this address is in (`10.10.0.10/24` -> `10.10.0.0/24`).
-    pub fn network(&self) -> Cidr {
-        let (a, width) = to_bits(self.addr);
-        let host_bits = width - u32::from(self.prefix);
-        let masked = if host_bits >= 128 {
-            0
-        } else {
-            (a >> host_bits) << host_bits
-        };
-        let addr = match self.addr {
-            IpAddr::V4(_) => IpAddr::V4(std::net::Ipv4Addr::from(masked as u32)),
-            IpAddr::V6(_) => IpAddr::V6(std::net::Ipv6Addr::from(masked)),
-        };
-        Cidr {
-            addr,
-            prefix: self.prefix,
-        }
     }
 }
 
@@ -230,8 +166,8 @@ mod more_tests {
 
     #[test]
     fn network_and_endpoint() {
-        let c: Cidr = "10.10.0.10/24".parse().unwrap();
-        assert_eq!(c.network().to_string(), "10.10.0.0/24");
+        let c = parse_cidr("10.10.0.10/24").unwrap();
+        assert_eq!(c.subnet().to_string(), "10.10.0.0/24");
         let e = parse_endpoint("https://10.10.0.20:6443").unwrap();
         assert_eq!((e.host.as_str(), e.port), ("10.10.0.20", 6443));
         assert_eq!(parse_endpoint("https://k8s.example").unwrap().port, 6443);

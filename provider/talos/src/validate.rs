@@ -6,7 +6,7 @@ use std::net::IpAddr;
 
 use crate::config;
 use crate::issue::{AttrPath, Issue};
-use crate::net::{normalize_mac, parse_endpoint, Cidr};
+use crate::net::{normalize_mac, parse_cidr, parse_endpoint, Cidr};
 use crate::patch;
 use crate::secrets::SecretsBundle;
 use crate::spec::{ClusterSpec, Role};
@@ -203,7 +203,7 @@ fn check_nodes(spec: &ClusterSpec, issues: &mut Vec<Issue>) -> BTreeMap<String, 
             ));
         }
         // address
-        match node.address.parse::<Cidr>() {
+        match parse_cidr(&node.address) {
             Err(e) => issues.push(Issue::error(base.clone().attr("address"), e.to_string())),
             Ok(c) if c.is_network_or_broadcast() => issues.push(Issue::error(
                 base.clone().attr("address"),
@@ -235,7 +235,7 @@ fn check_nodes(spec: &ClusterSpec, issues: &mut Vec<Issue>) -> BTreeMap<String, 
                         if !c.contains(g) {
                             issues.push(Issue::error(
                                 base.clone().attr("gateway"),
-                                format!("gateway {g} is outside the node's subnet {}", c.network()),
+                                format!("gateway {g} is outside the node's subnet {}", c.subnet()),
                             ));
                         } else if g == c.addr {
                             issues.push(Issue::error(

@@ -365,6 +365,7 @@ fn subnet_id(zone: &str, cidr: &str) -> String {
     format!("{zone}-{}", cidr.replace('/', "-"))
 }
 
+// Deliberately not `waddle_net::Cidr`: the emulator implements PVE's rules independently.
 fn parse_cidr4(c: &str) -> Option<(u32, u32)> {
     let (a, l) = c.split_once('/')?;
     let ip: Ipv4Addr = a.parse().ok()?;
