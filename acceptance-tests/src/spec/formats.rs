@@ -21,16 +21,41 @@ fn is_ipv6(s: &str) -> bool {
     s.parse::<Ipv6Addr>().is_ok()
 }
 
+/// The prefix length of a CIDR as pve-common's `PVE::JSONSchema::pve_verify_cidrv4` and
+/// `pve_verify_cidrv6` read it: the match `/(\d+)$` then `$1 > 7 && $1 <= max` (32 or 128).
+/// So: one or more ASCII digits, no sign (`+8`, `-8` refused); leading zeros are allowed
+/// (`/08` is 8, since Perl compares the number); from 8 up to `max` (`/7` refused).
+/// Not emulated: Perl's `$` also matches before one trailing newline, and `\d` also matches
+/// non-ASCII digits; both are refused here.
 // Deliberately not `waddle_net::Cidr`: the emulator checks PVE's formats independently.
+pub(crate) fn pve_cidr_prefix(len: &str, max: u32) -> Option<u32> {
+    if len.is_empty() || !len.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let digits = len.trim_start_matches('0');
+    if digits.len() > 3 {
+        return None;
+    }
+    let n: u32 = if digits.is_empty() {
+        0
+    } else {
+        digits.parse().ok()?
+    };
+    (n > 7 && n <= max).then_some(n)
+}
+
+/// `CIDR` / `CIDRv4` / `CIDRv6` (pve-common `PVE::JSONSchema::pve_verify_cidr`, which is
+/// `pve_verify_cidrv4 || pve_verify_cidrv6`): `^$IPV4RE/(\d+)$` or `^$IPV6RE/(\d+)$` with the
+/// prefix rule of [`pve_cidr_prefix`]. `$IPV4RE` refuses leading zeros in an octet, as
+/// `std`'s `Ipv4Addr` parser does.
 fn check_cidr(s: &str, v4: bool, v6: bool) -> Result<(), String> {
     let (addr, len) = s
         .split_once('/')
         .ok_or_else(|| format!("invalid CIDR '{s}'"))?;
-    let len: u32 = len.parse().map_err(|_| format!("invalid CIDR '{s}'"))?;
-    if v4 && is_ipv4(addr) && len <= 32 {
+    if v4 && is_ipv4(addr) && pve_cidr_prefix(len, 32).is_some() {
         return Ok(());
     }
-    if v6 && is_ipv6(addr) && len <= 128 {
+    if v6 && is_ipv6(addr) && pve_cidr_prefix(len, 128).is_some() {
         return Ok(());
     }
     Err(format!(
@@ -323,14 +348,18 @@ pub fn check_named_format(name: &str, v: &str, typetext: Option<&str>) -> Result
             }
         }
         "pve-sdn-subnet-id" => {
-            // zone-10.0.0.0-24 (the CIDR with '/' replaced by '-') or a plain CIDR.
-            let ok = check_cidr(v, true, true).is_ok()
-                || v.rsplit_once('-')
-                    .and_then(|(head, len)| {
-                        let (_zone, ip) = head.split_once('-')?;
-                        check_cidr(&format!("{ip}/{len}"), true, true).ok()
-                    })
-                    .is_some();
+            // pve-network `PVE::Network::SDN::SubnetPlugin::parse_sdn_subnet_id`: with a '/'
+            // the id is the CIDR; otherwise `split(/-/)` gives (zone, ip, mask) — further
+            // fields are ignored — and "ip/mask" must pass `pve_verify_cidrv4`/`v6`.
+            let ok = if v.contains('/') {
+                check_cidr(v, true, true).is_ok()
+            } else {
+                let mut parts = v.split('-').skip(1);
+                match (parts.next(), parts.next()) {
+                    (Some(ip), Some(len)) => check_cidr(&format!("{ip}/{len}"), true, true).is_ok(),
+                    _ => false,
+                }
+            };
             if !ok {
                 return Err(format!("invalid subnet '{v}'"));
             }
@@ -490,6 +519,73 @@ mod tests {
         assert!(check_named_format("pve-node", "pve_1", None).is_err());
         assert!(check_named_format("CIDRv4", "10.0.0.0/24", None).is_ok());
         assert!(check_named_format("pve-sdn-subnet-id", "zone1-10.0.0.0-24", None).is_ok());
+    }
+
+    /// The prefix rule of `pve_verify_cidrv4` / `pve_verify_cidrv6`: `/(\d+)$`, `> 7`, `<= max`.
+    #[test]
+    fn cidr_prefix_as_pve_verify_cidr() {
+        for ok in [
+            "10.0.0.0/8",
+            "10.0.0.1/32",
+            "10.0.0.1/08",
+            "10.0.0.1/0024",
+            "0.0.0.0/8",
+            "255.255.255.255/32",
+        ] {
+            assert!(check_named_format("CIDRv4", ok, None).is_ok(), "{ok}");
+            assert!(check_named_format("CIDR", ok, None).is_ok(), "{ok}");
+        }
+        for bad in [
+            "10.0.0.1/+8",
+            "10.0.0.1/-8",
+            "10.0.0.1/7",
+            "10.0.0.1/0",
+            "10.0.0.1/33",
+            "10.0.0.1/",
+            "10.0.0.1/ 8",
+            "10.0.0.1/8 ",
+            "10.0.0.1/0x8",
+            "010.0.0.1/24",
+            "10.0.0.01/24",
+            "10.0.0.256/24",
+            "10.0.0.1",
+            "fd00::1/64",
+        ] {
+            assert!(check_named_format("CIDRv4", bad, None).is_err(), "{bad}");
+        }
+        for ok in [
+            "fd00::/8",
+            "fd00::1/128",
+            "::ffff:10.0.0.1/96",
+            "fd00::1/064",
+        ] {
+            assert!(check_named_format("CIDRv6", ok, None).is_ok(), "{ok}");
+            assert!(check_named_format("CIDR", ok, None).is_ok(), "{ok}");
+        }
+        for bad in [
+            "fd00::1/7",
+            "fd00::1/129",
+            "fd00::1/+64",
+            "fd00::1/-64",
+            "10.0.0.0/24",
+        ] {
+            assert!(check_named_format("CIDRv6", bad, None).is_err(), "{bad}");
+        }
+        for bad in ["10.0.0.1/+8", "10.0.0.1/7", "fd00::1/+64", "fd00::1/129"] {
+            assert!(check_named_format("CIDR", bad, None).is_err(), "{bad}");
+        }
+        assert!(check_named_format("pve-qm-ipconfig", "ip=10.0.0.5/+24", None).is_err());
+        assert!(check_named_format("pve-qm-ipconfig", "ip=10.0.0.5/7", None).is_err());
+        assert!(check_named_format("pve-qm-ipconfig", "ip6=fd00::5/+64", None).is_err());
+        assert!(check_named_format("pve-sdn-subnet-id", "zone1-10.0.0.0-+24", None).is_err());
+        assert!(check_named_format("pve-sdn-subnet-id", "zone1-10.0.0.0-7", None).is_err());
+        assert!(check_named_format("pve-sdn-subnet-id", "10.0.0.0/+24", None).is_err());
+        assert!(check_named_format("pve-sdn-subnet-id", "10.0.0.0/24", None).is_ok());
+        assert!(check_named_format("pve-sdn-subnet-id", "zone1-fd00::-64", None).is_ok());
+        assert!(check_named_format("pve-sdn-subnet-id", "zone1-10.0.0.0", None).is_err());
+        assert_eq!(pve_cidr_prefix("0008", 32), Some(8));
+        assert_eq!(pve_cidr_prefix("00000000000000000032", 32), Some(32));
+        assert_eq!(pve_cidr_prefix("4294967304", 32), None);
     }
 
     #[test]

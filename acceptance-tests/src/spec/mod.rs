@@ -17,6 +17,7 @@ use std::sync::{Arc, OnceLock};
 use serde_json::{Map, Value};
 
 pub use formats::check_named_format;
+pub(crate) use formats::pve_cidr_prefix;
 pub use propstr::{parse_property_string, print_property_string, PropertyString};
 
 /// Errors loading the schema.

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use crate::error::{Error, Result};
-use crate::props::DiskBus;
+use crate::props::{validate_pve_cidr, CidrFamily, DiskBus};
 
 /// `citype`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -100,15 +100,11 @@ fn invalid(field: &str, value: &str, why: &str) -> Error {
     Error::InvalidArgument(format!("{field}: {value:?} {why}"))
 }
 
+/// `ipconfigN`'s `ip` / `ip6` are PVE's `pve-ipv4-config` / `pve-ipv6-config`, whose static
+/// form is `pve_verify_cidrv4` / `pve_verify_cidrv6` (see [`validate_pve_cidr`]).
 fn check_cidr(key: &str, v: &str, v6: bool) -> Result<()> {
-    let bad = || invalid(key, v, "is not an address in CIDR notation");
-    let (a, l) = v.split_once('/').ok_or_else(bad)?;
-    let addr: IpAddr = a.parse().map_err(|_| bad())?;
-    let len: u8 = l.parse().map_err(|_| bad())?;
-    if addr.is_ipv6() != v6 || len > if v6 { 128 } else { 32 } {
-        return Err(bad());
-    }
-    Ok(())
+    let family = if v6 { CidrFamily::V6 } else { CidrFamily::V4 };
+    validate_pve_cidr(key, v, family)
 }
 
 /// The cloud-init drive and its settings.
@@ -221,6 +217,19 @@ mod tests {
         };
         assert!(with(IpConfig::static_address("10.10.0.10", None)).is_err());
         assert!(with(IpConfig::static_address("10.10.0.10/33", None)).is_err());
+        // `pve_verify_cidrv4` / `pve_verify_cidrv6`: an unsigned prefix of at least 8.
+        for bad in [
+            "10.0.0.1/+8",
+            "10.0.0.1/-8",
+            "10.0.0.1/7",
+            "fd00::5/+64",
+            "fd00::5/7",
+        ] {
+            assert!(with(IpConfig::static_address(bad, None)).is_err(), "{bad}");
+        }
+        for ok in ["10.0.0.1/8", "10.0.0.1/32", "fd00::5/8", "fd00::5/128"] {
+            assert!(with(IpConfig::static_address(ok, None)).is_ok(), "{ok}");
+        }
         assert!(with(IpConfig::static_address("10.10.0.10/24", Some("fd00::1"))).is_err());
         let dhcp_gw = IpConfig {
             ip: Some("dhcp".into()),

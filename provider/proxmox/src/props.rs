@@ -99,20 +99,40 @@ pub fn normalize_mac(mac: &str) -> Result<String> {
     Ok(mac.to_ascii_uppercase())
 }
 
-/// Validate an IPv4 CIDR (`10.10.0.1/24`).
-pub fn validate_cidr4(cidr: &str) -> Result<()> {
-    let (ip, len) = cidr
-        .split_once('/')
-        .ok_or_else(|| invalid("cidr", cidr, "must be ADDRESS/PREFIX"))?;
-    ip.parse::<std::net::Ipv4Addr>()
-        .map_err(|_| invalid("cidr", cidr, "has an invalid IPv4 address"))?;
-    let len: u8 = len
-        .parse()
-        .map_err(|_| invalid("cidr", cidr, "has an invalid prefix length"))?;
-    if len > 32 {
-        return Err(invalid("cidr", cidr, "prefix length must be <= 32"));
+/// Which address family a PVE CIDR format takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CidrFamily {
+    /// `CIDRv4` (`pve_verify_cidrv4`).
+    V4,
+    /// `CIDRv6` (`pve_verify_cidrv6`).
+    V6,
+}
+
+/// Validate a CIDR as PVE's `CIDRv4` / `CIDRv6` formats do (pve-common
+/// `PVE::JSONSchema::pve_verify_cidrv4` / `pve_verify_cidrv6`: `/(\d+)$` with `$1 > 7` and
+/// `$1 <= 32` / `128`). [`waddle_net::Cidr::parse`] already refuses a signed prefix (`+8`,
+/// `-8`) and one past the family's width; PVE also refuses prefixes below 8.
+pub fn validate_pve_cidr(field: &str, cidr: &str, family: CidrFamily) -> Result<()> {
+    let c = waddle_net::Cidr::parse(cidr)
+        .map_err(|e| Error::InvalidArgument(format!("{field}: {cidr:?}: {e}")))?;
+    let want_v6 = family == CidrFamily::V6;
+    if c.addr.is_ipv6() != want_v6 {
+        let fam = if want_v6 { "IPv6" } else { "IPv4" };
+        return Err(invalid(field, cidr, &format!("is not an {fam} CIDR")));
+    }
+    if c.prefix < 8 {
+        return Err(invalid(
+            field,
+            cidr,
+            "prefix length must be at least 8 (Proxmox VE refuses shorter prefixes)",
+        ));
     }
     Ok(())
+}
+
+/// Validate an IPv4 CIDR (`10.10.0.1/24`) as PVE's `CIDRv4` format (see [`validate_pve_cidr`]).
+pub fn validate_cidr4(cidr: &str) -> Result<()> {
+    validate_pve_cidr("cidr", cidr, CidrFamily::V4)
 }
 
 /// A DNS name as PVE's `dns-name` format (labels of letters, digits, hyphens).
@@ -677,6 +697,40 @@ mod tests {
         assert!(validate_cidr4("10.10.0.1").is_err());
         assert!(validate_cidr4("10.10.0.300/24").is_err());
         assert!(validate_cidr4("10.10.0.1/33").is_err());
+    }
+
+    /// `pve_verify_cidrv4` / `pve_verify_cidrv6`: an unsigned prefix from 8 to the width.
+    #[test]
+    fn cidr_prefix_at_least_as_strict_as_pve() {
+        for ok in ["10.0.0.0/8", "10.0.0.1/32", "10.0.0.1/08", "0.0.0.0/8"] {
+            assert!(validate_cidr4(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "10.0.0.1/+8",
+            "10.0.0.1/-8",
+            "10.0.0.1/7",
+            "10.0.0.1/0",
+            "10.0.0.1/33",
+            "10.0.0.1/",
+            "10.0.0.1/ 8",
+            "010.0.0.1/24",
+            "fd00::1/64",
+        ] {
+            assert!(validate_cidr4(bad).is_err(), "{bad}");
+        }
+        let v6 = |c| validate_pve_cidr("ip6", c, CidrFamily::V6);
+        for ok in ["fd00::/8", "fd00::1/128", "fd00::1/064"] {
+            assert!(v6(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "fd00::1/7",
+            "fd00::1/129",
+            "fd00::1/+64",
+            "fd00::1/-64",
+            "10.0.0.1/24",
+        ] {
+            assert!(v6(bad).is_err(), "{bad}");
+        }
         assert!(validate_dns_name("name", "talos-cp-1").is_ok());
         assert!(validate_dns_name("name", "talos_cp").is_err());
         assert!(validate_tag("waddle").is_ok());

@@ -9,6 +9,7 @@ use super::common::R;
 use super::tasks::start_task;
 use crate::pve::server::{ApiError, Ctx};
 use crate::pve::state::{digest_of, State};
+use crate::spec::pve_cidr_prefix;
 
 fn obj_from_params(ctx: &Ctx, skip: &[&str]) -> Map<String, Value> {
     let mut m = Map::new();
@@ -365,15 +366,15 @@ fn subnet_id(zone: &str, cidr: &str) -> String {
     format!("{zone}-{}", cidr.replace('/', "-"))
 }
 
+/// An IPv4 subnet as `(network bits, mask)`. The format is pve-network's
+/// `parse_sdn_subnet_id` (pve-common `PVE::JSONSchema::pve_verify_cidrv4`): a dotted quad
+/// without leading zeros, then `/` and a prefix of 8 to 32 (see `pve_cidr_prefix`).
 // Deliberately not `waddle_net::Cidr`: the emulator implements PVE's rules independently.
 fn parse_cidr4(c: &str) -> Option<(u32, u32)> {
     let (a, l) = c.split_once('/')?;
     let ip: Ipv4Addr = a.parse().ok()?;
-    let len: u32 = l.parse().ok()?;
-    if len > 32 {
-        return None;
-    }
-    let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
+    let len = pve_cidr_prefix(l, 32)?;
+    let mask = u32::MAX << (32 - len);
     Some((u32::from(ip), mask))
 }
 
@@ -519,4 +520,27 @@ pub(super) fn prefix_to_mask(len: &str) -> String {
     let l: u32 = len.parse().unwrap_or(32).min(32);
     let mask = if l == 0 { 0 } else { u32::MAX << (32 - l) };
     Ipv4Addr::from(mask).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_cidr4;
+
+    #[test]
+    fn subnet_cidr_as_pve_verify_cidrv4() {
+        assert_eq!(parse_cidr4("10.0.0.0/8"), Some((0x0a00_0000, 0xff00_0000)));
+        assert_eq!(parse_cidr4("10.0.0.0/08"), Some((0x0a00_0000, 0xff00_0000)));
+        assert_eq!(parse_cidr4("10.0.0.1/32"), Some((0x0a00_0001, u32::MAX)));
+        for bad in [
+            "10.0.0.0/+8",
+            "10.0.0.0/-8",
+            "10.0.0.0/7",
+            "10.0.0.0/0",
+            "10.0.0.0/33",
+            "010.0.0.0/8",
+            "10.0.0.0",
+        ] {
+            assert_eq!(parse_cidr4(bad), None, "{bad}");
+        }
+    }
 }
