@@ -20,10 +20,18 @@ fn string_check(f: fn(&str) -> Result<(), String>) -> Validator {
     })
 }
 
-/// The shared VM attributes: `id`, `seed_iso` (computed) and placement, image and cloud-init
-/// inputs, all forcing replacement.
-pub fn attributes(d: &VmDefaults) -> Vec<(&'static str, Attribute)> {
-    vec![
+/// The shared VM attributes: `id`, `seed_iso` and each NIC's address (computed) and
+/// placement, image and cloud-init inputs, all forcing replacement.
+pub fn attributes(d: &VmDefaults, nics: &[NicLayout]) -> Vec<(&'static str, Attribute)> {
+    let addresses = nics.iter().map(|nic| {
+        let doc = format!(
+            "IP address of `{}` (its `cidr` without prefix length).",
+            nic.attr
+        );
+        (nic.address, Attribute::string().computed().description(doc))
+    });
+    let mut attrs: Vec<(&'static str, Attribute)> = addresses.collect();
+    attrs.extend([
         (
             "id",
             Attribute::string()
@@ -200,7 +208,8 @@ pub fn attributes(d: &VmDefaults) -> Vec<(&'static str, Attribute)> {
                  VM (cloud-init installs them at first boot).",
             )),
         ),
-    ]
+    ]);
+    attrs
 }
 
 /// A NIC attribute: `bridge`, a static `cidr` and, when the layout says so, a `gateway`.
