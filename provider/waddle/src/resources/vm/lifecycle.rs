@@ -52,10 +52,10 @@ pub fn image_file_name(url: &str) -> Result<String, ImageUrlError> {
 }
 
 /// Why an import ID cannot be used.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum ImportIdError {
     #[error("node: {0}")]
-    Node(String),
+    Node(#[from] crate::provider::ValueError),
     #[error("{0:?}: expected <node>/<vmid> or <vmid>")]
     Shape(String),
     #[error("{0}")]
@@ -66,7 +66,7 @@ pub enum ImportIdError {
 pub fn parse_import_id(id: &str) -> Result<(Option<String>, u32), ImportIdError> {
     let (node, vmid) = match id.trim().split_once('/') {
         Some((n, v)) => {
-            crate::provider::validate_node(n).map_err(ImportIdError::Node)?;
+            crate::provider::validate_node(n)?;
             (Some(n.to_string()), v)
         }
         None => (None, id.trim()),

@@ -9,11 +9,7 @@ fn replace(a: Attribute) -> Attribute {
     a.requires_replace()
 }
 
-fn check(r: Result<(), impl std::fmt::Display>) -> Result<(), String> {
-    r.map_err(|e| e.to_string())
-}
-
-fn string_check(f: fn(&str) -> Result<(), String>) -> Validator {
+fn string_check<E: std::fmt::Display + 'static>(f: fn(&str) -> Result<(), E>) -> Validator {
     Validator::custom("Invalid value", move |v| match v.as_str() {
         Some(s) => f(s),
         None => Ok(()),
@@ -83,7 +79,7 @@ pub fn attributes(d: &VmDefaults, nics: &[NicLayout]) -> Vec<(&'static str, Attr
                     .validate(Validator::custom("Invalid value", |v| {
                         match v.as_i64().and_then(|n| u32::try_from(n).ok()) {
                             Some(n) if (100..=999_999_999).contains(&n) => {
-                                check(waddle_proxmox::props::validate_vmid(n))
+                                waddle_proxmox::props::validate_vmid(n)
                             }
                             _ => Ok(()), // out of range: reported by the range check
                         }
@@ -100,9 +96,7 @@ pub fn attributes(d: &VmDefaults, nics: &[NicLayout]) -> Vec<(&'static str, Attr
                          Changing it replaces the VM.",
                         d.storage
                     ))
-                    .validate(string_check(|s| {
-                        check(waddle_proxmox::props::validate_storage(s))
-                    })),
+                    .validate(string_check(waddle_proxmox::props::validate_storage)),
             ),
         ),
         (
@@ -157,7 +151,7 @@ pub fn attributes(d: &VmDefaults, nics: &[NicLayout]) -> Vec<(&'static str, Attr
                         d.image_url
                     ))
                     .validate(string_check(|u| {
-                        check(super::lifecycle::image_file_name(u).map(|_| ()))
+                        super::lifecycle::image_file_name(u).map(|_| ())
                     })),
             ),
         ),
@@ -171,9 +165,7 @@ pub fn attributes(d: &VmDefaults, nics: &[NicLayout]) -> Vec<(&'static str, Attr
                          the uploaded NoCloud seed ISO. Default `{}`. Changing it replaces the VM.",
                         d.image_storage
                     ))
-                    .validate(string_check(|s| {
-                        check(waddle_proxmox::props::validate_storage(s))
-                    })),
+                    .validate(string_check(waddle_proxmox::props::validate_storage)),
             ),
         ),
         (
@@ -220,9 +212,7 @@ pub fn nic_attribute(nic: &NicLayout, examples: (&str, &str), description: &str)
             Attribute::string()
                 .required()
                 .description(format!("Bridge, e.g. `{}`.", examples.0))
-                .validate(string_check(|b| {
-                    check(waddle_proxmox::props::validate_bridge(b))
-                })),
+                .validate(string_check(waddle_proxmox::props::validate_bridge)),
         ),
         (
             "cidr",
