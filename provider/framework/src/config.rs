@@ -55,6 +55,12 @@ impl<T> Field<T> {
             Field::Known(t) => Field::Known(f(t)),
         }
     }
+    /// The value when known; an unknown one clears `complete` (for a caller that reads
+    /// several fields and must know whether all it needed was known).
+    pub fn tracked(self, complete: &mut bool) -> Option<T> {
+        *complete &= !self.is_unknown();
+        self.known()
+    }
     /// Like [`Field::map`] for a conversion that may fail (a failure reads as null).
     pub fn and_then<U>(self, f: impl FnOnce(T) -> Option<U>) -> Field<U> {
         match self {
@@ -131,6 +137,18 @@ impl<'a> ConfigView<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tracked_reads_clear_completeness_only_on_unknowns() {
+        let mut complete = true;
+        assert_eq!(Field::Known(1).tracked(&mut complete), Some(1));
+        assert_eq!(Field::<i32>::Null.tracked(&mut complete), None);
+        assert!(complete);
+        assert_eq!(Field::<i32>::Unknown.tracked(&mut complete), None);
+        assert!(!complete);
+        assert_eq!(Field::Known(2).tracked(&mut complete), Some(2));
+        assert!(!complete);
+    }
 
     #[test]
     fn unknown_null_and_known_are_kept_apart() {

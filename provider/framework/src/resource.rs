@@ -395,6 +395,22 @@ pub fn default_from_provider(
     }
 }
 
+/// Plan modifier "defaults inside a configured object": each attribute of the single nested
+/// object `attr` that the configuration leaves null and the plan has unknown takes its value
+/// from the object `defaults` (an object left out as a whole takes the schema default).
+pub fn object_defaults(req: &PlanRequest, plan: &mut Plan, attr: &str, defaults: &Value) {
+    let Some(fields) = defaults.as_entries() else {
+        return;
+    };
+    for (name, d) in fields {
+        let at = AttributePath::attr(attr).then_attr(name.clone());
+        let configured_null = req.config.get_path(&at).is_none_or(Value::is_null);
+        if configured_null && plan.state.get_path(&at).is_some_and(Value::is_unknown) {
+            plan.state.set_path(&at, d.clone());
+        }
+    }
+}
+
 /// Plan modifier "requires replace if a prior value was set": on update, a replacement is
 /// only forced by attributes whose prior value was set (not null, not `""`). An imported
 /// state leaves what the API cannot report null; the configuration then fills it in place.
@@ -604,5 +620,37 @@ mod tests {
         };
         requires_replace_if_prior_set(&req, &mut plan);
         assert_eq!(plan.requires_replace, vec![AttributePath::attr("node")]);
+    }
+
+    #[test]
+    fn object_defaults_fill_what_a_configured_object_leaves_out() {
+        let at = |n: &str| AttributePath::attr("t").then_attr(n);
+        let config = Value::object([(
+            "t",
+            Value::object([("a", Value::from("1s")), ("b", Value::Null)]),
+        )]);
+        let planned = Value::object([(
+            "t",
+            Value::object([("a", Value::from("1s")), ("b", Value::unknown())]),
+        )]);
+        let req = PlanRequest {
+            config,
+            prior_state: Value::Null,
+            proposed_new_state: planned.clone(),
+        };
+        let mut plan = Plan {
+            state: planned,
+            requires_replace: vec![],
+        };
+        let defaults = Value::object([("a", Value::from("5s")), ("b", Value::from("1m"))]);
+        object_defaults(&req, &mut plan, "t", &defaults);
+        assert_eq!(
+            plan.state.get_path(&at("a")).and_then(Value::as_str),
+            Some("1s")
+        );
+        assert_eq!(
+            plan.state.get_path(&at("b")).and_then(Value::as_str),
+            Some("1m")
+        );
     }
 }

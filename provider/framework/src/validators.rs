@@ -125,13 +125,13 @@ impl Validator {
             what: what.into(),
         }
     }
-    pub fn custom(
+    pub fn custom<E: std::fmt::Display>(
         summary: impl Into<String>,
-        check: impl Fn(&Value) -> Result<(), String> + Send + Sync + 'static,
+        check: impl Fn(&Value) -> Result<(), E> + Send + Sync + 'static,
     ) -> Self {
         Validator::Custom {
             summary: summary.into(),
-            check: Arc::new(check),
+            check: Arc::new(move |v| check(v).map_err(|e| e.to_string())),
         }
     }
 
@@ -437,7 +437,7 @@ mod tests {
                     "Odd number",
                     |v| match v.as_i64().map(|n| n % 2) {
                         Some(0) => Ok(()),
-                        _ => Err("must be even".into()),
+                        _ => Err("must be even"),
                     },
                 )),
             )

@@ -295,6 +295,37 @@ impl ValidationErrors {
     pub fn errors(&self) -> &[ValidationError] {
         &self.0
     }
+
+    /// The errors of a spec built from some of the configured routes (`index[i]`: the
+    /// configured position of `spec.routes[i]`), with every `routes[i]` in a path or a
+    /// message renumbered to the configured position.
+    pub fn renumber_routes(&self, index: &[usize]) -> ValidationErrors {
+        let renumber = |p: &AttrPath| {
+            let mut steps = p.0.clone();
+            if let [PathStep::Attr(a), PathStep::Index(i), ..] = steps.as_mut_slice() {
+                if a == "routes" {
+                    *i = index.get(*i).copied().unwrap_or(*i);
+                }
+            }
+            AttrPath(steps)
+        };
+        let errs = self.0.iter().map(|e| {
+            let kind = match &e.kind {
+                ErrorKind::DuplicateHostname {
+                    hostname,
+                    key,
+                    first,
+                } => ErrorKind::DuplicateHostname {
+                    hostname: hostname.clone(),
+                    key: key.clone(),
+                    first: renumber(first),
+                },
+                k => k.clone(),
+            };
+            ValidationError::new(renumber(&e.path), kind)
+        });
+        ValidationErrors(errs.collect())
+    }
 }
 
 /// Errors of the rendering functions.
@@ -306,4 +337,37 @@ pub enum RenderError {
     /// YAML serialization failed (cloud-init).
     #[error("cloud-init YAML serialization failed: {0}")]
     Yaml(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renumbering_moves_route_paths_and_the_first_occurrence_only() {
+        let routes = AttrPath::attr("routes");
+        let errs = ValidationErrors(vec![
+            ValidationError::new(
+                routes.index(1).field("hostnames").index(0),
+                ErrorKind::DuplicateHostname {
+                    hostname: "a.example.org".into(),
+                    key: "a.example.org".into(),
+                    first: routes.index(0).field("hostnames").index(0),
+                },
+            ),
+            ValidationError::new(routes.index(0).field("backend"), ErrorKind::NoHostnames),
+            ValidationError::new(AttrPath::attr("maxconn"), ErrorKind::MaxconnZero),
+        ]);
+        let out = errs.renumber_routes(&[2, 5]);
+        let shown: Vec<String> = out.errors().iter().map(|e| e.to_string()).collect();
+        assert_eq!(
+            shown,
+            [
+                "routes[5].hostnames[0]: `a.example.org` is already routed by \
+                 routes[2].hostnames[0] (same normalized name `a.example.org`)",
+                "routes[2].backend: a route needs at least one hostname",
+                "maxconn: maxconn must be at least 1",
+            ]
+        );
+    }
 }

@@ -93,6 +93,13 @@ impl RouteSpec {
         self.check = on;
         self
     }
+
+    /// Builder: the options that are set (the others keep their defaults).
+    pub fn with_options(mut self, proxy_protocol: Option<bool>, check: Option<bool>) -> Self {
+        self.proxy_protocol = proxy_protocol.unwrap_or(self.proxy_protocol);
+        self.check = check.unwrap_or(self.check);
+        self
+    }
 }
 
 /// Listening sockets.
@@ -105,6 +112,19 @@ pub struct ListenSpec {
     /// Plain TCP port forwarded to `http_backend` (only rendered when `http_backend` is set).
     /// Default 80.
     pub http_port: u16,
+}
+
+impl ListenSpec {
+    /// The default listener with the ports that are set (`Err(port)`: not a TCP port).
+    pub fn with_ports(https: Option<u32>, http: Option<u32>) -> Result<Self, u32> {
+        let d = ListenSpec::default();
+        let port = |p: Option<u32>, d: u16| p.map_or(Ok(d), |x| u16::try_from(x).map_err(|_| x));
+        Ok(ListenSpec {
+            https_port: port(https, d.https_port)?,
+            http_port: port(http, d.http_port)?,
+            ..d
+        })
+    }
 }
 
 impl Default for ListenSpec {
@@ -153,6 +173,39 @@ impl Default for Timeouts {
 }
 
 impl Timeouts {
+    /// Every timeout by its `proxy_timeouts` name, with what it bounds.
+    pub const FIELDS: [(&'static str, &'static str); 5] = [
+        ("connect", "Connect timeout to a backend."),
+        (
+            "client",
+            "Client inactivity before the tunnel is established.",
+        ),
+        (
+            "server",
+            "Server inactivity before the tunnel is established.",
+        ),
+        (
+            "tunnel",
+            "Inactivity of an established connection (`timeout tunnel`).",
+        ),
+        (
+            "inspect",
+            "How long to wait for a complete TLS ClientHello (`tcp-request inspect-delay`).",
+        ),
+    ];
+
+    /// The timeout named `name` (one of [`Timeouts::FIELDS`]).
+    pub fn get(&self, name: &str) -> Option<Duration> {
+        Some(match name {
+            "connect" => self.connect,
+            "client" => self.client,
+            "server" => self.server,
+            "tunnel" => self.tunnel,
+            "inspect" => self.inspect,
+            _ => return None,
+        })
+    }
+
     /// Parses the resource's `proxy_timeouts` strings (see [`parse_duration`]); errors carry
     /// the paths `proxy_timeouts.<name>`. Range checks happen in [`crate::validate()`].
     pub fn parse(
@@ -183,6 +236,27 @@ impl Timeouts {
         } else {
             Err(crate::error::ValidationErrors(errs))
         }
+    }
+
+    /// [`Timeouts::parse`] of optional strings (`proxy_timeouts` with attributes left out):
+    /// an unset timeout takes its default.
+    pub fn parse_or_default(
+        connect: Option<&str>,
+        client: Option<&str>,
+        server: Option<&str>,
+        tunnel: Option<&str>,
+        inspect: Option<&str>,
+    ) -> Result<Timeouts, crate::error::ValidationErrors> {
+        let d = Timeouts::default();
+        let s =
+            |x: Option<&str>, def: Duration| x.map_or_else(|| format_duration(def), String::from);
+        Timeouts::parse(
+            &s(connect, d.connect),
+            &s(client, d.client),
+            &s(server, d.server),
+            &s(tunnel, d.tunnel),
+            &s(inspect, d.inspect),
+        )
     }
 }
 
@@ -285,6 +359,9 @@ impl ProcessSpec {
     }
 }
 
+/// The default connection limit ([`ProxySpec::maxconn`]).
+pub const DEFAULT_MAXCONN: u32 = 4096;
+
 /// Full SNI proxy configuration. `ProxySpec::default()` is an empty route table with the
 /// production defaults (ports 443/80, maxconn 4096, the [`Timeouts`] defaults, syslog to
 /// `/dev/log`, Debian file paths and process settings).
@@ -315,7 +392,7 @@ impl Default for ProxySpec {
             routes: Vec::new(),
             http_backend: None,
             listen: ListenSpec::default(),
-            maxconn: 4096,
+            maxconn: DEFAULT_MAXCONN,
             timeouts: Timeouts::default(),
             log: LogTarget::default(),
             paths: FilePaths::default(),
@@ -393,6 +470,30 @@ pub fn format_duration(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn options_and_ports_that_are_unset_keep_their_defaults() {
+        let r = RouteSpec::new(["a.example.org"], "10.0.0.1:443").with_options(None, None);
+        assert!(!r.proxy_protocol && r.check);
+        let r = r.with_options(Some(true), Some(false));
+        assert!(r.proxy_protocol && !r.check);
+        let l = ListenSpec::with_ports(None, Some(8080)).unwrap();
+        assert_eq!((l.https_port, l.http_port, l.address), (443, 8080, None));
+        assert_eq!(ListenSpec::with_ports(Some(65536), None), Err(65536));
+    }
+
+    #[test]
+    fn every_field_is_named_once_and_has_its_default() {
+        let d = Timeouts::default();
+        let names: Vec<&str> = Timeouts::FIELDS.iter().map(|(n, _)| *n).collect();
+        assert_eq!(names, ["connect", "client", "server", "tunnel", "inspect"]);
+        assert_eq!(d.get("connect"), Some(d.connect));
+        assert_eq!(d.get("client"), Some(d.client));
+        assert_eq!(d.get("server"), Some(d.server));
+        assert_eq!(d.get("tunnel"), Some(d.tunnel));
+        assert_eq!(d.get("inspect"), Some(d.inspect));
+        assert_eq!(d.get("idle"), None);
+    }
 
     #[test]
     fn durations_round_trip() {

@@ -68,97 +68,153 @@ impl Env for NoEnv {
 // containing secret material).
 // ---------------------------------------------------------------------------
 
-/// `endpoint`: `https://host[:port][/][api2/json]`.
-pub fn validate_endpoint(s: &str) -> Result<(), String> {
-    if s.trim().is_empty() {
-        return Err("must not be empty (omit the attribute to leave it unset)".into());
+/// Why a provider attribute's value (or its environment variable) is refused. The messages
+/// never contain secret material.
+#[derive(Debug, thiserror::Error)]
+pub enum ValueError {
+    #[error("must not be empty (omit the attribute to leave it unset)")]
+    EmptyEndpoint,
+    #[error("{0}")]
+    Proxmox(#[source] Box<waddle_proxmox::Error>),
+    #[error("endpoint {0:?} has no host")]
+    NoHost(String),
+    #[error("is neither PEM text nor a readable PEM file ({path}: {source})")]
+    CaCertFile {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("must be a PEM certificate (-----BEGIN CERTIFICATE-----)")]
+    NotPem,
+    #[error("is not valid PEM: {0}")]
+    BadPem(String),
+    #[error("certificate #{index} is not valid X.509: {reason}")]
+    NotX509 { index: usize, reason: String },
+    #[error("contains no certificate")]
+    NoCertificate,
+    #[error("must not be empty")]
+    EmptyNode,
+    #[error("must be at most 63 characters")]
+    NodeTooLong,
+    #[error("{0:?} is not a valid node name (letters, digits and '-' only)")]
+    NodeCharacters(String),
+    #[error("{0:?} must not start or end with '-'")]
+    NodeHyphen(String),
+    #[error("{url:?} is not a URL: {reason}")]
+    NotAUrl { url: String, reason: String },
+    #[error("{0:?}: scheme must be socks5, socks5h, http or https")]
+    ProxyScheme(String),
+    #[error("{0:?} has no host")]
+    ProxyNoHost(String),
+    #[error("{0:?}: a proxy URL has no path, query or fragment")]
+    ProxyPath(String),
+}
+
+impl From<waddle_proxmox::Error> for ValueError {
+    fn from(e: waddle_proxmox::Error) -> Self {
+        ValueError::Proxmox(Box::new(e))
     }
-    let url = waddle_proxmox::parse_endpoint(s).map_err(|e| e.to_string())?;
+}
+
+/// A boolean environment variable that is not one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not a boolean (use true or false)")]
+pub struct BoolError(pub String);
+
+/// `endpoint`: `https://host[:port][/][api2/json]`.
+pub fn validate_endpoint(s: &str) -> Result<(), ValueError> {
+    if s.trim().is_empty() {
+        return Err(ValueError::EmptyEndpoint);
+    }
+    let url = waddle_proxmox::parse_endpoint(s)?;
     if url.host_str().is_none_or(str::is_empty) {
-        return Err(format!("endpoint {s:?} has no host"));
+        return Err(ValueError::NoHost(s.into()));
     }
     Ok(())
 }
 
 /// `api_token`: `USER@REALM!TOKENID=SECRET`. The message never echoes the value.
-pub fn validate_api_token(s: &str) -> Result<ApiToken, String> {
-    ApiToken::parse(s).map_err(|e| e.to_string())
+pub fn validate_api_token(s: &str) -> Result<ApiToken, ValueError> {
+    Ok(ApiToken::parse(s)?)
 }
 
 /// The value of `PROXMOX_VE_CA_CERT`: PEM text, or the path of a PEM file (what
 /// `waddle-sandbox --env-file` and most operators' shells hold).
-pub fn ca_cert_from_env(value: &str) -> Result<String, String> {
+pub fn ca_cert_from_env(value: &str) -> Result<String, ValueError> {
     let v = value.trim();
     if v.starts_with("-----BEGIN") {
         return Ok(value.to_string());
     }
-    std::fs::read_to_string(v)
-        .map_err(|e| format!("is neither PEM text nor a readable PEM file ({v}: {e})"))
+    std::fs::read_to_string(v).map_err(|source| ValueError::CaCertFile {
+        path: v.into(),
+        source,
+    })
 }
 
 /// `ca_cert`: one or more PEM `CERTIFICATE` blocks that parse as X.509.
-pub fn validate_ca_cert(s: &str) -> Result<(), String> {
+pub fn validate_ca_cert(s: &str) -> Result<(), ValueError> {
     use rustls_pki_types::pem::PemObject;
     use rustls_pki_types::CertificateDer;
     if !s.contains("-----BEGIN CERTIFICATE-----") {
-        return Err("must be a PEM certificate (-----BEGIN CERTIFICATE-----)".into());
+        return Err(ValueError::NotPem);
     }
     let mut count = 0;
     for item in CertificateDer::pem_slice_iter(s.as_bytes()) {
-        let der = item.map_err(|e| format!("is not valid PEM: {e}"))?;
-        x509_parser::parse_x509_certificate(der.as_ref())
-            .map_err(|e| format!("certificate #{} is not valid X.509: {e}", count + 1))?;
+        let der = item.map_err(|e| ValueError::BadPem(e.to_string()))?;
+        x509_parser::parse_x509_certificate(der.as_ref()).map_err(|e| ValueError::NotX509 {
+            index: count + 1,
+            reason: e.to_string(),
+        })?;
         count += 1;
     }
     if count == 0 {
-        return Err("contains no certificate".into());
+        return Err(ValueError::NoCertificate);
     }
     Ok(())
 }
 
 /// `node`: a Proxmox VE node name (a host name label: letters, digits and '-', 1-63
 /// characters, not starting or ending with '-').
-pub fn validate_node(s: &str) -> Result<(), String> {
+pub fn validate_node(s: &str) -> Result<(), ValueError> {
     if s.is_empty() {
-        return Err("must not be empty".into());
+        return Err(ValueError::EmptyNode);
     }
     if s.len() > 63 {
-        return Err("must be at most 63 characters".into());
+        return Err(ValueError::NodeTooLong);
     }
     if !s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
-        return Err(format!(
-            "{s:?} is not a valid node name (letters, digits and '-' only)"
-        ));
+        return Err(ValueError::NodeCharacters(s.into()));
     }
     if s.starts_with('-') || s.ends_with('-') {
-        return Err(format!("{s:?} must not start or end with '-'"));
+        return Err(ValueError::NodeHyphen(s.into()));
     }
     Ok(())
 }
 
 /// `proxy_url`: `socks5://`, `socks5h://`, `http://` or `https://` with a host.
-pub fn validate_proxy_url(s: &str) -> Result<(), String> {
-    let u = url::Url::parse(s.trim()).map_err(|e| format!("{s:?} is not a URL: {e}"))?;
+pub fn validate_proxy_url(s: &str) -> Result<(), ValueError> {
+    let u = url::Url::parse(s.trim()).map_err(|e| ValueError::NotAUrl {
+        url: s.into(),
+        reason: e.to_string(),
+    })?;
     if !matches!(u.scheme(), "socks5" | "socks5h" | "http" | "https") {
-        return Err(format!(
-            "{s:?}: scheme must be socks5, socks5h, http or https"
-        ));
+        return Err(ValueError::ProxyScheme(s.into()));
     }
     if u.host_str().is_none_or(str::is_empty) {
-        return Err(format!("{s:?} has no host"));
+        return Err(ValueError::ProxyNoHost(s.into()));
     }
     if !matches!(u.path(), "" | "/") || u.query().is_some() || u.fragment().is_some() {
-        return Err(format!("{s:?}: a proxy URL has no path, query or fragment"));
+        return Err(ValueError::ProxyPath(s.into()));
     }
     Ok(())
 }
 
 /// A boolean environment variable, as Go's `strconv.ParseBool` reads it.
-pub fn parse_bool(s: &str) -> Result<bool, String> {
+pub fn parse_bool(s: &str) -> Result<bool, BoolError> {
     match s.trim() {
         "1" | "t" | "T" | "true" | "TRUE" | "True" => Ok(true),
         "0" | "f" | "F" | "false" | "FALSE" | "False" => Ok(false),
-        other => Err(format!("{other:?} is not a boolean (use true or false)")),
+        other => Err(BoolError(other.into())),
     }
 }
 
@@ -229,11 +285,11 @@ pub struct ConfigIssue {
 }
 
 impl ConfigIssue {
-    fn new(attribute: &'static str, summary: &str, detail: String) -> Self {
+    fn new(attribute: &'static str, summary: &str, detail: impl std::fmt::Display) -> Self {
         ConfigIssue {
             attribute,
             summary: summary.to_string(),
-            detail,
+            detail: detail.to_string(),
         }
     }
 }
@@ -335,7 +391,7 @@ pub fn validate_raw(raw: &RawConfig) -> Vec<ConfigIssue> {
     let mut check = |attribute: &'static str,
                      summary: &str,
                      v: &Raw<String>,
-                     f: &dyn Fn(&str) -> Result<(), String>| {
+                     f: &dyn Fn(&str) -> Result<(), ValueError>| {
         if let Raw::Known(s) = v {
             if let Err(e) = f(s) {
                 issues.push(ConfigIssue::new(attribute, summary, e));
@@ -376,7 +432,7 @@ pub fn validate_raw(raw: &RawConfig) -> Vec<ConfigIssue> {
         issues.push(ConfigIssue::new(
             attr::CA_CERT,
             "Conflicting TLS settings",
-            "`ca_cert` pins the Proxmox VE CA while `insecure = true` disables verification: set one of them, not both".into(),
+            "`ca_cert` pins the Proxmox VE CA while `insecure = true` disables verification: set one of them, not both",
         ));
     }
     issues
@@ -410,13 +466,14 @@ pub fn resolve(raw: &RawConfig, env: &dyn Env) -> (ProviderConfig, Vec<ConfigIss
     let config_ok =
         |a: &'static str, issues: &[ConfigIssue]| !issues.iter().any(|i| i.attribute == a);
 
-    let from_env_issue = |attribute: &'static str, env_name: &str, summary: &str, e: String| {
-        ConfigIssue::new(
-            attribute,
-            summary,
-            format!("{e} (from the environment variable {env_name})"),
-        )
-    };
+    let from_env_issue =
+        |attribute: &'static str, env_name: &str, summary: &str, e: &dyn std::fmt::Display| {
+            ConfigIssue::new(
+                attribute,
+                summary,
+                format!("{e} (from the environment variable {env_name})"),
+            )
+        };
 
     if let Some((s, from_env)) = pick(
         attr::ENDPOINT,
@@ -430,7 +487,7 @@ pub fn resolve(raw: &RawConfig, env: &dyn Env) -> (ProviderConfig, Vec<ConfigIss
                     attr::ENDPOINT,
                     ENV_ENDPOINT,
                     "Invalid Proxmox VE endpoint",
-                    e,
+                    &e,
                 ));
             } else {
                 cfg.endpoint = Some(s.trim().to_string());
@@ -451,7 +508,7 @@ pub fn resolve(raw: &RawConfig, env: &dyn Env) -> (ProviderConfig, Vec<ConfigIss
                 attr::API_TOKEN,
                 ENV_API_TOKEN,
                 "Invalid Proxmox VE API token",
-                e,
+                &e,
             )),
             Err(_) => {} // already reported by validate_raw
         }
@@ -465,7 +522,7 @@ pub fn resolve(raw: &RawConfig, env: &dyn Env) -> (ProviderConfig, Vec<ConfigIss
                     attr::CA_CERT,
                     ENV_CA_CERT,
                     "Invalid CA certificate",
-                    e,
+                    &e,
                 )),
             }
         } else if config_ok(attr::CA_CERT, &issues) {
@@ -480,7 +537,7 @@ pub fn resolve(raw: &RawConfig, env: &dyn Env) -> (ProviderConfig, Vec<ConfigIss
                     attr::NODE,
                     ENV_NODE,
                     "Invalid Proxmox VE node name",
-                    e,
+                    &e,
                 ));
             } else {
                 cfg.node = Some(s);
@@ -505,7 +562,7 @@ pub fn resolve(raw: &RawConfig, env: &dyn Env) -> (ProviderConfig, Vec<ConfigIss
                         attr::INSECURE,
                         ENV_INSECURE,
                         "Invalid insecure setting",
-                        e,
+                        &e,
                     )),
                 }
             }
@@ -771,7 +828,7 @@ pub(crate) mod tests {
             "terraform@pve!waddle=",
             "terraform@pve!wad dle=s3cr3tvalue",
         ] {
-            let e = validate_api_token(bad).unwrap_err();
+            let e = validate_api_token(bad).unwrap_err().to_string();
             assert!(!e.contains("s3cr3tvalue"), "{e}");
         }
     }

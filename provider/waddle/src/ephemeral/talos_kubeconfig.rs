@@ -72,15 +72,24 @@ pub fn schema() -> Schema {
     )
 }
 
-fn ttl_of(config: &Value) -> Result<std::time::Duration, String> {
+/// Why a `ttl` cannot be used.
+#[derive(Debug, thiserror::Error)]
+enum TtlError {
+    #[error("{0:?} is not a duration such as \"30m\" or \"2h\": {1}")]
+    NotADuration(String, crate::resources::timeouts::DurationError),
+    #[error("{0:?} must be between 1m and 168h")]
+    Range(String),
+}
+
+fn ttl_of(config: &Value) -> Result<std::time::Duration, TtlError> {
     let raw = config
         .get_attr("ttl")
         .and_then(Value::as_str)
         .unwrap_or(DEFAULT_TTL);
     let d = crate::resources::timeouts::parse_duration(raw)
-        .map_err(|e| format!("{raw:?} is not a duration such as \"30m\" or \"2h\": {e}"))?;
+        .map_err(|e| TtlError::NotADuration(raw.into(), e))?;
     if d.as_secs() < 60 || d.as_secs() > MAX_TTL_SECS {
-        return Err(format!("{raw:?} must be between 1m and 168h"));
+        return Err(TtlError::Range(raw.into()));
     }
     Ok(d)
 }
@@ -88,7 +97,7 @@ fn ttl_of(config: &Value) -> Result<std::time::Duration, String> {
 fn validate(config: &Value, diags: &mut Diagnostics) {
     if config.get_attr("ttl").is_some_and(Value::is_known) {
         if let Err(e) = ttl_of(config) {
-            diags.error_at(AttributePath::attr("ttl"), "Invalid ttl", e);
+            diags.error_at(AttributePath::attr("ttl"), "Invalid ttl", e.to_string());
         }
     }
     if let Some(ep) = config.get_attr("endpoint").and_then(Value::as_str) {

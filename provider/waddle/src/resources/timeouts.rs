@@ -169,11 +169,26 @@ pub fn plan_as_configured(config: &Value, plan: &mut Value) {
     }
 }
 
+/// Why a `timeouts` value is not a duration.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DurationError {
+    #[error("empty duration")]
+    Empty,
+    #[error("{0:?} is not a duration such as 30m or 1h30m")]
+    NotANumber(String),
+    #[error("{0:?}: unknown unit {1:?} (use ms, s, m or h)")]
+    Unit(String, String),
+    #[error("{0:?} is too long a duration")]
+    TooLong(String),
+    #[error("{0:?}: a number needs a unit (ms, s, m or h)")]
+    NoUnit(String),
+}
+
 /// Parses a Terraform-style duration: `90s`, `30m`, `1h30m`, `500ms`.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
+pub fn parse_duration(s: &str) -> Result<Duration, DurationError> {
     let s = s.trim();
     if s.is_empty() {
-        return Err("empty duration".into());
+        return Err(DurationError::Empty);
     }
     let mut total = Duration::ZERO;
     let mut num = String::new();
@@ -190,22 +205,22 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         }
         let n: f64 = num
             .parse()
-            .map_err(|_| format!("{s:?} is not a duration such as 30m or 1h30m"))?;
+            .map_err(|_| DurationError::NotANumber(s.into()))?;
         num.clear();
         let secs = match unit.as_str() {
             "ms" => n / 1000.0,
             "s" => n,
             "m" => n * 60.0,
             "h" => n * 3600.0,
-            _ => return Err(format!("{s:?}: unknown unit {unit:?} (use ms, s, m or h)")),
+            _ => return Err(DurationError::Unit(s.into(), unit)),
         };
         total = Duration::try_from_secs_f64(secs)
             .ok()
             .and_then(|d| total.checked_add(d))
-            .ok_or_else(|| format!("{s:?} is too long a duration"))?;
+            .ok_or_else(|| DurationError::TooLong(s.into()))?;
     }
     if !num.is_empty() {
-        return Err(format!("{s:?}: a number needs a unit (ms, s, m or h)"));
+        return Err(DurationError::NoUnit(s.into()));
     }
     Ok(total)
 }

@@ -254,7 +254,7 @@ impl Resource for HostFirewall {
         let before = match ops::current_options(&client).await {
             Ok(o) => o,
             Err(e) => {
-                diags.error("Reading the firewall failed", e);
+                diags.error("Reading the firewall failed", e.to_string());
                 return None;
             }
         };
@@ -281,7 +281,7 @@ impl Resource for HostFirewall {
         match ops::read(&client, st).await {
             Ok(st) => from_typed(&st, diags),
             Err(e) => {
-                diags.error("Reading the host firewall failed", e);
+                diags.error("Reading the host firewall failed", e.to_string());
                 None
             }
         }
@@ -301,7 +301,7 @@ impl Resource for HostFirewall {
         match ops::apply(&client, Some(&prior), &st, &deadline).await {
             Ok(()) => from_typed(&st, diags),
             Err(e) => {
-                diags.error("Updating the host firewall failed", e);
+                diags.error("Updating the host firewall failed", e.to_string());
                 // What Proxmox has now: the next plan shows what is left to do.
                 let read = ops::read(&client, prior.clone()).await.unwrap_or(prior);
                 from_typed(&read, diags)
@@ -326,7 +326,7 @@ impl Resource for HostFirewall {
             );
         }
         if let Err(e) = ops::destroy(&client, &st, &deadline).await {
-            diags.error("Destroying the host firewall failed", e);
+            diags.error("Destroying the host firewall failed", e.to_string());
         }
     }
 

@@ -232,8 +232,8 @@ pub fn to_typed(v: &Value, diags: &mut Diagnostics) -> Option<FirewallState> {
 
 /// Seconds since the epoch of an RFC 3339 date-time (`2026-02-01T18:00:00Z`,
 /// `2026-02-01T19:00:00.5+01:00`).
-pub fn parse_rfc3339(s: &str) -> Result<i64, String> {
-    let bad = || format!("{s:?} is not an RFC 3339 date-time such as 2026-02-01T18:00:00Z");
+pub fn parse_rfc3339(s: &str) -> Result<i64, super::validate::FwValueError> {
+    let bad = || super::validate::FwValueError::Time(s.into());
     let b = s.as_bytes();
     if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't') {
         return Err(bad());
@@ -241,7 +241,7 @@ pub fn parse_rfc3339(s: &str) -> Result<i64, String> {
     if b[13] != b':' || b[16] != b':' {
         return Err(bad());
     }
-    let num = |r: std::ops::Range<usize>| -> Result<i64, String> {
+    let num = |r: std::ops::Range<usize>| -> Result<i64, super::validate::FwValueError> {
         let t = s.get(r).ok_or_else(bad)?;
         if !t.bytes().all(|c| c.is_ascii_digit()) {
             return Err(bad());

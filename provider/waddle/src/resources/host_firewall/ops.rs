@@ -15,7 +15,37 @@ use super::model::{from_api, parse_mark, same_rule, to_api, FirewallState, IpSet
 /// Marker in the comment of the IP set this resource owns.
 pub const IPSET_COMMENT: &str = "waddle: operator addresses";
 
-type Res<T> = Result<T, String>;
+/// Why reading or converging the firewall failed.
+#[derive(Debug, thiserror::Error)]
+pub enum FirewallError {
+    #[error("the deadline {0} passed")]
+    Deadline(String),
+    #[error("{what}: {source}")]
+    Api {
+        what: String,
+        #[source]
+        source: Box<waddle_proxmox::Error>,
+    },
+    #[error(
+        "an IP set named {0:?} already exists and was not made by waddle (its comment \
+         is not {IPSET_COMMENT:?}); choose another name, or import it with `<node>/{0}`"
+    )]
+    ForeignIpSet(String),
+    /// A state without a node (it cannot be read or changed).
+    #[error("{0}")]
+    NoNode(&'static str),
+}
+
+type Res<T> = Result<T, FirewallError>;
+
+/// A failed API call of step `what`.
+fn api(what: impl Into<String>) -> impl FnOnce(waddle_proxmox::Error) -> FirewallError {
+    let what = what.into();
+    move |source| FirewallError::Api {
+        what,
+        source: Box::new(source),
+    }
+}
 
 fn scope(node: &str) -> FirewallScope {
     FirewallScope::Node(node.to_string())
@@ -23,7 +53,7 @@ fn scope(node: &str) -> FirewallScope {
 
 fn check(deadline: &Deadline) -> Res<()> {
     if deadline.passed() {
-        Err(format!("the deadline {deadline} passed"))
+        Err(FirewallError::Deadline(deadline.to_string()))
     } else {
         Ok(())
     }
@@ -61,7 +91,7 @@ pub async fn converge_rules(
         let list = client
             .firewall_rule_list(&sc)
             .await
-            .map_err(|e| format!("reading the rules of node {node:?}: {e}"))?;
+            .map_err(api(format!("reading the rules of node {node:?}")))?;
         let mut seen = BTreeSet::new();
         let mut step: Option<(u32, Option<FirewallRule>, String)> = None;
         for (pos, key, rule) in marked(&list) {
@@ -99,7 +129,7 @@ pub async fn converge_rules(
                     client
                         .add_firewall_rule(&sc, &to_api(key, r))
                         .await
-                        .map_err(|e| format!("creating rule {key:?} on node {node:?}: {e}"))?;
+                        .map_err(api(format!("creating rule {key:?} on node {node:?}")))?;
                 }
                 return Ok(());
             }
@@ -107,7 +137,7 @@ pub async fn converge_rules(
         match result {
             Ok(()) => {}
             Err((e, _)) if modified(&e) && races < 5 => races += 1,
-            Err((e, what)) => return Err(format!("{what} on node {node:?}: {e}")),
+            Err((e, what)) => return Err(api(format!("{what} on node {node:?}"))(e)),
         }
     }
 }
@@ -121,28 +151,21 @@ pub async fn converge_ipset(
     creating: bool,
 ) -> Res<()> {
     let name = &set.name;
-    let existing = client
-        .ipsets()
-        .await
-        .map_err(|e| format!("reading the IP sets: {e}"))?;
+    let existing = client.ipsets().await.map_err(api("reading the IP sets"))?;
     match existing.iter().find(|s| &s.name == name) {
         None => client
             .create_ipset(name, Some(IPSET_COMMENT))
             .await
-            .map_err(|e| format!("creating IP set {name:?}: {e}"))?,
+            .map_err(api(format!("creating IP set {name:?}")))?,
         Some(s) if creating && s.comment.as_deref() != Some(IPSET_COMMENT) => {
-            return Err(format!(
-                "an IP set named {name:?} already exists and was not made by waddle (its comment \
-                 is not {IPSET_COMMENT:?}); choose another name, or import it with \
-                 `<node>/{name}`"
-            ))
+            return Err(FirewallError::ForeignIpSet(name.clone()))
         }
         Some(_) => {}
     }
     let entries = client
         .ipset_entries(name)
         .await
-        .map_err(|e| format!("reading IP set {name:?}: {e}"))?
+        .map_err(api(format!("reading IP set {name:?}")))?
         .unwrap_or_default();
     for c in &set.cidrs {
         if !entries.iter().any(|e| &e.cidr == c) {
@@ -154,7 +177,7 @@ pub async fn converge_ipset(
             client
                 .add_ipset_entry(name, &entry)
                 .await
-                .map_err(|e| format!("adding {c} to IP set {name:?}: {e}"))?;
+                .map_err(api(format!("adding {c} to IP set {name:?}")))?;
         }
     }
     if !adding_only {
@@ -162,7 +185,7 @@ pub async fn converge_ipset(
             client
                 .delete_ipset_entry(name, &e.cidr)
                 .await
-                .map_err(|x| format!("removing {} from IP set {name:?}: {x}", e.cidr))?;
+                .map_err(api(format!("removing {} from IP set {name:?}", e.cidr)))?;
         }
     }
     Ok(())
@@ -173,7 +196,7 @@ pub async fn delete_ipset(client: &Client, name: &str) -> Res<()> {
     let entries = client
         .ipset_entries(name)
         .await
-        .map_err(|e| format!("reading IP set {name:?}: {e}"))?;
+        .map_err(api(format!("reading IP set {name:?}")))?;
     let Some(entries) = entries else {
         return Ok(());
     };
@@ -181,12 +204,12 @@ pub async fn delete_ipset(client: &Client, name: &str) -> Res<()> {
         client
             .delete_ipset_entry(name, &e.cidr)
             .await
-            .map_err(|x| format!("removing {} from IP set {name:?}: {x}", e.cidr))?;
+            .map_err(api(format!("removing {} from IP set {name:?}", e.cidr)))?;
     }
     client
         .delete_ipset(name)
         .await
-        .map_err(|e| format!("deleting IP set {name:?}: {e}"))
+        .map_err(api(format!("deleting IP set {name:?}")))
 }
 
 /// Set the cluster options when they differ.
@@ -199,7 +222,7 @@ pub async fn converge_options(
     let now = client
         .cluster_firewall_options()
         .await
-        .map_err(|e| format!("reading the cluster firewall options: {e}"))?;
+        .map_err(api("reading the cluster firewall options"))?;
     if now.enable.unwrap_or(false) == enabled
         && now.effective_policy_in() == policy_in
         && now.effective_policy_out() == policy_out
@@ -215,7 +238,7 @@ pub async fn converge_options(
     client
         .set_cluster_firewall_options(&o)
         .await
-        .map_err(|e| format!("setting the cluster firewall options: {e}"))
+        .map_err(api("setting the cluster firewall options"))
 }
 
 /// Create or update to `planned` (`prior`: the state before, `None` on create). Order keeps
@@ -227,7 +250,10 @@ pub async fn apply(
     planned: &FirewallState,
     deadline: &Deadline,
 ) -> Res<()> {
-    let node = planned.node.as_deref().ok_or("no node")?;
+    let node = planned
+        .node
+        .as_deref()
+        .ok_or(FirewallError::NoNode("no node"))?;
     if let Some(set) = &planned.ipset {
         let creating = prior
             .and_then(|p| p.ipset.as_ref())
@@ -259,12 +285,15 @@ pub async fn current_options(client: &Client) -> Res<ClusterFirewallOptions> {
     client
         .cluster_firewall_options()
         .await
-        .map_err(|e| format!("reading the cluster firewall options: {e}"))
+        .map_err(api("reading the cluster firewall options"))
 }
 
 /// Refresh `st` from Proxmox.
 pub async fn read(client: &Client, mut st: FirewallState) -> Res<FirewallState> {
-    let node = st.node.clone().ok_or("no node in state")?;
+    let node = st
+        .node
+        .clone()
+        .ok_or(FirewallError::NoNode("no node in state"))?;
     let o = current_options(client).await?;
     st.enabled = Some(o.enable.unwrap_or(false));
     st.policy_in = Some(o.effective_policy_in().to_string());
@@ -272,7 +301,7 @@ pub async fn read(client: &Client, mut st: FirewallState) -> Res<FirewallState> 
     let list = client
         .firewall_rule_list(&scope(&node))
         .await
-        .map_err(|e| format!("reading the rules of node {node:?}: {e}"))?;
+        .map_err(api(format!("reading the rules of node {node:?}")))?;
     let prior = st.rules();
     let mut rules = BTreeMap::new();
     for r in &list.rules {
@@ -295,7 +324,7 @@ pub async fn read(client: &Client, mut st: FirewallState) -> Res<FirewallState> 
         let entries = client
             .ipset_entries(&set.name)
             .await
-            .map_err(|e| format!("reading IP set {:?}: {e}", set.name))?;
+            .map_err(api(format!("reading IP set {:?}", set.name)))?;
         st.ipset = entries.map(|entries| {
             let have: Vec<String> = entries.into_iter().map(|e| e.cidr).collect();
             let mut cidrs: Vec<String> = set
@@ -318,7 +347,10 @@ pub async fn read(client: &Client, mut st: FirewallState) -> Res<FirewallState> 
 /// Destroy: restore the options found at create (first when that switches the firewall
 /// off), delete every marked rule of the node, then the IP set.
 pub async fn destroy(client: &Client, st: &FirewallState, deadline: &Deadline) -> Res<()> {
-    let node = st.node.as_deref().ok_or("no node in state")?;
+    let node = st
+        .node
+        .as_deref()
+        .ok_or(FirewallError::NoNode("no node in state"))?;
     let restore = st
         .previous_options
         .as_ref()
@@ -332,7 +364,7 @@ pub async fn destroy(client: &Client, st: &FirewallState, deadline: &Deadline) -
         client
             .set_cluster_firewall_options(&o)
             .await
-            .map_err(|e| format!("restoring the cluster firewall options: {e}"))
+            .map_err(api("restoring the cluster firewall options"))
     };
     let switches_off = restore.as_ref().is_some_and(|o| o.enable != Some(true));
     if switches_off {

@@ -8,8 +8,36 @@ use waddle_framework::validators::CidrError;
 use super::super::timeouts;
 use super::model::parse_rfc3339;
 
+/// Why a firewall value is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FwValueError {
+    #[error(
+        "{0:?}: a rule key is 1-40 lower-case letters, digits, '-' or '_', starting with a \
+         letter or digit"
+    )]
+    Key(String),
+    #[error("{name:?} must be 2-{max} characters: a letter, then letters, digits, '-' or '_'")]
+    Name { name: String, max: usize },
+    #[error("{0:?} is not an IPv4 address or network")]
+    NotV4(String),
+    #[error("{0:?}: the prefix length must be 0 to 32")]
+    Prefix(String),
+    #[error("IP set {0}")]
+    IpSet(Box<FwValueError>),
+    #[error("alias {0}")]
+    Alias(Box<FwValueError>),
+    #[error("{0:?} is not an address range a-b")]
+    NotRange(String),
+    #[error("{0:?}: the range ends before it starts")]
+    Backwards(String),
+    #[error("{0:?} is not a port (0-65535) or service name")]
+    Port(String),
+    #[error("{0:?} is not an RFC 3339 date-time such as 2026-02-01T18:00:00Z")]
+    Time(String),
+}
+
 /// A rule key: 1-40 characters, lower-case letters, digits, `-`, `_`, a letter or digit first.
-pub fn validate_key(k: &str) -> Result<(), String> {
+pub fn validate_key(k: &str) -> Result<(), FwValueError> {
     let ok = !k.is_empty()
         && k.len() <= 40
         && k.as_bytes()[0].is_ascii_alphanumeric()
@@ -18,14 +46,12 @@ pub fn validate_key(k: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!(
-            "{k:?}: a rule key is 1-40 lower-case letters, digits, '-' or '_', starting with a letter or digit"
-        ))
+        Err(FwValueError::Key(k.into()))
     }
 }
 
 /// A firewall object name (IP set, security group): a letter, then letters, digits, `-`, `_`.
-pub fn validate_fw_name(n: &str, max: usize) -> Result<(), String> {
+pub fn validate_fw_name(n: &str, max: usize) -> Result<(), FwValueError> {
     let ok = n.len() >= 2
         && n.len() <= max
         && n.as_bytes()[0].is_ascii_alphabetic()
@@ -34,15 +60,16 @@ pub fn validate_fw_name(n: &str, max: usize) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!(
-            "{n:?} must be 2-{max} characters: a letter, then letters, digits, '-' or '_'"
-        ))
+        Err(FwValueError::Name {
+            name: n.into(),
+            max,
+        })
     }
 }
 
 /// An IPv4 address or network (`a.b.c.d[/len]`).
-pub fn parse_net(s: &str) -> Result<(Ipv4Addr, u8), String> {
-    let not_v4 = || format!("{s:?} is not an IPv4 address or network");
+pub fn parse_net(s: &str) -> Result<(Ipv4Addr, u8), FwValueError> {
+    let not_v4 = || FwValueError::NotV4(s.into());
     if !s.contains('/') {
         return s
             .parse::<Ipv4Addr>()
@@ -54,33 +81,30 @@ pub fn parse_net(s: &str) -> Result<(Ipv4Addr, u8), String> {
             addr: IpAddr::V4(ip),
             prefix,
         }) => Ok((ip, prefix)),
-        Err(CidrError::Prefix(..)) => Err(format!("{s:?}: the prefix length must be 0 to 32")),
+        Err(CidrError::Prefix(..)) => Err(FwValueError::Prefix(s.into())),
         _ => Err(not_v4()),
     }
 }
 
 /// `source`/`dest`: `+ipset`, an alias name, or a comma list of IPv4 addresses, networks and
 /// ranges.
-pub fn validate_addr_spec(s: &str) -> Result<(), String> {
+pub fn validate_addr_spec(s: &str) -> Result<(), FwValueError> {
     if let Some(set) = s.strip_prefix('+') {
         let set = set.strip_prefix("dc/").unwrap_or(set);
-        return validate_fw_name(set, 64).map_err(|e| format!("IP set {e}"));
+        return validate_fw_name(set, 64).map_err(|e| FwValueError::IpSet(Box::new(e)));
     }
     if s.starts_with(|c: char| c.is_ascii_alphabetic()) {
         return validate_fw_name(s.strip_prefix("dc/").unwrap_or(s), 64)
-            .map_err(|e| format!("alias {e}"));
+            .map_err(|e| FwValueError::Alias(Box::new(e)));
     }
     for part in s.split(',') {
         match part.split_once('-') {
             Some((a, b)) => {
-                let a: Ipv4Addr = a
-                    .parse()
-                    .map_err(|_| format!("{part:?} is not an address range a-b"))?;
-                let b: Ipv4Addr = b
-                    .parse()
-                    .map_err(|_| format!("{part:?} is not an address range a-b"))?;
+                let not_range = |_| FwValueError::NotRange(part.into());
+                let a: Ipv4Addr = a.parse().map_err(not_range)?;
+                let b: Ipv4Addr = b.parse().map_err(not_range)?;
                 if a > b {
-                    return Err(format!("{part:?}: the range ends before it starts"));
+                    return Err(FwValueError::Backwards(part.into()));
                 }
             }
             None => {
@@ -92,12 +116,12 @@ pub fn validate_addr_spec(s: &str) -> Result<(), String> {
 }
 
 /// `dport`/`sport`: comma list of ports, `a:b` ranges or service names.
-pub fn validate_ports(s: &str) -> Result<(), String> {
+pub fn validate_ports(s: &str) -> Result<(), FwValueError> {
     for part in s.split(',') {
         for p in part.split(':') {
             let named = !p.is_empty() && p.bytes().all(|c| c.is_ascii_lowercase() || c == b'-');
             if p.parse::<u16>().is_err() && !named {
-                return Err(format!("{p:?} is not a port (0-65535) or service name"));
+                return Err(FwValueError::Port(p.into()));
             }
         }
     }
@@ -144,7 +168,11 @@ pub fn validate(config: &Value, diags: &mut Diagnostics) {
     if let Some(set) = config.get_attr("ipset").filter(|v| v.is_set()) {
         if let Some(n) = str_at(set, "name") {
             if let Err(e) = validate_fw_name(n, 64) {
-                diags.error_at(p("ipset").then_attr("name"), "Invalid IP set name", e);
+                diags.error_at(
+                    p("ipset").then_attr("name"),
+                    "Invalid IP set name",
+                    e.to_string(),
+                );
             }
         }
         if let Some(list) = set.get_attr("cidrs").and_then(Value::as_elements) {
@@ -153,7 +181,7 @@ pub fn validate(config: &Value, diags: &mut Diagnostics) {
                 let Some(c) = c.as_str() else { continue };
                 let path = p("ipset").then_attr("cidrs").then_index(i as i64);
                 match parse_net(c) {
-                    Err(e) => diags.error_at(path, "Invalid IP set entry", e),
+                    Err(e) => diags.error_at(path, "Invalid IP set entry", e.to_string()),
                     Ok((_, 0)) => diags.error_at(
                         path,
                         "Invalid IP set entry",
@@ -195,7 +223,7 @@ pub fn validate(config: &Value, diags: &mut Diagnostics) {
         if let Some(a) = str_at(r, "action") {
             if kind == Some("group") {
                 if let Err(e) = validate_fw_name(a, 18) {
-                    err(diags, "action", "Invalid security group", e);
+                    err(diags, "action", "Invalid security group", e.to_string());
                 }
             } else if kind.is_some() && !matches!(a, "ACCEPT" | "DROP" | "REJECT") {
                 err(
@@ -209,7 +237,7 @@ pub fn validate(config: &Value, diags: &mut Diagnostics) {
         for name in ["source", "dest"] {
             if let Some(v) = str_at(r, name) {
                 if let Err(e) = validate_addr_spec(v) {
-                    err(diags, name, "Invalid address", e);
+                    err(diags, name, "Invalid address", e.to_string());
                 }
             }
         }
@@ -217,7 +245,7 @@ pub fn validate(config: &Value, diags: &mut Diagnostics) {
         for name in ["dport", "sport"] {
             if let Some(v) = str_at(r, name) {
                 if let Err(e) = validate_ports(v) {
-                    err(diags, name, "Invalid port", e);
+                    err(diags, name, "Invalid port", e.to_string());
                 } else if proto.is_none() && r.get_attr("proto").is_some_and(Value::is_null) {
                     err(
                         diags,
@@ -251,7 +279,7 @@ pub fn validate(config: &Value, diags: &mut Diagnostics) {
         }
         if let Some(e) = str_at(r, "expires") {
             if let Err(m) = parse_rfc3339(e) {
-                err(diags, "expires", "Invalid expiry", m);
+                err(diags, "expires", "Invalid expiry", m.to_string());
             }
         }
     }

@@ -253,6 +253,7 @@ pub fn validate(config: &Value, diags: &mut Diagnostics) {
         for (i, n) in elems.iter().enumerate() {
             if let Some(s) = n.as_str() {
                 if let Err(e) = crate::provider::validate_node(s) {
+                    let e = e.to_string();
                     diags.error_at(p("nodes").then_index(i as i64), "Invalid node name", e);
                 } else if seen.contains(&s) {
                     diags.error_at(

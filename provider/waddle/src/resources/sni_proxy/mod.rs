@@ -41,7 +41,7 @@ use waddle_proxmox::Guest;
 
 use super::timeouts::{self, Deadline};
 use super::vm::resource::PayloadError;
-use super::vm::{NicLayout, VmDefaults, VmError, VmResource};
+use super::vm::{self, NicLayout, VmDefaults, VmResource};
 use ops::haproxy;
 
 mod model;
@@ -50,22 +50,14 @@ mod plan;
 mod schema;
 mod validate;
 
-pub use super::vm::lifecycle::{image_file_name, parse_import_id};
 pub use model::{
-    refresh_from_config, seed_iso_name, with_payload, Listen, PrivateNic, ProxyTimeouts, PublicNic,
-    Route, RoutingError, SniProxyState,
+    with_payload, Listen, PrivateNic, ProxyTimeouts, PublicNic, Route, RoutingError, SniProxyState,
 };
 pub use schema::schema;
 pub use validate::validate;
 
 /// Type name.
 pub const TYPE_NAME: &str = "waddle_sni_proxy";
-
-/// Default `image_url`: Debian 12 (bookworm) generic cloud image.
-pub const DEFAULT_IMAGE_URL: &str =
-    "https://cloud.debian.org/images/cloud/bookworm/latest/debian-12-genericcloud-amd64.qcow2";
-/// Default `maxconn`.
-pub const DEFAULT_MAXCONN: i64 = 4096;
 
 /// Default deadlines of create (dominated by waiting for the VM to report HAProxy running
 /// with the expected config), update and delete (`timeouts`).
@@ -75,20 +67,10 @@ pub const TIMEOUTS: timeouts::Defaults = timeouts::Defaults {
     delete: Duration::from_secs(10 * 60),
 };
 
-/// ACPI shutdown timeout before the VM is stopped on delete.
-pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(60);
-
 /// The shared VM attributes' defaults.
 pub const DEFAULTS: VmDefaults = VmDefaults {
     name: "sni-proxy",
-    storage: "local-lvm",
-    image_storage: "local",
-    image_url: DEFAULT_IMAGE_URL,
-    cores: 1,
-    memory: 512,
-    disk_size: 8,
-    admin_user: "waddle",
-    dns: ["1.1.1.1", "9.9.9.9"],
+    ..VmDefaults::DEBIAN
 };
 
 /// The NICs: `public_nic` (`net0`, with the default gateway) and `private_nic` (`net1`).
@@ -97,11 +79,13 @@ pub const DEFAULTS: VmDefaults = VmDefaults {
 pub const NICS: [NicLayout; 2] = [
     NicLayout {
         attr: "public_nic",
+        address: "public_address",
         iface: "ens18",
         has_gateway: true,
     },
     NicLayout {
         attr: "private_nic",
+        address: "private_address",
         iface: "ens19",
         has_gateway: false,
     },
@@ -121,12 +105,12 @@ impl VmResource for SniProxy {
     const DEFAULTS: VmDefaults = DEFAULTS;
     const NICS: &'static [NicLayout] = &NICS;
     const TIMEOUTS: timeouts::Defaults = TIMEOUTS;
-    const SHUTDOWN_TIMEOUT: Duration = SHUTDOWN_TIMEOUT;
     const TAGS: &'static [&'static str] = &["sni-proxy"];
     const DESCRIPTION: &'static str =
         "waddle_sni_proxy: HAProxy SNI passthrough (managed by OpenTofu/Terraform)";
     const INSTANCE_PREFIX: &'static str = "waddle-sni";
-    const INPUTS_PATH: &'static str = model::INPUTS_PATH;
+    const INPUTS_PATH: &'static str = waddle_haproxy::guest::INPUTS_PATH;
+    const SEED_ISO_PREFIX: &'static str = "waddle-sni-proxy";
     const INVALID: &'static str = "Invalid SNI proxy configuration";
     const COMPUTED: &'static [&'static str] =
         &["haproxy_cfg", "exact_map", "wildcard_map", "config_hash"];
@@ -135,22 +119,12 @@ impl VmResource for SniProxy {
         schema()
     }
 
-    fn seed_iso_name(&self, vmid: u32) -> String {
-        seed_iso_name(vmid)
-    }
-
     fn validate(&self, config: &Value, diags: &mut Diagnostics) {
-        validate(config, diags);
+        validate::payload(config, diags);
     }
 
-    async fn modify_plan(
-        &self,
-        ctx: &Context,
-        req: &PlanRequest,
-        plan: &mut Plan,
-        diags: &mut Diagnostics,
-    ) {
-        plan::modify_plan(ctx, req, plan, diags);
+    fn plan(&self, req: &PlanRequest, plan: &mut Plan, diags: &mut Diagnostics) {
+        plan::plan(req, plan, diags);
     }
 
     fn prepare(&self, st: &SniProxyState) -> Result<Rendered, PayloadError> {
@@ -175,37 +149,19 @@ impl VmResource for SniProxy {
     }
 
     async fn apply(&self, guest: &Guest<'_>, r: &Rendered) -> Result<(), PayloadError> {
-        // Which maps does the running config use (to clean them up afterwards)?
-        let old_cfg = guest
-            .read_file(&r.paths.config)
-            .await
-            .map_err(VmError::api("reading the live config"))?;
-        Ok(haproxy::apply(guest, r, old_cfg.as_deref()).await?)
+        Ok(haproxy::apply(guest, r).await?)
     }
 
     async fn refresh(&self, guest: &Guest<'_>, st: &mut SniProxyState, diags: &mut Diagnostics) {
         match haproxy::live(guest).await {
-            Ok(Some(live)) => {
-                if st.config_hash.as_deref() != Some(live.hash.as_str()) {
-                    st.haproxy_cfg = Some(live.cfg);
-                    st.exact_map = Some(live.exact);
-                    st.wildcard_map = Some(live.wildcard);
-                    st.config_hash = Some(live.hash);
-                }
+            // Drift: the file outputs take the live values (the next plan updates them back).
+            Ok(Some(live)) if st.config_hash.as_deref() != Some(live.config_hash.as_str()) => {
+                st.set_rendered(&live);
             }
+            Ok(Some(_)) => {}
             Ok(None) => st.config_hash = Some(String::new()),
-            Err(e) => diags.warning(
-                "Cannot read the live HAProxy configuration",
-                format!(
-                    "guest agent of VM {}: {e}; the recorded config hash is kept",
-                    guest.vmid()
-                ),
-            ),
+            Err(e) => vm::resource::unreadable(diags, "HAProxy", guest, e),
         }
-    }
-
-    fn forget(&self, st: &mut SniProxyState) {
-        st.config_hash = Some(String::new());
     }
 
     fn importing(&self, st: &SniProxyState) -> bool {

@@ -1,16 +1,13 @@
 //! The state of `waddle_sni_proxy` (one field per attribute; see `assert_roundtrip` in the
 //! tests) and what is derived from it: the routing spec, the rendering and the seed payload.
 
-use std::time::Duration;
-
 use serde::{Deserialize, Serialize};
-use waddle_haproxy::{ProxySpec, Rendered, RouteSpec, Timeouts};
-use waddle_proxmox::cloud_config::{CloudConfig, SeedFile};
-use waddle_proxmox::VmConfig;
+use waddle_haproxy::{ListenSpec, ProxySpec, Rendered, RouteSpec, Timeouts};
+use waddle_proxmox::cloud_config::CloudConfig;
 
-use super::{SniProxy, TIMEOUTS};
-use crate::resources::timeouts::{Op, TimeoutsModel};
+use crate::resources::timeouts::TimeoutsModel;
 use crate::resources::vm;
+use crate::resources::vm::resource::lenient;
 
 /// `public_nic`.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
@@ -30,7 +27,9 @@ pub struct PrivateNic {
 /// One element of `routes`.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub struct Route {
+    #[serde(default, deserialize_with = "lenient")]
     pub hostnames: Vec<String>,
+    #[serde(default, deserialize_with = "lenient")]
     pub backend: String,
     pub proxy_protocol: Option<bool>,
     pub check: Option<bool>,
@@ -44,7 +43,7 @@ pub struct Listen {
 }
 
 /// `proxy_timeouts`.
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Default)]
 pub struct ProxyTimeouts {
     pub connect: Option<String>,
     pub client: Option<String>,
@@ -98,11 +97,6 @@ pub enum RoutingError {
 }
 
 impl SniProxyState {
-    /// The deadline of `op` (`timeouts`, else [`TIMEOUTS`]).
-    pub fn timeout(&self, op: Op) -> Duration {
-        TimeoutsModel::get(self.timeouts.as_ref(), op, &TIMEOUTS)
-    }
-
     pub(super) fn routing_spec(&self) -> Result<ProxySpec, RoutingError> {
         let timeouts = match &self.proxy_timeouts {
             Some(t) => Some(t.parse()?),
@@ -132,17 +126,12 @@ impl SniProxyState {
 impl ProxyTimeouts {
     /// The timeouts, defaults for what is unset.
     pub(super) fn parse(&self) -> Result<Timeouts, waddle_haproxy::ValidationErrors> {
-        let d = Timeouts::default();
-        let g = |x: &Option<String>, def: Duration| {
-            x.clone()
-                .unwrap_or_else(|| waddle_haproxy::format_duration(def))
-        };
-        Timeouts::parse(
-            &g(&self.connect, d.connect),
-            &g(&self.client, d.client),
-            &g(&self.server, d.server),
-            &g(&self.tunnel, d.tunnel),
-            &g(&self.inspect, d.inspect),
+        Timeouts::parse_or_default(
+            self.connect.as_deref(),
+            self.client.as_deref(),
+            self.server.as_deref(),
+            self.tunnel.as_deref(),
+            self.inspect.as_deref(),
         )
     }
 }
@@ -155,58 +144,27 @@ pub(super) fn spec_of(
     maxconn: Option<u32>,
     timeouts: Option<Timeouts>,
 ) -> Result<ProxySpec, RoutingError> {
-    let mut spec = ProxySpec::default();
-    for r in routes {
-        spec.routes.push(RouteSpec {
-            hostnames: r.hostnames.clone(),
-            backend: r.backend.clone(),
-            proxy_protocol: r.proxy_protocol.unwrap_or(false),
-            check: r.check.unwrap_or(true),
-        });
-    }
-    spec.http_backend = http_backend;
-    if let Some(l) = listen {
-        let port = |p: Option<u32>, d: u16| {
-            p.map(|x| u16::try_from(x).map_err(|_| RoutingError::Port(x)))
-                .unwrap_or(Ok(d))
-        };
-        spec.listen.https_port = port(l.https, 443)?;
-        spec.listen.http_port = port(l.http, 80)?;
-    }
-    if let Some(m) = maxconn {
-        spec.maxconn = m;
-    }
-    if let Some(t) = timeouts {
-        spec.timeouts = t;
-    }
-    Ok(spec)
+    let d = ProxySpec::default();
+    let route = |r: &Route| RouteSpec::new(&r.hostnames, &r.backend);
+    Ok(ProxySpec {
+        routes: (routes.iter())
+            .map(|r| route(r).with_options(r.proxy_protocol, r.check))
+            .collect(),
+        http_backend,
+        listen: match listen {
+            Some(l) => ListenSpec::with_ports(l.https, l.http).map_err(RoutingError::Port)?,
+            None => d.listen.clone(),
+        },
+        maxconn: maxconn.unwrap_or(d.maxconn),
+        timeouts: timeouts.unwrap_or(d.timeouts),
+        ..d
+    })
 }
 
 /// A guest's cloud config with the HAProxy payload of `rendered` added.
-pub fn with_payload(mut ci: CloudConfig, rendered: &Rendered) -> CloudConfig {
+pub fn with_payload(ci: CloudConfig, rendered: &Rendered) -> CloudConfig {
     let p = waddle_haproxy::payload(rendered);
-    ci.packages.extend(p.packages);
-    ci.files.extend(p.files.into_iter().map(|f| SeedFile {
-        path: f.path,
-        content: f.content,
-        owner: f.owner.into(),
-        permissions: f.permissions.into(),
-        defer: true,
-    }));
-    ci.commands.extend(p.commands);
-    ci
+    let files = (p.files.into_iter())
+        .map(|f| vm::lifecycle::payload_file(f.path, f.content, f.owner, f.permissions));
+    vm::lifecycle::with_payload(ci, p.packages, files, p.commands)
 }
-
-/// Seed ISO file name for a VM.
-pub fn seed_iso_name(vmid: u32) -> String {
-    format!("waddle-sni-proxy-{vmid}-seed.iso")
-}
-
-/// Refresh VM-level attributes from the VM config.
-pub fn refresh_from_config(state: &mut SniProxyState, cfg: &VmConfig, importing: bool) {
-    vm::ops::refresh_from_config::<SniProxy>(state, cfg, importing);
-}
-
-/// Where the VM keeps the configuration inputs it was built from, so an import can read
-/// back what Proxmox does not know (routes, NIC addresses, cloud-init inputs).
-pub const INPUTS_PATH: &str = "/etc/haproxy/waddle-inputs.json";

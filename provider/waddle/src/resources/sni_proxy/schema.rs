@@ -1,41 +1,38 @@
 //! The schema of `waddle_sni_proxy`: the shared VM attributes (`vm::schema`), the two NICs
 //! and the routing, which is updated in place.
 
-use std::time::Duration;
-
 use waddle_framework::prelude::*;
-use waddle_haproxy::Timeouts;
+use waddle_haproxy::{Timeouts, DEFAULT_MAXCONN};
 
-use super::{DEFAULTS, DEFAULT_MAXCONN, NICS, TIMEOUTS};
+use super::{DEFAULTS, NICS, TIMEOUTS};
 use crate::resources::timeouts;
 use crate::resources::vm;
 
-pub(super) fn default_timeouts() -> Value {
+/// The `proxy_timeouts` defaults (`waddle_haproxy::Timeouts`), as formatted strings.
+fn defaults() -> [(&'static str, &'static str, String); 5] {
     let t = Timeouts::default();
-    let f = waddle_haproxy::format_duration;
-    Value::object([
-        ("connect", Value::from(f(t.connect))),
-        ("client", Value::from(f(t.client))),
-        ("server", Value::from(f(t.server))),
-        ("tunnel", Value::from(f(t.tunnel))),
-        ("inspect", Value::from(f(t.inspect))),
-    ])
+    let d = |name| t.get(name).map(waddle_haproxy::format_duration);
+    Timeouts::FIELDS.map(|(name, what)| (name, what, d(name).unwrap_or_default()))
+}
+
+pub(super) fn default_timeouts() -> Value {
+    Value::object(defaults().map(|(name, _, d)| (name, Value::from(d))))
 }
 
 /// The resource schema.
 pub fn schema() -> Schema {
-    let t = Timeouts::default();
-    let fd = waddle_haproxy::format_duration;
-    let timeout_attr = |what: &str, d: Duration| {
+    let timeout_attr = |what: &str, d: &str| {
         Attribute::string()
             .optional()
             .computed()
             .description(format!(
                 "{what} A number with unit `ms`, `s`, `m`, `h` or `d` (a bare number is \
-             milliseconds). Default `{}`.",
-                fd(d)
+             milliseconds). Default `{d}`."
             ))
     };
+    let timeout_defaults: Vec<String> = (defaults().iter())
+        .map(|(name, _, d)| format!("{name} = \"{d}\""))
+        .collect();
     let mut s = Schema::new(
         "A public SNI proxy: a small Debian 12 VM on Proxmox VE running HAProxy in TCP mode. It \
          reads the SNI of each TLS ClientHello and passes the connection, still encrypted, to the \
@@ -64,7 +61,7 @@ pub fn schema() -> Schema {
              Changing it replaces the VM.",
         ),
     );
-    for (name, a) in vm::schema::attributes(&DEFAULTS) {
+    for (name, a) in vm::schema::attributes(&DEFAULTS, &NICS) {
         s = s.attribute(name, a);
     }
     s = s
@@ -145,7 +142,7 @@ pub fn schema() -> Schema {
     )
     .attribute(
         "maxconn",
-        Attribute::number().default(Value::from(DEFAULT_MAXCONN)).description(format!(
+        Attribute::number().default(Value::from(i64::from(DEFAULT_MAXCONN))).description(format!(
             "HAProxy process and frontend connection limit. Default `{DEFAULT_MAXCONN}`. Updated in place."
         )).validate(Validator::int_range(0, i64::from(u32::MAX))),
     )
@@ -153,23 +150,12 @@ pub fn schema() -> Schema {
         "proxy_timeouts",
         Attribute::nested(
             NestingMode::Single,
-            [
-                ("connect", timeout_attr("Connect timeout to a backend.", t.connect)),
-                ("client", timeout_attr("Client inactivity before the tunnel is established.", t.client)),
-                ("server", timeout_attr("Server inactivity before the tunnel is established.", t.server)),
-                ("tunnel", timeout_attr("Inactivity of an established connection (`timeout tunnel`).", t.tunnel)),
-                ("inspect", timeout_attr("How long to wait for a complete TLS ClientHello (`tcp-request inspect-delay`).", t.inspect)),
-            ],
+            defaults().map(|(name, what, d)| (name, timeout_attr(what, &d))),
         )
         .default(default_timeouts())
         .description(format!(
-            "HAProxy timeouts. Default `{{ connect = \"{}\", client = \"{}\", server = \"{}\", \
-             tunnel = \"{}\", inspect = \"{}\" }}`. Updated in place.",
-            fd(t.connect),
-            fd(t.client),
-            fd(t.server),
-            fd(t.tunnel),
-            fd(t.inspect)
+            "HAProxy timeouts. Default `{{ {} }}`. Updated in place.",
+            timeout_defaults.join(", ")
         )),
     )
     .attribute(
@@ -202,14 +188,6 @@ pub fn schema() -> Schema {
             "config_hash",
             "SHA-256 over the config and both maps. Refresh reads the live files through the \
              guest agent; a different value here means drift, repaired by the next apply.",
-        ),
-        (
-            "public_address",
-            "Public IP address (from `public_nic.cidr`, without prefix length).",
-        ),
-        (
-            "private_address",
-            "Private IP address (from `private_nic.cidr`, without prefix length).",
         ),
     ];
     for (name, description) in computed {

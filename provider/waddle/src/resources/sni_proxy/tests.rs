@@ -3,6 +3,9 @@
 use super::validate::routing_from;
 use super::*;
 use crate::provider::ProviderConfig;
+use crate::resources::vm::lifecycle::{image_file_name, parse_import_id};
+use crate::resources::vm::Vm;
+use crate::resources::vm::DEFAULT_IMAGE_URL;
 use waddle_proxmox::VmConfig;
 
 pub(crate) fn sample() -> SniProxyState {
@@ -315,7 +318,7 @@ fn run_plan(ctx: &Context, config: &Value, prior: &Value, planned: Value) -> (Pl
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
-    rt.block_on(SniProxy.modify_plan(ctx, &req, &mut plan, &mut d));
+    rt.block_on(Vm(SniProxy).modify_plan(ctx, &req, &mut plan, &mut d));
     (plan, d)
 }
 
@@ -442,7 +445,7 @@ fn drifted_hash_plans_an_update_back_and_imports_do_not_replace() {
     tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap()
-        .block_on(SniProxy.modify_plan(&provider_ctx(Some("pve")), &req, &mut plan, &mut d));
+        .block_on(Vm(SniProxy).modify_plan(&provider_ctx(Some("pve")), &req, &mut plan, &mut d));
     assert_eq!(plan.requires_replace, vec![AttributePath::attr("storage")]);
 }
 
@@ -516,7 +519,7 @@ fn config_refresh_reads_vm_attributes() {
         .unwrap(),
     );
     let mut st = sample();
-    refresh_from_config(&mut st, &cfg, false);
+    crate::resources::vm::ops::refresh_from_config::<SniProxy>(&mut st, &cfg, false);
     assert_eq!(st.name.as_deref(), Some("edge"));
     assert_eq!(st.cores, Some(2));
     assert_eq!(st.memory, Some(1024));
@@ -525,7 +528,7 @@ fn config_refresh_reads_vm_attributes() {
     assert_eq!(st.storage.as_deref(), Some("fast"));
     assert_eq!(st.disk_size, Some(8), "not refreshed outside import");
     let mut imported: SniProxyState = schema().null_value().to_typed().unwrap();
-    refresh_from_config(&mut imported, &cfg, true);
+    crate::resources::vm::ops::refresh_from_config::<SniProxy>(&mut imported, &cfg, true);
     assert_eq!(imported.disk_size, Some(10));
     assert_eq!(imported.image_storage.as_deref(), Some("iso"));
     assert!(imported.public_nic.is_none());

@@ -7,8 +7,8 @@ use waddle_framework::prelude::*;
 use waddle_haproxy::{AttrPath as HaPath, PathStep as HaStep, ProxySpec};
 
 use super::model::{spec_of, Listen, ProxyTimeouts, Route};
-use super::{schema, DEFAULTS, NICS};
-use crate::resources::{timeouts, vm};
+use super::SniProxy;
+use crate::resources::vm;
 
 fn to_fw_path(p: &HaPath) -> AttributePath {
     let mut out = AttributePath::root();
@@ -30,21 +30,13 @@ pub(super) struct Routing {
     pub(super) complete: bool,
 }
 
-/// A whole number in `0..=max` (out of range: `None`, reported by the schema's validator).
+/// A whole number in `0..=max` (out of range: `None`, reported by the schema's validator,
+/// and the routing is incomplete).
 fn whole(f: Field<&Value>, max: i64, complete: &mut bool) -> Option<u32> {
-    match f {
-        Field::Unknown => {
-            *complete = false;
-            None
-        }
-        Field::Null => None,
-        Field::Known(x) => {
-            let n = x.as_number().and_then(|n| n.to_i64());
-            let n = n.filter(|n| (0..=max).contains(n)).map(|n| n as u32);
-            *complete &= n.is_some();
-            n
-        }
-    }
+    let n = f.tracked(complete)?.as_number().and_then(|n| n.to_i64());
+    let n = n.filter(|n| (0..=max).contains(n)).map(|n| n as u32);
+    *complete &= n.is_some();
+    n
 }
 
 /// The routing of a configuration (or plan), as far as it is known: routes with unknowns are
@@ -53,75 +45,42 @@ pub(super) fn routing_from(v: &Value, diags: &mut Diagnostics) -> Routing {
     let c = ConfigView::new(v);
     let mut complete = true;
     let (mut routes, mut route_index) = (Vec::new(), Vec::new());
-    match c.elements("routes") {
-        Field::Unknown => complete = false,
-        Field::Null => {}
-        Field::Known(elems) => {
-            for (i, e) in elems.iter().enumerate() {
-                if !e.is_wholly_known() {
-                    complete = false;
-                    continue;
-                }
-                let r = ConfigView::new(e);
-                let hostnames = r.strings("hostnames").known().unwrap_or_default();
-                routes.push(Route {
-                    hostnames: hostnames.into_iter().map(String::from).collect(),
-                    backend: r.str("backend").known().unwrap_or_default().into(),
-                    proxy_protocol: r.bool("proxy_protocol").known(),
-                    check: r.bool("check").known(),
-                });
+    let elems = c
+        .elements("routes")
+        .tracked(&mut complete)
+        .unwrap_or_default();
+    for (i, e) in elems.iter().enumerate() {
+        match e.is_wholly_known().then(|| e.to_typed::<Route>().ok()) {
+            Some(Some(r)) => {
+                routes.push(r);
                 route_index.push(i);
             }
+            _ => complete = false,
         }
     }
-    let http_backend = c.str("http_backend");
-    complete &= !http_backend.is_unknown();
-    let listen = match c.object("listen") {
-        Field::Unknown => {
-            complete = false;
-            None
-        }
-        Field::Null => None,
-        Field::Known(l) => Some(Listen {
-            https: whole(l.field("https"), 65535, &mut complete),
-            http: whole(l.field("http"), 65535, &mut complete),
-        }),
-    };
+    let http_backend = c
+        .str("http_backend")
+        .tracked(&mut complete)
+        .map(String::from);
+    let listen = c.object("listen").tracked(&mut complete).map(|l| Listen {
+        https: whole(l.field("https"), 65535, &mut complete),
+        http: whole(l.field("http"), 65535, &mut complete),
+    });
     let maxconn = whole(c.field("maxconn"), i64::from(u32::MAX), &mut complete);
-    let timeouts = match c.object("proxy_timeouts") {
-        Field::Unknown => {
-            complete = false;
-            None
-        }
-        Field::Null => None,
-        Field::Known(t) => {
-            let mut get = |name: &str| match t.str(name) {
-                Field::Unknown => {
-                    complete = false;
-                    None
+    let timeouts = c.object("proxy_timeouts").tracked(&mut complete);
+    let timeouts = timeouts.and_then(|t| {
+        // An unknown timeout is parsed as its default and leaves the routing incomplete.
+        complete &= t.is_wholly_known();
+        let t: ProxyTimeouts = t.value().unknown_as_null().to_typed().unwrap_or_default();
+        t.parse()
+            .map_err(|errs| {
+                complete = false;
+                for e in errs.errors() {
+                    diags.error_at(to_fw_path(&e.path), "Invalid timeout", e.kind.to_string());
                 }
-                f => f.known().map(String::from),
-            };
-            let t = ProxyTimeouts {
-                connect: get("connect"),
-                client: get("client"),
-                server: get("server"),
-                tunnel: get("tunnel"),
-                inspect: get("inspect"),
-            };
-            match t.parse() {
-                Ok(t) => Some(t),
-                Err(errs) => {
-                    complete = false;
-                    for e in errs.errors() {
-                        diags.error_at(to_fw_path(&e.path), "Invalid timeout", e.kind.to_string());
-                    }
-                    None
-                }
-            }
-        }
-    };
-    let http_backend = http_backend.known().map(String::from);
+            })
+            .ok()
+    });
     let spec = spec_of(&routes, http_backend, listen.as_ref(), maxconn, timeouts);
     complete &= spec.is_ok();
     Routing {
@@ -131,36 +90,12 @@ pub(super) fn routing_from(v: &Value, diags: &mut Diagnostics) -> Routing {
     }
 }
 
-/// Reports waddle-haproxy errors at their configuration paths (route indices mapped back
-/// to the configuration's), each detail naming its element.
+/// Reports waddle-haproxy errors at their configuration paths (route indices renumbered to
+/// the configuration's), each detail naming its element.
 fn report(routing: &Routing, errs: &waddle_haproxy::ValidationErrors, diags: &mut Diagnostics) {
-    let original = |p: &HaPath| {
-        let mut steps = p.steps().to_vec();
-        if let (Some(HaStep::Attr(a)), Some(HaStep::Index(i))) = (steps.first(), steps.get(1)) {
-            if a == "routes" {
-                steps[1] = HaStep::Index(routing.route_index.get(*i).copied().unwrap_or(*i));
-            }
-        }
-        HaPath(steps)
-    };
-    for e in errs.errors() {
-        let msg = match &e.kind {
-            waddle_haproxy::ErrorKind::DuplicateHostname {
-                hostname,
-                key,
-                first,
-            } => format!(
-                "`{hostname}` is already routed by {} (same normalized name `{key}`)",
-                original(first)
-            ),
-            k => k.to_string(),
-        };
-        super::super::error_named(
-            diags,
-            to_fw_path(&original(&e.path)),
-            "Invalid SNI proxy configuration",
-            msg,
-        );
+    for e in errs.renumber_routes(&routing.route_index).errors() {
+        let path = to_fw_path(&e.path);
+        super::super::error_named(diags, path, "Invalid SNI proxy configuration", &e.kind);
     }
 }
 
@@ -199,13 +134,13 @@ fn addressing_of(config: &Value) -> waddle_haproxy::Addressing {
     }
 }
 
+/// The routing's checks (the shared VM checks follow them, see [`validate`]).
+pub(super) fn payload(config: &Value, diags: &mut Diagnostics) {
+    let routing = routing_from(config, diags);
+    validate_routing(config, &routing, diags);
+}
+
 /// All plan-time checks (no API call), at most [`super::super::MAX_DIAGNOSTICS`] reported.
 pub fn validate(config: &Value, diags: &mut Diagnostics) {
-    let mut found = Diagnostics::new();
-    let routing = routing_from(config, &mut found);
-    validate_routing(config, &routing, &mut found);
-    schema().validate_values(config, &mut found);
-    vm::validate::cloud_init_inputs(config, &DEFAULTS, &NICS, &mut found);
-    timeouts::validate(config, &mut found);
-    super::super::capped(found, diags);
+    vm::validate::all(&SniProxy, config, diags);
 }

@@ -170,20 +170,29 @@ pub fn read_inputs(config: &str) -> Result<Option<ClusterModel>, String> {
     Ok(Some(m))
 }
 
+/// Why the inputs lines of a cluster's nodes do not make one cluster.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MergeError {
+    #[error("no control plane's inputs line was read")]
+    NoControlPlane,
+    #[error("nodes of two clusters ({0:?} and {1:?})")]
+    TwoClusters(String, String),
+}
+
 /// The inputs of a whole cluster from the lines of its nodes: the nodes of every line, the
 /// cluster-wide inputs of the first control plane's line (its configuration holds the inline
 /// manifests). `Err` without a control plane's line or when two lines disagree on the cluster.
-pub fn merge(lines: Vec<ClusterModel>) -> Result<ClusterModel, String> {
+pub fn merge(lines: Vec<ClusterModel>) -> Result<ClusterModel, MergeError> {
     let is_cp = |m: &ClusterModel| m.nodes().values().any(|n| n.role == "controlplane");
     let Some(first) = lines.iter().find(|m| is_cp(m)).cloned() else {
-        return Err("no control plane's inputs line was read".into());
+        return Err(MergeError::NoControlPlane);
     };
     let mut nodes = BTreeMap::new();
     for m in lines {
         if m.cluster_name != first.cluster_name {
-            return Err(format!(
-                "nodes of two clusters ({:?} and {:?})",
-                first.cluster_name, m.cluster_name
+            return Err(MergeError::TwoClusters(
+                first.cluster_name.clone(),
+                m.cluster_name,
             ));
         }
         nodes.extend(m.nodes());

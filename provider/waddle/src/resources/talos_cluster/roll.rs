@@ -12,6 +12,7 @@
 //! Progress is reported node by node so an interrupted roll leaves a state from which the
 //! next plan shows the remaining work.
 
+use super::ops::OpError;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
@@ -21,7 +22,7 @@ use super::changes::{Action, Resize};
 use super::ops::{node_health, provision_all, remove_node, wait_configured, Attempt, Created, Env};
 use super::{node_ip, ClusterModel, NodeModel, VmRef};
 
-type R<T> = Result<T, String>;
+type R<T> = Result<T, OpError>;
 
 /// How long Proxmox waits for the guest's ACPI shutdown before it stops the VM.
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(120);
@@ -49,7 +50,7 @@ pub async fn etcd_ready(env: &Env, cps: &[(String, NodeModel)]) -> R<()> {
     env.retry("etcd: every member healthy", || async {
         for (name, n) in cps {
             if let Err(e) = node_health(env, name, n).await {
-                return Attempt::Again(e);
+                return Attempt::Again(e.to_string());
             }
         }
         let c = match env.mtls(node_ip(first)).await {
@@ -71,7 +72,7 @@ async fn node_back(env: &Env, name: &str, n: &NodeModel) -> R<()> {
     env.retry(&format!("nodes[{name:?}]: healthy"), || async {
         match node_health(env, name, n).await {
             Ok(()) => Attempt::Done(()),
-            Err(e) => Attempt::Again(e),
+            Err(e) => Attempt::Again(e.to_string()),
         }
     })
     .await
@@ -187,7 +188,7 @@ pub async fn roll(env: &Env, input: RollInput<'_>, warnings: &mut Vec<String>) -
             _ => Ok(()),
         };
         if let Err(e) = step {
-            out.error = Some(e);
+            out.error = Some(e.to_string());
             return out;
         }
         current.insert(name.clone(), n.clone());
@@ -209,7 +210,7 @@ async fn resize_step(env: &Env, created: &Created, name: &str, n: &NodeModel, r:
         .lock()
         .ok()
         .and_then(|v| v.get(name).cloned())
-        .ok_or_else(|| format!("nodes[{name:?}]: no VM recorded for the node"))?;
+        .ok_or_else(|| OpError::Step(format!("nodes[{name:?}]: no VM recorded for the node")))?;
     resize_vm(env, name, &vm, r).await?;
     node_back(env, name, n).await
 }
@@ -223,7 +224,7 @@ async fn recreate_step(
     anchor: Option<&NodeModel>,
     configs: &BTreeMap<String, String>,
     created: &Created,
-) -> Result<Vec<String>, (String, Vec<String>)> {
+) -> Result<Vec<String>, (OpError, Vec<String>)> {
     let mut warnings = Vec::new();
     tracing::info!(node = name, "re-creating node");
     if let Err(e) = remove_node(env, m, name, old, anchor, created, &mut warnings).await {
@@ -235,7 +236,7 @@ async fn recreate_step(
         .into_iter()
         .next()
     {
-        return Err((e, warnings));
+        return Err((e.into(), warnings));
     }
     match node_back(env, name, new).await {
         Ok(()) => Ok(warnings),

@@ -174,18 +174,16 @@ pub(super) fn check_resource_attrs(config: &Value, diags: &mut Diagnostics) {
 /// Proxmox names in `nodes[*].proxmox`, checked like the API would (no API call).
 fn check_placement(px: &Value, base: &AttributePath, diags: &mut Diagnostics) {
     let text = |k: &str| px.get_attr(k).and_then(Value::as_str);
-    type Check = fn(&str) -> Result<(), String>;
+    type Check = fn(&str) -> Result<(), Box<dyn std::error::Error>>;
     let checks: [(&str, Check); 4] = [
-        ("node", crate::provider::validate_node),
+        ("node", |x| Ok(crate::provider::validate_node(x)?)),
         ("storage", |x| {
-            waddle_proxmox::props::validate_storage(x).map_err(|e| e.to_string())
+            Ok(waddle_proxmox::props::validate_storage(x)?)
         }),
         ("image_storage", |x| {
-            waddle_proxmox::props::validate_storage(x).map_err(|e| e.to_string())
+            Ok(waddle_proxmox::props::validate_storage(x)?)
         }),
-        ("bridge", |x| {
-            waddle_proxmox::props::validate_bridge(x).map_err(|e| e.to_string())
-        }),
+        ("bridge", |x| Ok(waddle_proxmox::props::validate_bridge(x)?)),
     ];
     for (k, check) in checks {
         if let Some(Err(e)) = text(k).map(check) {

@@ -30,10 +30,15 @@ pub fn configured(config: &Value) -> bool {
     config.get_attr(ATTR).is_some_and(|v| !v.is_null())
 }
 
+/// A `machine_secrets_wo` that is not a secrets bundle.
+#[derive(Debug, thiserror::Error)]
+#[error("{ATTR}: {0}")]
+pub struct BundleError(#[source] pub waddle_talos::secrets::SecretsError);
+
 /// The bundle of a configuration's `machine_secrets_wo` (`None`: not set or not known).
-pub fn bundle(config: &Value) -> Option<Result<SecretsBundle, String>> {
+pub fn bundle(config: &Value) -> Option<Result<SecretsBundle, BundleError>> {
     let text = config.get_attr(ATTR).and_then(Value::as_str)?;
-    Some(SecretsBundle::from_yaml(text).map_err(|e| format!("{ATTR}: {e}")))
+    Some(SecretsBundle::from_yaml(text).map_err(BundleError))
 }
 
 /// Plan-time checks: not with `machine_secrets`, only with a version, a bundle that parses.
@@ -69,7 +74,11 @@ pub fn validate(config: &Value, diags: &mut Diagnostics) {
         );
     }
     if let Some(Err(e)) = bundle(config) {
-        diags.error_at(AttributePath::attr(ATTR), "Invalid secrets bundle", e);
+        diags.error_at(
+            AttributePath::attr(ATTR),
+            "Invalid secrets bundle",
+            e.to_string(),
+        );
     }
 }
 

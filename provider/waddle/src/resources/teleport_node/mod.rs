@@ -59,8 +59,8 @@ mod schema;
 mod validate;
 
 pub use model::{
-    seed_iso_name, App, Github, PrivateNic, Role, SniRoute, TeamMapping, TeleportNodeState,
-    TeleportPayload, INPUTS_PATH,
+    App, Github, PrivateNic, Role, SniRoute, TeamMapping, TeleportNodeState, TeleportPayload,
+    INPUTS_PATH,
 };
 pub use schema::schema;
 pub use validate::validate;
@@ -86,19 +86,16 @@ pub const TIMEOUTS: timeouts::Defaults = timeouts::Defaults {
 /// The shared VM attributes' defaults.
 pub const DEFAULTS: VmDefaults = VmDefaults {
     name: "teleport",
-    storage: "local-lvm",
-    image_storage: "local",
-    image_url: super::sni_proxy::DEFAULT_IMAGE_URL,
     cores: 2,
     memory: 2048,
     disk_size: 20,
-    admin_user: "waddle",
-    dns: ["1.1.1.1", "9.9.9.9"],
+    ..VmDefaults::DEBIAN
 };
 
 /// The one NIC: `private_nic` (`net0`, `ens18`, with the default gateway).
 pub const NICS: [NicLayout; 1] = [NicLayout {
     attr: "private_nic",
+    address: "ip_address",
     iface: "ens18",
     has_gateway: true,
 }];
@@ -117,12 +114,12 @@ impl VmResource for TeleportNode {
     const DEFAULTS: VmDefaults = DEFAULTS;
     const NICS: &'static [NicLayout] = &NICS;
     const TIMEOUTS: timeouts::Defaults = TIMEOUTS;
-    const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(60);
     const TAGS: &'static [&'static str] = &["teleport"];
     const DESCRIPTION: &'static str =
         "waddle_teleport_node: Teleport access node (managed by OpenTofu/Terraform)";
     const INSTANCE_PREFIX: &'static str = "waddle-teleport";
     const INPUTS_PATH: &'static str = model::INPUTS_PATH;
+    const SEED_ISO_PREFIX: &'static str = "waddle-teleport";
     const INVALID: &'static str = "Invalid Teleport configuration";
     /// Computed attributes, and the secrets: neither is kept in the inputs an import reads.
     const COMPUTED: &'static [&'static str] = &[
@@ -139,22 +136,12 @@ impl VmResource for TeleportNode {
         schema()
     }
 
-    fn seed_iso_name(&self, vmid: u32) -> String {
-        seed_iso_name(vmid)
-    }
-
     fn validate(&self, config: &Value, diags: &mut Diagnostics) {
-        validate(config, diags);
+        validate::payload(config, diags);
     }
 
-    async fn modify_plan(
-        &self,
-        ctx: &Context,
-        req: &PlanRequest,
-        plan: &mut Plan,
-        diags: &mut Diagnostics,
-    ) {
-        plan::modify_plan(ctx, req, plan, diags);
+    fn plan(&self, req: &PlanRequest, plan: &mut Plan, diags: &mut Diagnostics) {
+        plan::plan(req, plan, diags);
     }
 
     fn prepare(&self, st: &TeleportNodeState) -> Result<TeleportPayload, PayloadError> {
@@ -233,18 +220,8 @@ impl VmResource for TeleportNode {
                 }
             }
             Ok(None) => st.config_hash = Some(String::new()),
-            Err(e) => diags.warning(
-                "Cannot read the live Teleport configuration",
-                format!(
-                    "guest agent of VM {}: {e}; the recorded config hash is kept",
-                    guest.vmid()
-                ),
-            ),
+            Err(e) => super::vm::resource::unreadable(diags, "Teleport", guest, e),
         }
-    }
-
-    fn forget(&self, st: &mut TeleportNodeState) {
-        st.config_hash = Some(String::new());
     }
 
     fn importing(&self, st: &TeleportNodeState) -> bool {

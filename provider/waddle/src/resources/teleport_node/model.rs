@@ -6,22 +6,15 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
-use waddle_proxmox::cloud_config::{CloudConfig, SeedFile};
+use waddle_proxmox::cloud_config::CloudConfig;
 use waddle_teleport::{
     AppSpec, GithubSpec, NodeSpec, Rendered, RoleSpec, Secret, TeamMapping as DomainMapping,
 };
 
 use super::{DEFAULT_CIDR, DEFAULT_VERSION};
 use crate::resources::timeouts::TimeoutsModel;
-
-/// Null (an unknown value read during validation) as the default.
-fn lenient<'de, D, T>(d: D) -> Result<T, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: Default + Deserialize<'de>,
-{
-    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
-}
+use crate::resources::vm;
+use crate::resources::vm::resource::lenient;
 
 /// `private_nic`.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
@@ -330,23 +323,11 @@ pub fn payload_of(st: &TeleportNodeState) -> Result<TeleportPayload, PayloadErro
 }
 
 /// A guest's cloud config with the Teleport payload (no secret) added.
-pub fn with_payload(mut ci: CloudConfig, p: &TeleportPayload) -> CloudConfig {
+pub fn with_payload(ci: CloudConfig, p: &TeleportPayload) -> CloudConfig {
     let seed = waddle_teleport::payload(&p.rendered, p.kubernetes);
-    ci.packages.extend(seed.packages);
-    ci.files.extend(seed.files.into_iter().map(|f| SeedFile {
-        path: f.path,
-        content: f.content,
-        owner: f.owner.into(),
-        permissions: f.permissions.into(),
-        defer: true,
-    }));
-    ci.commands.extend(seed.commands);
-    ci
-}
-
-/// Seed ISO file name for a VM.
-pub fn seed_iso_name(vmid: u32) -> String {
-    format!("waddle-teleport-{vmid}-seed.iso")
+    let files = (seed.files.into_iter())
+        .map(|f| vm::lifecycle::payload_file(f.path, f.content, f.owner, f.permissions));
+    vm::lifecycle::with_payload(ci, seed.packages, files, seed.commands)
 }
 
 /// Where the VM keeps the (non-secret) inputs it was built from, for an import.

@@ -1,5 +1,5 @@
-//! The plan of `waddle_teleport_node`: the shared VM steps (node, id, address, replacement),
-//! the derived names (`public_addr`, `cluster_name`, `web_url`), the rendered `teleport.yaml`
+//! The payload's plan of `waddle_teleport_node` (the shared VM steps around it — node, id,
+//! address, replacement — are `vm::plan::modify_plan`): the derived names (`public_addr`, `cluster_name`, `web_url`), the rendered `teleport.yaml`
 //! and `config_hash` when everything is known (which turns drift into a diff), the upgrade
 //! path of `teleport_version`, and the replacement a new `cluster_name` forces, with a warning
 //! that says why.
@@ -7,7 +7,6 @@
 use waddle_framework::prelude::*;
 
 use super::model::TeleportNodeState;
-use crate::resources::{timeouts, vm};
 
 fn attr(n: &str) -> AttributePath {
     AttributePath::attr(n)
@@ -39,18 +38,7 @@ const RENDER_INPUTS: [&str; 15] = [
     "private_nic",
 ];
 
-pub(super) fn modify_plan(
-    ctx: &Context,
-    req: &PlanRequest,
-    plan: &mut Plan,
-    diags: &mut Diagnostics,
-) {
-    if req.is_destroy() {
-        return;
-    }
-    timeouts::plan_as_configured(&req.config, &mut plan.state);
-    vm::plan::node_and_id(ctx, req, plan, diags);
-    vm::plan::addresses(plan, &[("private_nic", "ip_address")]);
+pub(super) fn plan(req: &PlanRequest, plan: &mut Plan, diags: &mut Diagnostics) {
     // public_addr, cluster_name, web_url
     let configured = |n: &str| req.config.get_attr(n).is_some_and(|v| !v.is_null());
     if !configured("public_addr") {
@@ -102,7 +90,6 @@ pub(super) fn modify_plan(
         upgrade_path(req, plan, diags);
         cluster_rename(req, plan, diags);
     }
-    vm::plan::replacement(req, plan);
 }
 
 /// A new `teleport_version` within the same major or the next is in place; a skip is refused.

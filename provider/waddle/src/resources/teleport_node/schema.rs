@@ -78,7 +78,7 @@ pub fn schema() -> Schema {
     )
     .version(0)
     .attribute("private_nic", private_nic());
-    for (name, a) in vm::schema::attributes(&DEFAULTS) {
+    for (name, a) in vm::schema::attributes(&DEFAULTS, &NICS) {
         s = s.attribute(name, a);
     }
     s = s
@@ -272,7 +272,6 @@ pub fn schema() -> Schema {
         );
     for (name, d) in [
         ("web_url", "`https://<public_addr>`."),
-        ("ip_address", "The node's address (from `private_nic.cidr`)."),
         ("teleport_yaml", "The rendered `/etc/teleport.yaml` (holds no secret); after a refresh, the live file if it drifted."),
         ("config_hash", "SHA-256 over teleport.yaml, the connector (without its secret) and the roles. Refresh reads them live through the guest agent; a difference is drift, repaired by the next apply."),
     ] {

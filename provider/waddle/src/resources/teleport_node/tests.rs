@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use super::model::{App, Github, PrivateNic, Role, SniRoute, TeamMapping};
 use super::*;
 use crate::provider::ProviderConfig;
+use crate::resources::vm::Vm;
 
 pub(crate) fn sample() -> TeleportNodeState {
     TeleportNodeState {
@@ -18,7 +19,7 @@ pub(crate) fn sample() -> TeleportNodeState {
         cores: Some(2),
         memory: Some(2048),
         disk_size: Some(20),
-        image_url: Some(super::super::sni_proxy::DEFAULT_IMAGE_URL.into()),
+        image_url: Some(crate::resources::vm::DEFAULT_IMAGE_URL.into()),
         image_storage: Some("local".into()),
         dns_servers: Some(vec!["1.1.1.1".into()]),
         admin_user: Some("waddle".into()),
@@ -292,7 +293,7 @@ fn run_plan(config: &Value, prior: &Value, planned: Value) -> (Plan, Diagnostics
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
-    rt.block_on(TeleportNode.modify_plan(&provider_ctx(Some("pve")), &req, &mut plan, &mut d));
+    rt.block_on(Vm(TeleportNode).modify_plan(&provider_ctx(Some("pve")), &req, &mut plan, &mut d));
     (plan, d)
 }
 

@@ -7,8 +7,8 @@ use waddle_framework::prelude::*;
 use waddle_teleport::{AttrPath as TpPath, ErrorKind, PathStep as TpStep};
 
 use super::model::TeleportNodeState;
-use super::{schema, DEFAULTS, NICS};
-use crate::resources::{timeouts, vm};
+use super::TeleportNode;
+use crate::resources::vm;
 
 /// A `waddle_teleport` path as a configuration path.
 pub(super) fn to_fw_path(p: &TpPath) -> AttributePath {
@@ -137,12 +137,12 @@ fn teleport_inputs(config: &Value, found: &mut Diagnostics) {
     }
 }
 
+/// The Teleport inputs' checks (the shared VM checks follow them, see [`validate`]).
+pub(super) fn payload(config: &Value, diags: &mut Diagnostics) {
+    teleport_inputs(config, diags);
+}
+
 /// All plan-time checks (no API call), at most [`super::super::MAX_DIAGNOSTICS`] reported.
 pub fn validate(config: &Value, diags: &mut Diagnostics) {
-    let mut found = Diagnostics::new();
-    teleport_inputs(config, &mut found);
-    schema().validate_values(config, &mut found);
-    vm::validate::cloud_init_inputs(config, &DEFAULTS, &NICS, &mut found);
-    timeouts::validate(config, &mut found);
-    super::super::capped(found, diags);
+    vm::validate::all(&TeleportNode, config, diags);
 }

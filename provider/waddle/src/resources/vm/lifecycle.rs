@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use waddle_proxmox::cloud_config::CloudConfig;
+use waddle_proxmox::cloud_config::{CloudConfig, SeedFile};
 use waddle_proxmox::{
     Client, ContentType, DiskSpec, DownloadUrl, NetSpec, OwnerMark, Params, VmConfig, VmSpec,
     WaitOptions,
@@ -52,10 +52,10 @@ pub fn image_file_name(url: &str) -> Result<String, ImageUrlError> {
 }
 
 /// Why an import ID cannot be used.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum ImportIdError {
     #[error("node: {0}")]
-    Node(String),
+    Node(#[from] crate::provider::ValueError),
     #[error("{0:?}: expected <node>/<vmid> or <vmid>")]
     Shape(String),
     #[error("{0}")]
@@ -66,7 +66,7 @@ pub enum ImportIdError {
 pub fn parse_import_id(id: &str) -> Result<(Option<String>, u32), ImportIdError> {
     let (node, vmid) = match id.trim().split_once('/') {
         Some((n, v)) => {
-            crate::provider::validate_node(n).map_err(ImportIdError::Node)?;
+            crate::provider::validate_node(n)?;
             (Some(n.to_string()), v)
         }
         None => (None, id.trim()),
@@ -169,6 +169,31 @@ pub async fn macs(
                 .map(|m| m.to_ascii_lowercase())
         })
         .collect())
+}
+
+/// A payload's file in the seed, written after the packages are installed (a package's own
+/// conffile never overwrites it, and it may belong to a group the package creates).
+pub fn payload_file(path: String, content: String, owner: &str, permissions: &str) -> SeedFile {
+    SeedFile {
+        path,
+        content,
+        owner: owner.into(),
+        permissions: permissions.into(),
+        defer: true,
+    }
+}
+
+/// `ci` with a payload's packages, files and commands added.
+pub fn with_payload(
+    mut ci: CloudConfig,
+    packages: Vec<String>,
+    files: impl IntoIterator<Item = SeedFile>,
+    commands: Vec<Vec<String>>,
+) -> CloudConfig {
+    ci.packages.extend(packages);
+    ci.files.extend(files);
+    ci.commands.extend(commands);
+    ci
 }
 
 /// The NoCloud seed ISO of a cloud config.

@@ -15,8 +15,12 @@
 //! * [`owned`]: what a VM resource owns in Proxmox and how it finds it again (the ownership
 //!   mark, the seed ISO named after the VMID; see the crash-consistency rules there).
 //!
-//! The guest itself is reached with `waddle_proxmox::Guest`.
+//! * [`guest`]: the steps every payload takes on the guest (a command that must succeed,
+//!   files, a staged file checked before it replaces the live one, cloud-init's status, the
+//!   poll until the guest is ready), through `waddle_proxmox::Guest`.
+//! * [`resource`]: [`VmResource`], the hooks a payload implements, and its adapter [`Vm`].
 
+pub mod guest;
 pub mod lifecycle;
 pub mod ops;
 pub mod owned;
@@ -53,7 +57,12 @@ impl VmError {
     }
 }
 
+/// The default `image_url` of every VM resource: Debian 12 (bookworm) generic cloud image.
+pub const DEFAULT_IMAGE_URL: &str =
+    "https://cloud.debian.org/images/cloud/bookworm/latest/debian-12-genericcloud-amd64.qcow2";
+
 /// The defaults of a VM resource's shared attributes (they appear in its documentation).
+/// A resource sets its name and size and takes the rest from [`VmDefaults::DEBIAN`].
 #[derive(Debug, Clone, Copy)]
 pub struct VmDefaults {
     pub name: &'static str,
@@ -67,11 +76,29 @@ pub struct VmDefaults {
     pub dns: [&'static str; 2],
 }
 
+impl VmDefaults {
+    /// The Debian 12 cloud image on PVE's default storages, admin user `waddle`, public
+    /// resolvers; 1 core, 512 MiB, 8 GiB.
+    pub const DEBIAN: VmDefaults = VmDefaults {
+        name: "debian",
+        storage: "local-lvm",
+        image_storage: "local",
+        image_url: DEFAULT_IMAGE_URL,
+        cores: 1,
+        memory: 512,
+        disk_size: 8,
+        admin_user: "waddle",
+        dns: ["1.1.1.1", "9.9.9.9"],
+    };
+}
+
 /// One NIC of a VM resource: its attribute (`public_nic`), whether it has a `gateway`, and
 /// the guest's interface name (Debian names virtio `net0` `ens18`, `net1` `ens19`, ...).
 #[derive(Debug, Clone, Copy)]
 pub struct NicLayout {
     pub attr: &'static str,
+    /// The computed attribute with the NIC's address (`public_address`).
+    pub address: &'static str,
     pub iface: &'static str,
     pub has_gateway: bool,
 }

@@ -5,7 +5,25 @@ use waddle_framework::resource::{
     default_from_provider, requires_replace_if_prior_set, ProviderDefault,
 };
 
+use super::{NicLayout, VmResource};
 use crate::provider::{ProviderConfig, ENV_NODE};
+use crate::resources::timeouts;
+
+/// The plan of a VM resource's create or update (not a destroy): `timeouts` as configured,
+/// node and id, the NICs' addresses, then the payload's plan, then what forces a replacement.
+pub fn modify_plan<R: VmResource>(
+    r: &R,
+    ctx: &Context,
+    req: &PlanRequest,
+    plan: &mut Plan,
+    diags: &mut Diagnostics,
+) {
+    timeouts::plan_as_configured(&req.config, &mut plan.state);
+    node_and_id(ctx, req, plan, diags);
+    addresses(plan, R::NICS);
+    r.plan(req, plan, diags);
+    replacement(req, plan);
+}
 
 /// `node` from the provider configuration when not configured (an error at `node` when
 /// there is none anywhere), and `id` = `<node>/<vmid>` once both are known.
@@ -35,17 +53,19 @@ pub fn node_and_id(ctx: &Context, req: &PlanRequest, plan: &mut Plan, diags: &mu
     }
 }
 
-/// `<out>` = the address of `<nic>.cidr` (without prefix length), for each pair.
-pub fn addresses(plan: &mut Plan, pairs: &[(&str, &str)]) {
-    for (nic, out) in pairs {
+/// Each NIC's `address` attribute: the address of its `cidr` (without prefix length).
+pub fn addresses(plan: &mut Plan, nics: &[NicLayout]) {
+    for nic in nics {
         let cidr = ConfigView::new(&plan.state)
-            .object(nic)
+            .object(nic.attr)
             .known()
             .and_then(|n| n.str("cidr").known())
             .and_then(|c| Cidr::parse(c).ok());
         if let Some(c) = cidr {
-            plan.state
-                .set_path(&AttributePath::attr(*out), Value::from(c.addr.to_string()));
+            plan.state.set_path(
+                &AttributePath::attr(nic.address),
+                Value::from(c.addr.to_string()),
+            );
         }
     }
 }

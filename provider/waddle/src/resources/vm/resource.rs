@@ -42,6 +42,16 @@ pub struct VmAttrs {
     pub timeouts: Option<TimeoutsModel>,
 }
 
+/// Serde `deserialize_with` for a required attribute of a state type: null (an unknown value
+/// read during validation, or left out) as the default.
+pub fn lenient<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
 /// One NIC attribute of a state.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct NicAttrs {
@@ -112,7 +122,7 @@ pub trait VmResource: Send + Sync + 'static {
     const NICS: &'static [NicLayout];
     const TIMEOUTS: timeouts::Defaults;
     /// ACPI shutdown timeout before the VM is stopped on delete.
-    const SHUTDOWN_TIMEOUT: Duration;
+    const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(60);
     /// VM tags (besides the ownership tag) and description.
     const TAGS: &'static [&'static str];
     const DESCRIPTION: &'static str;
@@ -125,19 +135,19 @@ pub trait VmResource: Send + Sync + 'static {
     /// Computed attributes of the payload (not kept as inputs, never adopted from them).
     const COMPUTED: &'static [&'static str];
 
+    /// Seed ISO file names: `<SEED_ISO_PREFIX>-<vmid>-seed.iso`.
+    const SEED_ISO_PREFIX: &'static str;
+
     fn schema(&self) -> Schema;
     /// The seed ISO's file name for `vmid`.
-    fn seed_iso_name(&self, vmid: u32) -> String;
-    /// All plan-time checks.
+    fn seed_iso_name(&self, vmid: u32) -> String {
+        format!("{}-{vmid}-seed.iso", Self::SEED_ISO_PREFIX)
+    }
+    /// The payload's plan-time checks (the shared ones follow, see `vm::validate::all`).
     fn validate(&self, config: &Value, diags: &mut Diagnostics);
-    /// The whole plan (use `vm::plan`'s steps).
-    async fn modify_plan(
-        &self,
-        ctx: &Context,
-        req: &PlanRequest,
-        plan: &mut Plan,
-        diags: &mut Diagnostics,
-    );
+    /// The payload's plan of a create or update, between the shared steps (see
+    /// `vm::plan::modify_plan`).
+    fn plan(&self, req: &PlanRequest, plan: &mut Plan, diags: &mut Diagnostics);
 
     /// Render the payload of a planned state.
     fn prepare(&self, st: &Self::State) -> Result<Self::Payload, PayloadError>;
@@ -156,10 +166,31 @@ pub trait VmResource: Send + Sync + 'static {
     async fn apply(&self, guest: &Guest<'_>, p: &Self::Payload) -> Result<(), PayloadError>;
     /// Refresh the payload's attributes from the running VM (warnings to `diags`).
     async fn refresh(&self, guest: &Guest<'_>, st: &mut Self::State, diags: &mut Diagnostics);
-    /// The payload is not running (stopped or gone VM): mark it so the plan repairs it.
-    fn forget(&self, st: &mut Self::State);
+    /// The payload is not running (stopped or gone VM): mark it so the plan repairs it. By
+    /// default an empty `config_hash` (the payload's drift hash, which no rendering has).
+    fn forget(&self, st: &mut Self::State) {
+        let _ = patch(st, |m| {
+            m.insert("config_hash".into(), Json::String(String::new()));
+        });
+    }
     /// Whether a read state comes from an import (only the identity known).
     fn importing(&self, st: &Self::State) -> bool;
+}
+
+/// The warning of a `refresh` that could not read the live `what` configuration.
+pub fn unreadable(
+    diags: &mut Diagnostics,
+    what: &str,
+    guest: &Guest<'_>,
+    e: impl std::fmt::Display,
+) {
+    diags.warning(
+        format!("Cannot read the live {what} configuration"),
+        format!(
+            "guest agent of VM {}: {e}; the recorded config hash is kept",
+            guest.vmid()
+        ),
+    );
 }
 
 /// Adapter of a [`VmResource`] to `TypedResource` (register as `Typed(Vm(R))`).
@@ -179,7 +210,7 @@ impl<R: VmResource> TypedResource for Vm<R> {
     }
 
     async fn validate(&self, _ctx: &Context, config: &Value, diags: &mut Diagnostics) {
-        self.0.validate(config, diags);
+        super::validate::all(&self.0, config, diags);
     }
 
     async fn modify_plan(
@@ -189,7 +220,9 @@ impl<R: VmResource> TypedResource for Vm<R> {
         plan: &mut Plan,
         diags: &mut Diagnostics,
     ) {
-        self.0.modify_plan(ctx, req, plan, diags).await;
+        if !req.is_destroy() {
+            super::plan::modify_plan(&self.0, ctx, req, plan, diags);
+        }
     }
 
     async fn create(

@@ -9,21 +9,25 @@ fn replace(a: Attribute) -> Attribute {
     a.requires_replace()
 }
 
-fn check(r: Result<(), impl std::fmt::Display>) -> Result<(), String> {
-    r.map_err(|e| e.to_string())
-}
-
-fn string_check(f: fn(&str) -> Result<(), String>) -> Validator {
+fn string_check<E: std::fmt::Display + 'static>(f: fn(&str) -> Result<(), E>) -> Validator {
     Validator::custom("Invalid value", move |v| match v.as_str() {
         Some(s) => f(s),
         None => Ok(()),
     })
 }
 
-/// The shared VM attributes: `id`, `seed_iso` (computed) and placement, image and cloud-init
-/// inputs, all forcing replacement.
-pub fn attributes(d: &VmDefaults) -> Vec<(&'static str, Attribute)> {
-    vec![
+/// The shared VM attributes: `id`, `seed_iso` and each NIC's address (computed) and
+/// placement, image and cloud-init inputs, all forcing replacement.
+pub fn attributes(d: &VmDefaults, nics: &[NicLayout]) -> Vec<(&'static str, Attribute)> {
+    let addresses = nics.iter().map(|nic| {
+        let doc = format!(
+            "IP address of `{}` (its `cidr` without prefix length).",
+            nic.attr
+        );
+        (nic.address, Attribute::string().computed().description(doc))
+    });
+    let mut attrs: Vec<(&'static str, Attribute)> = addresses.collect();
+    attrs.extend([
         (
             "id",
             Attribute::string()
@@ -75,7 +79,7 @@ pub fn attributes(d: &VmDefaults) -> Vec<(&'static str, Attribute)> {
                     .validate(Validator::custom("Invalid value", |v| {
                         match v.as_i64().and_then(|n| u32::try_from(n).ok()) {
                             Some(n) if (100..=999_999_999).contains(&n) => {
-                                check(waddle_proxmox::props::validate_vmid(n))
+                                waddle_proxmox::props::validate_vmid(n)
                             }
                             _ => Ok(()), // out of range: reported by the range check
                         }
@@ -92,9 +96,7 @@ pub fn attributes(d: &VmDefaults) -> Vec<(&'static str, Attribute)> {
                          Changing it replaces the VM.",
                         d.storage
                     ))
-                    .validate(string_check(|s| {
-                        check(waddle_proxmox::props::validate_storage(s))
-                    })),
+                    .validate(string_check(waddle_proxmox::props::validate_storage)),
             ),
         ),
         (
@@ -149,7 +151,7 @@ pub fn attributes(d: &VmDefaults) -> Vec<(&'static str, Attribute)> {
                         d.image_url
                     ))
                     .validate(string_check(|u| {
-                        check(super::lifecycle::image_file_name(u).map(|_| ()))
+                        super::lifecycle::image_file_name(u).map(|_| ())
                     })),
             ),
         ),
@@ -163,9 +165,7 @@ pub fn attributes(d: &VmDefaults) -> Vec<(&'static str, Attribute)> {
                          the uploaded NoCloud seed ISO. Default `{}`. Changing it replaces the VM.",
                         d.image_storage
                     ))
-                    .validate(string_check(|s| {
-                        check(waddle_proxmox::props::validate_storage(s))
-                    })),
+                    .validate(string_check(waddle_proxmox::props::validate_storage)),
             ),
         ),
         (
@@ -200,7 +200,8 @@ pub fn attributes(d: &VmDefaults) -> Vec<(&'static str, Attribute)> {
                  VM (cloud-init installs them at first boot).",
             )),
         ),
-    ]
+    ]);
+    attrs
 }
 
 /// A NIC attribute: `bridge`, a static `cidr` and, when the layout says so, a `gateway`.
@@ -211,9 +212,7 @@ pub fn nic_attribute(nic: &NicLayout, examples: (&str, &str), description: &str)
             Attribute::string()
                 .required()
                 .description(format!("Bridge, e.g. `{}`.", examples.0))
-                .validate(string_check(|b| {
-                    check(waddle_proxmox::props::validate_bridge(b))
-                })),
+                .validate(string_check(waddle_proxmox::props::validate_bridge)),
         ),
         (
             "cidr",

@@ -7,7 +7,20 @@ use std::net::IpAddr;
 use waddle_framework::prelude::*;
 use waddle_proxmox::cloud_config::{self, CiPath, CiStep, CloudConfig, GuestNic};
 
-use super::{NicLayout, VmDefaults};
+use super::{NicLayout, VmDefaults, VmResource};
+use crate::resources::timeouts;
+
+/// All plan-time checks of a VM resource (no API call): the payload's own first, then the
+/// schema's validators, the cloud-init inputs and `timeouts`; at most
+/// [`crate::resources::MAX_DIAGNOSTICS`] reported.
+pub fn all<R: VmResource>(r: &R, config: &Value, diags: &mut Diagnostics) {
+    let mut found = Diagnostics::new();
+    r.validate(config, &mut found);
+    r.schema().validate_values(config, &mut found);
+    cloud_init_inputs(config, &R::DEFAULTS, R::NICS, &mut found);
+    timeouts::validate(config, &mut found);
+    crate::resources::capped(found, diags);
+}
 
 const PLACEHOLDER_CIDR: &str = "192.0.2.1/24";
 const PLACEHOLDER_KEY: &str =

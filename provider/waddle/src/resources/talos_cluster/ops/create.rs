@@ -26,7 +26,11 @@ pub async fn create(ctx: &Context, req: CreateRequest, diags: &mut Diagnostics) 
     let given = match wo::bundle(&req.config) {
         Some(Ok(b)) => Some(b),
         Some(Err(e)) => {
-            diags.error_at(AttributePath::attr(wo::ATTR), "Invalid secrets bundle", e);
+            diags.error_at(
+                AttributePath::attr(wo::ATTR),
+                "Invalid secrets bundle",
+                e.to_string(),
+            );
             return None;
         }
         None if write_only => {
@@ -78,7 +82,7 @@ pub async fn create(ctx: &Context, req: CreateRequest, diags: &mut Diagnostics) 
     let configs = match render_all(&m, &bundle) {
         Ok(c) => c,
         Err(e) => {
-            diags.error("Rendering the machine configuration failed", e);
+            diags.error("Rendering the machine configuration failed", e.to_string());
             return None;
         }
     };
@@ -92,7 +96,7 @@ pub async fn create(ctx: &Context, req: CreateRequest, diags: &mut Diagnostics) 
     let (creds, cc) = match credentials(&m, &bundle) {
         Ok(x) => x,
         Err(e) => {
-            diags.error("Client certificate", e);
+            diags.error("Client certificate", e.to_string());
             return None;
         }
     };
@@ -100,7 +104,7 @@ pub async fn create(ctx: &Context, req: CreateRequest, diags: &mut Diagnostics) 
     match talosconfig_of(&m, &bundle, &cc) {
         Ok(t) => m.talosconfig = Some(t),
         Err(e) => {
-            diags.error("talosconfig", e);
+            diags.error("talosconfig", e.to_string());
             return None;
         }
     }
@@ -134,7 +138,7 @@ pub async fn create(ctx: &Context, req: CreateRequest, diags: &mut Diagnostics) 
     );
     if let Some(r) = m.etcd_restore.clone() {
         if let Err(e) = etcd_backup::restore(&env, &m, &r).await {
-            diags.error("Restoring etcd failed", e);
+            diags.error("Restoring etcd failed", e.to_string());
             // Not restored: the next plan shows the restore again.
             m.etcd_restore = None;
             m.kubeconfig = Some(String::new());
@@ -145,14 +149,14 @@ pub async fn create(ctx: &Context, req: CreateRequest, diags: &mut Diagnostics) 
     }
     match finish(&env, &mut m, &bundle, true).await {
         Err(e) => {
-            diags.error("Creating the Talos cluster failed", e);
+            diags.error("Creating the Talos cluster failed", e.to_string());
             if m.kubeconfig.is_none() {
                 m.kubeconfig = Some(String::new());
             }
         }
         Ok(()) if takes_every_apply(&m) => {
             if let Err(e) = etcd_backup::take(&env, &mut m, super::super::etcd::EVERY_APPLY).await {
-                diags.error("etcd snapshot failed", e);
+                diags.error("etcd snapshot failed", e.to_string());
             }
         }
         Ok(()) => {}

@@ -35,7 +35,8 @@ async fn a_deadline_error_keeps_the_last_real_cause() {
             }
         })
         .await
-        .expect_err("times out");
+        .expect_err("times out")
+        .to_string();
     assert!(err.starts_with("cluster health: timed out"), "{err}");
     assert!(err.contains("/readyz"), "{err}");
     assert!(err.contains("connection refused"), "{err}");
@@ -85,7 +86,7 @@ async fn an_unreachable_proxmox_api_stops_the_retry_with_that_cause() {
     )
     .await
     .expect("the retry stops once the Proxmox VE API has been unreachable for its limit");
-    let err = res.expect_err("nothing answers");
+    let err = res.expect_err("nothing answers").to_string();
     assert!(err.contains("has been unreachable for"), "{err}");
     assert!(!err.contains("timed out"), "{err}");
 }
@@ -105,7 +106,8 @@ async fn a_refused_readyz_names_the_refusal() {
         &bundle,
     )
     .await
-    .expect_err("nothing listens");
+    .expect_err("nothing listens")
+    .to_string();
     assert!(
         err.to_ascii_lowercase().contains("connection refused"),
         "{err}"

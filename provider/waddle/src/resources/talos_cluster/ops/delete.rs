@@ -1,6 +1,7 @@
 //! Delete: an etcd snapshot first when asked, nodes reset (workers, then control planes),
 //! VMs and downloaded images deleted.
 
+use super::OpError;
 use std::time::Duration;
 
 use waddle_framework::prelude::*;
@@ -80,7 +81,10 @@ pub async fn delete(ctx: &Context, prior_state: Value, diags: &mut Diagnostics) 
             .map(|(k, n)| reset_node(&env, k, node_ip(n), graceful));
         for r in futures::future::join_all(workers).await {
             if let Err(e) = r {
-                diags.warning("Node reset failed (the VM is deleted anyway)", e);
+                diags.warning(
+                    "Node reset failed (the VM is deleted anyway)",
+                    e.to_string(),
+                );
             }
         }
         let cps = control_planes(&m);
@@ -88,7 +92,10 @@ pub async fn delete(ctx: &Context, prior_state: Value, diags: &mut Diagnostics) 
         for (i, (k, n)) in cps.iter().enumerate() {
             // The last etcd member cannot leave gracefully.
             if let Err(e) = reset_node(&env, k, node_ip(n), graceful && i != last).await {
-                diags.warning("Node reset failed (the VM is deleted anyway)", e);
+                diags.warning(
+                    "Node reset failed (the VM is deleted anyway)",
+                    e.to_string(),
+                );
             }
         }
     }
@@ -106,12 +113,14 @@ pub async fn delete(ctx: &Context, prior_state: Value, diags: &mut Diagnostics) 
         async move {
             pve.shutdown_and_delete_vm(vm.vmid, Duration::from_secs(30), &mark, Some(&hostname))
                 .await
-                .map_err(|e| format!("nodes[{name:?}]: deleting VM {}: {e}", vm.vmid))
+                .map_err(|e| {
+                    OpError::Step(format!("nodes[{name:?}]: deleting VM {}: {e}", vm.vmid))
+                })
         }
     });
     for r in futures::future::join_all(dels).await {
         if let Err(e) = r {
-            diags.error("Deleting a Talos node VM failed", e);
+            diags.error("Deleting a Talos node VM failed", e.to_string());
         }
     }
     if diags.has_errors() {

@@ -9,7 +9,7 @@ use waddle_framework::error_chain;
 use waddle_talos::api::{ConnectOptions, Credentials, TalosClient, TalosError};
 
 use super::super::PlacementModel;
-use super::R;
+use super::{OpError, R};
 
 /// Poll intervals: start small so a fast step is noticed quickly, grow to a cap.
 #[derive(Clone, Copy, Debug)]
@@ -71,7 +71,7 @@ impl Env {
     pub(crate) async fn sleep(&self, d: Duration) -> R<()> {
         let d = d.min(self.remaining());
         tokio::select! {
-            _ = self.cancel.cancelled() => Err("cancelled: the provider is stopping".into()),
+            _ = self.cancel.cancelled() => Err(OpError::Stopping),
             _ = tokio::time::sleep(d) => Ok(()),
         }
     }
@@ -86,7 +86,7 @@ impl Env {
         let mut last_reason = String::new();
         loop {
             if self.cancel.is_cancelled() {
-                return Err(format!("{what}: cancelled: the provider is stopping"));
+                return Err(OpError::Cancelled { what: what.into() });
             }
             let attempt = tokio::select! {
                 _ = self.cancel.cancelled() => Attempt::Fatal("cancelled: the provider is stopping".into()),
@@ -104,16 +104,22 @@ impl Env {
             };
             match attempt {
                 Attempt::Done(t) => return Ok(t),
-                Attempt::Fatal(e) => return Err(format!("{what}: {e}")),
+                Attempt::Fatal(reason) => {
+                    return Err(OpError::Failed {
+                        what: what.into(),
+                        reason,
+                    })
+                }
                 Attempt::Again(reason) => {
                     if reason != last_reason {
                         tracing::info!(step = what, "waiting: {reason}");
                         last_reason = reason.clone();
                     }
                     if self.remaining().is_zero() {
-                        return Err(format!(
-                            "{what}: timed out (the operation's deadline passed); last state: {last_reason}"
-                        ));
+                        return Err(OpError::TimedOut {
+                            what: what.into(),
+                            last: last_reason,
+                        });
                     }
                 }
             }
@@ -141,9 +147,7 @@ impl Env {
     }
 
     pub(crate) fn pve(&self) -> R<&waddle_proxmox::Client> {
-        self.pve.as_ref().ok_or_else(|| {
-            "the provider has no Proxmox VE connection configured (endpoint/api_token)".to_string()
-        })
+        self.pve.as_ref().ok_or(OpError::NoProxmox)
     }
 }
 

@@ -9,6 +9,7 @@
 //! with `recover_etcd` on the first control plane, then waits for its etcd to run (a restore
 //! that fails on the node shows as the etcd service `Failed`, with Talos's reason).
 
+use super::OpError;
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
 
@@ -18,7 +19,7 @@ use waddle_talos::api::etcd::{SnapshotError, SnapshotInfo, SnapshotVerifier};
 use waddle_talos::api::SnapshotTransferError;
 
 use super::super::etcd::{RestoreModel, SnapshotRecord};
-use super::{control_planes, Attempt, ClusterModel, Env};
+use super::{control_planes, Attempt, ClusterModel, Env, R};
 use crate::resources::talos_cluster::node_ip;
 
 /// The largest snapshot file a restore reads (etcd's largest storage quota is 8 GiB).
@@ -128,16 +129,19 @@ async fn healthy_control_planes(env: &Env, m: &ClusterModel) -> Vec<(String, Str
 
 /// Takes a snapshot into `etcd_backup.directory` and prunes the directory to `keep`;
 /// records the kept snapshots in `m.etcd_snapshots`. Returns the new record.
-pub async fn take(env: &Env, m: &mut ClusterModel, reason: &str) -> Result<SnapshotRecord, String> {
+pub async fn take(env: &Env, m: &mut ClusterModel, reason: &str) -> R<SnapshotRecord> {
     let env = &streaming(env);
     let backup = m
         .etcd_backup
         .clone()
         .ok_or("etcd_backup is not configured")?;
     let dir = PathBuf::from(&backup.directory);
-    tokio::fs::create_dir_all(&dir)
-        .await
-        .map_err(|e| format!("etcd snapshot: creating {:?}: {e}", backup.directory))?;
+    tokio::fs::create_dir_all(&dir).await.map_err(|e| {
+        OpError::Step(format!(
+            "etcd snapshot: creating {:?}: {e}",
+            backup.directory
+        ))
+    })?;
     let what = format!("etcd snapshot ({reason})");
     let (node, info, path) = env
         .retry(&what, || {
@@ -184,8 +188,12 @@ pub async fn take(env: &Env, m: &mut ClusterModel, reason: &str) -> Result<Snaps
     );
     let mut kept = m.etcd_snapshots.clone().unwrap_or_default();
     kept.push(record.clone());
-    let removed = prune(&dir, &m.cluster_name, backup.keep() as usize)
-        .map_err(|e| format!("etcd snapshot: pruning {:?}: {e}", backup.directory))?;
+    let removed = prune(&dir, &m.cluster_name, backup.keep() as usize).map_err(|e| {
+        OpError::Step(format!(
+            "etcd snapshot: pruning {:?}: {e}",
+            backup.directory
+        ))
+    })?;
     kept.retain(|r| {
         Path::new(&r.path).is_file() && !removed.iter().any(|p| *p == Path::new(&r.path))
     });
@@ -260,10 +268,10 @@ fn prune(dir: &Path, cluster: &str, keep: usize) -> std::io::Result<Vec<PathBuf>
 }
 
 /// Recovers the cluster's lost etcd from `r.snapshot` (see the module docs).
-pub async fn restore(env: &Env, m: &ClusterModel, r: &RestoreModel) -> Result<(), String> {
+pub async fn restore(env: &Env, m: &ClusterModel, r: &RestoreModel) -> R<()> {
     let env = &streaming(env);
     let (bytes, info) =
-        read_snapshot_file(&r.snapshot).map_err(|e| format!("etcd_restore: {e}"))?;
+        read_snapshot_file(&r.snapshot).map_err(|e| OpError::Step(format!("etcd_restore: {e}")))?;
     let cps = control_planes(m);
     let Some((first, first_node)) = cps.first().cloned() else {
         return Err("etcd_restore: no control plane".into());
@@ -290,7 +298,7 @@ pub async fn restore(env: &Env, m: &ClusterModel, r: &RestoreModel) -> Result<()
         })
         .await?;
     if !running.is_empty() {
-        return Err(format!(
+        return Err(OpError::Step(format!(
             "etcd_restore: etcd is running on {}: a restore recovers only a cluster whose etcd \
              is lost (every control plane's etcd waiting for a bootstrap) and never overwrites \
              a running etcd; set etcd_restore.generation back to the last applied value to \
@@ -300,7 +308,7 @@ pub async fn restore(env: &Env, m: &ClusterModel, r: &RestoreModel) -> Result<()
                 .map(|n| format!("nodes[{n:?}]"))
                 .collect::<Vec<_>>()
                 .join(", ")
-        ));
+        )));
     }
     let ip = node_ip(&first_node).to_string();
     tracing::info!(

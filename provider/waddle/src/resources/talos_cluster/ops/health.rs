@@ -92,7 +92,7 @@ pub async fn pending(env: &Env, m: &ClusterModel, bundle: &SecretsBundle) -> Vec
         }
     }
     if let Err(e) = readyz(env, &m.endpoint, bundle).await {
-        waiting.push(e);
+        waiting.push(e.to_string());
     }
     waiting
 }

@@ -16,6 +16,7 @@
 //! made before the inputs line existed), the state stays as imported, with a warning: the next
 //! apply then adopts the configured nodes (`adoptable_vm`, `answers_mtls`).
 
+use super::OpError;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
@@ -40,7 +41,7 @@ async fn cluster_vms(
     let vms = pve
         .cluster_vms()
         .await
-        .map_err(|e| format!("listing VMs: {e}"))?;
+        .map_err(|e| OpError::Step(format!("listing VMs: {e}")))?;
     for vm in vms {
         if vm.kind != "qemu" || !vm.tags.iter().any(|t| t == OWNER_TAG) {
             continue;
@@ -48,7 +49,7 @@ async fn cluster_vms(
         let cfg = match pve.vm_config(&vm.node, vm.vmid).await {
             Ok(c) => c,
             Err(e) if e.is_not_found() => continue,
-            Err(e) => return Err(format!("reading VM {}: {e}", vm.vmid)),
+            Err(e) => return Err(OpError::Step(format!("reading VM {}: {e}", vm.vmid))),
         };
         let Some(mark) = cfg
             .get_str("description")
@@ -64,11 +65,11 @@ async fn cluster_vms(
         }
         if let Some((other, _)) = out.get(&name) {
             let other: &waddle_proxmox::ClusterVm = other;
-            return Err(format!(
+            return Err(OpError::Step(format!(
                 "VMs {} and {} both carry the mark of node {name:?}; remove the one that is \
                  not the node",
                 other.vmid, vm.vmid
-            ));
+            )));
         }
         out.insert(name, (vm, cfg));
     }
@@ -91,30 +92,32 @@ async fn read_kept_inputs(env: &Env, addresses: &[(String, String)]) -> R<Cluste
         let c = env
             .mtls(ip)
             .await
-            .map_err(|e| format!("nodes[{name:?}] at {ip}: {e}"))?;
-        let bytes = c
-            .read_file(CONFIG_PATH)
-            .await
-            .map_err(|e| format!("nodes[{name:?}] at {ip}: reading {CONFIG_PATH}: {e}"))?;
-        let text = String::from_utf8(bytes)
-            .map_err(|_| format!("nodes[{name:?}]: the configuration is not UTF-8"))?;
+            .map_err(|e| OpError::Step(format!("nodes[{name:?}] at {ip}: {e}")))?;
+        let bytes = c.read_file(CONFIG_PATH).await.map_err(|e| {
+            OpError::Step(format!(
+                "nodes[{name:?}] at {ip}: reading {CONFIG_PATH}: {e}"
+            ))
+        })?;
+        let text = String::from_utf8(bytes).map_err(|_| {
+            OpError::Step(format!("nodes[{name:?}]: the configuration is not UTF-8"))
+        })?;
         match inputs::read_inputs(&text) {
             Ok(Some(m)) if m.nodes().contains_key(name) => Ok(m),
-            Ok(Some(_)) => Err(format!(
+            Ok(Some(_)) => Err(OpError::Step(format!(
                 "nodes[{name:?}]: its inputs line is another node's"
-            )),
-            Ok(None) => Err(format!(
+            ))),
+            Ok(None) => Err(OpError::Step(format!(
                 "nodes[{name:?}]: its configuration has no inputs line (written by an older \
                  waddle)"
-            )),
-            Err(e) => Err(format!("nodes[{name:?}]: {e}")),
+            ))),
+            Err(e) => Err(OpError::Step(format!("nodes[{name:?}]: {e}"))),
         }
     });
     let mut lines = Vec::new();
     for r in futures::future::join_all(reads).await {
         lines.push(r?);
     }
-    inputs::merge(lines)
+    Ok(inputs::merge(lines)?)
 }
 
 /// This cluster's copies of the disk image on the storages its Proxmox nodes use.
@@ -137,7 +140,7 @@ async fn owned_images(env: &Env, m: &ClusterModel) -> R<Vec<ImageRef>> {
         let vols = pve
             .list_storage_content(&node, &storage, Some("import"))
             .await
-            .map_err(|e| format!("listing {storage} on {node}: {e}"))?;
+            .map_err(|e| OpError::Step(format!("listing {storage} on {node}: {e}")))?;
         if vols.iter().any(|v| v.volid == volid) {
             out.push(ImageRef {
                 node,
@@ -168,27 +171,29 @@ pub(super) async fn read_back(
     let env = make_env(p, creds, Duration::from_secs(60), ctx);
     let vms = cluster_vms(&pve, &m.cluster_name).await?;
     if vms.is_empty() {
-        return Err(format!(
+        return Err(OpError::Step(format!(
             "no VM carries a mark of cluster {:?} (`waddle-owner: {}/{}/<node>`)",
             m.cluster_name,
             super::super::TYPE_NAME,
             m.cluster_name
-        ));
+        )));
     }
     let addresses = vms
         .iter()
         .map(|(name, (vm, cfg))| {
             ipconfig_address(cfg)
                 .map(|a| (name.clone(), a))
-                .ok_or_else(|| format!("VM {} has no static address in ipconfig0", vm.vmid))
+                .ok_or_else(|| {
+                    OpError::Step(format!("VM {} has no static address in ipconfig0", vm.vmid))
+                })
         })
         .collect::<R<Vec<_>>>()?;
     let kept = read_kept_inputs(&env, &addresses).await?;
     if kept.cluster_name != m.cluster_name {
-        return Err(format!(
+        return Err(OpError::Step(format!(
             "the control plane belongs to cluster {:?}",
             kept.cluster_name
-        ));
+        )));
     }
     let mut out = ClusterModel {
         id: Some(m.cluster_name.clone()),
@@ -227,7 +232,7 @@ pub(super) async fn read_back(
         Some((_, cp)) => match fetch_kubeconfig(&env, node_ip(cp)).await {
             Ok(k) => out.kubeconfig = Some(k),
             // Left unknown: the next apply fetches it.
-            Err(e) => diags.warning("Could not fetch the kubeconfig", e),
+            Err(e) => diags.warning("Could not fetch the kubeconfig", e.to_string()),
         },
         None => return Err("the inputs name no control plane".into()),
     }

@@ -3,10 +3,12 @@
 //! (cordon, the pods of a node, evictions) and the removed-APIs pre-check of a Kubernetes
 //! upgrade ([`removed_apis`]).
 
+use super::OpError;
 use std::time::Duration;
 
 pub mod removed_apis;
 
+use super::R;
 use base64::Engine as _;
 use waddle_framework::error_chain;
 
@@ -80,14 +82,11 @@ impl KubeAdmin {
     }
 
     /// Deletes the Node object `name`: `Ok(true)` deleted, `Ok(false)` there was none.
-    pub async fn delete_node(&self, name: &str) -> Result<bool, String> {
+    pub async fn delete_node(&self, name: &str) -> R<bool> {
         let url = format!("{}/api/v1/nodes/{name}", self.server);
-        let r = self
-            .client
-            .delete(&url)
-            .send()
-            .await
-            .map_err(|e| format!("Kubernetes API DELETE {url}: {}", error_chain(&e)))?;
+        let r = self.client.delete(&url).send().await.map_err(|e| {
+            OpError::Step(format!("Kubernetes API DELETE {url}: {}", error_chain(&e)))
+        })?;
         match r.status().as_u16() {
             200 | 202 => Ok(true),
             404 => Ok(false),
@@ -97,7 +96,9 @@ impl KubeAdmin {
                     .ok()
                     .and_then(|v| v["message"].as_str().map(str::to_string))
                     .unwrap_or(body);
-                Err(format!("Kubernetes API DELETE {url}: HTTP {code}: {msg}"))
+                Err(OpError::Step(format!(
+                    "Kubernetes API DELETE {url}: HTTP {code}: {msg}"
+                )))
             }
         }
     }
@@ -148,22 +149,22 @@ fn status_message(body: &str) -> String {
 }
 
 impl KubeAdmin {
-    async fn send(&self, what: &str, rb: reqwest::RequestBuilder) -> Result<(u16, String), String> {
+    async fn send(&self, what: &str, rb: reqwest::RequestBuilder) -> R<(u16, String)> {
         let r = rb
             .send()
             .await
-            .map_err(|e| format!("Kubernetes API {what}: {}", error_chain(&e)))?;
+            .map_err(|e| OpError::Step(format!("Kubernetes API {what}: {}", error_chain(&e))))?;
         let code = r.status().as_u16();
         let body = r
             .text()
             .await
-            .map_err(|e| format!("Kubernetes API {what}: {}", error_chain(&e)))?;
+            .map_err(|e| OpError::Step(format!("Kubernetes API {what}: {}", error_chain(&e))))?;
         Ok((code, body))
     }
 
     /// Cordons (`true`) or uncordons node `name` (`spec.unschedulable`, what `kubectl
     /// cordon`/`uncordon` patch).
-    pub async fn set_unschedulable(&self, name: &str, unschedulable: bool) -> Result<(), String> {
+    pub async fn set_unschedulable(&self, name: &str, unschedulable: bool) -> R<()> {
         let url = format!("{}/api/v1/nodes/{name}", self.server);
         let what = format!("PATCH {url}");
         let body = serde_json::json!({"spec": {"unschedulable": unschedulable}});
@@ -177,15 +178,15 @@ impl KubeAdmin {
             .body(body.to_string());
         match self.send(&what, rb).await? {
             (200, _) => Ok(()),
-            (code, b) => Err(format!(
+            (code, b) => Err(OpError::Step(format!(
                 "Kubernetes API {what}: HTTP {code}: {}",
                 status_message(&b)
-            )),
+            ))),
         }
     }
 
     /// The pods bound to node `name`, all namespaces.
-    pub async fn pods_on(&self, name: &str) -> Result<Vec<PodRef>, String> {
+    pub async fn pods_on(&self, name: &str) -> R<Vec<PodRef>> {
         let base = format!("{}/api/v1/pods", self.server);
         let what = format!("GET {base}");
         let selector: String =
@@ -194,13 +195,13 @@ impl KubeAdmin {
         let rb = self.client.get(format!("{base}?fieldSelector={selector}"));
         let (code, body) = self.send(&what, rb).await?;
         if code != 200 {
-            return Err(format!(
+            return Err(OpError::Step(format!(
                 "Kubernetes API {what}: HTTP {code}: {}",
                 status_message(&body)
-            ));
+            )));
         }
         let v: serde_json::Value = serde_json::from_str(&body)
-            .map_err(|e| format!("Kubernetes API {what}: not a PodList: {e}"))?;
+            .map_err(|e| OpError::Step(format!("Kubernetes API {what}: not a PodList: {e}")))?;
         let items = v["items"].as_array().cloned().unwrap_or_default();
         Ok(items
             .iter()
@@ -222,7 +223,7 @@ impl KubeAdmin {
     }
 
     /// Asks the Eviction subresource to evict a pod (policy/v1).
-    pub async fn evict(&self, pod: &PodRef) -> Result<Eviction, String> {
+    pub async fn evict(&self, pod: &PodRef) -> R<Eviction> {
         let url = format!(
             "{}/api/v1/namespaces/{}/pods/{}/eviction",
             self.server, pod.namespace, pod.name
@@ -241,26 +242,26 @@ impl KubeAdmin {
         match self.send(&what, rb).await? {
             (200 | 201 | 404, _) => Ok(Eviction::Done),
             (429, b) => Ok(Eviction::Refused(status_message(&b))),
-            (code, b) => Err(format!(
+            (code, b) => Err(OpError::Step(format!(
                 "Kubernetes API {what}: HTTP {code}: {}",
                 status_message(&b)
-            )),
+            ))),
         }
     }
 
     /// GET a JSON document; `Ok(None)` on 404.
-    async fn get_json(&self, path: &str) -> Result<Option<serde_json::Value>, String> {
+    async fn get_json(&self, path: &str) -> R<Option<serde_json::Value>> {
         let url = format!("{}{path}", self.server);
         let what = format!("GET {url}");
         match self.send(&what, self.client.get(&url)).await? {
             (200, b) => serde_json::from_str(&b)
                 .map(Some)
-                .map_err(|e| format!("Kubernetes API {what}: not JSON: {e}")),
+                .map_err(|e| OpError::Step(format!("Kubernetes API {what}: not JSON: {e}"))),
             (404, _) => Ok(None),
-            (code, b) => Err(format!(
+            (code, b) => Err(OpError::Step(format!(
                 "Kubernetes API {what}: HTTP {code}: {}",
                 status_message(&b)
-            )),
+            ))),
         }
     }
 
@@ -270,11 +271,7 @@ impl KubeAdmin {
     /// served; through their list endpoints, the objects whose managed fields (or
     /// `kubectl apply`'s last-applied configuration) were written in that version. Each
     /// as `<resource>.<group>/<version> [namespace/]name`.
-    pub async fn objects_in_removed_apis(
-        &self,
-        current: u32,
-        target: u32,
-    ) -> Result<Vec<String>, String> {
+    pub async fn objects_in_removed_apis(&self, current: u32, target: u32) -> R<Vec<String>> {
         let mut out = Vec::new();
         for r in removed_apis::removed_between(current, target) {
             let gv = format!("{}/{}", r.group, r.version);

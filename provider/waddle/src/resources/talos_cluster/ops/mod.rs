@@ -23,6 +23,7 @@ mod address;
 mod create;
 mod delete;
 mod env;
+mod error;
 pub mod etcd_backup;
 pub mod health;
 mod import;
@@ -55,7 +56,9 @@ use talos::{answers_mtls, apply_configured, fetch_kubeconfig, finish, readyz};
 pub(super) use talos::{node_booted, node_health, wait_configured};
 pub use update::update;
 
-type R<T> = Result<T, String>;
+pub use error::OpError;
+
+type R<T> = Result<T, OpError>;
 
 /// Provider config, optional Proxmox client and the Talos connection options.
 fn provider_parts(ctx: &Context, needs_pve: bool, diags: &mut Diagnostics) -> Option<Parts> {
@@ -120,7 +123,7 @@ fn credentials(m: &ClusterModel, bundle: &SecretsBundle) -> R<(Credentials, Clie
         }
     }
     let ck = issue_client_certificate(bundle, ADMIN_ROLE, &SystemClock, CLIENT_CERT_TTL)
-        .map_err(|e| format!("issuing the admin client certificate: {e}"))?;
+        .map_err(|e| OpError::Step(format!("issuing the admin client certificate: {e}")))?;
     let cc = ClientConfigModel {
         ca_certificate: bundle.os_ca.crt.clone(),
         client_certificate: ck.crt.clone(),
@@ -153,11 +156,12 @@ fn talosconfig_of(m: &ClusterModel, bundle: &SecretsBundle, cc: &ClientConfigMod
             key: cc.client_key.clone(),
         },
     )
-    .map_err(|e| format!("talosconfig: {e}"))
+    .map_err(|e| OpError::Step(format!("talosconfig: {e}")))
 }
 
 fn render_all(m: &ClusterModel, bundle: &SecretsBundle) -> R<BTreeMap<String, String>> {
-    super::inputs::render_configs(m, bundle).map_err(|(name, e)| format!("nodes[{name:?}]: {e}"))
+    super::inputs::render_configs(m, bundle)
+        .map_err(|(name, e)| OpError::Step(format!("nodes[{name:?}]: {e}")))
 }
 
 /// Shared, partially filled record of what exists in Proxmox.
@@ -228,7 +232,7 @@ fn bundle_of(m: &ClusterModel) -> R<SecretsBundle> {
         .machine_secrets
         .as_deref()
         .ok_or("the state has no machine_secrets")?;
-    SecretsBundle::from_yaml(s).map_err(|e| format!("machine_secrets: {e}"))
+    SecretsBundle::from_yaml(s).map_err(|e| OpError::Step(format!("machine_secrets: {e}")))
 }
 
 fn takes_every_apply(m: &ClusterModel) -> bool {

@@ -68,31 +68,41 @@ pub fn move_state(req: &MoveStateRequest, diags: &mut Diagnostics) -> Option<Val
     to_value(&m, diags)
 }
 
+/// Why a `talos_machine_secrets` state cannot be read.
+#[derive(Debug, thiserror::Error)]
+enum MovedError {
+    #[error("the source state has no machine_secrets")]
+    NoSecrets,
+    #[error("machine_secrets.{0}")]
+    Missing(String),
+    #[error("machine_secrets.{0} is not a string")]
+    NotAString(String),
+    #[error("machine_secrets has an unknown layout for schema version {0}")]
+    Layout(i64),
+    #[error("{0}")]
+    Json(#[from] serde_json::Error),
+}
+
 /// The `secrets.yaml` text of a `talos_machine_secrets` state (JSON is YAML).
-fn secrets_yaml(state: &Json, version: i64) -> Result<String, String> {
-    let ms = state
-        .get("machine_secrets")
-        .ok_or("the source state has no machine_secrets")?;
+fn secrets_yaml(state: &Json, version: i64) -> Result<String, MovedError> {
+    let ms = state.get("machine_secrets").ok_or(MovedError::NoSecrets)?;
     match (version, ms) {
         (0, Json::String(text)) => Ok(text.clone()),
         (1, Json::Object(_)) => {
-            let s = |path: &[&str]| -> Result<Json, String> {
+            let s = |path: &[&str]| -> Result<Json, MovedError> {
                 let mut v = ms;
                 for p in path {
                     v = v
                         .get(*p)
-                        .ok_or_else(|| format!("machine_secrets.{}", path.join(".")))?;
+                        .ok_or_else(|| MovedError::Missing(path.join(".")))?;
                 }
                 match v {
                     Json::String(_) => Ok(v.clone()),
                     Json::Null => Ok(Json::Null),
-                    _ => Err(format!(
-                        "machine_secrets.{} is not a string",
-                        path.join(".")
-                    )),
+                    _ => Err(MovedError::NotAString(path.join("."))),
                 }
             };
-            let pair = |name: &str| -> Result<Json, String> {
+            let pair = |name: &str| -> Result<Json, MovedError> {
                 Ok(
                     json!({ "crt": s(&["certs", name, "cert"])?, "key": s(&["certs", name, "key"])? }),
                 )
@@ -113,11 +123,9 @@ fn secrets_yaml(state: &Json, version: i64) -> Result<String, String> {
                     "os": pair("os")?,
                 },
             });
-            serde_json::to_string(&wire).map_err(|e| e.to_string())
+            Ok(serde_json::to_string(&wire)?)
         }
-        _ => Err(format!(
-            "machine_secrets has an unknown layout for schema version {version}"
-        )),
+        _ => Err(MovedError::Layout(version)),
     }
 }
 

@@ -2,6 +2,7 @@
 //! `waddle-owner: waddle_talos_cluster/<cluster>/<node>`, the downloaded disk image carries
 //! the cluster name in its file name.
 
+use super::OpError;
 use std::time::Duration;
 
 use waddle_proxmox::{OwnerMark, Ownership};
@@ -61,7 +62,7 @@ pub(super) async fn adoptable_vm(
             if mark.ownership(&cfg) != Ownership::Ours {
                 pve.mark_vm(&vm.node, v, &mark)
                     .await
-                    .map_err(|e| format!("marking VM {v} as this node's: {e}"))?;
+                    .map_err(|e| OpError::Step(format!("marking VM {v} as this node's: {e}")))?;
             }
             found.push(vm);
         }
@@ -69,7 +70,7 @@ pub(super) async fn adoptable_vm(
         found = pve
             .find_owned_vms(&mark)
             .await
-            .map_err(|e| format!("looking for this node's VMs: {e}"))?;
+            .map_err(|e| OpError::Step(format!("looking for this node's VMs: {e}")))?;
     }
     let mut found = found.into_iter();
     let adopt = if fresh { None } else { found.next() };
@@ -77,7 +78,7 @@ pub(super) async fn adoptable_vm(
         tracing::info!(node = name, vmid = extra.vmid, "deleting a left-over VM");
         pve.shutdown_and_delete_vm(extra.vmid, Duration::from_secs(30), &mark, None)
             .await
-            .map_err(|e| format!("deleting the left-over VM {}: {e}", extra.vmid))?;
+            .map_err(|e| OpError::Step(format!("deleting the left-over VM {}: {e}", extra.vmid)))?;
     }
     Ok(adopt)
 }

@@ -1,6 +1,7 @@
 //! Bringing nodes up: the disk image once per Proxmox VE node and storage, the node VMs, and
 //! each node's first configuration (maintenance mode, or an existing configured node).
 
+use super::OpError;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
@@ -77,8 +78,12 @@ pub(super) async fn ensure_images(
             let volid = pve
                 .ensure_image_downloaded(&node, &storage, &req, &wait)
                 .await
-                .map_err(|e| format!("downloading the Talos image to {node}/{storage}: {e}"))?;
-            Ok::<_, String>((node, storage, volid, existed))
+                .map_err(|e| {
+                    OpError::Step(format!(
+                        "downloading the Talos image to {node}/{storage}: {e}"
+                    ))
+                })?;
+            Ok::<_, OpError>((node, storage, volid, existed))
         }
     });
     let mut out = BTreeMap::new();
@@ -194,7 +199,7 @@ pub(super) async fn provision_node(
                             let node = pnode.clone();
                             created.add_vm(name, VmRef { node, vmid });
                         }
-                        return Err(format!("creating the VM: {e}"));
+                        return Err(OpError::Step(format!("creating the VM: {e}")));
                     }
                 };
                 created.add_vm(
@@ -210,7 +215,7 @@ pub(super) async fn provision_node(
         };
         pve.start_vm(&pnode, vmid)
             .await
-            .map_err(|e| format!("starting VM {vmid}: {e}"))?;
+            .map_err(|e| OpError::Step(format!("starting VM {vmid}: {e}")))?;
         let mac = effective_mac(&m.cluster_name, name, n);
         let vm = VmNic {
             pve: &pve,
@@ -252,7 +257,10 @@ pub(crate) async fn provision_all(
     let started = Instant::now();
     let images = match ensure_images(env, m, nodes, created).await {
         Ok(i) => i,
-        Err(e) => return nodes.iter().map(|(k, _)| (k.clone(), e.clone())).collect(),
+        Err(e) => {
+            let e = e.to_string();
+            return nodes.iter().map(|(k, _)| (k.clone(), e.clone())).collect();
+        }
     };
     tracing::info!(
         seconds = started.elapsed().as_secs_f64(),

@@ -1,6 +1,7 @@
 //! Removing a node from a running cluster: leave etcd, reset, delete its Kubernetes Node
 //! object, then its VM.
 
+use super::OpError;
 use std::time::Duration;
 
 use waddle_talos::api::ResetOptions;
@@ -16,14 +17,14 @@ pub(super) async fn reset_node(env: &Env, name: &str, ip: &str, graceful: bool) 
     let c = env
         .mtls(ip)
         .await
-        .map_err(|e| format!("nodes[{name:?}]: {e}"))?;
+        .map_err(|e| OpError::Step(format!("nodes[{name:?}]: {e}")))?;
     c.reset(&ResetOptions {
         graceful,
         reboot: false,
         system_partitions_to_wipe: Vec::new(),
     })
     .await
-    .map_err(|e| format!("nodes[{name:?}]: reset: {e}"))
+    .map_err(|e| OpError::Step(format!("nodes[{name:?}]: reset: {e}")))
 }
 
 /// Removes a node from the cluster: leave etcd (control planes), reset, delete its VM.
@@ -63,7 +64,7 @@ pub(crate) async fn remove_node(
     if m.on_destroy() != "none" {
         let graceful = m.on_destroy() == "graceful" && n.role != "controlplane";
         if let Err(e) = reset_node(env, name, &ip, graceful).await {
-            warnings.push(e);
+            warnings.push(e.to_string());
         }
     }
     // The node has left etcd and stopped: its Kubernetes Node object goes, before its VM.
@@ -76,7 +77,7 @@ pub(crate) async fn remove_node(
         let mark = owner_mark(&m.cluster_name, name);
         pve.shutdown_and_delete_vm(vm.vmid, Duration::from_secs(30), &mark, Some(&hostname))
             .await
-            .map_err(|e| format!("nodes[{name:?}]: deleting VM {}: {e}", vm.vmid))?;
+            .map_err(|e| OpError::Step(format!("nodes[{name:?}]: deleting VM {}: {e}", vm.vmid)))?;
         created.remove_vm(name);
         tracing::info!(node = name, vmid = vm.vmid, "VM deleted");
     }
@@ -112,7 +113,7 @@ pub(super) async fn delete_kube_node(
                 tracing::info!(node = name, existed, "Kubernetes Node object deleted");
                 return None;
             }
-            Err(e) => last = e,
+            Err(e) => last = e.to_string(),
         }
     }
     Some(undone(&last))

@@ -2,6 +2,7 @@
 //! service health, boot done, the Kubernetes `/readyz`, the kubeconfig, and `finish` (the end
 //! of a create or update).
 
+use super::OpError;
 use std::time::{Duration, Instant};
 
 use waddle_framework::error_chain;
@@ -75,15 +76,15 @@ pub async fn bootstrap(env: &Env, ip: &str) -> R<()> {
     .await
 }
 
-pub(crate) async fn node_health(env: &Env, name: &str, n: &NodeModel) -> Result<(), String> {
+pub(crate) async fn node_health(env: &Env, name: &str, n: &NodeModel) -> R<()> {
     let c = env
         .mtls(node_ip(n))
         .await
-        .map_err(|e| format!("nodes[{name:?}]: {e}"))?;
+        .map_err(|e| OpError::Step(format!("nodes[{name:?}]: {e}")))?;
     let services = c
         .services()
         .await
-        .map_err(|e| format!("nodes[{name:?}]: {e}"))?;
+        .map_err(|e| OpError::Step(format!("nodes[{name:?}]: {e}")))?;
     let mut want = vec!["apid", "kubelet"];
     if n.role == "controlplane" {
         want.push("etcd");
@@ -92,12 +93,16 @@ pub(crate) async fn node_health(env: &Env, name: &str, n: &NodeModel) -> Result<
         match services.iter().find(|s| s.id == id) {
             Some(s) if s.state == "Running" && s.healthy != Some(false) => {}
             Some(s) => {
-                return Err(format!(
+                return Err(OpError::Step(format!(
                     "nodes[{name:?}]: service {id} is {} ({})",
                     s.state, s.message
-                ))
+                )))
             }
-            None => return Err(format!("nodes[{name:?}]: service {id} not started yet")),
+            None => {
+                return Err(OpError::Step(format!(
+                    "nodes[{name:?}]: service {id} not started yet"
+                )))
+            }
         }
     }
     Ok(())
@@ -107,33 +112,27 @@ pub(crate) async fn node_health(env: &Env, name: &str, n: &NodeModel) -> Result<
 /// "all nodes to finish boot sequence" checks). `ready` is not required: its readiness
 /// checks include the Kubernetes Node being Ready, which never happens with CNI `none`
 /// until a CNI is installed; unmet conditions are only reported.
-pub(crate) async fn node_booted(
-    env: &Env,
-    name: &str,
-    n: &NodeModel,
-) -> Result<MachineStatus, String> {
+pub(crate) async fn node_booted(env: &Env, name: &str, n: &NodeModel) -> R<MachineStatus> {
     let c = env
         .mtls(node_ip(n))
         .await
-        .map_err(|e| format!("nodes[{name:?}]: {e}"))?;
+        .map_err(|e| OpError::Step(format!("nodes[{name:?}]: {e}")))?;
     let st = c
         .machine_status()
         .await
-        .map_err(|e| format!("nodes[{name:?}]: machine status: {e}"))?;
+        .map_err(|e| OpError::Step(format!("nodes[{name:?}]: machine status: {e}")))?;
     if st.stage == MachineStage::Running {
         Ok(st)
     } else {
-        Err(format!("nodes[{name:?}]: boot not done ({st})"))
+        Err(OpError::Step(format!(
+            "nodes[{name:?}]: boot not done ({st})"
+        )))
     }
 }
 
-pub(crate) async fn readyz(
-    env: &Env,
-    endpoint: &str,
-    bundle: &SecretsBundle,
-) -> Result<(), String> {
+pub(crate) async fn readyz(env: &Env, endpoint: &str, bundle: &SecretsBundle) -> R<()> {
     let ca = reqwest::Certificate::from_pem(bundle.k8s_ca.crt.as_bytes())
-        .map_err(|e| format!("kubernetes CA: {e}"))?;
+        .map_err(|e| OpError::Step(format!("kubernetes CA: {e}")))?;
     let mut b = reqwest::Client::builder()
         .tls_certs_only([ca])
         .timeout(Duration::from_secs(5));
@@ -147,11 +146,14 @@ pub(crate) async fn readyz(
         .get(&url)
         .send()
         .await
-        .map_err(|e| format!("Kubernetes API {url}: {}", error_chain(&e)))?;
+        .map_err(|e| OpError::Step(format!("Kubernetes API {url}: {}", error_chain(&e))))?;
     if r.status().is_success() {
         Ok(())
     } else {
-        Err(format!("Kubernetes API {url}: HTTP {}", r.status()))
+        Err(OpError::Step(format!(
+            "Kubernetes API {url}: HTTP {}",
+            r.status()
+        )))
     }
 }
 

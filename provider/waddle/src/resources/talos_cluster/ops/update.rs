@@ -30,7 +30,7 @@ use super::versions::{record_not_done, Versions};
 use super::{
     apply_configured, bundle_of, control_planes, credentials, etcd_backup, finish, make_env,
     node_health, provider_parts, provision_all, remove_node, render_all, takes_every_apply,
-    talosconfig_of, upgrade, wait_configured, Attempt, Created, Env,
+    talosconfig_of, upgrade, wait_configured, Attempt, Created, Env, OpError,
 };
 
 /// The etcd snapshot an update takes before an upgrade (`etcd_backup.when` has
@@ -66,7 +66,10 @@ pub async fn update(ctx: &Context, req: UpdateRequest, diags: &mut Diagnostics) 
         Ok(None) => {}
         Ok(Some(w)) => diags.warning("Removed Kubernetes APIs not checked", w),
         Err(e) => {
-            diags.error("Kubernetes upgrade refused: removed APIs in use", e);
+            diags.error(
+                "Kubernetes upgrade refused: removed APIs in use",
+                e.to_string(),
+            );
             return to_value(&prior, diags);
         }
     }
@@ -130,14 +133,14 @@ fn prepare(ctx: &Context, req: &UpdateRequest, diags: &mut Diagnostics) -> Optio
     m.id = Some(m.cluster_name.clone());
     let write_only = wo::configured(&req.config);
     let bundle = match wo::bundle(&req.config) {
-        Some(b) => b,
-        None if write_only => Err(format!("{} is not known at apply", wo::ATTR)),
+        Some(b) => b.map_err(OpError::from),
+        None if write_only => Err(OpError::Step(format!("{} is not known at apply", wo::ATTR))),
         None => bundle_of(&m),
     };
     let bundle = match bundle {
         Ok(b) => b,
         Err(e) => {
-            diags.error("Updating the Talos cluster failed", e);
+            diags.error("Updating the Talos cluster failed", e.to_string());
             return None;
         }
     };
@@ -152,14 +155,14 @@ fn prepare(ctx: &Context, req: &UpdateRequest, diags: &mut Diagnostics) -> Optio
     let configs = match render_all(&m, &bundle) {
         Ok(c) => c,
         Err(e) => {
-            diags.error("Rendering the machine configuration failed", e);
+            diags.error("Rendering the machine configuration failed", e.to_string());
             return None;
         }
     };
     let (creds, cc) = match credentials(&m, &bundle) {
         Ok(x) => x,
         Err(e) => {
-            diags.error("Client certificate", e);
+            diags.error("Client certificate", e.to_string());
             return None;
         }
     };
@@ -175,7 +178,7 @@ fn prepare(ctx: &Context, req: &UpdateRequest, diags: &mut Diagnostics) -> Optio
         match talosconfig_of(&m, &bundle, &cc) {
             Ok(t) => m.talosconfig = Some(t),
             Err(e) => {
-                diags.error("talosconfig", e);
+                diags.error("talosconfig", e.to_string());
                 return None;
             }
         }
@@ -313,7 +316,7 @@ impl Run {
         )
         .await
         {
-            self.errors.push(e);
+            self.errors.push(e.to_string());
             self.not_done.insert(name.to_string());
         }
     }
@@ -344,7 +347,7 @@ impl Run {
                 provision_all(&self.env, &self.m, &added, &self.configs, &self.created).await
             {
                 self.not_done.insert(name);
-                self.errors.push(e);
+                self.errors.push(e.to_string());
             }
         }
     }
@@ -414,7 +417,7 @@ impl Run {
             }
             Err(e) => upgrade::Rolled {
                 done: Vec::new(),
-                error: Some(e),
+                error: Some(e.to_string()),
             },
         };
         for k in &r.done {
@@ -504,11 +507,11 @@ impl Run {
                 env.retry(&format!("nodes[{name:?}]: services healthy"), || async {
                     match node_health(env, &name, &n).await {
                         Ok(()) => Attempt::Done(()),
-                        Err(e) => Attempt::Again(e),
+                        Err(e) => Attempt::Again(e.to_string()),
                     }
                 })
                 .await?;
-                Ok::<_, String>(())
+                Ok::<_, OpError>(())
             }
         };
         let (cps, workers): (Vec<_>, Vec<_>) = changed
@@ -523,7 +526,7 @@ impl Run {
             match apply_one(k.clone(), n).await {
                 Ok(()) => self.versions.kubelet_done(&mut self.records, &k),
                 Err(e) => {
-                    self.errors.push(e);
+                    self.errors.push(e.to_string());
                     self.not_reconfigured.push(k);
                     failed = true; // keep etcd quorum: no further control plane
                 }
@@ -542,7 +545,7 @@ impl Run {
                 match apply_one(k.clone(), n).await {
                     Ok(()) => self.versions.kubelet_done(&mut self.records, &k),
                     Err(e) => {
-                        self.errors.push(e);
+                        self.errors.push(e.to_string());
                         self.not_reconfigured.push(k);
                         failed = true;
                     }
@@ -557,7 +560,7 @@ impl Run {
             .await;
             for (name, e) in results.into_iter().filter_map(Result::err) {
                 self.not_reconfigured.push(name);
-                self.errors.push(e);
+                self.errors.push(e.to_string());
             }
         }
     }
@@ -598,7 +601,7 @@ impl Run {
         if let (true, Some(r)) = (errors.is_empty() && *restoring, m.etcd_restore.clone()) {
             match etcd_backup::restore(env, m, &r).await {
                 Ok(()) => m.bootstrapped = Some(true),
-                Err(e) => errors.push(e),
+                Err(e) => errors.push(e.to_string()),
             }
         } else if errors.is_empty() && *fresh_etcd {
             diags.warning(
@@ -616,10 +619,10 @@ impl Run {
         if errors.is_empty() {
             let endpoint_changed = prior.endpoint != m.endpoint;
             if let Err(e) = finish(env, m, bundle, endpoint_changed || *fresh_etcd).await {
-                errors.push(e);
+                errors.push(e.to_string());
             } else if takes_every_apply(m) {
                 if let Err(e) = etcd_backup::take(env, m, super::super::etcd::EVERY_APPLY).await {
-                    errors.push(e);
+                    errors.push(e.to_string());
                 }
             }
         }

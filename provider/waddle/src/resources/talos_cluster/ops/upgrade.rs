@@ -14,6 +14,7 @@
 //! configuration, one control plane at a time with the kubelet image left as it was; the
 //! kubelets come after, node by node, control planes first (`ops::update`, step 5).
 
+use super::OpError;
 use std::collections::BTreeMap;
 
 use waddle_framework::error_chain;
@@ -37,7 +38,7 @@ pub struct Rolled {
 
 /// Whether etcd is healthy with all members: as many members as control planes, each
 /// control plane's etcd service running and healthy.
-async fn etcd_healthy(env: &Env, cps: &[(String, NodeModel)]) -> Result<(), String> {
+async fn etcd_healthy(env: &Env, cps: &[(String, NodeModel)]) -> R<()> {
     let mut members = None;
     let mut last = String::new();
     for (k, n) in cps {
@@ -53,12 +54,12 @@ async fn etcd_healthy(env: &Env, cps: &[(String, NodeModel)]) -> Result<(), Stri
         }
     }
     match members {
-        None => return Err(last),
+        None => return Err(last.into()),
         Some(m) if m != cps.len() => {
-            return Err(format!(
+            return Err(OpError::Step(format!(
                 "etcd has {m} members, the cluster {} control planes",
                 cps.len()
-            ))
+            )))
         }
         Some(_) => {}
     }
@@ -66,7 +67,7 @@ async fn etcd_healthy(env: &Env, cps: &[(String, NodeModel)]) -> Result<(), Stri
     futures::future::join_all(checks)
         .await
         .into_iter()
-        .collect::<Result<Vec<()>, String>>()
+        .collect::<R<Vec<()>>>()
         .map(|_| ())
 }
 
@@ -81,7 +82,7 @@ pub(in super::super) async fn wait_etcd_healthy(
         || async {
             match etcd_healthy(env, cps).await {
                 Ok(()) => Attempt::Done(()),
-                Err(e) => Attempt::Again(e),
+                Err(e) => Attempt::Again(e.to_string()),
             }
         },
     )
@@ -148,11 +149,11 @@ async fn upgrade_node(
         return env
             .retry(&format!("nodes[{name:?}]: healthy on {want}"), || async {
                 if let Err(e) = node_health(env, name, n).await {
-                    return Attempt::Again(e);
+                    return Attempt::Again(e.to_string());
                 }
                 match node_booted(env, name, n).await {
                     Ok(_) => Attempt::Done(()),
-                    Err(e) => Attempt::Again(e),
+                    Err(e) => Attempt::Again(e.to_string()),
                 }
             })
             .await;
@@ -192,7 +193,7 @@ async fn upgrade_node(
             }
         })
         .await;
-    call.map_err(|e| format!("the upgrade of nodes[{name:?}] failed: {e}"))?;
+    call.map_err(|e| OpError::Step(format!("the upgrade of nodes[{name:?}] failed: {e}")))?;
     let stage = opts.stage;
     // Two waits, each with its own polling interval: the reboot, polled at most every
     // REBOOT_POLL (one connection attempt to one node: the node's return is noticed at most
@@ -245,11 +246,11 @@ async fn upgrade_node(
                 return Attempt::Again(format!("runs {v} (boot ID changed: {})", b != boot));
             }
             if let Err(e) = node_health(env, name, n).await {
-                return Attempt::Again(e);
+                return Attempt::Again(e.to_string());
             }
             match node_booted(env, name, n).await {
                 Ok(_) => Attempt::Done(()),
-                Err(e) => Attempt::Again(e),
+                Err(e) => Attempt::Again(e.to_string()),
             }
         },
     )
@@ -273,7 +274,7 @@ pub(in super::super) fn drain_client(
         .ok_or("upgrade.drain: the cluster has no kubeconfig yet (it was never bootstrapped)")?;
     KubeAdmin::from_kubeconfig(kc, env.proxy_url.as_deref())
         .map(Some)
-        .map_err(|e| format!("upgrade.drain: {e}"))
+        .map_err(|e| OpError::Step(format!("upgrade.drain: {e}")))
 }
 
 /// The Kubernetes Node name of a node (its hostname).
@@ -287,7 +288,7 @@ async fn set_unschedulable(env: &Env, kube: &KubeAdmin, key: &str, node: &str, o
     env.retry(&format!("nodes[{key:?}]: Node {node} {what}"), || async {
         match kube.set_unschedulable(node, on).await {
             Ok(()) => Attempt::Done(()),
-            Err(e) => Attempt::Again(e),
+            Err(e) => Attempt::Again(e.to_string()),
         }
     })
     .await
@@ -304,7 +305,7 @@ async fn drain(env: &Env, kube: &KubeAdmin, key: &str, node: &str) -> R<()> {
     env.retry(&format!("nodes[{key:?}]: drain of Node {node}"), || async {
         let pods = match kube.pods_on(node).await {
             Ok(p) => p,
-            Err(e) => return Attempt::Again(e),
+            Err(e) => return Attempt::Again(e.to_string()),
         };
         let left: Vec<_> = pods
             .into_iter()
@@ -318,7 +319,7 @@ async fn drain(env: &Env, kube: &KubeAdmin, key: &str, node: &str) -> R<()> {
             match kube.evict(p).await {
                 Ok(Eviction::Done) => tracing::info!(node = key, pod = p.id(), "evicted"),
                 Ok(Eviction::Refused(why)) => refused.push(format!("{}: {why}", p.id())),
-                Err(e) => return Attempt::Again(e),
+                Err(e) => return Attempt::Again(e.to_string()),
             }
         }
         if refused.is_empty() {
@@ -350,7 +351,7 @@ async fn upgrade_worker(
     let node = node_name(key, n);
     if let Err(e) = drain(env, kube, key, &node).await {
         // The deadline may have passed: a few attempts of their own.
-        let mut undone = Err(String::new());
+        let mut undone = Err(OpError::from(String::new()));
         for attempt in 0..3 {
             if attempt > 0 {
                 tokio::time::sleep(std::time::Duration::from_millis(500)).await;
@@ -364,7 +365,9 @@ async fn upgrade_worker(
             Ok(()) => "it was uncordoned again and not upgraded".to_string(),
             Err(u) => format!("it stays cordoned ({u}); `kubectl uncordon {node}` undoes that"),
         };
-        return Err(format!("the drain of nodes[{key:?}] failed: {e}; {undo}"));
+        return Err(OpError::Step(format!(
+            "the drain of nodes[{key:?}] failed: {e}; {undo}"
+        )));
     }
     upgrade_node(env, key, n, cps, versions, opts)
         .await
@@ -397,7 +400,7 @@ pub(in super::super) async fn roll_talos(
         match upgrade_node(env, k, n, cps, (from(k), target), opts).await {
             Ok(()) => out.done.push(k.clone()),
             Err(e) => {
-                out.error = Some(e);
+                out.error = Some(e.to_string());
                 return out;
             }
         }
@@ -413,7 +416,7 @@ pub(in super::super) async fn roll_talos(
         for (k, r) in futures::future::join_all(runs).await {
             match r {
                 Ok(()) => out.done.push(k),
-                Err(e) => errors.push(e),
+                Err(e) => errors.push(e.to_string()),
             }
         }
         if !errors.is_empty() {
@@ -433,7 +436,7 @@ pub(in super::super) async fn removed_apis_check(
     from: Option<&str>,
     to: Option<&str>,
     kubeconfig: Option<&str>,
-) -> Result<Option<String>, String> {
+) -> R<Option<String>> {
     let minor = |v: Option<&str>| v.and_then(super::super::upgrade::semver).map(|v| v.1);
     let (Some(current), Some(target)) = (minor(from), minor(to)) else {
         return Ok(None);
@@ -467,7 +470,7 @@ pub(in super::super) async fn removed_apis_check(
         match kube.objects_in_removed_apis(current, target).await {
             Ok(found) if found.is_empty() => return Ok(None),
             Ok(found) => {
-                return Err(format!(
+                return Err(OpError::Step(format!(
                     "Kubernetes {} -> {}: these objects are still written through API versions \
                      that Kubernetes 1.{target} no longer serves: {}. Move their manifests and \
                      clients to the replacement versions (see \
@@ -476,9 +479,9 @@ pub(in super::super) async fn removed_apis_check(
                     from.unwrap_or_default(),
                     to.unwrap_or_default(),
                     found.join(", ")
-                ))
+                )))
             }
-            Err(e) => last = e,
+            Err(e) => last = e.to_string(),
         }
     }
     not_checked(&last)
@@ -529,7 +532,7 @@ pub(in super::super) async fn roll_control_plane_components(
                 || async {
                     match node_health(env, k, n).await {
                         Ok(()) => Attempt::Done(()),
-                        Err(e) => Attempt::Again(e),
+                        Err(e) => Attempt::Again(e.to_string()),
                     }
                 },
             )
@@ -539,7 +542,7 @@ pub(in super::super) async fn roll_control_plane_components(
         match r {
             Ok(()) => out.done.push(k.clone()),
             Err(e) => {
-                out.error = Some(e);
+                out.error = Some(e.to_string());
                 return out;
             }
         }

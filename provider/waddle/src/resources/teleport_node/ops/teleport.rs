@@ -7,10 +7,8 @@
 //! created root-only first (`install -m 0600 /dev/null <path>`, then the agent's file write,
 //! which keeps the mode) and read by `tctl` / `curl` from there.
 
-use std::time::Duration;
-
 use sha2::{Digest, Sha256};
-use waddle_proxmox::{Guest, Poll};
+use waddle_proxmox::Guest;
 use waddle_teleport::cloudinit::{
     apt_source, install_script, APT_LIST_PATH, CONNECTOR_PATH, HASH_MARKER_PATH, ROLES_LIST_PATH,
     ROLES_PATH,
@@ -20,6 +18,7 @@ use waddle_teleport::{ConnectorDoc, HashInputs, RoleDoc, Secret, Version};
 
 use super::super::model::TeleportPayload;
 use crate::resources::timeouts::Deadline;
+use crate::resources::vm::guest::{self, run, GuestError, Probe, Stop};
 use crate::resources::vm::VmError;
 
 /// The form body of the client-secret check (root-only, removed after).
@@ -33,12 +32,8 @@ const GITHUB_TOKEN_URL: &str = "https://github.com/login/oauth/access_token";
 pub enum TeleportError {
     #[error(transparent)]
     Vm(#[from] VmError),
-    #[error("{what} failed on the VM (exit {exit:?}): {message}")]
-    Command {
-        what: String,
-        exit: Option<i64>,
-        message: String,
-    },
+    #[error(transparent)]
+    Guest(#[from] GuestError),
     #[error("Teleport rejected the new teleport.yaml (the running Teleport keeps the previous one):\n{0}")]
     ConfigRejected(String),
     #[error("tctl create refused the {what}: {message}")]
@@ -78,21 +73,18 @@ fn sha256(s: &str) -> String {
     hex::encode(Sha256::digest(s.as_bytes()))
 }
 
-/// Run `argv`; an error naming `what` unless it exits 0. Returns stdout.
-async fn run(guest: &Guest<'_>, what: &str, argv: &[&str]) -> Result<String, TeleportError> {
-    let r = guest.exec(argv).await.map_err(step(what))?;
-    if r.success() {
-        return Ok(r.out_data);
+/// A wait that stopped: cancelled, or `what` not reached by the deadline.
+fn stopped(what: &str, deadline: &Deadline) -> impl FnOnce(Stop<TeleportError>) -> TeleportError {
+    let (what, deadline) = (what.to_string(), deadline.to_string());
+    move |stop| match stop {
+        Stop::Failed(e) => e,
+        Stop::Cancelled => TeleportError::Cancelled,
+        Stop::Deadline { last } => TeleportError::NotReady {
+            deadline,
+            what,
+            last,
+        },
     }
-    let mut message = r.err_data.trim().to_string();
-    if message.is_empty() {
-        message = r.out_data.trim().to_string();
-    }
-    Err(TeleportError::Command {
-        what: what.into(),
-        exit: r.exitcode,
-        message,
-    })
 }
 
 /// Write a file that only root can read.
@@ -140,21 +132,11 @@ pub async fn wait_installed(
     version: &str,
     deadline: &Deadline,
 ) -> Result<(), TeleportError> {
-    let mut poll = Poll::new(
-        Duration::from_millis(200),
-        Duration::from_secs(3),
-        deadline.remaining(),
-    )
-    .cancel_on(guest.cancellation());
-    loop {
-        let last = match installed_version(guest).await {
-            Ok(Some(v)) if v == version => return Ok(()),
+    let probe = move || async move {
+        Ok(match installed_version(guest).await {
+            Ok(Some(v)) if v == version => Probe::Done(()),
             Ok(found) => {
-                let ci = guest
-                    .exec(&["cloud-init", "status"])
-                    .await
-                    .map(|r| r.out_data)
-                    .unwrap_or_default();
+                let ci = guest::cloud_init_status(guest).await.unwrap_or_default();
                 if ci.contains("error") {
                     let detail = guest
                         .read_file("/var/log/cloud-init-output.log")
@@ -162,22 +144,16 @@ pub async fn wait_installed(
                         .ok()
                         .flatten()
                         .map(|l| {
-                            l.lines()
-                                .rev()
-                                .take(15)
-                                .collect::<Vec<_>>()
-                                .into_iter()
-                                .rev()
-                                .collect::<Vec<_>>()
-                                .join("\n")
+                            let tail: Vec<&str> = l.lines().rev().take(15).collect();
+                            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
                         })
                         .unwrap_or_default();
                     return Err(TeleportError::CloudInit(format!("{}\n{detail}", ci.trim())));
                 }
-                format!(
+                Probe::Pending(format!(
                     "teleport package {}",
                     found.unwrap_or_else(|| "not installed yet".into())
-                )
+                ))
             }
             Err(TeleportError::Vm(VmError::Api { source, .. }))
                 if waddle_proxmox::is_final_agent_error(&source) =>
@@ -187,17 +163,13 @@ pub async fn wait_installed(
                     source,
                 }))
             }
-            Err(e) => e.to_string(),
-        };
-        if deadline.passed() {
-            return Err(TeleportError::NotReady {
-                deadline: deadline.to_string(),
-                what: format!("Teleport {version} was not installed"),
-                last,
-            });
-        }
-        poll.wait().await.map_err(|_| TeleportError::Cancelled)?;
-    }
+            Err(e) => Probe::Pending(e.to_string()),
+        })
+    };
+    let what = format!("Teleport {version} was not installed");
+    guest::poll_until(guest, deadline, probe)
+        .await
+        .map_err(stopped(&what, deadline))
 }
 
 /// Run `argv` until it succeeds, up to the deadline.
@@ -207,28 +179,17 @@ async fn wait_for(
     argv: &[&str],
     deadline: &Deadline,
 ) -> Result<String, TeleportError> {
-    let mut poll = Poll::new(
-        Duration::from_millis(200),
-        Duration::from_secs(3),
-        deadline.remaining(),
-    )
-    .cancel_on(guest.cancellation());
-    loop {
-        let last = match guest.exec(argv).await {
-            Ok(r) if r.success() => return Ok(r.out_data),
-            Ok(r) => format!("exit {:?}: {}", r.exitcode, r.err_data.trim()),
+    let probe = move || async move {
+        Ok(match guest.exec(argv).await {
+            Ok(r) if r.success() => Probe::Done(r.out_data),
+            Ok(r) => Probe::Pending(format!("exit {:?}: {}", r.exitcode, r.err_data.trim())),
             Err(e) if waddle_proxmox::is_final_agent_error(&e) => return Err(step(what)(e)),
-            Err(e) => e.to_string(),
-        };
-        if deadline.passed() {
-            return Err(TeleportError::NotReady {
-                deadline: deadline.to_string(),
-                what: what.into(),
-                last,
-            });
-        }
-        poll.wait().await.map_err(|_| TeleportError::Cancelled)?;
-    }
+            Err(e) => Probe::Pending(e.to_string()),
+        })
+    };
+    guest::poll_until(guest, deadline, probe)
+        .await
+        .map_err(stopped(what, deadline))
 }
 
 /// Bring the VM to the payload: package version, teleport.yaml, kubeconfig, (re)start,
@@ -264,12 +225,9 @@ pub async fn converge(
     if live.as_deref() != Some(r.teleport_yaml.as_str()) {
         let new = format!("{CONFIG_PATH}.new");
         write_root_only(guest, &new, &Secret::new(r.teleport_yaml.clone())).await?;
-        let test = guest
-            .exec(&["teleport", "configure", "--test", &new])
-            .await
-            .map_err(step("testing the new teleport.yaml"))?;
-        if !test.success() {
-            let _ = guest.exec(&["rm", "-f", &new]).await;
+        let test = ["teleport", "configure", "--test", &new];
+        let what = "testing the new teleport.yaml";
+        if let Some(test) = guest::check_staged(guest, what, &test, &[&new]).await? {
             return Err(TeleportError::ConfigRejected(format!(
                 "{}{}",
                 test.err_data.trim(),
@@ -392,30 +350,32 @@ async fn tctl_create(
     path: &str,
     deadline: &Deadline,
 ) -> Result<(), TeleportError> {
-    let mut poll = Poll::new(
-        Duration::from_millis(200),
-        Duration::from_secs(3),
-        deadline.remaining(),
-    )
-    .cancel_on(guest.cancellation());
-    loop {
+    let probe = move || async move {
         let r = guest
             .exec(&["tctl", "create", "-f", path])
             .await
             .map_err(step(format!("tctl create ({what})")))?;
         if r.success() {
-            return Ok(());
+            return Ok(Probe::Done(()));
         }
         let message = format!("{}{}", r.err_data.trim(), r.out_data.trim());
         // Only a not-yet-reachable auth service is worth waiting for.
-        let starting = message.contains("connection refused") || message.contains("not ready");
-        if !starting || deadline.passed() {
-            return Err(TeleportError::Tctl {
-                what: what.into(),
-                message,
-            });
+        if message.contains("connection refused") || message.contains("not ready") {
+            return Ok(Probe::Pending(message));
         }
-        poll.wait().await.map_err(|_| TeleportError::Cancelled)?;
+        Err(TeleportError::Tctl {
+            what: what.into(),
+            message,
+        })
+    };
+    let refused = |message| TeleportError::Tctl {
+        what: what.into(),
+        message,
+    };
+    match guest::poll_until(guest, deadline, probe).await {
+        Ok(()) => Ok(()),
+        Err(Stop::Deadline { last }) => Err(refused(last)),
+        Err(stop) => Err(stopped(what, deadline)(stop)),
     }
 }
 
@@ -427,7 +387,7 @@ async fn ping(guest: &Guest<'_>, p: &TeleportPayload) -> Result<String, Teleport
         argv.push("--haproxy-protocol");
     }
     argv.push(&url);
-    run(guest, "GET /webapi/ping", &argv).await
+    Ok(run(guest, "GET /webapi/ping", &argv).await?)
 }
 
 /// Ask GitHub's token endpoint with a made-up code: a valid client id and secret get
