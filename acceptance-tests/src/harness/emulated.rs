@@ -1,11 +1,13 @@
 //! What the tests that start the emulators in process share: the runtime they run on, the skip
-//! when the process environment selects a real Proxmox VE, and starting the PVE emulator.
+//! when the process environment selects a real Proxmox VE, starting the PVE emulator and
+//! plugging the Talos emulator into it.
 //! (Driving the provider in process against it is `tests/inproc/mod.rs`: only the tests
 //! depend on the provider crate.)
 
 use super::notice;
 use super::target::PveTarget;
 use crate::pve::{EmulatorConfig, PveEmulator};
+use crate::talos::{appliance, FleetOptions, TalosFleet};
 
 /// A multi-threaded runtime with two workers, I/O and time enabled.
 pub fn runtime() -> tokio::runtime::Runtime {
@@ -32,4 +34,17 @@ pub fn skip_on_real_pve(test: &str, why: &str) -> bool {
 /// The PVE emulator started with `config`; a failure to start fails the test.
 pub async fn emulator(config: EmulatorConfig) -> PveEmulator {
     PveEmulator::start(config).await.expect("PVE emulator")
+}
+
+/// A Talos emulator with `options`, plugged into `emu` as the guest of every Talos VM it runs.
+/// The caller shuts it down (`TalosFleet::shutdown`) at the end of the test.
+pub fn talos_fleet_with(emu: &PveEmulator, options: FleetOptions) -> TalosFleet {
+    let fleet = TalosFleet::new(options);
+    appliance::register(emu.appliances(), fleet.clone());
+    fleet
+}
+
+/// [`talos_fleet_with`] the default options.
+pub fn talos_fleet(emu: &PveEmulator) -> TalosFleet {
+    talos_fleet_with(emu, FleetOptions::default())
 }

@@ -1,6 +1,9 @@
 //! The provider driven in process (its RPC handlers, no CLI) against a PVE emulator: shared
 //! by the test targets that need it (`mod inproc;`). It lives here, not in the
 //! `waddle-acceptance` library, because only the tests depend on the provider crate.
+//! [`talos`] is the same for `waddle_talos_cluster` with the Talos emulator plugged in.
+
+pub mod talos;
 
 use waddle_acceptance::pve::PveEmulator;
 use waddle_framework::testing::Harness;
