@@ -74,17 +74,9 @@ fn vmid_of(state: &Value) -> u32 {
         .expect("vmid in state")
 }
 
-fn isos(emu: &PveEmulator) -> Vec<String> {
-    emu.volumes()
-        .into_iter()
-        .filter(|v| v.content == "iso")
-        .map(|v| v.volid)
-        .collect()
-}
-
 /// No VM and no VM disk or ISO left (downloaded `import` images are checked separately).
 fn no_vm_or_iso_left(emu: &PveEmulator) -> Result<(), String> {
-    let vms: Vec<u32> = emu.vms().iter().map(|v| v.vmid).collect();
+    let vms = emu.vmids();
     let vols: Vec<String> = emu
         .volumes()
         .into_iter()

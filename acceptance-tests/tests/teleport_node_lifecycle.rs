@@ -154,12 +154,27 @@ async fn destroy(h: &Harness, state: &Value) {
 }
 
 fn nothing_left(emu: &PveEmulator) {
-    let vms: Vec<u32> = emu.vms().iter().map(|v| v.vmid).collect();
+    let vms = emu.vmids();
     let vols: Vec<String> = emu.volumes().into_iter().map(|v| v.volid).collect();
     assert!(
         vms.is_empty() && vols.is_empty(),
         "left behind: VMs {vms:?}, volumes {vols:?}"
     );
+}
+
+/// A create that had to recover converged on one seed ISO with an empty plan after a
+/// refresh; destroy then leaves nothing.
+async fn converged_then_nothing_left(
+    h: &Harness,
+    emu: &PveEmulator,
+    state: &Value,
+    config: &Value,
+) {
+    let isos = emu.volids("iso");
+    assert_eq!(isos.len(), 1, "one seed ISO: {isos:?}");
+    let state = empty_plan(h, state, config).await;
+    destroy(h, &state).await;
+    nothing_left(emu);
 }
 
 #[test]
@@ -404,15 +419,8 @@ fn a_shared_image_goes_with_the_last_vm() {
         other.private_nic.as_mut().unwrap().cidr = Some("10.10.0.4/24".into());
         let b = apply(&h, &Value::Null, &cfg(&other)).await;
         assert_eq!(emu.downloads().len(), 1, "one download for both");
-        let images = |emu: &PveEmulator| -> Vec<String> {
-            emu.volumes()
-                .into_iter()
-                .filter(|v| v.content == "import")
-                .map(|v| v.volid)
-                .collect()
-        };
         destroy(&h, &a).await;
-        assert_eq!(images(&emu).len(), 1, "still used by the other VM");
+        assert_eq!(emu.volids("import").len(), 1, "still used by the other VM");
         destroy(&h, &b).await;
         nothing_left(&emu);
     });
@@ -434,7 +442,7 @@ fn killed_mid_create_then_reapply_leaves_nothing() {
         let apply_once = h.apply(TYPE_NAME, &Value::Null, &config, &p.planned_state);
         let killed = async {
             for _ in 0..600 {
-                if !emu.vms().is_empty() && emu.volumes().iter().any(|v| v.content == "iso") {
+                if !emu.vms().is_empty() && !emu.volids("iso").is_empty() {
                     return;
                 }
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
@@ -447,22 +455,12 @@ fn killed_mid_create_then_reapply_leaves_nothing() {
         }
         let orphan = emu.vms()[0].vmid;
         let state = apply(&h, &Value::Null, &config).await;
-        let vms: Vec<u32> = emu.vms().iter().map(|v| v.vmid).collect();
         assert_eq!(
-            vms,
+            emu.vmids(),
             vec![vmid_of(&state)],
             "only the new VM (orphan {orphan} removed)"
         );
-        let isos: Vec<String> = emu
-            .volumes()
-            .into_iter()
-            .filter(|v| v.content == "iso")
-            .map(|v| v.volid)
-            .collect();
-        assert_eq!(isos.len(), 1, "one seed ISO: {isos:?}");
-        let state = empty_plan(&h, &state, &config).await;
-        destroy(&h, &state).await;
-        nothing_left(&emu);
+        converged_then_nothing_left(&h, &emu, &state, &config).await;
     });
 }
 
@@ -498,19 +496,9 @@ fn lost_answers_on_every_create_step_converge() {
             "every answer was lost once: {:?}",
             emu.fault_log()
         );
-        let vms: Vec<u32> = emu.vms().iter().map(|v| v.vmid).collect();
-        assert_eq!(vms, vec![vmid_of(&state)], "one VM");
+        assert_eq!(emu.vmids(), vec![vmid_of(&state)], "one VM");
         assert_eq!(emu.downloads().len(), 1, "one image download");
-        let isos: Vec<String> = emu
-            .volumes()
-            .into_iter()
-            .filter(|v| v.content == "iso")
-            .map(|v| v.volid)
-            .collect();
-        assert_eq!(isos.len(), 1, "one seed ISO: {isos:?}");
-        let state = empty_plan(&h, &state, &config).await;
-        destroy(&h, &state).await;
-        nothing_left(&emu);
+        converged_then_nothing_left(&h, &emu, &state, &config).await;
     });
 }
 
@@ -554,15 +542,9 @@ fn a_failing_guest_step_is_recorded_and_replaced() {
         assert!(a.diagnostics.has_errors(), "the create fails");
         assert!(text.contains("injected guest-agent failure"), "{text}");
         assert!(!a.state.is_null(), "the VM that exists is in the state");
-        let vms: Vec<u32> = emu.vms().iter().map(|v| v.vmid).collect();
-        assert_eq!(vms, vec![vmid_of(&a.state)], "the VM is recorded");
+        assert_eq!(emu.vmids(), vec![vmid_of(&a.state)], "the VM is recorded");
         let seed = str_attr(&a.state, "seed_iso").map(str::to_string);
-        let isos: Vec<String> = emu
-            .volumes()
-            .into_iter()
-            .filter(|v| v.content == "iso")
-            .map(|v| v.volid)
-            .collect();
+        let isos = emu.volids("iso");
         assert_eq!(
             isos,
             seed.into_iter().collect::<Vec<_>>(),

@@ -100,7 +100,7 @@ fn foreign_vm_with_a_node_vmid_is_refused_and_survives_destroy() {
         assert_eq!(emu.vm(920).expect("foreign VM").config, before);
         destroy(&h, &state).await;
         assert_eq!(emu.vm(920).expect("foreign VM").config, before);
-        let vms: Vec<u32> = emu.vms().iter().map(|v| v.vmid).collect();
+        let vms = emu.vmids();
         assert_eq!(vms, vec![920], "only the foreign VM is left");
         assert!(
             emu.volumes().iter().all(|v| v.vmid == Some(920)),
@@ -138,7 +138,7 @@ fn killed_mid_create_then_reapply() {
         assert!(errors.is_empty(), "{errors}");
         let mut recorded = recorded_vmids(&state);
         recorded.sort_unstable();
-        let vms: Vec<u32> = emu.vms().iter().map(|v| v.vmid).collect();
+        let vms = emu.vmids();
         assert_eq!(vms, recorded, "no VM the state does not know");
         assert_eq!(
             recorded_images(&state),
@@ -188,7 +188,7 @@ fn error_after_the_vm_exists_is_recorded() {
         assert!(errors.contains("resize failed"), "{errors}");
         let mut recorded = recorded_vmids(&state);
         recorded.sort_unstable();
-        let vms: Vec<u32> = emu.vms().iter().map(|v| v.vmid).collect();
+        let vms = emu.vmids();
         assert_eq!(vms, vec![940, 941], "both VMs exist");
         assert_eq!(recorded, vms, "every VM that exists is recorded");
         destroy(&h, &state).await;
@@ -202,7 +202,7 @@ fn error_after_the_vm_exists_is_recorded() {
 
 /// Everything of a cluster in the emulator: VM ids and volumes (disk images included).
 fn everything(emu: &PveEmulator) -> (Vec<u32>, Vec<String>) {
-    let vms = emu.vms().iter().map(|v| v.vmid).collect();
+    let vms = emu.vmids();
     let vols = emu.volumes().into_iter().map(|v| v.volid).collect();
     (vms, vols)
 }
@@ -258,14 +258,6 @@ async fn converged(
 }
 
 /// The image volumes (`import` content) in the emulator.
-fn images(emu: &PveEmulator) -> Vec<String> {
-    emu.volumes()
-        .into_iter()
-        .filter(|v| v.content == "import")
-        .map(|v| v.volid)
-        .collect()
-}
-
 /// Create the cluster of `config(net, None, "90s")`; returns its state.
 async fn created(h: &Harness, net: u8) -> (Value, Value) {
     let cfg = config(net, None, "90s");
@@ -323,7 +315,7 @@ fn node_vm_deleted_by_hand_is_recreated() {
         assert_eq!(emu.vm(w1).expect("foreign VM").config, before);
         destroy(&h, &state).await;
         assert_eq!(emu.vm(w1).expect("foreign VM").config, before);
-        let vms: Vec<u32> = emu.vms().iter().map(|v| v.vmid).collect();
+        let vms = emu.vmids();
         assert_eq!(vms, vec![w1], "only the foreign VM is left");
         assert!(
             emu.volumes().iter().all(|v| v.vmid == Some(w1)),
@@ -349,14 +341,14 @@ fn image_deleted_by_hand_is_downloaded_again_when_needed() {
         appliance::register(emu.appliances(), fleet.clone());
         let h = harness(&emu).await;
         let (state, cfg) = created(&h, 97).await;
-        let imgs = images(&emu);
+        let imgs = emu.volids("import");
         assert_eq!(imgs.len(), 1, "{imgs:?}");
         let storage = imgs[0].split(':').next().expect("storage").to_string();
         client(&emu)
             .delete_volume(emu.node(), &storage, &imgs[0])
             .await
             .expect("delete the image");
-        assert!(images(&emu).is_empty());
+        assert!(emu.volids("import").is_empty());
         let state = converged(&h, &emu, &state, &cfg, &[]).await;
         delete_by_hand(&emu, node_vmid(&state, "w1")).await;
         let r = h.read(TYPE_NAME, &state).await;
@@ -366,7 +358,7 @@ fn image_deleted_by_hand_is_downloaded_again_when_needed() {
         let a = h.apply(TYPE_NAME, &r.state, &cfg, &p.planned_state).await;
         assert!(!a.diagnostics.has_errors(), "{:?}", a.diagnostics);
         assert_eq!(emu.downloads().len(), 2, "downloaded again");
-        assert_eq!(images(&emu), imgs, "the same image, recorded");
+        assert_eq!(emu.volids("import"), imgs, "the same image, recorded");
         let state = converged(&h, &emu, &a.state, &cfg, &[]).await;
         assert_eq!(recorded_images(&state), 1);
         destroy(&h, &state).await;
@@ -402,7 +394,10 @@ fn destroy_whose_vms_are_gone_leaves_nothing() {
         destroy(&h, &r.state).await;
         let left = everything(&emu);
         assert_eq!(left.0, vec![foreign], "{left:?}");
-        assert!(images(&emu).is_empty(), "the image is deleted: {left:?}");
+        assert!(
+            emu.volids("import").is_empty(),
+            "the image is deleted: {left:?}"
+        );
         // Not refreshed: the worker's VM gone, the state still names it.
         let (state, _) = created(&h, 99).await;
         delete_by_hand(&emu, node_vmid(&state, "w1")).await;
@@ -548,7 +543,7 @@ fn error_after_the_image_exists_is_recorded() {
         assert_eq!(recorded_images(&failed), 1, "the image is recorded");
         let mut recorded = recorded_vmids(&failed);
         recorded.sort_unstable();
-        let vms: Vec<u32> = emu.vms().iter().map(|v| v.vmid).collect();
+        let vms = emu.vmids();
         assert_eq!(vms, recorded, "every VM that exists is recorded");
         destroy(&h, &failed).await;
         assert_eq!(everything(&emu), (vec![], vec![]), "nothing left");

@@ -457,6 +457,11 @@ impl TestCase {
         self
     }
 
+    /// [`TestCase::env`] for each pair (e.g. `PveTarget::cli_env()`).
+    pub fn envs(self, pairs: impl IntoIterator<Item = (String, String)>) -> Self {
+        pairs.into_iter().fold(self, |c, (k, v)| c.env(k, v))
+    }
+
     /// Called after the final destroy with the last state seen before it.
     pub fn check_destroy(
         mut self,
