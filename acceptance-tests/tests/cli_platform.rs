@@ -243,21 +243,7 @@ const NODE: &str = "module.teleport.waddle_teleport_node.this";
 fn module_config(t: &PveTarget, teams: &str, apps: &str, routes: &str) -> String {
     format!(
         r#"
-terraform {{
-  required_providers {{
-    waddle = {{
-      source = "waddle-social/waddle"
-    }}
-  }}
-}}
-
-provider "waddle" {{
-  endpoint  = "{endpoint}"
-  api_token = "{token}"
-  ca_cert   = file("${{path.module}}/pve-ca.pem")
-  node      = "{node}"
-}}
-
+{provider}
 module "teleport" {{
   source               = "./modules/teleport"
   domain               = "example.org"
@@ -276,19 +262,13 @@ output "web_url" {{
   value = module.teleport.web_url
 }}
 "#,
-        endpoint = t.endpoint(),
-        token = t.api_token(),
-        node = t.node(),
+        provider = t.provider_hcl(),
     )
 }
 
 fn module_step(t: &PveTarget, teams: &str, apps: &str, routes: &str) -> TestStep {
-    let mut s = TestStep::config(module_config(t, teams, apps, routes))
-        .file("pve-ca.pem", t.ca_pem().unwrap_or_default());
-    for (name, content) in harness::module_files("teleport") {
-        s = s.file(name, content);
-    }
-    s
+    t.step(module_config(t, teams, apps, routes))
+        .files(harness::module_files("teleport"))
 }
 
 const TEAM_INFRA: &str = r#"{ team = "infra", roles = ["infra-admin"] }"#;

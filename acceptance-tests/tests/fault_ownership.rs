@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use waddle_acceptance::harness::emulated::{self, runtime};
 use waddle_acceptance::pve::{EmulatorConfig, FaultConfig, FaultKind, FaultRule, PveEmulator};
-use waddle_acceptance::talos::{appliance, FleetOptions, TalosFleet};
+use waddle_acceptance::talos::FleetOptions;
 use waddle_framework::testing::Harness;
 use waddle_framework::{AttributePath, Value};
 use waddle_provider::resources::{sni_proxy, talos_cluster};
@@ -30,7 +30,7 @@ fn skip_on_real_pve(test: &str) -> bool {
 }
 
 async fn emulator(ip: Ipv4Addr, faults: FaultConfig) -> PveEmulator {
-    PveEmulator::start(
+    emulated::emulator(
         EmulatorConfig::builder()
             .ip(ip)
             .bridge("vmbr1")
@@ -38,12 +38,11 @@ async fn emulator(ip: Ipv4Addr, faults: FaultConfig) -> PveEmulator {
             .build(),
     )
     .await
-    .expect("PVE emulator")
 }
 
 #[allow(dead_code)] // `inproc::talos` is for other targets
 mod inproc;
-use inproc::{client, harness};
+use inproc::{client, harness, refresh_then_empty_plan};
 
 /// Somebody else's VM ("prod-db", no waddle mark) with `vmid`.
 async fn foreign_vm(emu: &PveEmulator, vmid: u32) -> BTreeMap<String, String> {

@@ -132,16 +132,7 @@ async fn apply(h: &Harness, prior: &Value, config: &Value) -> Value {
 
 /// Refresh, then the plan is empty.
 async fn empty_plan(h: &Harness, state: &Value, config: &Value) -> Value {
-    let r = h.read(TYPE_NAME, state).await;
-    assert!(!r.diagnostics.has_errors(), "{:?}", r.diagnostics);
-    let p = h.plan(TYPE_NAME, &r.state, config).await;
-    assert!(!p.diagnostics.has_errors(), "{:?}", p.diagnostics);
-    assert!(p.requires_replace.is_empty(), "{:?}", p.requires_replace);
-    assert!(
-        p.planned_state.equals(&r.state),
-        "the plan after refresh is empty"
-    );
-    r.state
+    inproc::refresh_then_empty_plan(h, TYPE_NAME, state, config).await
 }
 
 async fn destroy(h: &Harness, state: &Value) {

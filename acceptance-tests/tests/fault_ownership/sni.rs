@@ -60,14 +60,7 @@ async fn converged(h: &Harness, emu: &PveEmulator, state: &Value, cfg: &Value) {
         emu.volids("iso"),
         seed.into_iter().map(str::to_string).collect::<Vec<_>>()
     );
-    let r = h.read(TYPE_NAME, state).await;
-    assert!(!r.diagnostics.has_errors(), "{:?}", r.diagnostics);
-    let p = h.plan(TYPE_NAME, &r.state, cfg).await;
-    assert!(p.requires_replace.is_empty(), "{:?}", p.requires_replace);
-    assert!(
-        p.planned_state.equals(&r.state),
-        "the plan after it is empty"
-    );
+    refresh_then_empty_plan(h, TYPE_NAME, state, cfg).await;
 }
 
 /// A configured VMID taken by somebody else's VM: refused with a message naming that VM,
@@ -333,16 +326,8 @@ fn import_ends_with_an_empty_plan() {
             &AttributePath::attr("vmid"),
             Value::from(i64::from(vmid_of(&state))),
         );
-        let r = h.read(TYPE_NAME, &imported).await;
-        assert!(!r.diagnostics.has_errors(), "{:?}", r.diagnostics);
-        let p = h.plan(TYPE_NAME, &r.state, &cfg).await;
-        assert!(!p.diagnostics.has_errors(), "{:?}", p.diagnostics);
-        assert!(p.requires_replace.is_empty(), "{:?}", p.requires_replace);
-        assert!(
-            p.planned_state.equals(&r.state),
-            "the plan after the import is empty"
-        );
-        destroy(&h, &r.state).await;
+        let state = refresh_then_empty_plan(&h, TYPE_NAME, &imported, &cfg).await;
+        destroy(&h, &state).await;
         no_vm_or_iso_left(&emu).unwrap();
     });
 }

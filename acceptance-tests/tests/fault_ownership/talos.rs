@@ -79,9 +79,8 @@ fn foreign_vm_with_a_node_vmid_is_refused_and_survives_destroy() {
         return;
     }
     runtime().block_on(async {
-        let fleet = TalosFleet::new(FleetOptions::default());
         let emu = emulator(Ipv4Addr::new(127, 40, 92, 1), FaultConfig::default()).await;
-        appliance::register(emu.appliances(), fleet.clone());
+        let fleet = emulated::talos_fleet(&emu);
         let before = foreign_vm(&emu, 920).await;
         let h = harness(&emu).await;
         // The worker cannot finish without its control plane: a short deadline ends the create.
@@ -121,9 +120,8 @@ fn killed_mid_create_then_reapply() {
         return;
     }
     runtime().block_on(async {
-        let fleet = TalosFleet::new(FleetOptions::default());
         let emu = emulator(Ipv4Addr::new(127, 40, 92, 2), FaultConfig::default()).await;
-        appliance::register(emu.appliances(), fleet.clone());
+        let fleet = emulated::talos_fleet(&emu);
         let h = harness(&emu).await;
         let cfg = config(93, None, "90s");
         let p = h.plan(TYPE_NAME, &Value::Null, &cfg).await;
@@ -179,9 +177,8 @@ fn error_after_the_vm_exists_is_recorded() {
         .max_hits(1),
     );
     runtime().block_on(async {
-        let fleet = TalosFleet::new(FleetOptions::default());
         let emu = emulator(Ipv4Addr::new(127, 40, 92, 3), faults).await;
-        appliance::register(emu.appliances(), fleet.clone());
+        let fleet = emulated::talos_fleet(&emu);
         let h = harness(&emu).await;
         let cfg = config(94, Some((940, 941)), "15s");
         let (state, errors) = create_state(&h, TYPE_NAME, &cfg).await;
@@ -245,16 +242,7 @@ async fn converged(
             "a volume nobody knows: {v:?}"
         );
     }
-    let r = h.read(TYPE_NAME, state).await;
-    assert!(!r.diagnostics.has_errors(), "{:?}", r.diagnostics);
-    let p = h.plan(TYPE_NAME, &r.state, cfg).await;
-    assert!(!p.diagnostics.has_errors(), "{:?}", p.diagnostics);
-    assert!(p.requires_replace.is_empty(), "{:?}", p.requires_replace);
-    assert!(
-        p.planned_state.equals(&r.state),
-        "the plan after it is empty"
-    );
-    r.state
+    refresh_then_empty_plan(h, TYPE_NAME, state, cfg).await
 }
 
 /// The image volumes (`import` content) in the emulator.
@@ -286,9 +274,8 @@ fn node_vm_deleted_by_hand_is_recreated() {
         return;
     }
     runtime().block_on(async {
-        let fleet = TalosFleet::new(FleetOptions::default());
         let emu = emulator(Ipv4Addr::new(127, 40, 92, 5), FaultConfig::default()).await;
-        appliance::register(emu.appliances(), fleet.clone());
+        let fleet = emulated::talos_fleet(&emu);
         let h = harness(&emu).await;
         let (state, cfg) = created(&h, 96).await;
         let w1 = node_vmid(&state, "w1");
@@ -336,9 +323,8 @@ fn image_deleted_by_hand_is_downloaded_again_when_needed() {
         return;
     }
     runtime().block_on(async {
-        let fleet = TalosFleet::new(FleetOptions::default());
         let emu = emulator(Ipv4Addr::new(127, 40, 92, 6), FaultConfig::default()).await;
-        appliance::register(emu.appliances(), fleet.clone());
+        let fleet = emulated::talos_fleet(&emu);
         let h = harness(&emu).await;
         let (state, cfg) = created(&h, 97).await;
         let imgs = emu.volids("import");
@@ -377,9 +363,8 @@ fn destroy_whose_vms_are_gone_leaves_nothing() {
         return;
     }
     runtime().block_on(async {
-        let fleet = TalosFleet::new(FleetOptions::default());
         let emu = emulator(Ipv4Addr::new(127, 40, 92, 7), FaultConfig::default()).await;
-        appliance::register(emu.appliances(), fleet.clone());
+        let fleet = emulated::talos_fleet(&emu);
         let foreign = 990;
         let before = foreign_vm(&emu, foreign).await;
         let h = harness(&emu).await;
@@ -423,9 +408,8 @@ fn import_ends_with_an_empty_plan() {
         return;
     }
     runtime().block_on(async {
-        let fleet = TalosFleet::new(FleetOptions::default());
         let emu = emulator(Ipv4Addr::new(127, 40, 92, 4), FaultConfig::default()).await;
-        appliance::register(emu.appliances(), fleet.clone());
+        let fleet = emulated::talos_fleet(&emu);
         let h = harness(&emu).await;
         let cfg = config(95, None, "90s");
         let (state, errors) = create_state(&h, TYPE_NAME, &cfg).await;
@@ -492,9 +476,8 @@ fn lost_responses_on_every_create_converge() {
         f.rule(FaultRule::new(ep, FaultKind::DropResponse, 1.0).max_hits(n))
     });
     runtime().block_on(async {
-        let fleet = TalosFleet::new(FleetOptions::default());
         let emu = emulator(Ipv4Addr::new(127, 40, 92, 8), faults).await;
-        appliance::register(emu.appliances(), fleet.clone());
+        let fleet = emulated::talos_fleet(&emu);
         let h = harness(&emu).await;
         let (state, cfg) = created(&h, 90).await;
         assert_eq!(emu.fault_log().len(), 5, "{:?}", emu.fault_log());
@@ -533,9 +516,8 @@ fn error_after_the_image_exists_is_recorded() {
         .max_hits(1),
     );
     runtime().block_on(async {
-        let fleet = TalosFleet::new(FleetOptions::default());
         let emu = emulator(Ipv4Addr::new(127, 40, 92, 9), faults).await;
-        appliance::register(emu.appliances(), fleet.clone());
+        let fleet = emulated::talos_fleet(&emu);
         let h = harness(&emu).await;
         let cfg = config(91, None, "20s");
         let (failed, errors) = create_state(&h, TYPE_NAME, &cfg).await;
@@ -569,12 +551,14 @@ fn lost_maintenance_apply_answers_converge() {
     runtime().block_on(async {
         let mut faults = waddle_acceptance::talos::Faults::default();
         faults.lose_answers.insert("ApplyConfiguration".into(), 1);
-        let fleet = TalosFleet::new(FleetOptions {
-            faults,
-            ..FleetOptions::default()
-        });
         let emu = emulator(Ipv4Addr::new(127, 40, 92, 10), FaultConfig::default()).await;
-        appliance::register(emu.appliances(), fleet.clone());
+        let fleet = emulated::talos_fleet_with(
+            &emu,
+            FleetOptions {
+                faults,
+                ..FleetOptions::default()
+            },
+        );
         let h = harness(&emu).await;
         let cfg = config(96, None, "90s");
         let (state, errors) = create_state(&h, TYPE_NAME, &cfg).await;

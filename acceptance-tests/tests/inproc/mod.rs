@@ -36,3 +36,23 @@ pub fn client(emu: &PveEmulator) -> waddle_proxmox::Client {
     cfg.ca_cert_pem = Some(emu.ca_pem().to_string());
     waddle_proxmox::Client::new(cfg).expect("client")
 }
+
+/// Refreshes `state` of a `type_name` resource, then plans `config` over it: no error, no
+/// replacement and nothing to change. The state read back.
+pub async fn refresh_then_empty_plan(
+    h: &Harness,
+    type_name: &str,
+    state: &Value,
+    config: &Value,
+) -> Value {
+    let r = h.read(type_name, state).await;
+    assert!(!r.diagnostics.has_errors(), "{:?}", r.diagnostics);
+    let p = h.plan(type_name, &r.state, config).await;
+    assert!(!p.diagnostics.has_errors(), "{:?}", p.diagnostics);
+    assert!(p.requires_replace.is_empty(), "{:?}", p.requires_replace);
+    assert!(
+        p.planned_state.equals(&r.state),
+        "the plan after refresh is empty"
+    );
+    r.state
+}

@@ -6,7 +6,7 @@ use std::net::Ipv4Addr;
 
 use waddle_acceptance::harness::emulated;
 use waddle_acceptance::pve::{EmulatorConfig, PveEmulator, Timings};
-use waddle_acceptance::talos::{TalosFleet, TalosNode};
+use waddle_acceptance::talos::{FleetOptions, TalosFleet, TalosNode};
 use waddle_framework::testing::Harness;
 use waddle_framework::Value;
 use waddle_provider::resources::talos_cluster::{
@@ -79,14 +79,19 @@ pub struct TalosEnv {
 /// The PVE emulator on `127.40.<net>.1` (fast timings), the Talos emulator plugged into it,
 /// and a provider configured for it.
 pub async fn env(net: u8) -> TalosEnv {
+    env_with(net, Timings::fast(), FleetOptions::default()).await
+}
+
+/// [`env`] with the PVE emulator's `timings` and the Talos emulator's `options`.
+pub async fn env_with(net: u8, timings: Timings, options: FleetOptions) -> TalosEnv {
     let emu = emulated::emulator(
         EmulatorConfig::builder()
             .ip(Ipv4Addr::new(127, 40, net, 1))
-            .timings(Timings::fast())
+            .timings(timings)
             .build(),
     )
     .await;
-    let fleet = emulated::talos_fleet(&emu);
+    let fleet = emulated::talos_fleet_with(&emu, options);
     let h = super::harness(&emu).await;
     TalosEnv { h, fleet, emu, net }
 }

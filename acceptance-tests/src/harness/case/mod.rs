@@ -175,6 +175,11 @@ impl TestStep {
         self
     }
 
+    /// [`TestStep::file`] for each (name, content) pair (e.g. `harness::module_files(..)`).
+    pub fn files(self, pairs: impl IntoIterator<Item = (String, String)>) -> Self {
+        pairs.into_iter().fold(self, |s, (name, c)| s.file(name, c))
+    }
+
     /// [`TestStep::env`] for each pair.
     pub fn envs(self, pairs: impl IntoIterator<Item = (String, String)>) -> Self {
         pairs.into_iter().fold(self, |s, (k, v)| s.env(k, v))
