@@ -803,13 +803,20 @@ mod in_process {
         e.emu.shutdown().await;
     }
 
-    /// The ID of the cluster whose `machine_secrets` `state` keeps.
-    fn cluster_id(state: &Value) -> String {
+    /// Creates the cluster of `cfg`: its state, its ID and how many entries its etcd
+    /// membership log has so far.
+    async fn create(e: &TalosEnv, cfg: &Value) -> (Value, String, usize) {
+        let state =
+            e.h.plan_and_apply(TYPE_NAME, &Value::Null, cfg)
+                .await
+                .expect("create");
         let secrets = state
             .get_attr("machine_secrets")
             .and_then(Value::as_str)
             .unwrap();
-        SecretsBundle::from_yaml(secrets).unwrap().cluster_id
+        let id = SecretsBundle::from_yaml(secrets).unwrap().cluster_id;
+        let before = e.fleet.membership_log(&id).len();
+        (state, id, before)
     }
 
     const URL: &str = "https://factory.talos.dev/image/376567988ad370138ad8b2698212367b8edcb69b5fd68c80be1f2ec7d603b4ba/v1.12.11/nocloud-amd64.qcow2";
@@ -1351,12 +1358,7 @@ mod in_process {
             let e = env(49, FleetOptions::default()).await;
             let (h, fleet, emu) = (&e.h, &e.fleet, &e.emu);
             let small = three_cps(49, 490, 2, 10);
-            let state = h
-                .plan_and_apply(TYPE_NAME, &Value::Null, &small)
-                .await
-                .expect("create");
-            let id = cluster_id(&state);
-            let before = fleet.membership_log(&id).len();
+            let (state, id, before) = create(&e, &small).await;
 
             let big = three_cps(49, 490, 3, 12);
             let p = h.plan(TYPE_NAME, &state, &big).await;
@@ -1365,7 +1367,7 @@ mod in_process {
             let a = h.apply(TYPE_NAME, &state, &big, &p.planned_state).await;
             assert!(!a.diagnostics.has_errors(), "{:?}", a.diagnostics);
 
-            let ids: Vec<u32> = emu.vms().iter().map(|v| v.vmid).collect();
+            let ids = emu.vmids();
             assert_eq!(ids, vec![490, 491, 492], "no VM deleted or created");
             for v in emu.vms() {
                 assert_eq!(
@@ -1443,12 +1445,7 @@ mod in_process {
             let e = env(50, FleetOptions::default()).await;
             let (h, fleet, emu) = (&e.h, &e.fleet, &e.emu);
             let small = three_cps(50, 500, 2, 10);
-            let state = h
-                .plan_and_apply(TYPE_NAME, &Value::Null, &small)
-                .await
-                .expect("create");
-            let id = cluster_id(&state);
-            let before = fleet.membership_log(&id).len();
+            let (state, id, before) = create(&e, &small).await;
 
             let big = three_cps(50, 500, 3, 10);
             let p = h.plan(TYPE_NAME, &state, &big).await;
@@ -1539,12 +1536,7 @@ mod in_process {
             let e = env(51, FleetOptions::default()).await;
             let (h, fleet, emu) = (&e.h, &e.fleet, &e.emu);
             let cfg = three_cps(51, 510, 2, 10);
-            let state = h
-                .plan_and_apply(TYPE_NAME, &Value::Null, &cfg)
-                .await
-                .expect("create");
-            let id = cluster_id(&state);
-            let before = fleet.membership_log(&id).len();
+            let (state, id, before) = create(&e, &cfg).await;
             let mut moved = cfg.clone();
             for cp in ["cp1", "cp2", "cp3"] {
                 moved.set_path(
@@ -1560,7 +1552,7 @@ mod in_process {
             assert!(warned.contains("RE-CREATED"), "{warned}");
             let a = h.apply(TYPE_NAME, &state, &moved, &p.planned_state).await;
             assert!(!a.diagnostics.has_errors(), "{:?}", a.diagnostics);
-            let ids: Vec<u32> = emu.vms().iter().map(|v| v.vmid).collect();
+            let ids = emu.vmids();
             assert_eq!(ids, vec![510, 511, 512]);
             let log = fleet.membership_log(&id);
             let roll = &log[before..];
