@@ -34,6 +34,27 @@ fn target(rt: &tokio::runtime::Runtime, ip: Ipv4Addr) -> PveTarget {
     )
 }
 
+/// After destroy: no marked rule and no IP set of ours is left, the rule added by hand is
+/// untouched and the firewall is off again, as it was before the create.
+fn left_as_before(a: &Api) -> Result<(), String> {
+    let rs = rules(a)?;
+    if let Some(r) = rs.iter().find(|r| comment(r).starts_with("waddle:")) {
+        return Err(format!("a marked rule survived destroy: {r}"));
+    }
+    if !rs.iter().any(|r| comment(r) == "added by hand") {
+        return Err(format!("the foreign rule was touched: {rs:?}"));
+    }
+    let sets = a.list("/cluster/firewall/ipset", &[])?;
+    if sets.iter().any(|s| s["name"] == "waddle-operators") {
+        return Err(format!("IP set left: {sets:?}"));
+    }
+    let o = a.get("/cluster/firewall/options", &[])?;
+    if o.get("enable").and_then(Value::as_i64).unwrap_or(0) != 0 {
+        return Err(format!("the firewall was off before create: {o}"));
+    }
+    Ok(())
+}
+
 fn rfc3339(unix: u64) -> String {
     let days = (unix / 86_400) as i64;
     let secs = unix % 86_400;
@@ -225,24 +246,7 @@ fn host_firewall_lifecycle_on_the_emulator() {
         .step(drift)
         .step(repair)
         .step(import)
-        .check_destroy(move |_| {
-            let rs = rules(&a)?;
-            if let Some(r) = rs.iter().find(|r| comment(r).starts_with("waddle:")) {
-                return Err(format!("a marked rule survived destroy: {r}"));
-            }
-            if !rs.iter().any(|r| comment(r) == "added by hand") {
-                return Err(format!("the foreign rule was touched: {rs:?}"));
-            }
-            let sets = a.list("/cluster/firewall/ipset", &[])?;
-            if sets.iter().any(|s| s["name"] == "waddle-operators") {
-                return Err(format!("IP set left: {sets:?}"));
-            }
-            let o = a.get("/cluster/firewall/options", &[])?;
-            if o.get("enable").and_then(Value::as_i64).unwrap_or(0) != 0 {
-                return Err(format!("the firewall was off before create: {o}"));
-            }
-            Ok(())
-        })
+        .check_destroy(move |_| left_as_before(&a))
         .run();
     assert!(report.skipped.is_empty(), "skipped: {:?}", report.skipped);
 
@@ -301,24 +305,7 @@ fn host_firewall_lifecycle_on_the_emulator() {
         .step(create)
         .step(wait)
         .step(expired)
-        .check_destroy(move |_| {
-            let rs = rules(&a)?;
-            if let Some(r) = rs.iter().find(|r| comment(r).starts_with("waddle:")) {
-                return Err(format!("a marked rule survived destroy: {r}"));
-            }
-            if !rs.iter().any(|r| comment(r) == "added by hand") {
-                return Err(format!("the foreign rule was touched: {rs:?}"));
-            }
-            let sets = a.list("/cluster/firewall/ipset", &[])?;
-            if sets.iter().any(|s| s["name"] == "waddle-operators") {
-                return Err(format!("IP set left: {sets:?}"));
-            }
-            let o = a.get("/cluster/firewall/options", &[])?;
-            if o.get("enable").and_then(Value::as_i64).unwrap_or(0) != 0 {
-                return Err(format!("the firewall was off before create: {o}"));
-            }
-            Ok(())
-        })
+        .check_destroy(move |_| left_as_before(&a))
         .run();
     assert!(report.skipped.is_empty(), "skipped: {:?}", report.skipped);
     if let Some(emu) = t.emulator_only(
