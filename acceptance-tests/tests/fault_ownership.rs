@@ -40,6 +40,11 @@ async fn emulator(ip: Ipv4Addr, faults: FaultConfig) -> PveEmulator {
     .await
 }
 
+/// The first request to `endpoint` meets `kind` (the ones after it are served).
+fn fail_once(seed: u64, endpoint: &str, kind: FaultKind) -> FaultConfig {
+    FaultConfig::new(seed).rule(FaultRule::new(endpoint, kind, 1.0).max_hits(1))
+}
+
 #[allow(dead_code)] // `inproc::talos` is for other targets
 mod inproc;
 use inproc::{client, harness, refresh_then_empty_plan};

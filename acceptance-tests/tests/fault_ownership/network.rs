@@ -136,13 +136,10 @@ fn killed_mid_create_then_reapply() {
     if skip_on_real_pve("network killed_mid_create_then_reapply") {
         return;
     }
-    let faults = FaultConfig::new(22).rule(
-        FaultRule::new(
-            "POST /cluster/sdn/vnets",
-            FaultKind::Latency(Duration::from_secs(2)),
-            1.0,
-        )
-        .max_hits(1),
+    let faults = fail_once(
+        22,
+        "POST /cluster/sdn/vnets",
+        FaultKind::Latency(Duration::from_secs(2)),
     );
     runtime().block_on(async {
         let emu = emulator(Ipv4Addr::new(127, 40, 93, 4), faults).await;

@@ -111,11 +111,7 @@ fn lost_responses_on_every_create_converge() {
         assert!(errors.is_empty(), "{errors}");
         converged(&h, &emu, &state, &cfg).await;
         assert_eq!(emu.downloads().len(), 1, "one image download");
-        let disks = emu
-            .volumes()
-            .into_iter()
-            .filter(|v| v.content == "images")
-            .count();
+        let disks = emu.volids("images").len();
         assert_eq!(disks, 1, "one disk");
         destroy(&h, &state).await;
         no_vm_or_iso_left(&emu).unwrap();
@@ -129,13 +125,10 @@ fn error_after_the_vm_exists_is_recorded() {
     if skip_on_real_pve("sni error_after_the_vm_exists_is_recorded") {
         return;
     }
-    let faults = FaultConfig::new(8).rule(
-        FaultRule::new(
-            "PUT /nodes/{node}/qemu/{vmid}/resize",
-            FaultKind::FailTask("resize failed: injected".into()),
-            1.0,
-        )
-        .max_hits(1),
+    let faults = fail_once(
+        8,
+        "PUT /nodes/{node}/qemu/{vmid}/resize",
+        FaultKind::FailTask("resize failed: injected".into()),
     );
     start().block_on(async {
         let emu = emulator(Ipv4Addr::new(127, 40, 91, 3), faults).await;
@@ -281,13 +274,10 @@ fn lost_delete_answer_sends_no_second_delete() {
     if skip_on_real_pve("sni lost_delete_answer_sends_no_second_delete") {
         return;
     }
-    let faults = FaultConfig::new(9).rule(
-        FaultRule::new(
-            "DELETE /nodes/{node}/qemu/{vmid}",
-            FaultKind::DropResponse,
-            1.0,
-        )
-        .max_hits(1),
+    let faults = fail_once(
+        9,
+        "DELETE /nodes/{node}/qemu/{vmid}",
+        FaultKind::DropResponse,
     );
     start().block_on(async {
         let emu = emulator(Ipv4Addr::new(127, 40, 91, 7), faults).await;
@@ -340,16 +330,13 @@ fn error_after_the_iso_exists_is_recorded() {
     if skip_on_real_pve("sni error_after_the_iso_exists_is_recorded") {
         return;
     }
-    let faults = FaultConfig::new(10).rule(
-        FaultRule::new(
-            "PUT /nodes/{node}/qemu/{vmid}/config",
-            FaultKind::Error {
-                status: 500,
-                reason: "injected config failure".into(),
-            },
-            1.0,
-        )
-        .max_hits(1),
+    let faults = fail_once(
+        10,
+        "PUT /nodes/{node}/qemu/{vmid}/config",
+        FaultKind::Error {
+            status: 500,
+            reason: "injected config failure".into(),
+        },
     );
     start().block_on(async {
         let emu = emulator(Ipv4Addr::new(127, 40, 91, 9), faults).await;

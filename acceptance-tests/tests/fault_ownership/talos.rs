@@ -168,13 +168,10 @@ fn error_after_the_vm_exists_is_recorded() {
     if skip_on_real_pve("talos error_after_the_vm_exists_is_recorded") {
         return;
     }
-    let faults = FaultConfig::new(12).rule(
-        FaultRule::new(
-            "PUT /nodes/{node}/qemu/{vmid}/resize",
-            FaultKind::FailTask("resize failed: injected".into()),
-            1.0,
-        )
-        .max_hits(1),
+    let faults = fail_once(
+        12,
+        "PUT /nodes/{node}/qemu/{vmid}/resize",
+        FaultKind::FailTask("resize failed: injected".into()),
     );
     runtime().block_on(async {
         let emu = emulator(Ipv4Addr::new(127, 40, 92, 3), faults).await;
@@ -504,16 +501,13 @@ fn error_after_the_image_exists_is_recorded() {
     if skip_on_real_pve("talos error_after_the_image_exists_is_recorded") {
         return;
     }
-    let faults = FaultConfig::new(24).rule(
-        FaultRule::new(
-            "POST /nodes/{node}/qemu",
-            FaultKind::Error {
-                status: 500,
-                reason: "injected VM create failure".into(),
-            },
-            1.0,
-        )
-        .max_hits(1),
+    let faults = fail_once(
+        24,
+        "POST /nodes/{node}/qemu",
+        FaultKind::Error {
+            status: 500,
+            reason: "injected VM create failure".into(),
+        },
     );
     runtime().block_on(async {
         let emu = emulator(Ipv4Addr::new(127, 40, 92, 9), faults).await;
