@@ -22,7 +22,7 @@ use base64::Engine as _;
 use waddle_acceptance::harness::emulated::{self, runtime};
 use waddle_acceptance::harness::target::{Api, PveTarget};
 use waddle_acceptance::harness::{
-    self, check, notice, repo_root, Snapshot, State, TestCase, TestStep,
+    self, check, notice, repo_root, Snapshot, State, TestCase, TestStep, PROVIDER_FROM_ENV,
 };
 use waddle_acceptance::pve::{EmulatorConfig, PveEmulator};
 use waddle_acceptance::talos::{FleetOptions, TalosFleet};
@@ -586,16 +586,7 @@ fn talos_cluster_module() {
     let step = |cores: u32| {
         let mut step = TestStep::config(format!(
             r#"
-terraform {{
-  required_providers {{
-    waddle = {{
-      source = "waddle-social/waddle"
-    }}
-  }}
-}}
-
-provider "waddle" {{}}
-
+{PROVIDER_FROM_ENV}
 module "cluster" {{
   source                  = "./modules/talos-cluster"
   control_plane_addresses = ["{ip0}", "{ip1}", "{ip2}"]

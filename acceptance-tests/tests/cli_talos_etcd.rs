@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use waddle_acceptance::harness::emulated::TalosTarget;
-use waddle_acceptance::harness::{check, Phase, Snapshot, TestStep};
+use waddle_acceptance::harness::{check, Phase, Snapshot, TestStep, PROVIDER_FROM_ENV};
 use waddle_acceptance::pve::EmulatorConfig;
 use waddle_talos::secrets::SystemClock;
 use waddle_talos::SecretsBundle;
@@ -58,14 +58,7 @@ fn config(workers: &[(&str, u8)], cps: &[(&str, u8)], extra: &str) -> String {
     }
     format!(
         r#"
-terraform {{
-  required_providers {{
-    waddle = {{ source = "waddle-social/waddle" }}
-  }}
-}}
-
-provider "waddle" {{}}
-
+{PROVIDER_FROM_ENV}
 data "waddle_talos_image" "this" {{
   talos_version = "v1.12.11"
   extensions    = ["siderolabs/qemu-guest-agent"]

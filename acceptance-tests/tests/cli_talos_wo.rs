@@ -8,23 +8,18 @@ use std::net::Ipv4Addr;
 
 use base64::Engine as _;
 use waddle_acceptance::harness::emulated::TalosTarget;
-use waddle_acceptance::harness::{check, Cli, CliFlavor, TestStep, Version};
+use waddle_acceptance::harness::{check, Cli, CliFlavor, TestStep, Version, PROVIDER_FROM_ENV};
 use waddle_acceptance::pve::EmulatorConfig;
 use waddle_talos::SecretsBundle;
 
 const ADDR: &str = "waddle_talos_cluster.wo";
 
-const CONFIG: &str = r#"
-terraform {
-  required_providers {
-    waddle = {
-      source = "waddle-social/waddle"
-    }
-  }
+/// The configuration: the provider block ([`PROVIDER_FROM_ENV`]) and [`RESOURCES`].
+fn config() -> String {
+    format!("{PROVIDER_FROM_ENV}{RESOURCES}")
 }
 
-provider "waddle" {}
-
+const RESOURCES: &str = r#"
 resource "waddle_talos_cluster" "wo" {
   cluster_name               = "wo85"
   endpoint                   = "https://127.20.85.20:6443"
@@ -93,7 +88,7 @@ fn write_only_machine_secrets_stay_out_of_the_state() {
     let (f, s2) = (fleet.clone(), secrets.clone());
     let e = emu.clone();
     case.step(
-        TestStep::config(CONFIG)
+        TestStep::config(config())
             .file("secrets.yaml", yaml)
             .describe("create with a write-only secrets bundle")
             .check(check::func(move |s| {
