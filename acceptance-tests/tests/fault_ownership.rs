@@ -17,7 +17,7 @@ use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use waddle_acceptance::harness::emulated::{self, runtime};
-use waddle_acceptance::pve::{EmulatorConfig, FaultConfig, FaultKind, FaultRule, PveEmulator};
+use waddle_acceptance::pve::{FaultConfig, FaultKind, FaultRule, PveEmulator};
 use waddle_acceptance::talos::FleetOptions;
 use waddle_framework::testing::Harness;
 use waddle_framework::{AttributePath, Value};
@@ -29,17 +29,6 @@ fn skip_on_real_pve(test: &str) -> bool {
     emulated::skip_on_real_pve(test, "injects faults into the in-process emulators")
 }
 
-async fn emulator(ip: Ipv4Addr, faults: FaultConfig) -> PveEmulator {
-    emulated::emulator(
-        EmulatorConfig::builder()
-            .ip(ip)
-            .bridge("vmbr1")
-            .faults(faults)
-            .build(),
-    )
-    .await
-}
-
 /// The first request to `endpoint` meets `kind` (the ones after it are served).
 fn fail_once(seed: u64, endpoint: &str, kind: FaultKind) -> FaultConfig {
     FaultConfig::new(seed).rule(FaultRule::new(endpoint, kind, 1.0).max_hits(1))
@@ -47,7 +36,7 @@ fn fail_once(seed: u64, endpoint: &str, kind: FaultKind) -> FaultConfig {
 
 #[allow(dead_code)] // `inproc::talos` is for other targets
 mod inproc;
-use inproc::{client, harness, refresh_then_empty_plan};
+use inproc::{client, emulator, harness, refresh_then_empty_plan};
 
 /// Somebody else's VM ("prod-db", no waddle mark) with `vmid`.
 async fn foreign_vm(emu: &PveEmulator, vmid: u32) -> BTreeMap<String, String> {

@@ -12,7 +12,7 @@ use std::net::Ipv4Addr;
 
 use waddle_acceptance::harness::emulated::{self, runtime};
 use waddle_acceptance::pve::{
-    read_iso_files, DebianAppliance, EmulatorConfig, FaultConfig, FaultKind, FaultRule, PveEmulator,
+    read_iso_files, DebianAppliance, FaultConfig, FaultKind, FaultRule, PveEmulator,
 };
 use waddle_acceptance::teleport::{
     GuestFs, SANDBOX_GITHUB_CLIENT_ID, SANDBOX_GITHUB_CLIENT_SECRET,
@@ -37,18 +37,7 @@ fn skip_on_real_pve(test: &str) -> bool {
 }
 
 async fn emulator(ip: Ipv4Addr) -> PveEmulator {
-    emulator_with(ip, FaultConfig::default()).await
-}
-
-async fn emulator_with(ip: Ipv4Addr, faults: FaultConfig) -> PveEmulator {
-    emulated::emulator(
-        EmulatorConfig::builder()
-            .ip(ip)
-            .bridge("vmbr1")
-            .faults(faults)
-            .build(),
-    )
-    .await
+    inproc::emulator(ip, FaultConfig::default()).await
 }
 
 fn base() -> TeleportNodeState {
@@ -144,6 +133,12 @@ async fn destroy(h: &Harness, state: &Value) {
     assert!(a.state.is_null());
 }
 
+/// Destroys `state`; nothing is left.
+async fn destroy_leaves_nothing(h: &Harness, emu: &PveEmulator, state: &Value) {
+    destroy(h, state).await;
+    nothing_left(emu);
+}
+
 fn nothing_left(emu: &PveEmulator) {
     let vms = emu.vmids();
     let vols: Vec<String> = emu.volumes().into_iter().map(|v| v.volid).collect();
@@ -164,8 +159,7 @@ async fn converged_then_nothing_left(
     let isos = emu.volids("iso");
     assert_eq!(isos.len(), 1, "one seed ISO: {isos:?}");
     let state = empty_plan(h, state, config).await;
-    destroy(h, &state).await;
-    nothing_left(emu);
+    destroy_leaves_nothing(h, emu, &state).await;
 }
 
 #[test]
@@ -356,8 +350,7 @@ fn lifecycle_in_place_drift_secrets_and_nothing_left() {
         let p = h.plan(TYPE_NAME, &state2, &cfg(&skip)).await;
         assert!(p.diagnostics.has_errors(), "a major downgrade is refused");
 
-        destroy(&h, &state2).await;
-        nothing_left(&emu);
+        destroy_leaves_nothing(&h, &emu, &state2).await;
     });
 }
 
@@ -391,8 +384,7 @@ fn a_wrong_client_secret_fails_clearly() {
         );
         // The VM exists and is recorded (tainted): destroy removes everything.
         assert!(!a.state.is_null(), "partial state recorded");
-        destroy(&h, &a.state).await;
-        nothing_left(&emu);
+        destroy_leaves_nothing(&h, &emu, &a.state).await;
     });
 }
 
@@ -412,8 +404,7 @@ fn a_shared_image_goes_with_the_last_vm() {
         assert_eq!(emu.downloads().len(), 1, "one download for both");
         destroy(&h, &a).await;
         assert_eq!(emu.volids("import").len(), 1, "still used by the other VM");
-        destroy(&h, &b).await;
-        nothing_left(&emu);
+        destroy_leaves_nothing(&h, &emu, &b).await;
     });
 }
 
@@ -475,7 +466,7 @@ fn lost_answers_on_every_create_step_converge() {
         f.rule(FaultRule::new(ep, FaultKind::DropResponse, 1.0).max_hits(1))
     });
     runtime().block_on(async {
-        let emu = emulator_with(Ipv4Addr::new(127, 40, 95, 5), faults).await;
+        let emu = inproc::emulator(Ipv4Addr::new(127, 40, 95, 5), faults).await;
         let h = harness(&emu).await;
         let config = cfg(&base());
         let state = apply(&h, &Value::Null, &config).await;
@@ -514,7 +505,7 @@ fn a_failing_guest_step_is_recorded_and_replaced() {
         .max_hits(1000),
     );
     runtime().block_on(async {
-        let emu = emulator_with(Ipv4Addr::new(127, 40, 95, 6), faults).await;
+        let emu = inproc::emulator(Ipv4Addr::new(127, 40, 95, 6), faults).await;
         let h = harness(&emu).await;
         let mut s = base();
         // Fail in seconds rather than after the default create timeout.
@@ -541,12 +532,10 @@ fn a_failing_guest_step_is_recorded_and_replaced() {
             seed.into_iter().collect::<Vec<_>>(),
             "the seed ISO is recorded"
         );
-        destroy(&h, &a.state).await;
-        nothing_left(&emu);
+        destroy_leaves_nothing(&h, &emu, &a.state).await;
         emu.set_faults(FaultConfig::default());
         let state = apply(&h, &Value::Null, &config).await;
         let state = empty_plan(&h, &state, &config).await;
-        destroy(&h, &state).await;
-        nothing_left(&emu);
+        destroy_leaves_nothing(&h, &emu, &state).await;
     });
 }

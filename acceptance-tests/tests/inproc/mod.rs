@@ -5,10 +5,25 @@
 
 pub mod talos;
 
-use waddle_acceptance::pve::PveEmulator;
+use std::net::Ipv4Addr;
+
+use waddle_acceptance::harness::emulated;
+use waddle_acceptance::pve::{EmulatorConfig, FaultConfig, PveEmulator};
 use waddle_framework::testing::Harness;
 use waddle_framework::{AttributePath, Value};
 use waddle_provider::provider::{schema as provider_schema, NoEnv, WaddleProvider};
+
+/// The PVE emulator on `ip` with the bridge `vmbr1` and `faults`.
+pub async fn emulator(ip: Ipv4Addr, faults: FaultConfig) -> PveEmulator {
+    emulated::emulator(
+        EmulatorConfig::builder()
+            .ip(ip)
+            .bridge("vmbr1")
+            .faults(faults)
+            .build(),
+    )
+    .await
+}
 
 /// A provider configured for `emu` (endpoint, token, CA, node).
 pub async fn harness(emu: &PveEmulator) -> Harness {
