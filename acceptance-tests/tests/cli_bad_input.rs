@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use waddle_acceptance::harness::emulated::runtime;
 use waddle_acceptance::harness::target::PveTarget;
-use waddle_acceptance::harness::{self, Phase, TestCase, TestStep};
+use waddle_acceptance::harness::{self, Phase, TestCase, TestStep, PROVIDER_FROM_ENV};
 use waddle_acceptance::pve::{EmulatorConfig, PveEmulator};
 
 const KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHWaddleAcceptanceTestKeyNotARealOne0 test";
@@ -90,17 +90,7 @@ fn no_api_call(emu: Option<Arc<PveEmulator>>) -> impl Fn(&harness::State) -> Res
     }
 }
 
-const PROVIDER: &str = r#"
-terraform {
-  required_providers {
-    waddle = {
-      source = "waddle-social/waddle"
-    }
-  }
-}
-
-provider "waddle" {}
-"#;
+const PROVIDER: &str = PROVIDER_FROM_ENV;
 
 /// A `waddle_sni_proxy` with the given NICs, routes and http_backend.
 fn proxy(public: &str, gateway: &str, private: &str, routes: &str, http: &str) -> String {

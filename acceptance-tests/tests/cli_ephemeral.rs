@@ -6,7 +6,7 @@
 //! run). A bad `ttl` is refused at plan with its path.
 
 use waddle_acceptance::harness::cli::{CliFlavor, Version};
-use waddle_acceptance::harness::{check, Cli, Phase, TestCase, TestStep};
+use waddle_acceptance::harness::{check, Cli, Phase, TestCase, TestStep, PROVIDER_FROM_ENV};
 use waddle_talos::secrets::{SecretsBundle, SystemClock};
 
 fn unsupported(cli: &Cli) -> Option<String> {
@@ -22,16 +22,7 @@ fn unsupported(cli: &Cli) -> Option<String> {
 fn config(ttl: &str) -> String {
     format!(
         r#"
-terraform {{
-  required_providers {{
-    waddle = {{
-      source = "waddle-social/waddle"
-    }}
-  }}
-}}
-
-provider "waddle" {{}}
-
+{PROVIDER_FROM_ENV}
 variable "machine_secrets" {{
   type      = string
   sensitive = true

@@ -34,41 +34,25 @@ fn target(rt: &tokio::runtime::Runtime, ip: Ipv4Addr) -> PveTarget {
     )
 }
 
-fn provider(t: &PveTarget) -> String {
-    let ca = if t.ca_pem().is_some() {
-        r#"  ca_cert   = file("${path.module}/pve-ca.pem")"#
-    } else {
-        ""
-    };
-    format!(
-        r#"
-terraform {{
-  required_providers {{
-    waddle = {{
-      source = "waddle-social/waddle"
-    }}
-  }}
-}}
-
-provider "waddle" {{
-  endpoint  = "{endpoint}"
-  api_token = "{token}"
-{ca}
-  node      = "{node}"
-}}
-"#,
-        endpoint = t.endpoint(),
-        token = t.api_token(),
-        node = t.node(),
-    )
-}
-
-fn step(t: &PveTarget, hcl: String) -> TestStep {
-    let mut s = TestStep::config(hcl);
-    if let Some(ca) = t.ca_pem() {
-        s = s.file("pve-ca.pem", ca);
+/// After destroy: no marked rule and no IP set of ours is left, the rule added by hand is
+/// untouched and the firewall is off again, as it was before the create.
+fn left_as_before(a: &Api) -> Result<(), String> {
+    let rs = rules(a)?;
+    if let Some(r) = rs.iter().find(|r| comment(r).starts_with("waddle:")) {
+        return Err(format!("a marked rule survived destroy: {r}"));
     }
-    s
+    if !rs.iter().any(|r| comment(r) == "added by hand") {
+        return Err(format!("the foreign rule was touched: {rs:?}"));
+    }
+    let sets = a.list("/cluster/firewall/ipset", &[])?;
+    if sets.iter().any(|s| s["name"] == "waddle-operators") {
+        return Err(format!("IP set left: {sets:?}"));
+    }
+    let o = a.get("/cluster/firewall/options", &[])?;
+    if o.get("enable").and_then(Value::as_i64).unwrap_or(0) != 0 {
+        return Err(format!("the firewall was off before create: {o}"));
+    }
+    Ok(())
 }
 
 fn rfc3339(unix: u64) -> String {
@@ -129,7 +113,7 @@ resource "waddle_host_firewall" "pve" {{
   }}
 }}
 "#,
-        provider = provider(t)
+        provider = t.provider_hcl()
     )
 }
 
@@ -161,7 +145,8 @@ fn host_firewall_lifecycle_on_the_emulator() {
 
     // Create.
     let a = api.clone();
-    let create = step(&t, cfg.clone())
+    let create = t
+        .step(cfg.clone())
         .describe("create")
         .check(check::attr_equals(ADDR, "id", t.node()))
         .check(check::attr_equals(
@@ -199,7 +184,8 @@ fn host_firewall_lifecycle_on_the_emulator() {
 
     // A rule edited in the UI: drift.
     let a = api.clone();
-    let drift = step(&t, cfg.clone())
+    let drift = t
+        .step(cfg.clone())
         .describe("rule edited in the UI")
         .expect_non_empty_plan()
         .check(check::func(move |_| {
@@ -217,7 +203,8 @@ fn host_firewall_lifecycle_on_the_emulator() {
     // Repaired in place; then a foreign rule goes above everything by hand, and the plans of
     // this very step (after the check) must stay empty: no rule changed identity.
     let a = api.clone();
-    let repair = step(&t, cfg.clone())
+    let repair = t
+        .step(cfg.clone())
         .describe("drift repaired, then a rule inserted above by hand")
         .plan_check(check::plan_actions(ADDR, &["update"]))
         .plan_check(check::plan_no_replace(ADDR))
@@ -259,24 +246,7 @@ fn host_firewall_lifecycle_on_the_emulator() {
         .step(drift)
         .step(repair)
         .step(import)
-        .check_destroy(move |_| {
-            let rs = rules(&a)?;
-            if let Some(r) = rs.iter().find(|r| comment(r).starts_with("waddle:")) {
-                return Err(format!("a marked rule survived destroy: {r}"));
-            }
-            if !rs.iter().any(|r| comment(r) == "added by hand") {
-                return Err(format!("the foreign rule was touched: {rs:?}"));
-            }
-            let sets = a.list("/cluster/firewall/ipset", &[])?;
-            if sets.iter().any(|s| s["name"] == "waddle-operators") {
-                return Err(format!("IP set left: {sets:?}"));
-            }
-            let o = a.get("/cluster/firewall/options", &[])?;
-            if o.get("enable").and_then(Value::as_i64).unwrap_or(0) != 0 {
-                return Err(format!("the firewall was off before create: {o}"));
-            }
-            Ok(())
-        })
+        .check_destroy(move |_| left_as_before(&a))
         .run();
     assert!(report.skipped.is_empty(), "skipped: {:?}", report.skipped);
 
@@ -285,7 +255,8 @@ fn host_firewall_lifecycle_on_the_emulator() {
     let expiry_at = now() + 60;
     let cfg = firewall(&t, &rfc3339(expiry_at));
     let a = api.clone();
-    let create = step(&t, cfg.clone())
+    let create = t
+        .step(cfg.clone())
         .describe("create with a rule that expires in a minute")
         .check(check::attr_equals(
             ADDR,
@@ -297,7 +268,8 @@ fn host_firewall_lifecycle_on_the_emulator() {
         }));
 
     // Wait for the expiry: the plan after this step's apply is no longer empty.
-    let wait = step(&t, cfg.clone())
+    let wait = t
+        .step(cfg.clone())
         .describe("the temporary rule's expiry passes")
         .expect_non_empty_plan()
         .check(check::func(move |_| {
@@ -309,7 +281,8 @@ fn host_firewall_lifecycle_on_the_emulator() {
 
     // The next plan removes it.
     let a = api.clone();
-    let expired = step(&t, cfg.clone())
+    let expired = t
+        .step(cfg.clone())
         .describe("expired rule removed")
         .plan_check(check::plan_actions(ADDR, &["update"]))
         .check(check::attr_equals(
@@ -332,24 +305,7 @@ fn host_firewall_lifecycle_on_the_emulator() {
         .step(create)
         .step(wait)
         .step(expired)
-        .check_destroy(move |_| {
-            let rs = rules(&a)?;
-            if let Some(r) = rs.iter().find(|r| comment(r).starts_with("waddle:")) {
-                return Err(format!("a marked rule survived destroy: {r}"));
-            }
-            if !rs.iter().any(|r| comment(r) == "added by hand") {
-                return Err(format!("the foreign rule was touched: {rs:?}"));
-            }
-            let sets = a.list("/cluster/firewall/ipset", &[])?;
-            if sets.iter().any(|s| s["name"] == "waddle-operators") {
-                return Err(format!("IP set left: {sets:?}"));
-            }
-            let o = a.get("/cluster/firewall/options", &[])?;
-            if o.get("enable").and_then(Value::as_i64).unwrap_or(0) != 0 {
-                return Err(format!("the firewall was off before create: {o}"));
-            }
-            Ok(())
-        })
+        .check_destroy(move |_| left_as_before(&a))
         .run();
     assert!(report.skipped.is_empty(), "skipped: {:?}", report.skipped);
     if let Some(emu) = t.emulator_only(
@@ -383,22 +339,21 @@ resource "waddle_host_firewall" "pve" {{
   }}
 }}
 "#,
-        provider = provider(&t)
+        provider = t.provider_hcl()
     );
-    let refused = step(&t, hcl.clone())
+    let refused = t
+        .step(hcl.clone())
         .describe("policy DROP, API accepted only from someone else")
         .expect_error(r"would[\s│]+lock[\s│]+the[\s│]+provider[\s│]+out")
         .expect_error_in(&[Phase::Plan]);
-    let acknowledged = step(
-        &t,
-        hcl.replace(
+    let acknowledged = t
+        .step(hcl.replace(
             "  policy_in = \"DROP\"",
             "  policy_in = \"DROP\"\n  acknowledge_lockout_risk = true",
-        ),
-    )
-    .describe("acknowledged: the plan goes through (not applied)")
-    .plan_only()
-    .expect_non_empty_plan();
+        ))
+        .describe("acknowledged: the plan goes through (not applied)")
+        .plan_only()
+        .expect_non_empty_plan();
     TestCase::new().step(refused).step(acknowledged).run();
     let Some(emu) = t.emulator_only(
         "lock-out guard: no change request reached the API",
@@ -443,10 +398,11 @@ output "firewall_active_rules" {{
   value = module.network.firewall_active_rules
 }}
 "#,
-        provider = provider(&t),
+        provider = t.provider_hcl(),
         expires = rfc3339(now() + 3600),
     );
-    let mut s = step(&t, hcl)
+    let mut s = t
+        .step(hcl)
         .describe("network and host firewall")
         .check(check::output_equals(
             "firewall_active_rules",

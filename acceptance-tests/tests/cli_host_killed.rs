@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use waddle_acceptance::harness::emulated::runtime;
 use waddle_acceptance::harness::provider::{install_mirror, provider_binary};
 use waddle_acceptance::harness::target::PveTarget;
-use waddle_acceptance::harness::{module_files, notice, work_base, Cli};
+use waddle_acceptance::harness::{module_files, notice, work_base, Cli, PROVIDER_FROM_ENV};
 use waddle_acceptance::pve::{EmulatorConfig, FaultConfig, FaultKind, FaultRule};
 
 /// How long the vnet create is held by the emulator.
@@ -25,17 +25,12 @@ const LATENCY: Duration = Duration::from_secs(8);
 /// Generous bound for anything to happen (never a speed assertion).
 const BOUND: Duration = Duration::from_secs(120);
 
-const CONFIG: &str = r#"
-terraform {
-  required_providers {
-    waddle = {
-      source = "waddle-social/waddle"
-    }
-  }
+/// The configuration: the provider block ([`PROVIDER_FROM_ENV`]) and [`RESOURCES`].
+fn config() -> String {
+    format!("{PROVIDER_FROM_ENV}{RESOURCES}")
 }
 
-provider "waddle" {}
-
+const RESOURCES: &str = r#"
 module "network" {
   source = "./modules/network"
 }
@@ -127,7 +122,7 @@ fn workdir() -> (PathBuf, PathBuf, PathBuf) {
         std::fs::create_dir_all(p.parent().expect("parent")).expect("module dir");
         std::fs::write(&p, content).expect("module file");
     }
-    std::fs::write(work.join("main.tf"), CONFIG).expect("main.tf");
+    std::fs::write(work.join("main.tf"), config()).expect("main.tf");
     std::fs::create_dir_all(&mirror).expect("mirror dir");
     install_mirror(provider_binary().expect("provider binary"), &mirror).expect("mirror");
     let cli_config = root.join("cli.tfrc");

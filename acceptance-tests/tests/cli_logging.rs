@@ -10,19 +10,14 @@ use std::path::Path;
 
 use base64::Engine;
 use waddle_acceptance::harness::sandbox::Sandbox;
-use waddle_acceptance::harness::{self, check, Snapshot, TestCase, TestStep};
+use waddle_acceptance::harness::{self, check, Snapshot, TestCase, TestStep, PROVIDER_FROM_ENV};
 
-const CONFIG: &str = r#"
-terraform {
-  required_providers {
-    waddle = {
-      source = "waddle-social/waddle"
-    }
-  }
+/// The configuration: the provider block ([`PROVIDER_FROM_ENV`]) and [`RESOURCES`].
+fn config() -> String {
+    format!("{PROVIDER_FROM_ENV}{RESOURCES}")
 }
 
-provider "waddle" {}
-
+const RESOURCES: &str = r#"
 module "network" {
   source = "./modules/network"
 }
@@ -196,7 +191,7 @@ fn an_apply_at_trace_logs_every_call_with_its_rpc_and_no_secret() {
     for (k, v) in &sandbox.env {
         case = case.env(k.clone(), v.clone());
     }
-    let mut step = TestStep::config(CONFIG).describe("platform applied with TF_LOG=trace");
+    let mut step = TestStep::config(config()).describe("platform applied with TF_LOG=trace");
     for name in ["network", "haproxy", "talos-cluster"] {
         for (path, content) in harness::module_files(name) {
             step = step.file(path, content);

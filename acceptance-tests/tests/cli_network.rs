@@ -33,28 +33,9 @@ fn module_files() -> Vec<(String, String)> {
 }
 
 fn config(t: &PveTarget, module_args: &str) -> String {
-    let ca = if t.ca_pem().is_some() {
-        r#"  ca_cert   = file("${path.module}/pve-ca.pem")"#
-    } else {
-        ""
-    };
     format!(
         r#"
-terraform {{
-  required_providers {{
-    waddle = {{
-      source = "waddle-social/waddle"
-    }}
-  }}
-}}
-
-provider "waddle" {{
-  endpoint  = "{endpoint}"
-  api_token = "{token}"
-{ca}
-  node      = "{node}"
-}}
-
+{provider}
 module "network" {{
   source = "./modules/network"
 {module_args}
@@ -72,21 +53,12 @@ output "gateway" {{
   value = module.network.gateway
 }}
 "#,
-        endpoint = t.endpoint(),
-        token = t.api_token(),
-        node = t.node(),
+        provider = t.provider_hcl(),
     )
 }
 
 fn step(t: &PveTarget, module_args: &str) -> TestStep {
-    let mut s = TestStep::config(config(t, module_args));
-    if let Some(ca) = t.ca_pem() {
-        s = s.file("pve-ca.pem", ca);
-    }
-    for (name, content) in module_files() {
-        s = s.file(name, content);
-    }
-    s
+    t.step(config(t, module_args)).files(module_files())
 }
 
 /// The one subnet of vnet `vmbr1` (pending view).

@@ -21,51 +21,27 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use serde_json::Value;
+use waddle_acceptance::harness::emulated::TalosTarget;
 use waddle_acceptance::harness::target::PveTarget;
 use waddle_acceptance::harness::{self, check, notice, Phase, Snapshot, TestCase, TestStep};
 use waddle_acceptance::pve::{DebianAppliance, EmulatorConfig, PveEmulator};
-use waddle_acceptance::talos::{appliance, FleetOptions, TalosFleet};
 use waddle_acceptance::teleport::{SANDBOX_GITHUB_CLIENT_ID, SANDBOX_GITHUB_CLIENT_SECRET};
 
 const KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHWaddleAcceptanceTestKeyNotARealOne0 test";
 
 /// The emulator (in process, so guest files can be read) with the Talos fleet plugged in.
-struct Env {
-    rt: tokio::runtime::Runtime,
-    target: PveTarget,
-    fleet: TalosFleet,
-}
-
 /// `bridge`: a Linux bridge the host already has (the module alone needs one; the example makes
 /// its own SDN vnet `vmbr1`).
-fn start(pve_ip: Ipv4Addr, bridge: Option<&str>) -> Option<Env> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+fn start(pve_ip: Ipv4Addr, bridge: Option<&str>) -> Option<TalosTarget> {
     let mut config = EmulatorConfig::builder().ip(pve_ip);
     if let Some(b) = bridge {
         config = config.bridge(b);
     }
-    let target = PveTarget::select(&rt, config.build());
-    let emu = target.emulator_only(
+    TalosTarget::start(
         "the platform lifecycle",
         "it reads guest files and runs the Talos nodes in the in-process emulators",
-    )?;
-    let fleet = TalosFleet::new(FleetOptions::default());
-    appliance::register(emu.appliances(), fleet.clone());
-    Some(Env { rt, target, fleet })
-}
-
-impl Env {
-    fn emulator(&self) -> Arc<PveEmulator> {
-        self.target.emulator_arc().expect("emulator")
-    }
-
-    fn shutdown(self) {
-        self.rt.block_on(self.fleet.shutdown());
-    }
+        config.build(),
+    )
 }
 
 /// A file in the Debian guest of a VM.
@@ -267,21 +243,7 @@ const NODE: &str = "module.teleport.waddle_teleport_node.this";
 fn module_config(t: &PveTarget, teams: &str, apps: &str, routes: &str) -> String {
     format!(
         r#"
-terraform {{
-  required_providers {{
-    waddle = {{
-      source = "waddle-social/waddle"
-    }}
-  }}
-}}
-
-provider "waddle" {{
-  endpoint  = "{endpoint}"
-  api_token = "{token}"
-  ca_cert   = file("${{path.module}}/pve-ca.pem")
-  node      = "{node}"
-}}
-
+{provider}
 module "teleport" {{
   source               = "./modules/teleport"
   domain               = "example.org"
@@ -300,19 +262,13 @@ output "web_url" {{
   value = module.teleport.web_url
 }}
 "#,
-        endpoint = t.endpoint(),
-        token = t.api_token(),
-        node = t.node(),
+        provider = t.provider_hcl(),
     )
 }
 
 fn module_step(t: &PveTarget, teams: &str, apps: &str, routes: &str) -> TestStep {
-    let mut s = TestStep::config(module_config(t, teams, apps, routes))
-        .file("pve-ca.pem", t.ca_pem().unwrap_or_default());
-    for (name, content) in harness::module_files("teleport") {
-        s = s.file(name, content);
-    }
-    s
+    t.step(module_config(t, teams, apps, routes))
+        .files(harness::module_files("teleport"))
 }
 
 const TEAM_INFRA: &str = r#"{ team = "infra", roles = ["infra-admin"] }"#;
@@ -332,8 +288,8 @@ fn teleport_module_lifecycle_in_place() {
     let t = &env.target;
     let seen = Arc::new(Mutex::new(None));
     const VMS: &[&str] = &[NODE];
-    let emu = env.emulator();
-    let emu_destroy = env.emulator();
+    let emu = env.emu.clone();
+    let emu_destroy = env.emu.clone();
     let rt_handle = env.rt.handle().clone();
     TestCase::new()
         .step(
@@ -445,8 +401,8 @@ fn waddle_social_platform_in_one_apply_and_in_place() {
     let seen = Arc::new(Mutex::new(None));
     const VMS: &[&str] = &[SNI, TELEPORT];
     const CLUSTERS: &[&str] = &[CLUSTER];
-    let emu = env.emulator();
-    let emu_destroy = env.emulator();
+    let emu = env.emu.clone();
+    let emu_destroy = env.emu.clone();
     let rt_handle = env.rt.handle().clone();
 
     let app = r#"teleport_apps = [{ name = "talos", uri = "tcp://127.20.71.20:50000", public_addr = null, insecure_skip_verify = false, labels = null }]"#;
@@ -462,11 +418,8 @@ fn waddle_social_platform_in_one_apply_and_in_place() {
         s.check(same_vmids(&seen, VMS, CLUSTERS))
     };
 
-    let mut case = TestCase::new();
     // Token and CA from the environment, as a user of the example sets them.
-    for (k, v) in t.cli_env() {
-        case = case.env(k, v);
-    }
+    let case = env.case();
     case.step(
         platform_step(t, net, "")
             .describe("the whole platform in one apply")

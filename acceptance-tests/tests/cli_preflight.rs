@@ -91,26 +91,7 @@ fn pveum(rt: &tokio::runtime::Runtime, t: &PveTarget, role: &str, privs: &[&str]
 }
 
 fn config(t: &PveTarget, token: &str, network: bool, proxy: bool) -> String {
-    let mut hcl = format!(
-        r#"
-terraform {{
-  required_providers {{
-    waddle = {{
-      source = "waddle-social/waddle"
-    }}
-  }}
-}}
-
-provider "waddle" {{
-  endpoint  = "{endpoint}"
-  api_token = "{token}"
-  ca_cert   = file("${{path.module}}/pve-ca.pem")
-  node      = "{node}"
-}}
-"#,
-        endpoint = t.endpoint(),
-        node = t.node(),
-    );
+    let mut hcl = t.provider_hcl_with_token(token);
     if network {
         hcl.push_str("\nmodule \"network\" {\n  source = \"./modules/network\"\n}\n");
     }
@@ -140,9 +121,7 @@ fn step(t: &PveTarget, token: &str, network: bool, proxy: bool) -> TestStep {
     let mut s = TestStep::config(config(t, token, network, proxy))
         .file("pve-ca.pem", t.ca_pem().expect("emulator CA"));
     for module in ["network", "haproxy"] {
-        for (name, content) in harness::module_files(module) {
-            s = s.file(name, content);
-        }
+        s = s.files(harness::module_files(module));
     }
     s
 }

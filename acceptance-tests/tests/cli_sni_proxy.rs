@@ -39,28 +39,9 @@ fn module_files() -> Vec<(String, String)> {
 }
 
 fn config(t: &PveTarget, extra_routes: &str) -> String {
-    let ca = if t.ca_pem().is_some() {
-        r#"  ca_cert   = file("${path.module}/pve-ca.pem")"#
-    } else {
-        ""
-    };
     format!(
         r#"
-terraform {{
-  required_providers {{
-    waddle = {{
-      source = "waddle-social/waddle"
-    }}
-  }}
-}}
-
-provider "waddle" {{
-  endpoint  = "{endpoint}"
-  api_token = "{token}"
-{ca}
-  node      = "{node}"
-}}
-
+{provider}
 module "sni_proxy" {{
   source          = "./modules/haproxy"
   domain          = "example.org"
@@ -80,21 +61,12 @@ output "config_hash" {{
   value = module.sni_proxy.config_hash
 }}
 "#,
-        endpoint = t.endpoint(),
-        token = t.api_token(),
-        node = t.node(),
+        provider = t.provider_hcl(),
     )
 }
 
 fn step(t: &PveTarget, extra_routes: &str) -> TestStep {
-    let mut s = TestStep::config(config(t, extra_routes));
-    if let Some(ca) = t.ca_pem() {
-        s = s.file("pve-ca.pem", ca);
-    }
-    for (name, content) in module_files() {
-        s = s.file(name, content);
-    }
-    s
+    t.step(config(t, extra_routes)).files(module_files())
 }
 
 const ROUTE_GIT: &str = r#"{

@@ -22,10 +22,10 @@ use base64::Engine as _;
 use waddle_acceptance::harness::emulated::{self, runtime};
 use waddle_acceptance::harness::target::{Api, PveTarget};
 use waddle_acceptance::harness::{
-    self, check, notice, repo_root, Snapshot, State, TestCase, TestStep,
+    self, check, notice, repo_root, Snapshot, State, TestCase, TestStep, PROVIDER_FROM_ENV,
 };
 use waddle_acceptance::pve::{EmulatorConfig, PveEmulator};
-use waddle_acceptance::talos::{appliance, FleetOptions, TalosFleet};
+use waddle_acceptance::talos::{FleetOptions, TalosFleet};
 use waddle_talos::SecretsBundle;
 
 #[allow(dead_code)] // `client` is for other targets
@@ -40,20 +40,12 @@ struct Env {
 }
 
 fn start(pve_ip: Ipv4Addr) -> Env {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let target = PveTarget::select(
         &rt,
         EmulatorConfig::builder().ip(pve_ip).bridge("vmbr1").build(),
     );
-    let fleet = target.emulator().map(|emu| {
-        let fleet = TalosFleet::new(FleetOptions::default());
-        appliance::register(emu.appliances(), fleet.clone());
-        fleet
-    });
+    let fleet = target.emulator().map(emulated::talos_fleet);
     let api = target.api(rt.handle().clone()).expect("API client");
     Env {
         rt,
@@ -157,11 +149,7 @@ fn talos_net(env: &Env, test: &str, need: usize, emulated: TalosNet) -> Option<T
 }
 
 fn case(env: &Env) -> TestCase {
-    let mut c = TestCase::new();
-    for (k, v) in env.target.cli_env() {
-        c = c.env(k, v);
-    }
-    c
+    TestCase::new().envs(env.target.cli_env())
 }
 
 fn example(name: &str) -> String {
@@ -598,16 +586,7 @@ fn talos_cluster_module() {
     let step = |cores: u32| {
         let mut step = TestStep::config(format!(
             r#"
-terraform {{
-  required_providers {{
-    waddle = {{
-      source = "waddle-social/waddle"
-    }}
-  }}
-}}
-
-provider "waddle" {{}}
-
+{PROVIDER_FROM_ENV}
 module "cluster" {{
   source                  = "./modules/talos-cluster"
   control_plane_addresses = ["{ip0}", "{ip1}", "{ip2}"]
@@ -785,9 +764,10 @@ fn skip_in_process_on_real_pve(test: &str) -> bool {
 
 mod in_process {
     use super::*;
-    use crate::inproc::harness;
+    use crate::inproc::talos::TalosEnv;
     use std::collections::BTreeMap;
     use std::time::Duration;
+    use waddle_acceptance::pve::Timings;
     use waddle_acceptance::talos::Faults;
 
     use waddle_framework::{AttributePath, Value};
@@ -795,6 +775,40 @@ mod in_process {
     use waddle_provider::resources::talos_cluster::{
         schema, ClusterModel, ImageModel, NodeModel, PlacementModel, TimeoutsModel, TYPE_NAME,
     };
+
+    /// The emulators of network `net` (the PVE emulator's default timings) with the Talos
+    /// emulator's `options`, and a provider configured for them.
+    async fn env(net: u8, options: FleetOptions) -> TalosEnv {
+        crate::inproc::talos::env_with(net, Timings::default(), options).await
+    }
+
+    /// Destroys `state` without an error, leaving nothing behind; stops both emulators.
+    async fn destroy_leaves_nothing(e: TalosEnv, state: &Value) {
+        let d = e.h.plan(TYPE_NAME, state, &Value::Null).await;
+        let r =
+            e.h.apply(TYPE_NAME, state, &Value::Null, &d.planned_state)
+                .await;
+        assert!(!r.diagnostics.has_errors(), "{:?}", r.diagnostics);
+        nothing_left(&e.emu).expect("destroy cleans up");
+        e.fleet.shutdown().await;
+        e.emu.shutdown().await;
+    }
+
+    /// Creates the cluster of `cfg`: its state, its ID and how many entries its etcd
+    /// membership log has so far.
+    async fn create(e: &TalosEnv, cfg: &Value) -> (Value, String, usize) {
+        let state =
+            e.h.plan_and_apply(TYPE_NAME, &Value::Null, cfg)
+                .await
+                .expect("create");
+        let secrets = state
+            .get_attr("machine_secrets")
+            .and_then(Value::as_str)
+            .unwrap();
+        let id = SecretsBundle::from_yaml(secrets).unwrap().cluster_id;
+        let before = e.fleet.membership_log(&id).len();
+        (state, id, before)
+    }
 
     const URL: &str = "https://factory.talos.dev/image/376567988ad370138ad8b2698212367b8edcb69b5fd68c80be1f2ec7d603b4ba/v1.12.11/nocloud-amd64.qcow2";
 
@@ -846,19 +860,12 @@ mod in_process {
             let mut faults = Faults::default();
             faults.error_rate.insert("ApplyConfiguration".into(), 1.0);
             faults.code = tonic::Code::InvalidArgument;
-            let fleet = TalosFleet::new(FleetOptions {
+            let options = FleetOptions {
                 faults,
                 ..Default::default()
-            });
-            let emu = PveEmulator::start(
-                EmulatorConfig::builder()
-                    .ip(Ipv4Addr::new(127, 40, 44, 1))
-                    .build(),
-            )
-            .await
-            .expect("PVE emulator");
-            appliance::register(emu.appliances(), fleet.clone());
-            let h = harness(&emu).await;
+            };
+            let e = env(44, options).await;
+            let (h, emu) = (&e.h, &e.emu);
             let config = config(44, 440);
             let p = h.plan(TYPE_NAME, &Value::Null, &config).await;
             assert!(!p.diagnostics.has_errors(), "{:?}", p.diagnostics);
@@ -886,14 +893,7 @@ mod in_process {
                 "the downloaded image is recorded"
             );
 
-            let d = h.plan(TYPE_NAME, &a.state, &Value::Null).await;
-            let r = h
-                .apply(TYPE_NAME, &a.state, &Value::Null, &d.planned_state)
-                .await;
-            assert!(!r.diagnostics.has_errors(), "{:?}", r.diagnostics);
-            nothing_left(&emu).expect("destroy cleans up");
-            fleet.shutdown().await;
-            emu.shutdown().await;
+            destroy_leaves_nothing(e, &a.state).await;
         });
     }
 
@@ -1000,16 +1000,8 @@ mod in_process {
         }
         let rt = runtime();
         rt.block_on(async {
-            let fleet = TalosFleet::new(FleetOptions::default());
-            let emu = PveEmulator::start(
-                EmulatorConfig::builder()
-                    .ip(Ipv4Addr::new(127, 40, 46, 1))
-                    .build(),
-            )
-            .await
-            .expect("PVE emulator");
-            appliance::register(emu.appliances(), fleet.clone());
-            let h = harness(&emu).await;
+            let e = env(46, FleetOptions::default()).await;
+            let (h, fleet, emu) = (&e.h, &e.fleet, &e.emu);
             let config = config(46, 460);
             let state = h
                 .plan_and_apply(TYPE_NAME, &Value::Null, &config)
@@ -1087,8 +1079,8 @@ mod in_process {
             assert!(emu.vms().is_empty());
             let left: Vec<String> = emu.volumes().into_iter().map(|v| v.volid).collect();
             assert!(left.is_empty(), "left behind: {left:?}");
-            fleet.shutdown().await;
-            emu.shutdown().await;
+            e.fleet.shutdown().await;
+            e.emu.shutdown().await;
         });
     }
 
@@ -1102,16 +1094,8 @@ mod in_process {
         }
         let rt = runtime();
         rt.block_on(async {
-            let fleet = TalosFleet::new(FleetOptions::default());
-            let emu = PveEmulator::start(
-                EmulatorConfig::builder()
-                    .ip(Ipv4Addr::new(127, 40, 47, 1))
-                    .build(),
-            )
-            .await
-            .expect("PVE emulator");
-            appliance::register(emu.appliances(), fleet.clone());
-            let h = harness(&emu).await;
+            let e = env(47, FleetOptions::default()).await;
+            let (h, fleet, emu) = (&e.h, &e.fleet, &e.emu);
             let config = config(47, 470);
             let state = h
                 .plan_and_apply(TYPE_NAME, &Value::Null, &config)
@@ -1202,14 +1186,7 @@ mod in_process {
             assert!(!a.diagnostics.has_errors(), "{:?}", a.diagnostics);
             assert!(cp.config_yaml().unwrap().contains("9.9.9.9"));
 
-            let d = h.plan(TYPE_NAME, &a.state, &Value::Null).await;
-            let r = h
-                .apply(TYPE_NAME, &a.state, &Value::Null, &d.planned_state)
-                .await;
-            assert!(!r.diagnostics.has_errors(), "{:?}", r.diagnostics);
-            nothing_left(&emu).expect("destroy cleans up");
-            fleet.shutdown().await;
-            emu.shutdown().await;
+            destroy_leaves_nothing(e, &a.state).await;
         });
     }
 
@@ -1223,16 +1200,8 @@ mod in_process {
         }
         let rt = runtime();
         rt.block_on(async {
-            let fleet = TalosFleet::new(FleetOptions::default());
-            let emu = PveEmulator::start(
-                EmulatorConfig::builder()
-                    .ip(Ipv4Addr::new(127, 40, 45, 1))
-                    .build(),
-            )
-            .await
-            .expect("PVE emulator");
-            appliance::register(emu.appliances(), fleet.clone());
-            let h = harness(&emu).await;
+            let e = env(45, FleetOptions::default()).await;
+            let (h, fleet, emu) = (&e.h, &e.fleet, &e.emu);
             let config = config(45, 450);
             let state = h
                 .plan_and_apply(TYPE_NAME, &Value::Null, &config)
@@ -1258,7 +1227,7 @@ mod in_process {
             );
 
             // 1. The worker's VM disappears.
-            pve_delete_vm(&emu, 451).await;
+            pve_delete_vm(emu, 451).await;
             let r = h.read(TYPE_NAME, &state).await;
             assert!(r
                 .state
@@ -1339,14 +1308,7 @@ mod in_process {
             let r = h.read(TYPE_NAME, &a.state).await;
             assert!(r.state.equals(&a.state), "no drift left");
 
-            let d = h.plan(TYPE_NAME, &a.state, &Value::Null).await;
-            let r = h
-                .apply(TYPE_NAME, &a.state, &Value::Null, &d.planned_state)
-                .await;
-            assert!(!r.diagnostics.has_errors(), "{:?}", r.diagnostics);
-            nothing_left(&emu).expect("destroy cleans up");
-            fleet.shutdown().await;
-            emu.shutdown().await;
+            destroy_leaves_nothing(e, &a.state).await;
         });
     }
 
@@ -1384,27 +1346,10 @@ mod in_process {
         }
         let rt = runtime();
         rt.block_on(async {
-            let fleet = TalosFleet::new(FleetOptions::default());
-            let emu = PveEmulator::start(
-                EmulatorConfig::builder()
-                    .ip(Ipv4Addr::new(127, 40, 49, 1))
-                    .build(),
-            )
-            .await
-            .expect("PVE emulator");
-            appliance::register(emu.appliances(), fleet.clone());
-            let h = harness(&emu).await;
+            let e = env(49, FleetOptions::default()).await;
+            let (h, fleet, emu) = (&e.h, &e.fleet, &e.emu);
             let small = three_cps(49, 490, 2, 10);
-            let state = h
-                .plan_and_apply(TYPE_NAME, &Value::Null, &small)
-                .await
-                .expect("create");
-            let secrets = state
-                .get_attr("machine_secrets")
-                .and_then(Value::as_str)
-                .unwrap();
-            let id = SecretsBundle::from_yaml(secrets).unwrap().cluster_id;
-            let before = fleet.membership_log(&id).len();
+            let (state, id, before) = create(&e, &small).await;
 
             let big = three_cps(49, 490, 3, 12);
             let p = h.plan(TYPE_NAME, &state, &big).await;
@@ -1413,7 +1358,7 @@ mod in_process {
             let a = h.apply(TYPE_NAME, &state, &big, &p.planned_state).await;
             assert!(!a.diagnostics.has_errors(), "{:?}", a.diagnostics);
 
-            let ids: Vec<u32> = emu.vms().iter().map(|v| v.vmid).collect();
+            let ids = emu.vmids();
             assert_eq!(ids, vec![490, 491, 492], "no VM deleted or created");
             for v in emu.vms() {
                 assert_eq!(
@@ -1464,14 +1409,7 @@ mod in_process {
             let r = h.read(TYPE_NAME, &a.state).await;
             assert!(r.state.equals(&a.state), "refresh changes nothing");
 
-            let d = h.plan(TYPE_NAME, &a.state, &Value::Null).await;
-            let r = h
-                .apply(TYPE_NAME, &a.state, &Value::Null, &d.planned_state)
-                .await;
-            assert!(!r.diagnostics.has_errors(), "{:?}", r.diagnostics);
-            nothing_left(&emu).expect("destroy cleans up");
-            fleet.shutdown().await;
-            emu.shutdown().await;
+            destroy_leaves_nothing(e, &a.state).await;
         });
     }
 
@@ -1495,27 +1433,10 @@ mod in_process {
         use waddle_acceptance::talos::MembershipChange as C;
         let rt = runtime();
         rt.block_on(async {
-            let fleet = TalosFleet::new(FleetOptions::default());
-            let emu = PveEmulator::start(
-                EmulatorConfig::builder()
-                    .ip(Ipv4Addr::new(127, 40, 50, 1))
-                    .build(),
-            )
-            .await
-            .expect("PVE emulator");
-            appliance::register(emu.appliances(), fleet.clone());
-            let h = harness(&emu).await;
+            let e = env(50, FleetOptions::default()).await;
+            let (h, fleet, emu) = (&e.h, &e.fleet, &e.emu);
             let small = three_cps(50, 500, 2, 10);
-            let state = h
-                .plan_and_apply(TYPE_NAME, &Value::Null, &small)
-                .await
-                .expect("create");
-            let secrets = state
-                .get_attr("machine_secrets")
-                .and_then(Value::as_str)
-                .unwrap();
-            let id = SecretsBundle::from_yaml(secrets).unwrap().cluster_id;
-            let before = fleet.membership_log(&id).len();
+            let (state, id, before) = create(&e, &small).await;
 
             let big = three_cps(50, 500, 3, 10);
             let p = h.plan(TYPE_NAME, &state, &big).await;
@@ -1587,14 +1508,7 @@ mod in_process {
             let p = h.plan(TYPE_NAME, &a.state, &big).await;
             assert!(p.planned_state.equals(&a.state), "the next plan is empty");
 
-            let d = h.plan(TYPE_NAME, &a.state, &Value::Null).await;
-            let r = h
-                .apply(TYPE_NAME, &a.state, &Value::Null, &d.planned_state)
-                .await;
-            assert!(!r.diagnostics.has_errors(), "{:?}", r.diagnostics);
-            nothing_left(&emu).expect("destroy cleans up");
-            fleet.shutdown().await;
-            emu.shutdown().await;
+            destroy_leaves_nothing(e, &a.state).await;
         });
     }
 
@@ -1610,27 +1524,10 @@ mod in_process {
         use waddle_acceptance::talos::MembershipChange as C;
         let rt = runtime();
         rt.block_on(async {
-            let fleet = TalosFleet::new(FleetOptions::default());
-            let emu = PveEmulator::start(
-                EmulatorConfig::builder()
-                    .ip(Ipv4Addr::new(127, 40, 51, 1))
-                    .build(),
-            )
-            .await
-            .expect("PVE emulator");
-            appliance::register(emu.appliances(), fleet.clone());
-            let h = harness(&emu).await;
+            let e = env(51, FleetOptions::default()).await;
+            let (h, fleet, emu) = (&e.h, &e.fleet, &e.emu);
             let cfg = three_cps(51, 510, 2, 10);
-            let state = h
-                .plan_and_apply(TYPE_NAME, &Value::Null, &cfg)
-                .await
-                .expect("create");
-            let secrets = state
-                .get_attr("machine_secrets")
-                .and_then(Value::as_str)
-                .unwrap();
-            let id = SecretsBundle::from_yaml(secrets).unwrap().cluster_id;
-            let before = fleet.membership_log(&id).len();
+            let (state, id, before) = create(&e, &cfg).await;
             let mut moved = cfg.clone();
             for cp in ["cp1", "cp2", "cp3"] {
                 moved.set_path(
@@ -1646,7 +1543,7 @@ mod in_process {
             assert!(warned.contains("RE-CREATED"), "{warned}");
             let a = h.apply(TYPE_NAME, &state, &moved, &p.planned_state).await;
             assert!(!a.diagnostics.has_errors(), "{:?}", a.diagnostics);
-            let ids: Vec<u32> = emu.vms().iter().map(|v| v.vmid).collect();
+            let ids = emu.vmids();
             assert_eq!(ids, vec![510, 511, 512]);
             let log = fleet.membership_log(&id);
             let roll = &log[before..];
@@ -1667,14 +1564,7 @@ mod in_process {
             let p = h.plan(TYPE_NAME, &a.state, &moved).await;
             assert!(p.planned_state.equals(&a.state), "the next plan is empty");
 
-            let d = h.plan(TYPE_NAME, &a.state, &Value::Null).await;
-            let r = h
-                .apply(TYPE_NAME, &a.state, &Value::Null, &d.planned_state)
-                .await;
-            assert!(!r.diagnostics.has_errors(), "{:?}", r.diagnostics);
-            nothing_left(&emu).expect("destroy cleans up");
-            fleet.shutdown().await;
-            emu.shutdown().await;
+            destroy_leaves_nothing(e, &a.state).await;
         });
     }
 }

@@ -13,56 +13,26 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use waddle_acceptance::harness::target::PveTarget;
-use waddle_acceptance::harness::{check, notice, Phase, Snapshot, TestCase, TestStep};
-use waddle_acceptance::pve::{EmulatorConfig, PveEmulator};
-use waddle_acceptance::talos::{appliance, FleetOptions, TalosFleet};
+use waddle_acceptance::harness::emulated::TalosTarget;
+use waddle_acceptance::harness::{check, Phase, Snapshot, TestStep, PROVIDER_FROM_ENV};
+use waddle_acceptance::pve::EmulatorConfig;
 use waddle_talos::secrets::SystemClock;
 use waddle_talos::SecretsBundle;
 
 const ADDR: &str = "waddle_talos_cluster.this";
 const NET: u8 = 47;
 
-struct Env {
-    rt: tokio::runtime::Runtime,
-    target: PveTarget,
-    fleet: TalosFleet,
-    emu: Arc<PveEmulator>,
-}
+type Env = TalosTarget;
 
 fn start() -> Option<Env> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let target = PveTarget::select(
-        &rt,
+    TalosTarget::start(
+        "cli_talos_etcd",
+        "its checks read the emulated etcd",
         EmulatorConfig::builder()
             .ip(Ipv4Addr::new(127, 40, NET, 1))
             .bridge("vmbr1")
             .build(),
-    );
-    let Some(emu) = target.emulator_arc() else {
-        notice("SKIPPED cli_talos_etcd (real PVE): its checks read the emulated etcd");
-        return None;
-    };
-    let fleet = TalosFleet::new(FleetOptions::default());
-    appliance::register(emu.appliances(), fleet.clone());
-    Some(Env {
-        rt,
-        target,
-        fleet,
-        emu,
-    })
-}
-
-fn case(env: &Env) -> TestCase {
-    let mut c = TestCase::new();
-    for (k, v) in env.target.cli_env() {
-        c = c.env(k, v);
-    }
-    c
+    )
 }
 
 /// A cluster of `cp1` and the given workers (`name = host octet`), with `extra` attributes.
@@ -88,14 +58,7 @@ fn config(workers: &[(&str, u8)], cps: &[(&str, u8)], extra: &str) -> String {
     }
     format!(
         r#"
-terraform {{
-  required_providers {{
-    waddle = {{ source = "waddle-social/waddle" }}
-  }}
-}}
-
-provider "waddle" {{}}
-
+{PROVIDER_FROM_ENV}
 data "waddle_talos_image" "this" {{
   talos_version = "v1.12.11"
   extensions    = ["siderolabs/qemu-guest-agent"]
@@ -198,7 +161,7 @@ fn etcd_snapshots_scale_down_and_restore_into_a_fresh_cluster() {
     let dir_d = dir.clone();
     let before_destroy: Arc<Mutex<Option<PathBuf>>> = Arc::default();
     let bd = before_destroy.clone();
-    case(&env)
+    env.case()
         .step(
             step(&[("w1", 20), ("w2", 21)], &cp, &backup)
                 .describe("create with a snapshot after the apply")
@@ -284,7 +247,7 @@ fn etcd_snapshots_scale_down_and_restore_into_a_fresh_cluster() {
     );
     let c3 = cid.clone();
     let emu3 = env.emu.clone();
-    case(&env)
+    env.case()
         .step(
             step(&[("w1", 20)], &cp, &restore)
                 .describe("restore into a fresh cluster")
@@ -320,5 +283,5 @@ fn etcd_snapshots_scale_down_and_restore_into_a_fresh_cluster() {
         phase2.elapsed().as_secs_f64(),
         started.elapsed().as_secs_f64()
     );
-    env.rt.block_on(env.fleet.shutdown());
+    env.shutdown();
 }

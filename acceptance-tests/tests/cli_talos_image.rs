@@ -7,7 +7,7 @@
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use waddle_acceptance::harness::{check, Phase, Snapshot, TestCase, TestStep};
+use waddle_acceptance::harness::{check, Phase, Snapshot, TestCase, TestStep, PROVIDER_FROM_ENV};
 
 /// `customization: {}`
 const EMPTY_ID: &str = "376567988ad370138ad8b2698212367b8edcb69b5fd68c80be1f2ec7d603b4ba";
@@ -18,17 +18,7 @@ const ISCSI_QEMU_GA_ID: &str = "dc7b152cb3ea99b821fcb7340ce7168313ce393d663740b7
 
 const VERSION: &str = "v1.12.4";
 
-const PROVIDER: &str = r#"
-terraform {
-  required_providers {
-    waddle = {
-      source = "waddle-social/waddle"
-    }
-  }
-}
-
-provider "waddle" {}
-"#;
+const PROVIDER: &str = PROVIDER_FROM_ENV;
 
 fn config(body: &str) -> String {
     format!("{PROVIDER}\n{body}")

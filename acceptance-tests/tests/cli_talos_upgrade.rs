@@ -23,29 +23,40 @@
 
 use std::net::Ipv4Addr;
 
-use waddle_acceptance::harness::target::PveTarget;
-use waddle_acceptance::harness::{check, notice, repo_root, Snapshot, TestCase, TestStep};
+use waddle_acceptance::harness::emulated::TalosTarget;
+use waddle_acceptance::harness::{check, repo_root, Snapshot, TestStep};
 use waddle_acceptance::pve::EmulatorConfig;
-use waddle_acceptance::talos::{appliance, FleetOptions, TalosFleet, UpgradeApi, UpgradeRecord};
+use waddle_acceptance::talos::{TalosFleet, UpgradeApi, UpgradeRecord};
 use waddle_talos::SecretsBundle;
 
 const THREE: &str = "waddle_talos_cluster.this";
 const NET: u8 = 43;
 
-fn example(name: &str) -> String {
-    std::fs::read_to_string(repo_root().join("examples").join(name).join("main.tf"))
-        .expect("example main.tf")
+/// A step applying `examples/<name>/main.tf` with `tfvars` as its `terraform.tfvars`.
+fn example_step(name: &str, tfvars: String) -> TestStep {
+    let main = std::fs::read_to_string(repo_root().join("examples").join(name).join("main.tf"))
+        .expect("example main.tf");
+    TestStep::config(main).file("terraform.tfvars", tfvars)
 }
 
-fn vars(talos: &str, k8s: &str) -> String {
-    vars_with(talos, k8s, None)
+/// The emulators on `127.40.<net>.1` (the nodes' bridge `vmbr1`); `None` against a real PVE.
+fn start(test: &str, net: u8) -> Option<TalosTarget> {
+    TalosTarget::start(
+        test,
+        "reads the Talos emulator's upgrade log",
+        EmulatorConfig::builder()
+            .ip(Ipv4Addr::new(127, 40, net, 1))
+            .bridge("vmbr1")
+            .build(),
+    )
 }
 
-fn vars_with(talos: &str, k8s: &str, contract: Option<&str>) -> String {
+/// `examples/three-node` at `talos`/`k8s`, with `config_contract` when given.
+fn three_node(talos: &str, k8s: &str, contract: Option<&str>) -> TestStep {
     let contract = contract
         .map(|c| format!("config_contract    = \"{c}\"\n"))
         .unwrap_or_default();
-    format!(
+    let vars = format!(
         r#"
 control_planes = {{
   cp1 = {{ address = "127.20.{NET}.10/24", vmid = 230 }}
@@ -60,16 +71,8 @@ vip                = "127.20.{NET}.20"
 talos_version      = "{talos}"
 kubernetes_version = "{k8s}"
 {contract}"#
-    )
-}
-
-fn step(talos: &str, k8s: &str) -> TestStep {
-    TestStep::config(example("three-node")).file("terraform.tfvars", vars(talos, k8s))
-}
-
-fn step_with(talos: &str, k8s: &str, contract: &str) -> TestStep {
-    TestStep::config(example("three-node"))
-        .file("terraform.tfvars", vars_with(talos, k8s, Some(contract)))
+    );
+    example_step("three-node", vars)
 }
 
 /// Every node's configuration as the Talos emulator holds it.
@@ -139,32 +142,15 @@ fn one_control_plane_at_a_time(log: &[UpgradeRecord]) -> Result<(), String> {
 
 #[test]
 fn three_node_rolling_upgrades() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let target = PveTarget::select(
-        &rt,
-        EmulatorConfig::builder()
-            .ip(Ipv4Addr::new(127, 40, NET, 1))
-            .bridge("vmbr1")
-            .build(),
-    );
-    let Some(emu) = target.emulator() else {
-        notice("SKIPPED three_node_rolling_upgrades: reads the Talos emulator's upgrade log");
+    let Some(t) = start("three_node_rolling_upgrades", NET) else {
         return;
     };
-    let fleet = TalosFleet::new(FleetOptions::default());
-    appliance::register(emu.appliances(), fleet.clone());
-    let mut case = TestCase::new();
-    for (k, v) in target.cli_env() {
-        case = case.env(k, v);
-    }
+    let fleet = &t.fleet;
+    let case = t.case();
     let (f1, f3, f4, f5) = (fleet.clone(), fleet.clone(), fleet.clone(), fleet.clone());
     let (f7, f8) = (fleet.clone(), fleet.clone());
     case.step(
-        step("v1.12.4", "1.35.0")
+        three_node("v1.12.4", "1.35.0", None)
             .describe("create on Talos v1.12.4")
             .check(check::func(move |_| {
                 let v = versions(&f1)?;
@@ -181,19 +167,19 @@ fn three_node_rolling_upgrades() {
             })),
     )
     .step(
-        step("v1.12.4", "1.33.0")
+        three_node("v1.12.4", "1.33.0", None)
             .describe("a Kubernetes downgrade is refused at plan")
             .plan_only()
             .expect_error("kubernetes_version: 1.33.0 is lower than 1.35.0"),
     )
     .step(
-        step("v1.12.11", "1.35.0")
+        three_node("v1.12.11", "1.35.0", None)
             .describe("the upgrade stops at the failing second control plane")
             .plan_check(check::plan_actions(THREE, &["update"]))
             .expect_error("injected: installer crashed"),
     )
     .step(
-        step("v1.12.11", "1.35.0")
+        three_node("v1.12.11", "1.35.0", None)
             .describe("the next apply resumes it")
             .plan_check(check::plan_actions(THREE, &["update"]))
             .check(check::func(move |s| {
@@ -215,7 +201,7 @@ fn three_node_rolling_upgrades() {
             })),
     )
     .step(
-        step("v1.12.11", "1.35.2")
+        three_node("v1.12.11", "1.35.2", None)
             .describe("Kubernetes 1.35.0 -> 1.35.2 in upgrade-k8s order")
             .plan_check(check::plan_actions(THREE, &["update"]))
             .check(check::func(move |_| {
@@ -246,13 +232,13 @@ fn three_node_rolling_upgrades() {
             })),
     )
     .step(
-        step_with("v1.13.9", "1.35.2", "v1.13")
+        three_node("v1.13.9", "1.35.2", Some("v1.13"))
             .describe("the v1.13 contract before the nodes run v1.13 is refused at plan")
             .plan_only()
             .expect_error("Configuration contract newer than the nodes' Talos"),
     )
     .step(
-        step("v1.13.9", "1.35.2")
+        three_node("v1.13.9", "1.35.2", None)
             .describe("Talos v1.12.11 -> v1.13.9 keeps the v1.12 contract")
             .plan_check(check::plan_actions(THREE, &["update"]))
             .check(check::func(move |s| {
@@ -284,7 +270,7 @@ fn three_node_rolling_upgrades() {
             })),
     )
     .step(
-        step_with("v1.13.9", "1.35.2", "v1.13")
+        three_node("v1.13.9", "1.35.2", Some("v1.13"))
             .describe("config_contract = v1.13 re-renders every configuration")
             .plan_check(check::plan_actions(THREE, &["update"]))
             .check(check::func(move |s| {
@@ -311,7 +297,7 @@ fn three_node_rolling_upgrades() {
         Ok(())
     })
     .run();
-    rt.block_on(fleet.shutdown());
+    t.shutdown();
 }
 
 const HOMELAB: &str = "waddle_talos_cluster.homelab";
@@ -319,8 +305,8 @@ const HOMELAB_NET: u8 = 44;
 
 fn homelab_step(talos: &str) -> TestStep {
     let n = HOMELAB_NET;
-    TestStep::config(example("homelab-single-node")).file(
-        "terraform.tfvars",
+    example_step(
+        "homelab-single-node",
         format!(
             r#"
 address       = "127.20.{n}.10/24"
@@ -336,28 +322,11 @@ talos_version = "{talos}"
 
 #[test]
 fn homelab_single_node_upgrade() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let target = PveTarget::select(
-        &rt,
-        EmulatorConfig::builder()
-            .ip(Ipv4Addr::new(127, 40, HOMELAB_NET, 1))
-            .bridge("vmbr1")
-            .build(),
-    );
-    let Some(emu) = target.emulator_arc() else {
-        notice("SKIPPED homelab_single_node_upgrade: reads the Talos emulator's upgrade log");
+    let Some(t) = start("homelab_single_node_upgrade", HOMELAB_NET) else {
         return;
     };
-    let fleet = TalosFleet::new(FleetOptions::default());
-    appliance::register(emu.appliances(), fleet.clone());
-    let mut case = TestCase::new();
-    for (k, v) in target.cli_env() {
-        case = case.env(k, v);
-    }
+    let (fleet, emu) = (&t.fleet, &t.emu);
+    let case = t.case();
     let node_ip = Ipv4Addr::new(127, 20, HOMELAB_NET, 10);
     let boot: std::sync::Arc<std::sync::Mutex<String>> = Default::default();
     let (f1, f2, b1, b2, e1) = (
@@ -415,5 +384,5 @@ fn homelab_single_node_upgrade() {
     )
     .check_destroy(move |_| Ok(()))
     .run();
-    rt.block_on(fleet.shutdown());
+    t.shutdown();
 }

@@ -7,25 +7,19 @@
 use std::net::Ipv4Addr;
 
 use base64::Engine as _;
-use waddle_acceptance::harness::target::PveTarget;
-use waddle_acceptance::harness::{check, Cli, CliFlavor, TestCase, TestStep, Version};
+use waddle_acceptance::harness::emulated::TalosTarget;
+use waddle_acceptance::harness::{check, Cli, CliFlavor, TestStep, Version, PROVIDER_FROM_ENV};
 use waddle_acceptance::pve::EmulatorConfig;
-use waddle_acceptance::talos::{appliance, FleetOptions, TalosFleet};
 use waddle_talos::SecretsBundle;
 
 const ADDR: &str = "waddle_talos_cluster.wo";
 
-const CONFIG: &str = r#"
-terraform {
-  required_providers {
-    waddle = {
-      source = "waddle-social/waddle"
-    }
-  }
+/// The configuration: the provider block ([`PROVIDER_FROM_ENV`]) and [`RESOURCES`].
+fn config() -> String {
+    format!("{PROVIDER_FROM_ENV}{RESOURCES}")
 }
 
-provider "waddle" {}
-
+const RESOURCES: &str = r#"
 resource "waddle_talos_cluster" "wo" {
   cluster_name               = "wo85"
   endpoint                   = "https://127.20.85.20:6443"
@@ -74,41 +68,27 @@ fn secret_values(b: &SecretsBundle) -> Vec<String> {
 
 #[test]
 fn write_only_machine_secrets_stay_out_of_the_state() {
-    if PveTarget::real_from(|k| std::env::var(k).ok())
-        .expect("real-PVE variables")
-        .is_some()
-    {
-        // The Talos nodes are emulated in this process.
-        return;
-    }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let target = PveTarget::select(
-        &rt,
+    let Some(t) = TalosTarget::start(
+        "write_only_machine_secrets_stay_out_of_the_state",
+        "the Talos nodes are emulated in this process",
         EmulatorConfig::builder()
             .ip(Ipv4Addr::new(127, 40, 85, 1))
             .bridge("vmbr1")
             .build(),
-    );
-    let emu = target.emulator_arc().expect("the emulator");
-    let fleet = TalosFleet::new(FleetOptions::default());
-    appliance::register(emu.appliances(), fleet.clone());
+    ) else {
+        return;
+    };
+    let (fleet, emu) = (&t.fleet, &t.emu);
 
     let bundle = SecretsBundle::generate(&waddle_talos::SystemClock).expect("bundle");
     let yaml = bundle.to_yaml().expect("yaml");
     let secrets = secret_values(&bundle);
 
-    let mut case = TestCase::new().skip_if(no_write_only);
-    for (k, v) in target.cli_env() {
-        case = case.env(k, v);
-    }
+    let case = t.case().skip_if(no_write_only);
     let (f, s2) = (fleet.clone(), secrets.clone());
     let e = emu.clone();
     case.step(
-        TestStep::config(CONFIG)
+        TestStep::config(config())
             .file("secrets.yaml", yaml)
             .describe("create with a write-only secrets bundle")
             .check(check::func(move |s| {
@@ -155,5 +135,5 @@ fn write_only_machine_secrets_stay_out_of_the_state() {
         }
     })
     .run();
-    rt.block_on(fleet.shutdown());
+    t.shutdown();
 }

@@ -15,7 +15,7 @@ use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex};
 
 use waddle_acceptance::harness::cli::{CliFlavor, Version};
-use waddle_acceptance::harness::target::PveTarget;
+use waddle_acceptance::harness::target::{provider_hcl, PveTarget};
 use waddle_acceptance::harness::{check, notice, Cli, Phase, Snapshot, TestCase, TestStep};
 use waddle_acceptance::pve::{DebianAppliance, EmulatorConfig, PveEmulator};
 use waddle_acceptance::teleport::{
@@ -54,21 +54,7 @@ fn config(emu: &PveEmulator, i: &Inputs) -> String {
     };
     format!(
         r#"
-terraform {{
-  required_providers {{
-    waddle = {{
-      source = "waddle-social/waddle"
-    }}
-  }}
-}}
-
-provider "waddle" {{
-  endpoint  = "{endpoint}"
-  api_token = "{token}"
-  ca_cert   = file("${{path.module}}/pve-ca.pem")
-  node      = "{node}"
-}}
-
+{provider}
 resource "waddle_teleport_node" "access" {{
   private_nic         = {{ bridge = "vmbr1" }}
   ssh_authorized_keys = ["{KEY}"]
@@ -94,9 +80,12 @@ output "web_url" {{
   value = waddle_teleport_node.access.web_url
 }}
 "#,
-        endpoint = emu.endpoint(),
-        token = emu.api_token().expect("token"),
-        node = emu.node(),
+        provider = provider_hcl(
+            &emu.endpoint(),
+            &emu.api_token().expect("token"),
+            emu.node(),
+            true
+        ),
         team = i.team,
         secret = i.secret,
         marker = i.kubeconfig_marker,

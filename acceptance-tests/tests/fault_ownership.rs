@@ -17,8 +17,8 @@ use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use waddle_acceptance::harness::emulated::{self, runtime};
-use waddle_acceptance::pve::{EmulatorConfig, FaultConfig, FaultKind, FaultRule, PveEmulator};
-use waddle_acceptance::talos::{appliance, FleetOptions, TalosFleet};
+use waddle_acceptance::pve::{FaultConfig, FaultKind, FaultRule, PveEmulator};
+use waddle_acceptance::talos::FleetOptions;
 use waddle_framework::testing::Harness;
 use waddle_framework::{AttributePath, Value};
 use waddle_provider::resources::{sni_proxy, talos_cluster};
@@ -29,20 +29,14 @@ fn skip_on_real_pve(test: &str) -> bool {
     emulated::skip_on_real_pve(test, "injects faults into the in-process emulators")
 }
 
-async fn emulator(ip: Ipv4Addr, faults: FaultConfig) -> PveEmulator {
-    PveEmulator::start(
-        EmulatorConfig::builder()
-            .ip(ip)
-            .bridge("vmbr1")
-            .faults(faults)
-            .build(),
-    )
-    .await
-    .expect("PVE emulator")
+/// The first request to `endpoint` meets `kind` (the ones after it are served).
+fn fail_once(seed: u64, endpoint: &str, kind: FaultKind) -> FaultConfig {
+    FaultConfig::new(seed).rule(FaultRule::new(endpoint, kind, 1.0).max_hits(1))
 }
 
+#[allow(dead_code)] // `inproc::talos` is for other targets
 mod inproc;
-use inproc::{client, harness};
+use inproc::{client, emulator, harness, refresh_then_empty_plan};
 
 /// Somebody else's VM ("prod-db", no waddle mark) with `vmid`.
 async fn foreign_vm(emu: &PveEmulator, vmid: u32) -> BTreeMap<String, String> {
@@ -73,17 +67,9 @@ fn vmid_of(state: &Value) -> u32 {
         .expect("vmid in state")
 }
 
-fn isos(emu: &PveEmulator) -> Vec<String> {
-    emu.volumes()
-        .into_iter()
-        .filter(|v| v.content == "iso")
-        .map(|v| v.volid)
-        .collect()
-}
-
 /// No VM and no VM disk or ISO left (downloaded `import` images are checked separately).
 fn no_vm_or_iso_left(emu: &PveEmulator) -> Result<(), String> {
-    let vms: Vec<u32> = emu.vms().iter().map(|v| v.vmid).collect();
+    let vms = emu.vmids();
     let vols: Vec<String> = emu
         .volumes()
         .into_iter()

@@ -41,6 +41,7 @@ async fn emulator(ip: Ipv4Addr, faults: &[&str]) -> PveEmulator {
         .expect("PVE emulator")
 }
 
+#[allow(dead_code)] // `inproc::talos` is for other targets
 mod inproc;
 use inproc::{client, harness};
 

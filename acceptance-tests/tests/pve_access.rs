@@ -269,23 +269,9 @@ async fn users_made_through_the_api_log_in_and_read_their_permissions() {
     )
     .await;
     acl(&api, "/", "users", "ops@pve", "PVEAuditor", "1").await;
-    let r = api
-        .call_with(
-            None,
-            "POST",
-            "/access/ticket",
-            &[("username", "ops@pve"), ("password", "wrong-password")],
-        )
-        .await;
+    let r = api.login("ops@pve", "wrong-password").await;
     assert_eq!(r.status, 401);
-    let t = api
-        .call_with(
-            None,
-            "POST",
-            "/access/ticket",
-            &[("username", "ops@pve"), ("password", "long-enough-pw")],
-        )
-        .await;
+    let t = api.login("ops@pve", "long-enough-pw").await;
     assert_eq!(t.status, 200, "{}", t.body);
     let ticket = t.body["data"]["ticket"].as_str().expect("ticket");
     let r = api
@@ -302,14 +288,7 @@ async fn users_made_through_the_api_log_in_and_read_their_permissions() {
     assert!(!privs.contains(&"VM.Allocate".to_string()), "{}", r.body);
     // A deleted user can no longer log in.
     api.ok("DELETE", "/access/users/ops@pve", &[]).await;
-    let r = api
-        .call_with(
-            None,
-            "POST",
-            "/access/ticket",
-            &[("username", "ops@pve"), ("password", "long-enough-pw")],
-        )
-        .await;
+    let r = api.login("ops@pve", "long-enough-pw").await;
     assert_eq!(r.status, 401);
     api.assert_no_violations();
 }

@@ -62,23 +62,9 @@ async fn token_auth_and_privileges() {
 #[tokio::test]
 async fn ticket_auth_requires_csrf_on_writes() {
     let api = start(fast().user(UserSpec::full("admin@pve", "pw")).build()).await;
-    let r = api
-        .call_with(
-            None,
-            "POST",
-            "/access/ticket",
-            &[("username", "admin@pve"), ("password", "nope")],
-        )
-        .await;
+    let r = api.login("admin@pve", "nope").await;
     assert_eq!(r.status, 401);
-    let t = api
-        .call_with(
-            None,
-            "POST",
-            "/access/ticket",
-            &[("username", "admin@pve"), ("password", "pw")],
-        )
-        .await;
+    let t = api.login("admin@pve", "pw").await;
     assert_eq!(t.status, 200);
     let ticket = t.body["data"]["ticket"]
         .as_str()
@@ -90,23 +76,9 @@ async fn ticket_auth_requires_csrf_on_writes() {
         .to_string();
     let cookie = format!("PVEAuthCookie={}", url_encode(&ticket));
     // the ticket renews itself when passed as the password
-    let renewed = api
-        .call_with(
-            None,
-            "POST",
-            "/access/ticket",
-            &[("username", "admin@pve"), ("password", ticket.as_str())],
-        )
-        .await;
+    let renewed = api.login("admin@pve", &ticket).await;
     assert_eq!(renewed.status, 200);
-    let r = api
-        .call_with(
-            None,
-            "POST",
-            "/access/ticket",
-            &[("username", "root@pam"), ("password", ticket.as_str())],
-        )
-        .await;
+    let r = api.login("root@pam", &ticket).await;
     assert_eq!(r.status, 401, "another user's ticket is no password");
     // GET with the cookie alone works
     let r = api

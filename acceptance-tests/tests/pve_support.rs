@@ -53,6 +53,18 @@ impl Api {
         raw_call(&self.http, &self.emu.endpoint(), token, method, path, form).await
     }
 
+    /// `POST /access/ticket` without a token: a login as `username` with `password` (a
+    /// password or a ticket to renew).
+    pub async fn login(&self, username: &str, password: &str) -> Resp {
+        self.call_with(
+            None,
+            "POST",
+            "/access/ticket",
+            &[("username", username), ("password", password)],
+        )
+        .await
+    }
+
     pub async fn call(&self, method: &str, path: &str, form: &[(&str, &str)]) -> Resp {
         self.call_with(Some(&self.token.clone()), method, path, form)
             .await

@@ -5,25 +5,18 @@
 //! v1.12 to v1.13 keeps running its v1.12-contract configuration and then accepts the
 //! v1.13 contract.
 
-use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use waddle_acceptance::talos::validate::{validate, Refusal};
-use waddle_acceptance::talos::{FleetOptions, NodeOptions, Schemas, Stage, TalosFleet, Timings};
+use waddle_acceptance::talos::{FleetOptions, NodeOptions, Schemas, Stage, TalosFleet};
 use waddle_talos::api::{ApplyMode, ConnectOptions, Credentials, TalosClient, UpgradeRequest};
-use waddle_talos::secrets::{FixedClock, SystemClock};
+use waddle_talos::secrets::SystemClock;
 use waddle_talos::versions::ConfigContract;
-use waddle_talos::{render_node_config, ClusterSpec, NodeSpec, Role, SecretsBundle};
+use waddle_talos::{render_node_config, ClusterSpec, NodeSpec, Role};
 
-const WAIT: Duration = Duration::from_secs(10);
-
-fn bundle() -> &'static SecretsBundle {
-    static B: OnceLock<SecretsBundle> = OnceLock::new();
-    B.get_or_init(|| {
-        SecretsBundle::generate(&FixedClock(time::OffsetDateTime::now_utc())).expect("bundle")
-    })
-}
+#[allow(dead_code)] // not every helper is used here
+mod talos_support;
+use talos_support::{bundle, ep, fast_timings, fleet_options, WAIT};
 
 fn schemas() -> &'static Schemas {
     Schemas::shared().expect("the official schemas ../shared/specs/talos-v1.1{2,3} are missing")
@@ -111,10 +104,6 @@ fn each_release_validates_against_its_own_schema() {
     assert!(validate(&bad, Some(s13)).is_err());
 }
 
-fn ep(ip: Ipv4Addr) -> SocketAddr {
-    SocketAddr::new(ip.into(), 50000)
-}
-
 /// One control plane through the API: v1.12 refuses a v1.13-only document, the upgrade to
 /// v1.13 keeps its v1.12-contract configuration, then v1.13 accepts the v1.13 contract and
 /// the new kind.
@@ -122,18 +111,8 @@ fn ep(ip: Ipv4Addr) -> SocketAddr {
 async fn a_node_validates_by_the_version_it_runs_across_an_upgrade() {
     let net = 181;
     let fleet = TalosFleet::new(FleetOptions {
-        timings: Timings {
-            boot: Duration::from_millis(20),
-            apply: Duration::ZERO,
-            reboot: Duration::from_millis(50),
-            bootstrap_ready: Duration::ZERO,
-            rpc: Duration::ZERO,
-            boot_done: Duration::from_millis(20),
-            upgrade: Duration::from_millis(50),
-        },
-        dhcp_pool_start: Some(Ipv4Addr::new(127, 20, net, 200)),
         talos_version: "v1.12.11".into(),
-        ..FleetOptions::default()
+        ..fleet_options(net, fast_timings())
     });
     let node = fleet.start_node(NodeOptions::default());
     assert!(node.wait_stage(Stage::Maintenance, WAIT).await);

@@ -7,122 +7,39 @@
 #[allow(dead_code)] // not every helper is used here
 mod inproc;
 
-use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
-
-use waddle_acceptance::pve::{EmulatorConfig, PveEmulator, Timings as PveTimings};
-use waddle_acceptance::talos::{appliance, FleetOptions, TalosFleet, TalosNode, UpgradeApi};
-use waddle_framework::testing::Harness;
+use inproc::talos::{cluster, config, TalosEnv as Env};
+use waddle_acceptance::talos::UpgradeApi;
 use waddle_framework::{AttributePath, Value};
-use waddle_provider::resources::talos_cluster::{
-    schema, ClusterModel, ImageModel, NodeModel, PlacementModel, TimeoutsModel, TYPE_NAME,
-};
-
-fn disk_url(version: &str) -> String {
-    format!("https://factory.talos.dev/image/376567988ad370138ad8b2698212367b8edcb69b5fd68c80be1f2ec7d603b4ba/{version}/nocloud-amd64.qcow2")
-}
+use waddle_provider::resources::talos_cluster::{ClusterModel, TYPE_NAME};
 
 const NET: u8 = 182;
 const HOSTS: [u8; 4] = [11, 12, 13, 31];
 
-struct Env {
-    h: Harness,
-    fleet: TalosFleet,
-    _emu: PveEmulator,
-}
-
 async fn env() -> Env {
-    let emu = PveEmulator::start(
-        EmulatorConfig::builder()
-            .ip(Ipv4Addr::new(127, 40, NET, 1))
-            .timings(PveTimings::fast())
-            .build(),
-    )
-    .await
-    .expect("PVE emulator");
-    let fleet = TalosFleet::new(FleetOptions::default());
-    appliance::register(emu.appliances(), fleet.clone());
-    let h = inproc::harness(&emu).await;
-    Env {
-        h,
-        fleet,
-        _emu: emu,
-    }
+    inproc::talos::env(NET).await
 }
 
 fn model(talos: &str, contract: Option<&str>) -> ClusterModel {
-    let mut nodes = BTreeMap::new();
-    for (i, host) in HOSTS.iter().enumerate() {
-        let (name, role) = if i < 3 {
-            (format!("cp{}", i + 1), "controlplane")
+    let nodes = HOSTS.iter().enumerate().map(|(i, host)| {
+        if i < 3 {
+            (format!("cp{}", i + 1), "controlplane", *host)
         } else {
-            ("w1".to_string(), "worker")
-        };
-        nodes.insert(
-            name,
-            NodeModel {
-                role: role.into(),
-                address: format!("127.20.{NET}.{host}/24"),
-                gateway: Some(format!("127.20.{NET}.1")),
-                proxmox: Some(PlacementModel {
-                    vmid: Some(u32::from(NET) * 100 + u32::from(*host)),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            },
-        );
-    }
+            ("w1".to_string(), "worker", *host)
+        }
+    });
     ClusterModel {
-        cluster_name: format!("contract{NET}"),
-        endpoint: format!("https://127.20.{NET}.20:6443"),
-        vip: Some(format!("127.20.{NET}.20")),
-        talos_version: Some(talos.into()),
         kubernetes_version: Some("1.35.0".into()),
         config_contract: contract.map(str::to_string),
-        image: Some(ImageModel {
-            installer: None,
-            disk_image_url: Some(disk_url(talos)),
-        }),
-        timeouts: Some(TimeoutsModel {
-            create: Some("3m".into()),
-            update: Some("3m".into()),
-            delete: Some("2m".into()),
-        }),
-        nodes: Some(nodes),
-        ..Default::default()
+        ..cluster(NET, format!("contract{NET}"), talos, nodes)
     }
 }
 
 impl Env {
-    fn node(&self, host: u8) -> TalosNode {
-        self.fleet
-            .node_at(Ipv4Addr::new(127, 20, NET, host))
-            .expect("node on its static address")
-    }
-
     fn configs(&self) -> Vec<String> {
         HOSTS
             .iter()
             .map(|h| self.node(*h).config_yaml().expect("configured"))
             .collect()
-    }
-
-    async fn apply(&self, prior: &Value, m: &ClusterModel) -> Result<Value, String> {
-        let config = schema().from_typed(m).expect("config");
-        self.h
-            .plan_and_apply(TYPE_NAME, prior, &config)
-            .await
-            .map_err(|d| format!("{d:?}"))
-    }
-
-    async fn assert_empty_plan(&self, state: &Value, m: &ClusterModel) {
-        let config = schema().from_typed(m).expect("config");
-        let p = self.h.plan(TYPE_NAME, state, &config).await;
-        assert!(!p.diagnostics.has_errors(), "{:?}", p.diagnostics);
-        assert!(
-            p.planned_state.equals(state),
-            "the plan after the apply is not empty"
-        );
     }
 }
 
@@ -146,9 +63,7 @@ async fn an_upgrade_to_v1_13_keeps_the_v1_12_contract_until_it_is_changed() {
     }
 
     // The contract cannot move before the nodes run v1.13: refused at its path.
-    let both = schema()
-        .from_typed(&model("v1.13.9", Some("v1.13")))
-        .unwrap();
+    let both = config(&model("v1.13.9", Some("v1.13")));
     let p = e.h.plan(TYPE_NAME, &state, &both).await;
     let errs: Vec<_> = p.diagnostics.iter().filter(|d| d.is_error()).collect();
     assert_eq!(errs.len(), 1, "{:?}", p.diagnostics);
@@ -203,6 +118,5 @@ async fn an_upgrade_to_v1_13_keeps_the_v1_12_contract_until_it_is_changed() {
     // Leaving the attribute out afterwards keeps the contract.
     e.assert_empty_plan(&state, &model("v1.13.9", None)).await;
 
-    let _ = e.h.plan_and_apply(TYPE_NAME, &state, &Value::Null).await;
-    e.fleet.shutdown().await;
+    e.destroy(&state).await;
 }

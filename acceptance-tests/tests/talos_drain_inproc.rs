@@ -9,119 +9,36 @@
 #[allow(dead_code)] // not every helper is used here
 mod inproc;
 
-use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
-
+use inproc::talos::{cluster, env, TalosEnv as Env};
 use serde_json::json;
-use waddle_acceptance::pve::{EmulatorConfig, PveEmulator, Timings as PveTimings};
 use waddle_acceptance::talos::etcd_data::node_key;
 use waddle_acceptance::talos::kube_workloads::{flowschema_key, pdb_key, pod_key};
-use waddle_acceptance::talos::{appliance, DrainAction, FleetOptions, TalosFleet, TalosNode};
-use waddle_framework::testing::Harness;
+use waddle_acceptance::talos::DrainAction;
 use waddle_framework::Value;
 use waddle_provider::resources::talos_cluster::upgrade::UpgradeModel;
-use waddle_provider::resources::talos_cluster::{
-    schema, ClusterModel, ImageModel, NodeModel, PlacementModel, TimeoutsModel, TYPE_NAME,
-};
-
-fn disk_url(version: &str) -> String {
-    format!("https://factory.talos.dev/image/376567988ad370138ad8b2698212367b8edcb69b5fd68c80be1f2ec7d603b4ba/{version}/nocloud-amd64.qcow2")
-}
-
-struct Env {
-    h: Harness,
-    fleet: TalosFleet,
-    _emu: PveEmulator,
-    net: u8,
-}
-
-async fn env(net: u8) -> Env {
-    let emu = PveEmulator::start(
-        EmulatorConfig::builder()
-            .ip(Ipv4Addr::new(127, 40, net, 1))
-            .timings(PveTimings::fast())
-            .build(),
-    )
-    .await
-    .expect("PVE emulator");
-    let fleet = TalosFleet::new(FleetOptions::default());
-    appliance::register(emu.appliances(), fleet.clone());
-    let h = inproc::harness(&emu).await;
-    Env {
-        h,
-        fleet,
-        _emu: emu,
-        net,
-    }
-}
+use waddle_provider::resources::talos_cluster::ClusterModel;
 
 impl Env {
+    /// One control plane (host 11) and `workers` workers (hosts 31..), with a CNI.
     fn model(&self, talos: &str, k8s: &str, workers: u8) -> ClusterModel {
-        let net = self.net;
-        let mut nodes = BTreeMap::new();
-        let mut add = |name: String, role: &str, host: u8| {
-            nodes.insert(
-                name,
-                NodeModel {
-                    role: role.into(),
-                    address: format!("127.20.{net}.{host}/24"),
-                    gateway: Some(format!("127.20.{net}.1")),
-                    proxmox: Some(PlacementModel {
-                        vmid: Some(u32::from(net) * 100 + u32::from(host)),
-                        ..Default::default()
-                    }),
-                    ..Default::default()
-                },
-            );
-        };
-        add("cp1".into(), "controlplane", 11);
-        for i in 1..=workers {
-            add(format!("w{i}"), "worker", 30 + i);
-        }
+        let cp = std::iter::once(("cp1".to_string(), "controlplane", 11));
+        let workers = (1..=workers).map(|i| (format!("w{i}"), "worker", 30 + i));
         ClusterModel {
-            cluster_name: format!("drain{net}"),
-            endpoint: format!("https://127.20.{net}.20:6443"),
-            vip: Some(format!("127.20.{net}.20")),
-            talos_version: Some(talos.into()),
             kubernetes_version: Some(k8s.into()),
-            image: Some(ImageModel {
-                installer: None,
-                disk_image_url: Some(disk_url(talos)),
-            }),
-            timeouts: Some(TimeoutsModel {
-                create: Some("3m".into()),
-                update: Some("3m".into()),
-                delete: Some("2m".into()),
-            }),
-            nodes: Some(nodes),
             // A CNI: with `none` every node keeps the `not-ready` taint and an evicted pod's
             // replacement could not be scheduled anywhere.
             cni: Some("flannel".into()),
-            ..Default::default()
+            ..cluster(
+                self.net,
+                format!("drain{}", self.net),
+                talos,
+                cp.chain(workers),
+            )
         }
-    }
-
-    fn node(&self, host: u8) -> TalosNode {
-        self.fleet
-            .node_at(Ipv4Addr::new(127, 20, self.net, host))
-            .expect("node on its static address")
     }
 
     fn cid(&self) -> String {
         self.node(11).cluster_id().expect("cluster id")
-    }
-
-    async fn apply(&self, prior: &Value, m: &ClusterModel) -> Result<Value, String> {
-        let config = schema().from_typed(m).expect("config");
-        self.h
-            .plan_and_apply(TYPE_NAME, prior, &config)
-            .await
-            .map_err(|d| format!("{d:?}"))
-    }
-
-    async fn destroy(&self, state: &Value) {
-        let _ = self.h.plan_and_apply(TYPE_NAME, state, &Value::Null).await;
-        self.fleet.shutdown().await;
     }
 
     /// A pod of ReplicaSet `rs` (label `app=<app>`) bound to `node`.

@@ -5,7 +5,7 @@
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -18,82 +18,34 @@ use waddle_talos::api::{
     ApplyMode, ConnectOptions, Credentials, Proxy, ResetOptions, TalosClient, TalosError,
     CONFIG_PATH,
 };
-use waddle_talos::secrets::{FixedClock, SystemClock};
-use waddle_talos::{render_node_config, ClusterSpec, NodeSpec, Role, SecretsBundle};
+use waddle_talos::{render_node_config, ClusterSpec, Role};
 
 #[allow(dead_code)] // `client` is for other targets
 mod inproc;
-
-const WAIT: Duration = Duration::from_secs(10);
-
-fn bundle() -> &'static SecretsBundle {
-    static B: OnceLock<SecretsBundle> = OnceLock::new();
-    B.get_or_init(|| {
-        SecretsBundle::generate(&FixedClock(time::OffsetDateTime::now_utc())).expect("bundle")
-    })
-}
+#[allow(dead_code)] // not every helper is used here
+mod talos_support;
+use talos_support::{bundle, creds, ep, fast_timings, fleet_options, maintenance, secure, WAIT};
 
 /// 3 control planes + 1 worker on 127.20.<net>.0/24, VIP .100.
 fn spec(net: u8) -> ClusterSpec {
-    let vip = format!("127.20.{net}.100");
-    let mut s = ClusterSpec::new("emu", &format!("https://{vip}:6443"));
-    s.vip = Some(vip);
-    for (name, role, host) in [
-        ("cp1", Role::ControlPlane, 10),
-        ("cp2", Role::ControlPlane, 11),
-        ("cp3", Role::ControlPlane, 12),
-        ("w1", Role::Worker, 20),
-    ] {
-        let mut n = NodeSpec::new(role, &format!("127.20.{net}.{host}/24"));
-        n.gateway = Some(format!("127.20.{net}.1"));
-        n.mac = Some(format!("bc:24:11:00:{net:02x}:{host:02x}"));
-        s.nodes.insert(name.into(), n);
-    }
-    s
+    talos_support::spec(
+        "emu",
+        net,
+        &[
+            ("cp1", Role::ControlPlane, 10),
+            ("cp2", Role::ControlPlane, 11),
+            ("cp3", Role::ControlPlane, 12),
+            ("w1", Role::Worker, 20),
+        ],
+    )
 }
 
 fn fleet(net: u8, timings: Timings) -> TalosFleet {
-    TalosFleet::new(FleetOptions {
-        timings,
-        dhcp_pool_start: Some(Ipv4Addr::new(127, 20, net, 200)),
-        ..FleetOptions::default()
-    })
+    TalosFleet::new(fleet_options(net, timings))
 }
 
 fn fast() -> Timings {
-    Timings {
-        boot: Duration::from_millis(20),
-        apply: Duration::ZERO,
-        reboot: Duration::from_millis(50),
-        bootstrap_ready: Duration::ZERO,
-        rpc: Duration::ZERO,
-        boot_done: Duration::from_millis(20),
-        upgrade: Duration::from_millis(50),
-    }
-}
-
-fn ep(ip: Ipv4Addr) -> SocketAddr {
-    SocketAddr::new(ip.into(), 50000)
-}
-
-async fn maintenance(node: &TalosNode) -> TalosClient {
-    assert!(node.wait_stage(Stage::Maintenance, WAIT).await, "{node:?}");
-    TalosClient::connect_maintenance(
-        ep(node.dhcp_address().expect("a maintenance address")),
-        &ConnectOptions::default(),
-    )
-    .await
-    .expect("maintenance connection")
-}
-
-fn creds() -> Credentials {
-    Credentials::admin(bundle(), &SystemClock).unwrap()
-}
-
-async fn secure(ip: Ipv4Addr) -> TalosClient {
-    TalosClient::connect(ep(ip), &creds(), &ConnectOptions::default())
-        .await
-        .expect("mTLS connection")
+    fast_timings()
 }
 
 /// Connect + one call; the error of whichever fails.

@@ -3,90 +3,38 @@
 //! Kubernetes API on the VIP (authentication, `/version`, nodes, namespaces, `kubectl get
 //! nodes` with the admin kubeconfig), driven by the real Talos API client.
 
-use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::OnceLock;
+use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use waddle_acceptance::talos::{FleetOptions, NodeOptions, Stage, TalosFleet, TalosNode, Timings};
-use waddle_talos::api::{
-    ApplyMode, ConnectOptions, Credentials, ResetOptions, SnapshotTransferError, TalosClient,
-};
-use waddle_talos::secrets::{FixedClock, SystemClock};
-use waddle_talos::{render_node_config, ClusterSpec, NodeSpec, Role, SecretsBundle};
+use waddle_acceptance::talos::{NodeOptions, Stage, TalosFleet, Timings};
+use waddle_talos::api::{ResetOptions, SnapshotTransferError, TalosClient};
+use waddle_talos::{ClusterSpec, Role};
 
-const WAIT: Duration = Duration::from_secs(10);
-
-fn bundle() -> &'static SecretsBundle {
-    static B: OnceLock<SecretsBundle> = OnceLock::new();
-    B.get_or_init(|| {
-        SecretsBundle::generate(&FixedClock(time::OffsetDateTime::now_utc())).expect("bundle")
-    })
-}
+#[allow(dead_code)] // not every helper is used here
+mod talos_support;
+use talos_support::{bundle, configure, fast_timings, fleet_options, secure, WAIT};
 
 /// One control plane + one worker on 127.20.<net>.0/24, VIP .100, CNI none.
 fn spec(net: u8) -> ClusterSpec {
-    let vip = format!("127.20.{net}.100");
-    let mut s = ClusterSpec::new("emu", &format!("https://{vip}:6443"));
-    s.vip = Some(vip);
-    for (name, role, host) in [("cp1", Role::ControlPlane, 10), ("w1", Role::Worker, 20)] {
-        let mut n = NodeSpec::new(role, &format!("127.20.{net}.{host}/24"));
-        n.gateway = Some(format!("127.20.{net}.1"));
-        n.mac = Some(format!("bc:24:11:00:{net:02x}:{host:02x}"));
-        s.nodes.insert(name.into(), n);
-    }
-    s
+    talos_support::spec(
+        "emu",
+        net,
+        &[("cp1", Role::ControlPlane, 10), ("w1", Role::Worker, 20)],
+    )
 }
 
+/// Fast timings but the default upgrade duration.
 fn fleet(net: u8) -> TalosFleet {
-    TalosFleet::new(FleetOptions {
-        timings: Timings {
-            boot: Duration::from_millis(20),
-            apply: Duration::ZERO,
-            reboot: Duration::from_millis(50),
-            bootstrap_ready: Duration::ZERO,
-            rpc: Duration::ZERO,
-            boot_done: Duration::from_millis(20),
-            ..Timings::default()
-        },
-        dhcp_pool_start: Some(Ipv4Addr::new(127, 20, net, 200)),
-        ..FleetOptions::default()
-    })
-}
-
-fn ep(ip: Ipv4Addr) -> SocketAddr {
-    SocketAddr::new(ip.into(), 50000)
+    let timings = Timings {
+        upgrade: Timings::default().upgrade,
+        ..fast_timings()
+    };
+    TalosFleet::new(fleet_options(net, timings))
 }
 
 fn ip(net: u8, host: u8) -> Ipv4Addr {
     Ipv4Addr::new(127, 20, net, host)
-}
-
-async fn secure(ip: Ipv4Addr) -> TalosClient {
-    let creds = Credentials::admin(bundle(), &SystemClock).expect("credentials");
-    TalosClient::connect(ep(ip), &creds, &ConnectOptions::default())
-        .await
-        .expect("mTLS connection")
-}
-
-/// Applies each node's configuration in maintenance mode and waits until all run.
-async fn configure(spec: &ClusterSpec, nodes: &[(&str, TalosNode)]) {
-    for (name, node) in nodes {
-        assert!(node.wait_stage(Stage::Maintenance, WAIT).await, "{node:?}");
-        let c = TalosClient::connect_maintenance(
-            ep(node.dhcp_address().expect("maintenance address")),
-            &ConnectOptions::default(),
-        )
-        .await
-        .expect("maintenance connection");
-        let cfg = render_node_config(spec, bundle(), name).expect("config");
-        c.apply_configuration(&cfg, ApplyMode::Auto)
-            .await
-            .expect("applied");
-    }
-    for (_, node) in nodes {
-        assert!(node.wait_stage(Stage::Running, WAIT).await, "{node:?}");
-    }
 }
 
 /// The etcd service of a node: (state, message).

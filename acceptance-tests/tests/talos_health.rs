@@ -3,40 +3,26 @@
 //! named with its node, and the wait runs to the operation's own deadline.
 
 use std::collections::BTreeMap;
-use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::OnceLock;
+use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
-use waddle_acceptance::talos::{FleetOptions, NodeOptions, Stage, TalosFleet, TalosNode, Timings};
+use waddle_acceptance::talos::{NodeOptions, Stage, TalosFleet, TalosNode, Timings};
 use waddle_provider::resources::talos_cluster::ops::{health, Env, Poll};
 use waddle_provider::resources::talos_cluster::{ClusterModel, NodeModel};
 use waddle_talos::api::{ApplyMode, ConnectOptions, Credentials, TalosClient};
-use waddle_talos::secrets::{FixedClock, SystemClock};
-use waddle_talos::{render_node_config, ClusterSpec, NodeSpec, Role, SecretsBundle};
+use waddle_talos::secrets::SystemClock;
+use waddle_talos::{render_node_config, ClusterSpec, Role};
 
-const WAIT: Duration = Duration::from_secs(10);
+#[allow(dead_code)] // not every helper is used here
+mod talos_support;
+use talos_support::{bundle, ep, fast_timings, fleet_options, maintenance, WAIT};
+
 const NET: u8 = 63;
-
-fn bundle() -> &'static SecretsBundle {
-    static B: OnceLock<SecretsBundle> = OnceLock::new();
-    B.get_or_init(|| {
-        SecretsBundle::generate(&FixedClock(time::OffsetDateTime::now_utc())).expect("bundle")
-    })
-}
 
 const NODES: [(&str, Role, u8); 2] = [("cp1", Role::ControlPlane, 10), ("w1", Role::Worker, 20)];
 
 fn spec() -> ClusterSpec {
-    let vip = format!("127.20.{NET}.100");
-    let mut s = ClusterSpec::new("health", &format!("https://{vip}:6443"));
-    s.vip = Some(vip);
-    for (name, role, host) in NODES {
-        let mut n = NodeSpec::new(role, &format!("127.20.{NET}.{host}/24"));
-        n.gateway = Some(format!("127.20.{NET}.1"));
-        n.mac = Some(format!("bc:24:11:00:{NET:02x}:{host:02x}"));
-        s.nodes.insert(name.into(), n);
-    }
-    s
+    talos_support::spec("health", NET, &NODES)
 }
 
 /// The resource's model of the same cluster (what health reads).
@@ -85,22 +71,12 @@ fn env(deadline: Duration) -> Env {
     }
 }
 
-fn ep(ip: Ipv4Addr) -> SocketAddr {
-    SocketAddr::new(ip.into(), 50000)
-}
-
 async fn configure(fleet: &TalosFleet) -> Vec<TalosNode> {
     let spec = spec();
     let mut out = Vec::new();
     for (name, _, _) in NODES {
         let node = fleet.start_node(NodeOptions::default());
-        assert!(node.wait_stage(Stage::Maintenance, WAIT).await, "{node:?}");
-        let c = TalosClient::connect_maintenance(
-            ep(node.dhcp_address().expect("maintenance address")),
-            &ConnectOptions::default(),
-        )
-        .await
-        .expect("maintenance connection");
+        let c = maintenance(&node).await;
         let cfg = render_node_config(&spec, bundle(), name).expect("config");
         c.apply_configuration(&cfg, ApplyMode::Auto)
             .await
@@ -116,19 +92,11 @@ async fn configure(fleet: &TalosFleet) -> Vec<TalosNode> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_names_each_waiting_check_and_passes_without_a_cni() {
     waddle_proxmox::install_crypto_provider();
-    let fleet = TalosFleet::new(FleetOptions {
-        timings: Timings {
-            boot: Duration::from_millis(20),
-            apply: Duration::ZERO,
-            reboot: Duration::from_millis(50),
-            bootstrap_ready: Duration::ZERO,
-            rpc: Duration::ZERO,
-            boot_done: Duration::from_millis(20),
-            ..Timings::default()
-        },
-        dhcp_pool_start: Some(Ipv4Addr::new(127, 20, NET, 200)),
-        ..FleetOptions::default()
-    });
+    let timings = Timings {
+        upgrade: Timings::default().upgrade,
+        ..fast_timings()
+    };
+    let fleet = TalosFleet::new(fleet_options(NET, timings));
     let w1 = Ipv4Addr::new(127, 20, NET, 20);
     fleet.hold_boot(w1);
     configure(&fleet).await;

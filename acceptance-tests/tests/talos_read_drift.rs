@@ -7,94 +7,33 @@
 #[allow(dead_code)] // not every helper is used here
 mod inproc;
 
-use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use waddle_acceptance::pve::{EmulatorConfig, PveEmulator, Timings as PveTimings};
-use waddle_acceptance::talos::{appliance, FleetOptions, TalosFleet, TalosNode};
-use waddle_framework::testing::Harness;
+use inproc::talos::{cluster, config, env, TalosEnv as Env};
+use waddle_acceptance::talos::TalosNode;
 use waddle_framework::{AttributePath, Value};
 use waddle_provider::resources::talos_cluster::upgrade::UpgradeModel;
-use waddle_provider::resources::talos_cluster::{
-    schema, ClusterModel, ImageModel, NodeModel, PlacementModel, TimeoutsModel, TYPE_NAME,
-};
+use waddle_provider::resources::talos_cluster::{ClusterModel, TYPE_NAME};
 use waddle_talos::api::{Credentials, TalosClient, UpgradeRequest};
 use waddle_talos::SecretsBundle;
-
-fn disk_url(version: &str) -> String {
-    format!("https://factory.talos.dev/image/376567988ad370138ad8b2698212367b8edcb69b5fd68c80be1f2ec7d603b4ba/{version}/nocloud-amd64.qcow2")
-}
-
-struct Env {
-    h: Harness,
-    fleet: TalosFleet,
-    _emu: PveEmulator,
-    net: u8,
-}
-
-async fn env(net: u8) -> Env {
-    let emu = PveEmulator::start(
-        EmulatorConfig::builder()
-            .ip(Ipv4Addr::new(127, 40, net, 1))
-            .timings(PveTimings::fast())
-            .build(),
-    )
-    .await
-    .expect("PVE emulator");
-    let fleet = TalosFleet::new(FleetOptions::default());
-    appliance::register(emu.appliances(), fleet.clone());
-    let h = inproc::harness(&emu).await;
-    Env {
-        h,
-        fleet,
-        _emu: emu,
-        net,
-    }
-}
 
 impl Env {
     /// One control plane at `talos`.
     fn model(&self, talos: &str) -> ClusterModel {
         let net = self.net;
-        let mut nodes = BTreeMap::new();
-        nodes.insert(
-            "cp1".to_string(),
-            NodeModel {
-                role: "controlplane".into(),
-                address: format!("127.20.{net}.11/24"),
-                gateway: Some(format!("127.20.{net}.1")),
-                proxmox: Some(PlacementModel {
-                    vmid: Some(u32::from(net) * 100 + 11),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            },
-        );
         ClusterModel {
-            cluster_name: format!("drift{net}"),
-            endpoint: format!("https://127.20.{net}.20:6443"),
-            vip: Some(format!("127.20.{net}.20")),
-            talos_version: Some(talos.into()),
             kubernetes_version: Some("1.35.0".into()),
-            image: Some(ImageModel {
-                installer: None,
-                disk_image_url: Some(disk_url(talos)),
-            }),
-            timeouts: Some(TimeoutsModel {
-                create: Some("3m".into()),
-                update: Some("3m".into()),
-                delete: Some("2m".into()),
-            }),
-            nodes: Some(nodes),
-            ..Default::default()
+            ..cluster(
+                net,
+                format!("drift{net}"),
+                talos,
+                [("cp1", "controlplane", 11)],
+            )
         }
     }
 
     fn cp1(&self) -> TalosNode {
-        self.fleet
-            .node_at(Ipv4Addr::new(127, 20, self.net, 11))
-            .expect("cp1 on its static address")
+        self.node(11)
     }
 
     /// An admin Talos client of cp1 with the state's `client_configuration`.
@@ -135,10 +74,6 @@ impl Env {
             self.cp1().talos_version()
         );
     }
-}
-
-fn config(m: &ClusterModel) -> Value {
-    schema().from_typed(m).expect("config")
 }
 
 fn node_version(state: &Value) -> (Option<String>, Option<String>) {
@@ -230,8 +165,7 @@ async fn an_os_upgraded_by_hand_is_read_back_and_shows_in_the_next_plan() {
     );
     let read = e.h.read(TYPE_NAME, &state).await;
     assert!(read.state.equals(&state), "no drift after the roll back");
-    let _ = e.h.plan_and_apply(TYPE_NAME, &state, &Value::Null).await;
-    e.fleet.shutdown().await;
+    e.destroy(&state).await;
 }
 
 fn assert_no_secret(state: &Value, b: &SecretsBundle) {

@@ -10,62 +10,28 @@
 #[allow(dead_code)] // not every helper is used here
 mod inproc;
 
-use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
-
-use waddle_acceptance::pve::{EmulatorConfig, PveEmulator, Timings as PveTimings};
+use inproc::talos::{cluster, config};
+use waddle_acceptance::pve::PveEmulator;
 use waddle_acceptance::talos::etcd_data::EtcdData;
-use waddle_acceptance::talos::{appliance, FleetOptions, TalosFleet};
 use waddle_framework::diag::Severity;
 use waddle_framework::testing::Harness;
 use waddle_framework::Value;
 use waddle_provider::resources::talos_cluster::etcd::RestoreModel;
-use waddle_provider::resources::talos_cluster::{
-    schema, ClusterModel, ImageModel, NodeModel, PlacementModel, TimeoutsModel, TYPE_NAME,
-};
+use waddle_provider::resources::talos_cluster::{ClusterModel, TYPE_NAME};
 use waddle_talos::secrets::SystemClock;
 use waddle_talos::SecretsBundle;
 
 const NET: u8 = 84;
 
 fn model(secrets: &str, restore: Option<(&std::path::Path, i64)>) -> ClusterModel {
-    let mut nodes = BTreeMap::new();
-    for (name, role, host) in [("cp1", "controlplane", 11u8), ("w1", "worker", 31)] {
-        nodes.insert(
-            name.to_string(),
-            NodeModel {
-                role: role.into(),
-                address: format!("127.20.{NET}.{host}/24"),
-                gateway: Some(format!("127.20.{NET}.1")),
-                proxmox: Some(PlacementModel {
-                    vmid: Some(u32::from(NET) * 100 + u32::from(host)),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            },
-        );
-    }
+    let nodes = [("cp1", "controlplane", 11u8), ("w1", "worker", 31)];
     ClusterModel {
-        cluster_name: "lost".into(),
-        endpoint: format!("https://127.20.{NET}.20:6443"),
-        vip: Some(format!("127.20.{NET}.20")),
-        talos_version: Some("v1.12.11".into()),
-        image: Some(ImageModel {
-            installer: None,
-            disk_image_url: Some("https://factory.talos.dev/image/376567988ad370138ad8b2698212367b8edcb69b5fd68c80be1f2ec7d603b4ba/v1.12.11/nocloud-amd64.qcow2".into()),
-        }),
         machine_secrets: Some(secrets.into()),
         etcd_restore: restore.map(|(p, generation)| RestoreModel {
             snapshot: p.display().to_string(),
             generation,
         }),
-        timeouts: Some(TimeoutsModel {
-            create: Some("3m".into()),
-            update: Some("3m".into()),
-            delete: Some("2m".into()),
-        }),
-        nodes: Some(nodes),
-        ..Default::default()
+        ..cluster(NET, "lost", "v1.12.11", nodes)
     }
 }
 
@@ -74,7 +40,7 @@ fn model(secrets: &str, restore: Option<(&std::path::Path, i64)>) -> ClusterMode
 async fn refresh_and_apply(h: &Harness, prior: &Value, m: &ClusterModel) -> (Value, Vec<String>) {
     let read = h.read(TYPE_NAME, prior).await;
     assert!(!read.diagnostics.has_errors(), "{:?}", read.diagnostics);
-    let config = schema().from_typed(m).expect("config");
+    let config = config(m);
     let p = h.plan(TYPE_NAME, &read.state, &config).await;
     assert!(!p.diagnostics.has_errors(), "{:?}", p.diagnostics);
     let a = h
@@ -102,17 +68,8 @@ async fn lose_the_host(emu: &PveEmulator) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vanished_vms_are_recovered_by_a_generation_bump_or_start_empty_with_a_warning() {
-    let emu = PveEmulator::start(
-        EmulatorConfig::builder()
-            .ip(Ipv4Addr::new(127, 40, NET, 1))
-            .timings(PveTimings::fast())
-            .build(),
-    )
-    .await
-    .expect("PVE emulator");
-    let fleet = TalosFleet::new(FleetOptions::default());
-    appliance::register(emu.appliances(), fleet.clone());
-    let h = inproc::harness(&emu).await;
+    let e = inproc::talos::env(NET).await;
+    let (h, fleet, emu) = (&e.h, &e.fleet, &e.emu);
     let bundle = tokio::task::spawn_blocking(|| SecretsBundle::generate(&SystemClock))
         .await
         .expect("join")
@@ -130,9 +87,7 @@ async fn vanished_vms_are_recovered_by_a_generation_bump_or_start_empty_with_a_w
         .plan_and_apply(
             TYPE_NAME,
             &Value::Null,
-            &schema()
-                .from_typed(&model(&secrets, Some((&s1, 1))))
-                .expect("config"),
+            &config(&model(&secrets, Some((&s1, 1)))),
         )
         .await
         .expect("create restored from generation 1");
@@ -143,8 +98,8 @@ async fn vanished_vms_are_recovered_by_a_generation_bump_or_start_empty_with_a_w
     std::fs::write(&s2, fleet.etcd_snapshot(&cid).expect("snapshot")).expect("write");
 
     // 1. The host is lost; generation 2 restores the newer snapshot into the new VMs.
-    lose_the_host(&emu).await;
-    let (state, warnings) = refresh_and_apply(&h, &state, &model(&secrets, Some((&s2, 2)))).await;
+    lose_the_host(emu).await;
+    let (state, warnings) = refresh_and_apply(h, &state, &model(&secrets, Some((&s2, 2)))).await;
     assert!(
         warnings.iter().all(|w| !w.contains("etcd starts empty")),
         "{warnings:?}"
@@ -160,8 +115,8 @@ async fn vanished_vms_are_recovered_by_a_generation_bump_or_start_empty_with_a_w
     assert_eq!(emu.vms().len(), 2, "the nodes' VMs are back");
 
     // 2. Lost again, generation unchanged: no restore; etcd starts empty, with a warning.
-    lose_the_host(&emu).await;
-    let (state, warnings) = refresh_and_apply(&h, &state, &model(&secrets, Some((&s2, 2)))).await;
+    lose_the_host(emu).await;
+    let (state, warnings) = refresh_and_apply(h, &state, &model(&secrets, Some((&s2, 2)))).await;
     assert!(
         warnings
             .iter()
@@ -180,6 +135,5 @@ async fn vanished_vms_are_recovered_by_a_generation_bump_or_start_empty_with_a_w
     assert_eq!(fleet.etcd_members(&cid).len(), 1);
     assert_eq!(state.get_attr("bootstrapped"), Some(&Value::from(true)));
 
-    let _ = h.plan_and_apply(TYPE_NAME, &state, &Value::Null).await;
-    fleet.shutdown().await;
+    e.destroy(&state).await;
 }

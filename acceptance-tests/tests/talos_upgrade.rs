@@ -5,39 +5,21 @@
 //! image that cannot be pulled fails the call; nodes reporting v1.13 serve
 //! `ImageService.Pull` + `LifecycleService.Upgrade`; the upgrade log has timestamps.
 
-use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use waddle_acceptance::talos::{
-    FleetOptions, NodeOptions, Stage, TalosFleet, TalosNode, Timings, UpgradeApi,
+    FleetOptions, NodeOptions, Stage, TalosFleet, TalosNode, UpgradeApi,
 };
-use waddle_talos::api::{
-    ApplyMode, ConnectOptions, Credentials, RebootMode, TalosClient, UpgradeRequest,
-};
-use waddle_talos::secrets::{FixedClock, SystemClock};
-use waddle_talos::{render_node_config, ClusterSpec, NodeSpec, Role, SecretsBundle};
+use waddle_talos::api::{ApplyMode, RebootMode, UpgradeRequest};
+use waddle_talos::{render_node_config, ClusterSpec, Role};
 
-const WAIT: Duration = Duration::from_secs(10);
-
-fn bundle() -> &'static SecretsBundle {
-    static B: OnceLock<SecretsBundle> = OnceLock::new();
-    B.get_or_init(|| {
-        SecretsBundle::generate(&FixedClock(time::OffsetDateTime::now_utc())).expect("bundle")
-    })
-}
+#[allow(dead_code)] // not every helper is used here
+mod talos_support;
+use talos_support::{bundle, fast_timings, fleet_options, maintenance, secure, WAIT};
 
 fn spec(net: u8, version: &str, names: &[(&str, Role, u8)]) -> ClusterSpec {
-    let vip = format!("127.20.{net}.100");
-    let mut s = ClusterSpec::new("upg", &format!("https://{vip}:6443"));
-    s.vip = Some(vip);
+    let mut s = talos_support::spec("upg", net, names);
     s.talos_version = version.into();
-    for (name, role, host) in names {
-        let mut n = NodeSpec::new(*role, &format!("127.20.{net}.{host}/24"));
-        n.gateway = Some(format!("127.20.{net}.1"));
-        n.mac = Some(format!("bc:24:11:00:{net:02x}:{host:02x}"));
-        s.nodes.insert(name.to_string(), n);
-    }
     s
 }
 
@@ -48,29 +30,6 @@ const THREE_CP_ONE_WORKER: &[(&str, Role, u8)] = &[
     ("w1", Role::Worker, 20),
 ];
 
-fn timings() -> Timings {
-    Timings {
-        boot: Duration::from_millis(20),
-        apply: Duration::ZERO,
-        reboot: Duration::from_millis(50),
-        bootstrap_ready: Duration::ZERO,
-        rpc: Duration::ZERO,
-        boot_done: Duration::from_millis(20),
-        upgrade: Duration::from_millis(50),
-    }
-}
-
-fn ep(ip: Ipv4Addr) -> SocketAddr {
-    SocketAddr::new(ip.into(), 50000)
-}
-
-async fn secure(ip: Ipv4Addr) -> TalosClient {
-    let creds = Credentials::admin(bundle(), &SystemClock).expect("credentials");
-    TalosClient::connect(ep(ip), &creds, &ConnectOptions::default())
-        .await
-        .expect("mTLS connection")
-}
-
 /// A bootstrapped cluster running `version`: its fleet and nodes (in `names` order).
 async fn cluster(
     net: u8,
@@ -78,10 +37,8 @@ async fn cluster(
     names: &[(&str, Role, u8)],
 ) -> (TalosFleet, ClusterSpec, Vec<TalosNode>) {
     let fleet = TalosFleet::new(FleetOptions {
-        timings: timings(),
-        dhcp_pool_start: Some(Ipv4Addr::new(127, 20, net, 200)),
         talos_version: version.into(),
-        ..FleetOptions::default()
+        ..fleet_options(net, fast_timings())
     });
     // The configuration contract stays v1.12's (a node on v1.13 keeps running it).
     let contract = if version.starts_with("v1.12.") {
@@ -95,13 +52,7 @@ async fn cluster(
         .map(|_| fleet.start_node(NodeOptions::default()))
         .collect();
     for ((name, _, _), node) in names.iter().zip(&nodes) {
-        assert!(node.wait_stage(Stage::Maintenance, WAIT).await, "{node:?}");
-        let c = TalosClient::connect_maintenance(
-            ep(node.dhcp_address().expect("maintenance address")),
-            &ConnectOptions::default(),
-        )
-        .await
-        .expect("maintenance connection");
+        let c = maintenance(node).await;
         let cfg = render_node_config(&spec, bundle(), name).expect("config");
         c.apply_configuration(&cfg, ApplyMode::Auto)
             .await

@@ -9,121 +9,26 @@
 #[allow(dead_code)] // not every helper is used here
 mod inproc;
 
-use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
-
-use waddle_acceptance::pve::{EmulatorConfig, PveEmulator, Timings as PveTimings};
-use waddle_acceptance::talos::{appliance, FleetOptions, TalosFleet, TalosNode, UpgradeRecord};
-use waddle_framework::testing::Harness;
+use inproc::talos::{cluster, config, env, TalosEnv as Env};
+use waddle_acceptance::talos::UpgradeRecord;
 use waddle_framework::Value;
 use waddle_provider::resources::talos_cluster::upgrade::UpgradeModel;
-use waddle_provider::resources::talos_cluster::{
-    schema, ClusterModel, ImageModel, NodeModel, PlacementModel, TimeoutsModel, TYPE_NAME,
-};
-
-fn disk_url(version: &str) -> String {
-    format!("https://factory.talos.dev/image/376567988ad370138ad8b2698212367b8edcb69b5fd68c80be1f2ec7d603b4ba/{version}/nocloud-amd64.qcow2")
-}
-
-struct Env {
-    h: Harness,
-    fleet: TalosFleet,
-    _emu: PveEmulator,
-    net: u8,
-}
-
-async fn env(net: u8) -> Env {
-    let emu = PveEmulator::start(
-        EmulatorConfig::builder()
-            .ip(Ipv4Addr::new(127, 40, net, 1))
-            .timings(PveTimings::fast())
-            .build(),
-    )
-    .await
-    .expect("PVE emulator");
-    let fleet = TalosFleet::new(FleetOptions::default());
-    appliance::register(emu.appliances(), fleet.clone());
-    let h = inproc::harness(&emu).await;
-    Env {
-        h,
-        fleet,
-        _emu: emu,
-        net,
-    }
-}
+use waddle_provider::resources::talos_cluster::{ClusterModel, TYPE_NAME};
 
 impl Env {
+    /// `cps` control planes (hosts 11..) and `workers` workers (hosts 31..).
     fn model(&self, talos: &str, k8s: &str, cps: u8, workers: u8) -> ClusterModel {
-        let net = self.net;
-        let mut nodes = BTreeMap::new();
-        let mut add = |name: String, role: &str, host: u8| {
-            nodes.insert(
-                name,
-                NodeModel {
-                    role: role.into(),
-                    address: format!("127.20.{net}.{host}/24"),
-                    gateway: Some(format!("127.20.{net}.1")),
-                    proxmox: Some(PlacementModel {
-                        vmid: Some(u32::from(net) * 100 + u32::from(host)),
-                        ..Default::default()
-                    }),
-                    ..Default::default()
-                },
-            );
-        };
-        for i in 1..=cps {
-            add(format!("cp{i}"), "controlplane", 10 + i);
-        }
-        for i in 1..=workers {
-            add(format!("w{i}"), "worker", 30 + i);
-        }
+        let cps = (1..=cps).map(|i| (format!("cp{i}"), "controlplane", 10 + i));
+        let workers = (1..=workers).map(|i| (format!("w{i}"), "worker", 30 + i));
         ClusterModel {
-            cluster_name: format!("upg{net}"),
-            endpoint: format!("https://127.20.{net}.20:6443"),
-            vip: Some(format!("127.20.{net}.20")),
-            talos_version: Some(talos.into()),
             kubernetes_version: Some(k8s.into()),
-            image: Some(ImageModel {
-                installer: None,
-                disk_image_url: Some(disk_url(talos)),
-            }),
-            timeouts: Some(TimeoutsModel {
-                create: Some("3m".into()),
-                update: Some("3m".into()),
-                delete: Some("2m".into()),
-            }),
-            nodes: Some(nodes),
-            ..Default::default()
+            ..cluster(
+                self.net,
+                format!("upg{}", self.net),
+                talos,
+                cps.chain(workers),
+            )
         }
-    }
-
-    fn node(&self, host: u8) -> TalosNode {
-        self.fleet
-            .node_at(Ipv4Addr::new(127, 20, self.net, host))
-            .expect("node on its static address")
-    }
-
-    async fn apply(&self, prior: &Value, m: &ClusterModel) -> Result<Value, String> {
-        let config = schema().from_typed(m).expect("config");
-        self.h
-            .plan_and_apply(TYPE_NAME, prior, &config)
-            .await
-            .map_err(|d| format!("{d:?}"))
-    }
-
-    async fn assert_empty_plan(&self, state: &Value, m: &ClusterModel) {
-        let config = schema().from_typed(m).expect("config");
-        let p = self.h.plan(TYPE_NAME, state, &config).await;
-        assert!(!p.diagnostics.has_errors(), "{:?}", p.diagnostics);
-        assert!(
-            p.planned_state.equals(state),
-            "the plan after the apply is not empty"
-        );
-    }
-
-    async fn destroy(&self, state: &Value) {
-        let _ = self.h.plan_and_apply(TYPE_NAME, state, &Value::Null).await;
-        self.fleet.shutdown().await;
     }
 }
 
@@ -210,7 +115,7 @@ async fn an_interrupted_roll_is_resumed_by_the_next_apply() {
         tonic::Code::Internal,
         "injected: installer crashed",
     );
-    let config = schema().from_typed(&new).unwrap();
+    let config = config(&new);
     let p = e.h.plan(TYPE_NAME, &state, &config).await;
     assert!(!p.diagnostics.has_errors(), "{:?}", p.diagnostics);
     let r =
@@ -305,7 +210,7 @@ async fn a_cancelled_roll_is_resumed_without_upgrading_a_node_twice() {
     let old = e.model("v1.12.4", "1.35.0", 3, 0);
     let state = e.apply(&Value::Null, &old).await.expect("create");
     let new = e.model("v1.12.11", "1.35.0", 3, 0);
-    let config = schema().from_typed(&new).unwrap();
+    let config = config(&new);
     let p = e.h.plan(TYPE_NAME, &state, &config).await;
     assert!(!p.diagnostics.has_errors(), "{:?}", p.diagnostics);
     let (h, st, cfg, planned) = (e.h.clone(), state.clone(), config.clone(), p.planned_state);
@@ -336,7 +241,7 @@ async fn a_cancelled_roll_is_resumed_without_upgrading_a_node_twice() {
     }
     // The next run of the provider: the plan is not empty, the apply resumes, and cp2 is
     // recognised as upgraded instead of being upgraded twice.
-    let h2 = inproc::harness(&e._emu).await;
+    let h2 = inproc::harness(&e.emu).await;
     let p = h2.plan(TYPE_NAME, &r.state, &config).await;
     assert!(!p.planned_state.equals(&r.state), "the plan is not empty");
     let state = h2

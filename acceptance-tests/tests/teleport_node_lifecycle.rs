@@ -12,7 +12,7 @@ use std::net::Ipv4Addr;
 
 use waddle_acceptance::harness::emulated::{self, runtime};
 use waddle_acceptance::pve::{
-    read_iso_files, DebianAppliance, EmulatorConfig, FaultConfig, FaultKind, FaultRule, PveEmulator,
+    read_iso_files, DebianAppliance, FaultConfig, FaultKind, FaultRule, PveEmulator,
 };
 use waddle_acceptance::teleport::{
     GuestFs, SANDBOX_GITHUB_CLIENT_ID, SANDBOX_GITHUB_CLIENT_SECRET,
@@ -37,18 +37,7 @@ fn skip_on_real_pve(test: &str) -> bool {
 }
 
 async fn emulator(ip: Ipv4Addr) -> PveEmulator {
-    emulator_with(ip, FaultConfig::default()).await
-}
-
-async fn emulator_with(ip: Ipv4Addr, faults: FaultConfig) -> PveEmulator {
-    emulated::emulator(
-        EmulatorConfig::builder()
-            .ip(ip)
-            .bridge("vmbr1")
-            .faults(faults)
-            .build(),
-    )
-    .await
+    inproc::emulator(ip, FaultConfig::default()).await
 }
 
 fn base() -> TeleportNodeState {
@@ -132,16 +121,7 @@ async fn apply(h: &Harness, prior: &Value, config: &Value) -> Value {
 
 /// Refresh, then the plan is empty.
 async fn empty_plan(h: &Harness, state: &Value, config: &Value) -> Value {
-    let r = h.read(TYPE_NAME, state).await;
-    assert!(!r.diagnostics.has_errors(), "{:?}", r.diagnostics);
-    let p = h.plan(TYPE_NAME, &r.state, config).await;
-    assert!(!p.diagnostics.has_errors(), "{:?}", p.diagnostics);
-    assert!(p.requires_replace.is_empty(), "{:?}", p.requires_replace);
-    assert!(
-        p.planned_state.equals(&r.state),
-        "the plan after refresh is empty"
-    );
-    r.state
+    inproc::refresh_then_empty_plan(h, TYPE_NAME, state, config).await
 }
 
 async fn destroy(h: &Harness, state: &Value) {
@@ -153,13 +133,33 @@ async fn destroy(h: &Harness, state: &Value) {
     assert!(a.state.is_null());
 }
 
+/// Destroys `state`; nothing is left.
+async fn destroy_leaves_nothing(h: &Harness, emu: &PveEmulator, state: &Value) {
+    destroy(h, state).await;
+    nothing_left(emu);
+}
+
 fn nothing_left(emu: &PveEmulator) {
-    let vms: Vec<u32> = emu.vms().iter().map(|v| v.vmid).collect();
+    let vms = emu.vmids();
     let vols: Vec<String> = emu.volumes().into_iter().map(|v| v.volid).collect();
     assert!(
         vms.is_empty() && vols.is_empty(),
         "left behind: VMs {vms:?}, volumes {vols:?}"
     );
+}
+
+/// A create that had to recover converged on one seed ISO with an empty plan after a
+/// refresh; destroy then leaves nothing.
+async fn converged_then_nothing_left(
+    h: &Harness,
+    emu: &PveEmulator,
+    state: &Value,
+    config: &Value,
+) {
+    let isos = emu.volids("iso");
+    assert_eq!(isos.len(), 1, "one seed ISO: {isos:?}");
+    let state = empty_plan(h, state, config).await;
+    destroy_leaves_nothing(h, emu, &state).await;
 }
 
 #[test]
@@ -350,8 +350,7 @@ fn lifecycle_in_place_drift_secrets_and_nothing_left() {
         let p = h.plan(TYPE_NAME, &state2, &cfg(&skip)).await;
         assert!(p.diagnostics.has_errors(), "a major downgrade is refused");
 
-        destroy(&h, &state2).await;
-        nothing_left(&emu);
+        destroy_leaves_nothing(&h, &emu, &state2).await;
     });
 }
 
@@ -385,8 +384,7 @@ fn a_wrong_client_secret_fails_clearly() {
         );
         // The VM exists and is recorded (tainted): destroy removes everything.
         assert!(!a.state.is_null(), "partial state recorded");
-        destroy(&h, &a.state).await;
-        nothing_left(&emu);
+        destroy_leaves_nothing(&h, &emu, &a.state).await;
     });
 }
 
@@ -404,17 +402,9 @@ fn a_shared_image_goes_with_the_last_vm() {
         other.private_nic.as_mut().unwrap().cidr = Some("10.10.0.4/24".into());
         let b = apply(&h, &Value::Null, &cfg(&other)).await;
         assert_eq!(emu.downloads().len(), 1, "one download for both");
-        let images = |emu: &PveEmulator| -> Vec<String> {
-            emu.volumes()
-                .into_iter()
-                .filter(|v| v.content == "import")
-                .map(|v| v.volid)
-                .collect()
-        };
         destroy(&h, &a).await;
-        assert_eq!(images(&emu).len(), 1, "still used by the other VM");
-        destroy(&h, &b).await;
-        nothing_left(&emu);
+        assert_eq!(emu.volids("import").len(), 1, "still used by the other VM");
+        destroy_leaves_nothing(&h, &emu, &b).await;
     });
 }
 
@@ -434,7 +424,7 @@ fn killed_mid_create_then_reapply_leaves_nothing() {
         let apply_once = h.apply(TYPE_NAME, &Value::Null, &config, &p.planned_state);
         let killed = async {
             for _ in 0..600 {
-                if !emu.vms().is_empty() && emu.volumes().iter().any(|v| v.content == "iso") {
+                if !emu.vms().is_empty() && !emu.volids("iso").is_empty() {
                     return;
                 }
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
@@ -447,22 +437,12 @@ fn killed_mid_create_then_reapply_leaves_nothing() {
         }
         let orphan = emu.vms()[0].vmid;
         let state = apply(&h, &Value::Null, &config).await;
-        let vms: Vec<u32> = emu.vms().iter().map(|v| v.vmid).collect();
         assert_eq!(
-            vms,
+            emu.vmids(),
             vec![vmid_of(&state)],
             "only the new VM (orphan {orphan} removed)"
         );
-        let isos: Vec<String> = emu
-            .volumes()
-            .into_iter()
-            .filter(|v| v.content == "iso")
-            .map(|v| v.volid)
-            .collect();
-        assert_eq!(isos.len(), 1, "one seed ISO: {isos:?}");
-        let state = empty_plan(&h, &state, &config).await;
-        destroy(&h, &state).await;
-        nothing_left(&emu);
+        converged_then_nothing_left(&h, &emu, &state, &config).await;
     });
 }
 
@@ -486,7 +466,7 @@ fn lost_answers_on_every_create_step_converge() {
         f.rule(FaultRule::new(ep, FaultKind::DropResponse, 1.0).max_hits(1))
     });
     runtime().block_on(async {
-        let emu = emulator_with(Ipv4Addr::new(127, 40, 95, 5), faults).await;
+        let emu = inproc::emulator(Ipv4Addr::new(127, 40, 95, 5), faults).await;
         let h = harness(&emu).await;
         let config = cfg(&base());
         let state = apply(&h, &Value::Null, &config).await;
@@ -498,19 +478,9 @@ fn lost_answers_on_every_create_step_converge() {
             "every answer was lost once: {:?}",
             emu.fault_log()
         );
-        let vms: Vec<u32> = emu.vms().iter().map(|v| v.vmid).collect();
-        assert_eq!(vms, vec![vmid_of(&state)], "one VM");
+        assert_eq!(emu.vmids(), vec![vmid_of(&state)], "one VM");
         assert_eq!(emu.downloads().len(), 1, "one image download");
-        let isos: Vec<String> = emu
-            .volumes()
-            .into_iter()
-            .filter(|v| v.content == "iso")
-            .map(|v| v.volid)
-            .collect();
-        assert_eq!(isos.len(), 1, "one seed ISO: {isos:?}");
-        let state = empty_plan(&h, &state, &config).await;
-        destroy(&h, &state).await;
-        nothing_left(&emu);
+        converged_then_nothing_left(&h, &emu, &state, &config).await;
     });
 }
 
@@ -535,7 +505,7 @@ fn a_failing_guest_step_is_recorded_and_replaced() {
         .max_hits(1000),
     );
     runtime().block_on(async {
-        let emu = emulator_with(Ipv4Addr::new(127, 40, 95, 6), faults).await;
+        let emu = inproc::emulator(Ipv4Addr::new(127, 40, 95, 6), faults).await;
         let h = harness(&emu).await;
         let mut s = base();
         // Fail in seconds rather than after the default create timeout.
@@ -554,26 +524,18 @@ fn a_failing_guest_step_is_recorded_and_replaced() {
         assert!(a.diagnostics.has_errors(), "the create fails");
         assert!(text.contains("injected guest-agent failure"), "{text}");
         assert!(!a.state.is_null(), "the VM that exists is in the state");
-        let vms: Vec<u32> = emu.vms().iter().map(|v| v.vmid).collect();
-        assert_eq!(vms, vec![vmid_of(&a.state)], "the VM is recorded");
+        assert_eq!(emu.vmids(), vec![vmid_of(&a.state)], "the VM is recorded");
         let seed = str_attr(&a.state, "seed_iso").map(str::to_string);
-        let isos: Vec<String> = emu
-            .volumes()
-            .into_iter()
-            .filter(|v| v.content == "iso")
-            .map(|v| v.volid)
-            .collect();
+        let isos = emu.volids("iso");
         assert_eq!(
             isos,
             seed.into_iter().collect::<Vec<_>>(),
             "the seed ISO is recorded"
         );
-        destroy(&h, &a.state).await;
-        nothing_left(&emu);
+        destroy_leaves_nothing(&h, &emu, &a.state).await;
         emu.set_faults(FaultConfig::default());
         let state = apply(&h, &Value::Null, &config).await;
         let state = empty_plan(&h, &state, &config).await;
-        destroy(&h, &state).await;
-        nothing_left(&emu);
+        destroy_leaves_nothing(&h, &emu, &state).await;
     });
 }

@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::notice;
+use super::{notice, TestStep};
 use crate::pve::{EmulatorConfig, PveEmulator};
 
 /// The variables that select Real mode (all three, or none).
@@ -26,6 +26,34 @@ pub const REAL_VARS: [&str; 3] = [
     "PROXMOX_VE_API_TOKEN",
     "PROXMOX_VE_ACC_NODE",
 ];
+
+/// The `required_providers` block and a `provider "waddle"` block for the PVE API at
+/// `endpoint` with `api_token` and `node`, pinning the CA in `pve-ca.pem` beside the
+/// configuration when `ca` (see [`PveTarget::step`]): the head of a CLI test's configuration.
+pub fn provider_hcl(endpoint: &str, api_token: &str, node: &str, ca: bool) -> String {
+    let ca = if ca {
+        "\n  ca_cert   = file(\"${path.module}/pve-ca.pem\")"
+    } else {
+        ""
+    };
+    format!(
+        r#"
+terraform {{
+  required_providers {{
+    waddle = {{
+      source = "waddle-social/waddle"
+    }}
+  }}
+}}
+
+provider "waddle" {{
+  endpoint  = "{endpoint}"
+  api_token = "{api_token}"{ca}
+  node      = "{node}"
+}}
+"#
+    )
+}
 
 /// Errors choosing or using a target.
 #[derive(Debug, thiserror::Error)]
@@ -222,6 +250,30 @@ impl PveTarget {
             env.push(("PROXMOX_VE_CA_CERT".to_string(), ca));
         }
         env
+    }
+
+    /// [`provider_hcl`] for this target (its CA pinned when it has one).
+    pub fn provider_hcl(&self) -> String {
+        self.provider_hcl_with_token(&self.api_token())
+    }
+
+    /// [`PveTarget::provider_hcl`] with another API token.
+    pub fn provider_hcl_with_token(&self, api_token: &str) -> String {
+        provider_hcl(
+            &self.endpoint(),
+            api_token,
+            &self.node(),
+            self.ca_pem().is_some(),
+        )
+    }
+
+    /// A config step of `hcl` with this target's CA as `pve-ca.pem` (when it has one).
+    pub fn step(&self, hcl: impl Into<String>) -> TestStep {
+        let step = TestStep::config(hcl);
+        match self.ca_pem() {
+            Some(ca) => step.file("pve-ca.pem", ca),
+            None => step,
+        }
     }
 
     /// The emulator, if this is one.

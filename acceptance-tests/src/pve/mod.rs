@@ -458,9 +458,23 @@ impl PveEmulator {
             .into_iter()
             .find(|v| v.vmid == vmid)
     }
+    /// The VMIDs of [`Self::vms`], in the same order.
+    pub fn vmids(&self) -> Vec<u32> {
+        self.vms().iter().map(|v| v.vmid).collect()
+    }
     /// All storage volumes.
     pub fn volumes(&self) -> Vec<VolumeSnapshot> {
         self.shared.volume_snapshots()
+    }
+    /// The volume ids of the volumes whose content is `content` (`iso` for seed ISOs,
+    /// `import` for downloaded disk images, `images` for VM disks), in the order of
+    /// [`Self::volumes`].
+    pub fn volids(&self, content: &str) -> Vec<String> {
+        self.volumes()
+            .into_iter()
+            .filter(|v| v.content == content)
+            .map(|v| v.volid)
+            .collect()
     }
     /// The bytes of a volume that has data (an uploaded ISO), by volume id.
     pub fn volume_data(&self, volid: &str) -> Option<Vec<u8>> {

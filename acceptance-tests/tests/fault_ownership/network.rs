@@ -72,16 +72,7 @@ async fn converged(h: &Harness, emu: &PveEmulator, state: &Value) -> Value {
     let (zones, vnets, subnets) = sdn(emu).await;
     assert_eq!((zones, vnets), (vec![ZONE.into()], vec![VNET.into()]));
     assert_eq!(subnets.len(), 1, "{subnets:?}");
-    let r = h.read(TYPE_NAME, state).await;
-    assert!(!r.diagnostics.has_errors(), "{:?}", r.diagnostics);
-    let p = h.plan(TYPE_NAME, &r.state, &config()).await;
-    assert!(!p.diagnostics.has_errors(), "{:?}", p.diagnostics);
-    assert!(p.requires_replace.is_empty(), "{:?}", p.requires_replace);
-    assert!(
-        p.planned_state.equals(&r.state),
-        "the plan after it is empty"
-    );
-    r.state
+    refresh_then_empty_plan(h, TYPE_NAME, state, &config()).await
 }
 
 /// The create fails after each object exists (the vnet create, the subnet create, the SDN
@@ -145,13 +136,10 @@ fn killed_mid_create_then_reapply() {
     if skip_on_real_pve("network killed_mid_create_then_reapply") {
         return;
     }
-    let faults = FaultConfig::new(22).rule(
-        FaultRule::new(
-            "POST /cluster/sdn/vnets",
-            FaultKind::Latency(Duration::from_secs(2)),
-            1.0,
-        )
-        .max_hits(1),
+    let faults = fail_once(
+        22,
+        "POST /cluster/sdn/vnets",
+        FaultKind::Latency(Duration::from_secs(2)),
     );
     runtime().block_on(async {
         let emu = emulator(Ipv4Addr::new(127, 40, 93, 4), faults).await;

@@ -50,24 +50,17 @@ async fn destroy(h: &Harness, state: &Value) {
 /// exist, and read + plan are empty.
 async fn converged(h: &Harness, emu: &PveEmulator, state: &Value, cfg: &Value) {
     let vmid = vmid_of(state);
-    let vms: Vec<u32> = emu.vms().iter().map(|v| v.vmid).collect();
+    let vms = emu.vmids();
     assert_eq!(vms, vec![vmid], "only the state's VM exists");
     let vm = emu.vm(vmid).expect("VM");
     assert!(vm.running, "the VM runs");
     assert_eq!(vm.config.get("onboot").map(String::as_str), Some("1"));
     let seed = state.get_attr("seed_iso").and_then(Value::as_str);
     assert_eq!(
-        isos(emu),
+        emu.volids("iso"),
         seed.into_iter().map(str::to_string).collect::<Vec<_>>()
     );
-    let r = h.read(TYPE_NAME, state).await;
-    assert!(!r.diagnostics.has_errors(), "{:?}", r.diagnostics);
-    let p = h.plan(TYPE_NAME, &r.state, cfg).await;
-    assert!(p.requires_replace.is_empty(), "{:?}", p.requires_replace);
-    assert!(
-        p.planned_state.equals(&r.state),
-        "the plan after it is empty"
-    );
+    refresh_then_empty_plan(h, TYPE_NAME, state, cfg).await;
 }
 
 /// A configured VMID taken by somebody else's VM: refused with a message naming that VM,
@@ -87,7 +80,7 @@ fn foreign_vm_with_our_vmid_is_refused_and_left_alone() {
         assert!(state.is_null(), "nothing recorded");
         assert_eq!(emu.vm(150).expect("foreign VM").config, before);
         assert_eq!(emu.vms().len(), 1);
-        assert!(isos(&emu).is_empty(), "{:?}", isos(&emu));
+        assert!(emu.volids("iso").is_empty(), "{:?}", emu.volids("iso"));
     });
 }
 
@@ -118,11 +111,7 @@ fn lost_responses_on_every_create_converge() {
         assert!(errors.is_empty(), "{errors}");
         converged(&h, &emu, &state, &cfg).await;
         assert_eq!(emu.downloads().len(), 1, "one image download");
-        let disks = emu
-            .volumes()
-            .into_iter()
-            .filter(|v| v.content == "images")
-            .count();
+        let disks = emu.volids("images").len();
         assert_eq!(disks, 1, "one disk");
         destroy(&h, &state).await;
         no_vm_or_iso_left(&emu).unwrap();
@@ -136,13 +125,10 @@ fn error_after_the_vm_exists_is_recorded() {
     if skip_on_real_pve("sni error_after_the_vm_exists_is_recorded") {
         return;
     }
-    let faults = FaultConfig::new(8).rule(
-        FaultRule::new(
-            "PUT /nodes/{node}/qemu/{vmid}/resize",
-            FaultKind::FailTask("resize failed: injected".into()),
-            1.0,
-        )
-        .max_hits(1),
+    let faults = fail_once(
+        8,
+        "PUT /nodes/{node}/qemu/{vmid}/resize",
+        FaultKind::FailTask("resize failed: injected".into()),
     );
     start().block_on(async {
         let emu = emulator(Ipv4Addr::new(127, 40, 91, 3), faults).await;
@@ -151,7 +137,7 @@ fn error_after_the_vm_exists_is_recorded() {
         let (failed, errors) = create(&h, &cfg).await;
         assert!(errors.contains("resize failed"), "{errors}");
         assert!(!failed.is_null(), "the VM that exists is in the state");
-        let vms: Vec<u32> = emu.vms().iter().map(|v| v.vmid).collect();
+        let vms = emu.vmids();
         assert_eq!(vms, vec![vmid_of(&failed)]);
         // Tainted: the next apply replaces it (destroy, then create).
         destroy(&h, &failed).await;
@@ -181,7 +167,7 @@ fn killed_mid_create_then_reapply() {
         let apply = h.apply(TYPE_NAME, &Value::Null, &cfg, &p.planned_state);
         let killed = async {
             until("the VM and its seed ISO exist", || {
-                emu.vms().len() == 2 && !isos(&emu).is_empty()
+                emu.vms().len() == 2 && !emu.volids("iso").is_empty()
             })
             .await;
         };
@@ -197,14 +183,19 @@ fn killed_mid_create_then_reapply() {
             .vmid;
         let (state, errors) = create(&h, &cfg).await;
         assert!(errors.is_empty(), "{errors}");
-        assert_eq!(isos(&emu).len(), 1, "one seed ISO: {:?}", isos(&emu));
+        assert_eq!(
+            emu.volids("iso").len(),
+            1,
+            "one seed ISO: {:?}",
+            emu.volids("iso")
+        );
         if vmid_of(&state) != orphan {
             assert!(
                 emu.vm(orphan).is_none(),
                 "the orphan VM {orphan} is removed"
             );
         }
-        let vms: Vec<u32> = emu.vms().iter().map(|v| v.vmid).collect();
+        let vms = emu.vmids();
         assert_eq!(
             vms.len(),
             2,
@@ -213,9 +204,9 @@ fn killed_mid_create_then_reapply() {
         assert_eq!(emu.vm(900).expect("foreign VM").config, before);
         destroy(&h, &state).await;
         assert_eq!(emu.vm(900).expect("foreign VM").config, before);
-        let vms: Vec<u32> = emu.vms().iter().map(|v| v.vmid).collect();
+        let vms = emu.vmids();
         assert_eq!(vms, vec![900]);
-        assert!(isos(&emu).is_empty(), "{:?}", isos(&emu));
+        assert!(emu.volids("iso").is_empty(), "{:?}", emu.volids("iso"));
     });
 }
 
@@ -232,7 +223,7 @@ fn vm_deleted_by_hand_is_recreated_and_its_iso_not_leaked() {
         let cfg = config(None);
         let (state, errors) = create(&h, &cfg).await;
         assert!(errors.is_empty(), "{errors}");
-        let old_iso = isos(&emu);
+        let old_iso = emu.volids("iso");
         delete_by_hand(&emu, vmid_of(&state)).await;
         let r = h.read(TYPE_NAME, &state).await;
         assert!(!r.diagnostics.has_errors(), "{:?}", r.diagnostics);
@@ -245,7 +236,7 @@ fn vm_deleted_by_hand_is_recreated_and_its_iso_not_leaked() {
         let (state, errors) = create(&h, &cfg).await;
         assert!(errors.is_empty(), "{errors}");
         converged(&h, &emu, &state, &cfg).await;
-        assert_eq!(isos(&emu).len(), old_iso.len());
+        assert_eq!(emu.volids("iso").len(), old_iso.len());
         destroy(&h, &state).await;
         no_vm_or_iso_left(&emu).unwrap();
     });
@@ -283,13 +274,10 @@ fn lost_delete_answer_sends_no_second_delete() {
     if skip_on_real_pve("sni lost_delete_answer_sends_no_second_delete") {
         return;
     }
-    let faults = FaultConfig::new(9).rule(
-        FaultRule::new(
-            "DELETE /nodes/{node}/qemu/{vmid}",
-            FaultKind::DropResponse,
-            1.0,
-        )
-        .max_hits(1),
+    let faults = fail_once(
+        9,
+        "DELETE /nodes/{node}/qemu/{vmid}",
+        FaultKind::DropResponse,
     );
     start().block_on(async {
         let emu = emulator(Ipv4Addr::new(127, 40, 91, 7), faults).await;
@@ -328,16 +316,8 @@ fn import_ends_with_an_empty_plan() {
             &AttributePath::attr("vmid"),
             Value::from(i64::from(vmid_of(&state))),
         );
-        let r = h.read(TYPE_NAME, &imported).await;
-        assert!(!r.diagnostics.has_errors(), "{:?}", r.diagnostics);
-        let p = h.plan(TYPE_NAME, &r.state, &cfg).await;
-        assert!(!p.diagnostics.has_errors(), "{:?}", p.diagnostics);
-        assert!(p.requires_replace.is_empty(), "{:?}", p.requires_replace);
-        assert!(
-            p.planned_state.equals(&r.state),
-            "the plan after the import is empty"
-        );
-        destroy(&h, &r.state).await;
+        let state = refresh_then_empty_plan(&h, TYPE_NAME, &imported, &cfg).await;
+        destroy(&h, &state).await;
         no_vm_or_iso_left(&emu).unwrap();
     });
 }
@@ -350,16 +330,13 @@ fn error_after_the_iso_exists_is_recorded() {
     if skip_on_real_pve("sni error_after_the_iso_exists_is_recorded") {
         return;
     }
-    let faults = FaultConfig::new(10).rule(
-        FaultRule::new(
-            "PUT /nodes/{node}/qemu/{vmid}/config",
-            FaultKind::Error {
-                status: 500,
-                reason: "injected config failure".into(),
-            },
-            1.0,
-        )
-        .max_hits(1),
+    let faults = fail_once(
+        10,
+        "PUT /nodes/{node}/qemu/{vmid}/config",
+        FaultKind::Error {
+            status: 500,
+            reason: "injected config failure".into(),
+        },
     );
     start().block_on(async {
         let emu = emulator(Ipv4Addr::new(127, 40, 91, 9), faults).await;
@@ -367,11 +344,11 @@ fn error_after_the_iso_exists_is_recorded() {
         let cfg = config(None);
         let (failed, errors) = create(&h, &cfg).await;
         assert!(errors.contains("attaching the seed ISO"), "{errors}");
-        let vms: Vec<u32> = emu.vms().iter().map(|v| v.vmid).collect();
+        let vms = emu.vmids();
         assert_eq!(vms, vec![vmid_of(&failed)], "the VM is recorded");
         let seed = failed.get_attr("seed_iso").and_then(Value::as_str);
         assert_eq!(
-            isos(&emu),
+            emu.volids("iso"),
             seed.into_iter().map(str::to_string).collect::<Vec<_>>(),
             "the seed ISO is recorded"
         );

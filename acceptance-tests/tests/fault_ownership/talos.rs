@@ -79,9 +79,8 @@ fn foreign_vm_with_a_node_vmid_is_refused_and_survives_destroy() {
         return;
     }
     runtime().block_on(async {
-        let fleet = TalosFleet::new(FleetOptions::default());
         let emu = emulator(Ipv4Addr::new(127, 40, 92, 1), FaultConfig::default()).await;
-        appliance::register(emu.appliances(), fleet.clone());
+        let fleet = emulated::talos_fleet(&emu);
         let before = foreign_vm(&emu, 920).await;
         let h = harness(&emu).await;
         // The worker cannot finish without its control plane: a short deadline ends the create.
@@ -100,7 +99,7 @@ fn foreign_vm_with_a_node_vmid_is_refused_and_survives_destroy() {
         assert_eq!(emu.vm(920).expect("foreign VM").config, before);
         destroy(&h, &state).await;
         assert_eq!(emu.vm(920).expect("foreign VM").config, before);
-        let vms: Vec<u32> = emu.vms().iter().map(|v| v.vmid).collect();
+        let vms = emu.vmids();
         assert_eq!(vms, vec![920], "only the foreign VM is left");
         assert!(
             emu.volumes().iter().all(|v| v.vmid == Some(920)),
@@ -121,9 +120,8 @@ fn killed_mid_create_then_reapply() {
         return;
     }
     runtime().block_on(async {
-        let fleet = TalosFleet::new(FleetOptions::default());
         let emu = emulator(Ipv4Addr::new(127, 40, 92, 2), FaultConfig::default()).await;
-        appliance::register(emu.appliances(), fleet.clone());
+        let fleet = emulated::talos_fleet(&emu);
         let h = harness(&emu).await;
         let cfg = config(93, None, "90s");
         let p = h.plan(TYPE_NAME, &Value::Null, &cfg).await;
@@ -138,7 +136,7 @@ fn killed_mid_create_then_reapply() {
         assert!(errors.is_empty(), "{errors}");
         let mut recorded = recorded_vmids(&state);
         recorded.sort_unstable();
-        let vms: Vec<u32> = emu.vms().iter().map(|v| v.vmid).collect();
+        let vms = emu.vmids();
         assert_eq!(vms, recorded, "no VM the state does not know");
         assert_eq!(
             recorded_images(&state),
@@ -170,25 +168,21 @@ fn error_after_the_vm_exists_is_recorded() {
     if skip_on_real_pve("talos error_after_the_vm_exists_is_recorded") {
         return;
     }
-    let faults = FaultConfig::new(12).rule(
-        FaultRule::new(
-            "PUT /nodes/{node}/qemu/{vmid}/resize",
-            FaultKind::FailTask("resize failed: injected".into()),
-            1.0,
-        )
-        .max_hits(1),
+    let faults = fail_once(
+        12,
+        "PUT /nodes/{node}/qemu/{vmid}/resize",
+        FaultKind::FailTask("resize failed: injected".into()),
     );
     runtime().block_on(async {
-        let fleet = TalosFleet::new(FleetOptions::default());
         let emu = emulator(Ipv4Addr::new(127, 40, 92, 3), faults).await;
-        appliance::register(emu.appliances(), fleet.clone());
+        let fleet = emulated::talos_fleet(&emu);
         let h = harness(&emu).await;
         let cfg = config(94, Some((940, 941)), "15s");
         let (state, errors) = create_state(&h, TYPE_NAME, &cfg).await;
         assert!(errors.contains("resize failed"), "{errors}");
         let mut recorded = recorded_vmids(&state);
         recorded.sort_unstable();
-        let vms: Vec<u32> = emu.vms().iter().map(|v| v.vmid).collect();
+        let vms = emu.vmids();
         assert_eq!(vms, vec![940, 941], "both VMs exist");
         assert_eq!(recorded, vms, "every VM that exists is recorded");
         destroy(&h, &state).await;
@@ -202,7 +196,7 @@ fn error_after_the_vm_exists_is_recorded() {
 
 /// Everything of a cluster in the emulator: VM ids and volumes (disk images included).
 fn everything(emu: &PveEmulator) -> (Vec<u32>, Vec<String>) {
-    let vms = emu.vms().iter().map(|v| v.vmid).collect();
+    let vms = emu.vmids();
     let vols = emu.volumes().into_iter().map(|v| v.volid).collect();
     (vms, vols)
 }
@@ -245,27 +239,10 @@ async fn converged(
             "a volume nobody knows: {v:?}"
         );
     }
-    let r = h.read(TYPE_NAME, state).await;
-    assert!(!r.diagnostics.has_errors(), "{:?}", r.diagnostics);
-    let p = h.plan(TYPE_NAME, &r.state, cfg).await;
-    assert!(!p.diagnostics.has_errors(), "{:?}", p.diagnostics);
-    assert!(p.requires_replace.is_empty(), "{:?}", p.requires_replace);
-    assert!(
-        p.planned_state.equals(&r.state),
-        "the plan after it is empty"
-    );
-    r.state
+    refresh_then_empty_plan(h, TYPE_NAME, state, cfg).await
 }
 
 /// The image volumes (`import` content) in the emulator.
-fn images(emu: &PveEmulator) -> Vec<String> {
-    emu.volumes()
-        .into_iter()
-        .filter(|v| v.content == "import")
-        .map(|v| v.volid)
-        .collect()
-}
-
 /// Create the cluster of `config(net, None, "90s")`; returns its state.
 async fn created(h: &Harness, net: u8) -> (Value, Value) {
     let cfg = config(net, None, "90s");
@@ -294,9 +271,8 @@ fn node_vm_deleted_by_hand_is_recreated() {
         return;
     }
     runtime().block_on(async {
-        let fleet = TalosFleet::new(FleetOptions::default());
         let emu = emulator(Ipv4Addr::new(127, 40, 92, 5), FaultConfig::default()).await;
-        appliance::register(emu.appliances(), fleet.clone());
+        let fleet = emulated::talos_fleet(&emu);
         let h = harness(&emu).await;
         let (state, cfg) = created(&h, 96).await;
         let w1 = node_vmid(&state, "w1");
@@ -323,7 +299,7 @@ fn node_vm_deleted_by_hand_is_recreated() {
         assert_eq!(emu.vm(w1).expect("foreign VM").config, before);
         destroy(&h, &state).await;
         assert_eq!(emu.vm(w1).expect("foreign VM").config, before);
-        let vms: Vec<u32> = emu.vms().iter().map(|v| v.vmid).collect();
+        let vms = emu.vmids();
         assert_eq!(vms, vec![w1], "only the foreign VM is left");
         assert!(
             emu.volumes().iter().all(|v| v.vmid == Some(w1)),
@@ -344,19 +320,18 @@ fn image_deleted_by_hand_is_downloaded_again_when_needed() {
         return;
     }
     runtime().block_on(async {
-        let fleet = TalosFleet::new(FleetOptions::default());
         let emu = emulator(Ipv4Addr::new(127, 40, 92, 6), FaultConfig::default()).await;
-        appliance::register(emu.appliances(), fleet.clone());
+        let fleet = emulated::talos_fleet(&emu);
         let h = harness(&emu).await;
         let (state, cfg) = created(&h, 97).await;
-        let imgs = images(&emu);
+        let imgs = emu.volids("import");
         assert_eq!(imgs.len(), 1, "{imgs:?}");
         let storage = imgs[0].split(':').next().expect("storage").to_string();
         client(&emu)
             .delete_volume(emu.node(), &storage, &imgs[0])
             .await
             .expect("delete the image");
-        assert!(images(&emu).is_empty());
+        assert!(emu.volids("import").is_empty());
         let state = converged(&h, &emu, &state, &cfg, &[]).await;
         delete_by_hand(&emu, node_vmid(&state, "w1")).await;
         let r = h.read(TYPE_NAME, &state).await;
@@ -366,7 +341,7 @@ fn image_deleted_by_hand_is_downloaded_again_when_needed() {
         let a = h.apply(TYPE_NAME, &r.state, &cfg, &p.planned_state).await;
         assert!(!a.diagnostics.has_errors(), "{:?}", a.diagnostics);
         assert_eq!(emu.downloads().len(), 2, "downloaded again");
-        assert_eq!(images(&emu), imgs, "the same image, recorded");
+        assert_eq!(emu.volids("import"), imgs, "the same image, recorded");
         let state = converged(&h, &emu, &a.state, &cfg, &[]).await;
         assert_eq!(recorded_images(&state), 1);
         destroy(&h, &state).await;
@@ -385,9 +360,8 @@ fn destroy_whose_vms_are_gone_leaves_nothing() {
         return;
     }
     runtime().block_on(async {
-        let fleet = TalosFleet::new(FleetOptions::default());
         let emu = emulator(Ipv4Addr::new(127, 40, 92, 7), FaultConfig::default()).await;
-        appliance::register(emu.appliances(), fleet.clone());
+        let fleet = emulated::talos_fleet(&emu);
         let foreign = 990;
         let before = foreign_vm(&emu, foreign).await;
         let h = harness(&emu).await;
@@ -402,7 +376,10 @@ fn destroy_whose_vms_are_gone_leaves_nothing() {
         destroy(&h, &r.state).await;
         let left = everything(&emu);
         assert_eq!(left.0, vec![foreign], "{left:?}");
-        assert!(images(&emu).is_empty(), "the image is deleted: {left:?}");
+        assert!(
+            emu.volids("import").is_empty(),
+            "the image is deleted: {left:?}"
+        );
         // Not refreshed: the worker's VM gone, the state still names it.
         let (state, _) = created(&h, 99).await;
         delete_by_hand(&emu, node_vmid(&state, "w1")).await;
@@ -428,9 +405,8 @@ fn import_ends_with_an_empty_plan() {
         return;
     }
     runtime().block_on(async {
-        let fleet = TalosFleet::new(FleetOptions::default());
         let emu = emulator(Ipv4Addr::new(127, 40, 92, 4), FaultConfig::default()).await;
-        appliance::register(emu.appliances(), fleet.clone());
+        let fleet = emulated::talos_fleet(&emu);
         let h = harness(&emu).await;
         let cfg = config(95, None, "90s");
         let (state, errors) = create_state(&h, TYPE_NAME, &cfg).await;
@@ -497,9 +473,8 @@ fn lost_responses_on_every_create_converge() {
         f.rule(FaultRule::new(ep, FaultKind::DropResponse, 1.0).max_hits(n))
     });
     runtime().block_on(async {
-        let fleet = TalosFleet::new(FleetOptions::default());
         let emu = emulator(Ipv4Addr::new(127, 40, 92, 8), faults).await;
-        appliance::register(emu.appliances(), fleet.clone());
+        let fleet = emulated::talos_fleet(&emu);
         let h = harness(&emu).await;
         let (state, cfg) = created(&h, 90).await;
         assert_eq!(emu.fault_log().len(), 5, "{:?}", emu.fault_log());
@@ -526,21 +501,17 @@ fn error_after_the_image_exists_is_recorded() {
     if skip_on_real_pve("talos error_after_the_image_exists_is_recorded") {
         return;
     }
-    let faults = FaultConfig::new(24).rule(
-        FaultRule::new(
-            "POST /nodes/{node}/qemu",
-            FaultKind::Error {
-                status: 500,
-                reason: "injected VM create failure".into(),
-            },
-            1.0,
-        )
-        .max_hits(1),
+    let faults = fail_once(
+        24,
+        "POST /nodes/{node}/qemu",
+        FaultKind::Error {
+            status: 500,
+            reason: "injected VM create failure".into(),
+        },
     );
     runtime().block_on(async {
-        let fleet = TalosFleet::new(FleetOptions::default());
         let emu = emulator(Ipv4Addr::new(127, 40, 92, 9), faults).await;
-        appliance::register(emu.appliances(), fleet.clone());
+        let fleet = emulated::talos_fleet(&emu);
         let h = harness(&emu).await;
         let cfg = config(91, None, "20s");
         let (failed, errors) = create_state(&h, TYPE_NAME, &cfg).await;
@@ -548,7 +519,7 @@ fn error_after_the_image_exists_is_recorded() {
         assert_eq!(recorded_images(&failed), 1, "the image is recorded");
         let mut recorded = recorded_vmids(&failed);
         recorded.sort_unstable();
-        let vms: Vec<u32> = emu.vms().iter().map(|v| v.vmid).collect();
+        let vms = emu.vmids();
         assert_eq!(vms, recorded, "every VM that exists is recorded");
         destroy(&h, &failed).await;
         assert_eq!(everything(&emu), (vec![], vec![]), "nothing left");
@@ -574,12 +545,14 @@ fn lost_maintenance_apply_answers_converge() {
     runtime().block_on(async {
         let mut faults = waddle_acceptance::talos::Faults::default();
         faults.lose_answers.insert("ApplyConfiguration".into(), 1);
-        let fleet = TalosFleet::new(FleetOptions {
-            faults,
-            ..FleetOptions::default()
-        });
         let emu = emulator(Ipv4Addr::new(127, 40, 92, 10), FaultConfig::default()).await;
-        appliance::register(emu.appliances(), fleet.clone());
+        let fleet = emulated::talos_fleet_with(
+            &emu,
+            FleetOptions {
+                faults,
+                ..FleetOptions::default()
+            },
+        );
         let h = harness(&emu).await;
         let cfg = config(96, None, "90s");
         let (state, errors) = create_state(&h, TYPE_NAME, &cfg).await;

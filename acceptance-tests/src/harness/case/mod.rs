@@ -175,6 +175,11 @@ impl TestStep {
         self
     }
 
+    /// [`TestStep::file`] for each (name, content) pair (e.g. `harness::module_files(..)`).
+    pub fn files(self, pairs: impl IntoIterator<Item = (String, String)>) -> Self {
+        pairs.into_iter().fold(self, |s, (name, c)| s.file(name, c))
+    }
+
     /// [`TestStep::env`] for each pair.
     pub fn envs(self, pairs: impl IntoIterator<Item = (String, String)>) -> Self {
         pairs.into_iter().fold(self, |s, (k, v)| s.env(k, v))
@@ -455,6 +460,11 @@ impl TestCase {
     pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.env.push((key.into(), value.into()));
         self
+    }
+
+    /// [`TestCase::env`] for each pair (e.g. `PveTarget::cli_env()`).
+    pub fn envs(self, pairs: impl IntoIterator<Item = (String, String)>) -> Self {
+        pairs.into_iter().fold(self, |c, (k, v)| c.env(k, v))
     }
 
     /// Called after the final destroy with the last state seen before it.
