@@ -18,6 +18,7 @@ and written to the log file of its suite. Failed binaries are listed at the end 
 `error: N targets failed:` form. Exit status 1 when any binary failed or timed out.
 
 Usage:
+  run-tests.py --bin-of NAME FILE      (prints the executable of binary target NAME)
   run-tests.py --artifacts FILE --suite LOG[,only=PREFIX][,env=K=V]... [--jobs N] [-- ARGS]
 
 A suite is a log file, optionally restricted to binaries whose test target name starts
@@ -118,6 +119,25 @@ def read_artifacts(path):
     return bins
 
 
+def bin_of(name, artifacts):
+    """The executable of binary target `name` (not a test build) in cargo's messages."""
+    with open(artifacts, encoding="utf-8") as f:
+        for line in f:
+            if not line.startswith("{"):
+                continue
+            msg = json.loads(line)
+            target = msg.get("target", {})
+            if (
+                msg.get("reason") == "compiler-artifact"
+                and target.get("name") == name
+                and "bin" in target.get("kind", [])
+                and not msg.get("profile", {}).get("test")
+                and msg.get("executable")
+            ):
+                return msg["executable"]
+    return None
+
+
 class Suite:
     def __init__(self, spec):
         parts = spec.split(",")
@@ -168,6 +188,11 @@ def guess(job):
 
 
 def main():
+    if len(sys.argv) == 4 and sys.argv[1] == "--bin-of":
+        exe = bin_of(sys.argv[2], sys.argv[3])
+        if exe:
+            print(exe)
+        return 0 if exe else 1
     if len(sys.argv) > 1 and sys.argv[1] == "--isolated-exec":
         isolated_exec(sys.argv[3:] if sys.argv[2:3] == ["--"] else sys.argv[2:])
         return 127

@@ -4,9 +4,9 @@
 #   1. scripts/install-test-deps.sh (haproxy, cloud-init, isoinfo/xorriso, Terraform 1.0.3)
 #   2. cargo fmt --all -- --check
 #   3. cargo clippy --workspace --all-targets -- -D warnings
-#   4. cargo build --release -p terraform-provider-waddle   (the binary the CLI tests install)
-#   5. cargo test --workspace --no-run   (builds every test binary once), then the doc tests
-#   6. every test binary (unit, gRPC, emulator, docs-staleness and real-CLI acceptance tests),
+#   4. cargo test --workspace --no-run   (builds every test binary once, and the provider binary
+#      the real-CLI tests install; WADDLE_TEST_RELEASE=1: the release build instead), doc tests
+#   5. every test binary (unit, gRPC, emulator, docs-staleness and real-CLI acceptance tests),
 #      and the real-CLI ones (acceptance-tests/tests/cli_*.rs) again under every other CLI found
 #      (terraform / tofu on PATH, the pinned Terraform) of another version, each reported apart;
 #      several binaries at a time, each in its own network namespace (scripts/run-tests.py;
@@ -150,11 +150,19 @@ install_deps() {
   echo "pinned terraform: $PINNED_TF"
 }
 
-build_provider() {
-  cargo build --release -p terraform-provider-waddle --bin terraform-provider-waddle
-  PROVIDER_BIN="$TARGET_DIR/release/terraform-provider-waddle"
-  if [ ! -x "$PROVIDER_BIN" ]; then
-    echo "release provider binary not found at $PROVIDER_BIN" >&2
+# The provider binary the real-CLI tests install: the test profile's build of
+# terraform-provider-waddle, which `cargo test --workspace --no-run` makes anyway (the package
+# has integration tests). WADDLE_TEST_RELEASE=1 builds and tests the release profile instead
+# (fat LTO, one codegen unit: the slowest build of the tree, so not the default).
+pick_provider() {
+  if [ "${WADDLE_TEST_RELEASE:-0}" = 1 ]; then
+    cargo build --release -p terraform-provider-waddle --bin terraform-provider-waddle
+    PROVIDER_BIN="$TARGET_DIR/release/terraform-provider-waddle"
+  else
+    PROVIDER_BIN=$(python3 scripts/run-tests.py --bin-of terraform-provider-waddle "$ARTIFACTS")
+  fi
+  if [ -z "$PROVIDER_BIN" ] || [ ! -x "$PROVIDER_BIN" ]; then
+    echo "provider binary not found: ${PROVIDER_BIN:-none in the cargo artifacts}" >&2
     return 1
   fi
   ls -l "$PROVIDER_BIN"
@@ -211,7 +219,6 @@ stage "rust components (rustfmt, clippy)" ensure_components
 stage "cargo fmt --all -- --check" cargo fmt --all -- --check
 stage "cargo clippy --workspace --all-targets -- -D warnings" \
   cargo clippy --workspace --all-targets -- -D warnings
-stage "cargo build --release -p terraform-provider-waddle" build_provider
 # The CLI the harness picks by default (its own order): TF_ACC_TERRAFORM_PATH, tofu on PATH,
 # the pinned Terraform.
 default_cli() {
@@ -255,6 +262,7 @@ find_other_clis() {
 TESTS_RC=0
 find_other_clis
 stage "cargo test --workspace --no-run (build every test binary)" build_tests
+stage "provider binary for the real-CLI tests" pick_provider
 stage "doc tests" run_doc_tests || TESTS_RC=$?
 ALSO=""
 for cli in "${OTHER_CLIS[@]}"; do ALSO="$ALSO; real-CLI tests again under $(cli_version "$cli")"; done

@@ -45,9 +45,28 @@ fn bound_client(ca: &str, from: IpAddr, timeout: Duration) -> reqwest::Client {
         .expect("client")
 }
 
-/// One request on a new connection from `from`: `Ok(status)` or the transport error text.
+/// One request on a new connection from `from` that should be answered: `Ok(status)` or the
+/// transport error text. The bound is generous: a TLS handshake with the debug-built emulator
+/// on a loaded machine can take more than a second.
 async fn probe(api: &Api, from: IpAddr) -> Result<u16, String> {
-    let c = bound_client(api.emu.ca_pem(), from, Duration::from_millis(700));
+    probe_within(api, from, Duration::from_secs(15)).await
+}
+
+/// A probe that should get no answer (DROP: silence until the 700 ms timeout; REJECT: a reset).
+/// The emulator must have recorded the refusal too, so a slow answer cannot pass for a DROP.
+async fn probe_refused(api: &Api, from: IpAddr) -> Result<u16, String> {
+    let before = api.emu.firewall_refusals().len();
+    let r = probe_within(api, from, Duration::from_millis(700)).await;
+    let refused = api.emu.firewall_refusals();
+    assert!(
+        refused.len() > before && refused.last().map(|f| f.source) == Some(from),
+        "the host firewall recorded no refusal of {from}: {r:?}"
+    );
+    r
+}
+
+async fn probe_within(api: &Api, from: IpAddr, timeout: Duration) -> Result<u16, String> {
+    let c = bound_client(api.emu.ca_pem(), from, timeout);
     match c
         .get(api.url("/version"))
         .header("Authorization", format!("PVEAPIToken={}", api.token))
@@ -274,7 +293,7 @@ async fn the_host_firewall_drops_or_resets_connections_from_sources_it_does_not_
         Ok(200),
         "the accepted source gets in"
     );
-    let e = probe(&api, OTHER)
+    let e = probe_refused(&api, OTHER)
         .await
         .expect_err("a dropped source must not get an answer");
     assert!(
@@ -294,13 +313,12 @@ async fn the_host_firewall_drops_or_resets_connections_from_sources_it_does_not_
         &[("policy_in", "REJECT")],
     )
     .await;
-    let started = std::time::Instant::now();
-    probe(&api, OTHER)
+    let e = probe_refused(&api, OTHER)
         .await
         .expect_err("a rejected source must not get an answer");
     assert!(
-        started.elapsed() < Duration::from_millis(650),
-        "REJECT resets at once"
+        !e.contains("imeout") && !e.contains("TimedOut"),
+        "REJECT resets at once, it does not leave the client waiting: {e}"
     );
     assert_eq!(
         api.emu.firewall_refusals().last().map(|r| r.verdict),
@@ -336,7 +354,7 @@ async fn the_host_firewall_drops_or_resets_connections_from_sources_it_does_not_
     )
     .await;
     assert!(
-        probe(&api, OTHER).await.is_err(),
+        probe_refused(&api, OTHER).await.is_err(),
         "a host DROP rule precedes management"
     );
     // The node's host firewall switched off: no filter.
@@ -345,7 +363,7 @@ async fn the_host_firewall_drops_or_resets_connections_from_sources_it_does_not_
     assert_eq!(probe(&api, OTHER).await, Ok(200));
     api.ok("PUT", "/nodes/pve/firewall/options", &[("enable", "1")])
         .await;
-    assert!(probe(&api, OTHER).await.is_err());
+    assert!(probe_refused(&api, OTHER).await.is_err());
     api.ok("PUT", "/cluster/firewall/options", &[("enable", "0")])
         .await;
     assert_eq!(probe(&api, OTHER).await, Ok(200), "cluster firewall off");

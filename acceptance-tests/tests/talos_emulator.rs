@@ -616,18 +616,19 @@ async fn client_reaches_nodes_through_a_socks5_proxy() {
         proxy: Some(Proxy::parse(&format!("socks5://{paddr}")).unwrap()),
         ..ConnectOptions::default()
     };
+    // Rendered before connecting: the first `bundle()` generates an RSA-4096 key, which blocks
+    // this single-threaded runtime for seconds; in the middle of the TLS handshake that let
+    // the node's handshake timeout close the connection.
+    let config = render_node_config(&spec, bundle(), "cp1").unwrap();
     let c = TalosClient::connect_maintenance(
         ep(node.dhcp_address().expect("a maintenance address")),
         &opts,
     )
     .await
     .unwrap();
-    c.apply_configuration(
-        &render_node_config(&spec, bundle(), "cp1").unwrap(),
-        ApplyMode::Auto,
-    )
-    .await
-    .unwrap();
+    c.apply_configuration(&config, ApplyMode::Auto)
+        .await
+        .unwrap();
     assert!(node.wait_stage(Stage::Running, WAIT).await);
     let s = TalosClient::connect(ep(node.address().unwrap()), &creds(), &opts)
         .await
@@ -667,7 +668,9 @@ mod machine_status {
 
     use crate::inproc::harness;
 
-    const WAIT: Duration = Duration::from_secs(30);
+    /// Bound of every wait below. A create generates the cluster's secrets (an RSA-4096 key)
+    /// before the first VM exists, which took more than 30 s on a loaded 2-core machine.
+    const WAIT: Duration = Duration::from_secs(120);
     const URL: &str = "https://factory.talos.dev/image/376567988ad370138ad8b2698212367b8edcb69b5fd68c80be1f2ec7d603b4ba/v1.12.11/nocloud-amd64.qcow2";
 
     fn ep(ip: Ipv4Addr) -> SocketAddr {

@@ -146,7 +146,8 @@ async fn health_names_each_waiting_check_and_passes_without_a_cni() {
     let started = Instant::now();
     let err = health::health(&env(Duration::from_secs(2)), &m, bundle())
         .await
-        .expect_err("the worker's boot is held");
+        .expect_err("the worker's boot is held")
+        .to_string();
     assert!(
         started.elapsed() >= Duration::from_secs(2),
         "ran to the deadline"

@@ -9,6 +9,7 @@ use std::net::Ipv4Addr;
 
 use waddle_acceptance::harness::emulated;
 use waddle_acceptance::pve::{EmulatorConfig, FaultConfig, PveEmulator};
+use waddle_framework::provider::Provider;
 use waddle_framework::testing::Harness;
 use waddle_framework::{AttributePath, Value};
 use waddle_provider::provider::{schema as provider_schema, NoEnv, WaddleProvider};
@@ -27,7 +28,12 @@ pub async fn emulator(ip: Ipv4Addr, faults: FaultConfig) -> PveEmulator {
 
 /// A provider configured for `emu` (endpoint, token, CA, node).
 pub async fn harness(emu: &PveEmulator) -> Harness {
-    let h = Harness::new(WaddleProvider::with_env(NoEnv));
+    harness_of(WaddleProvider::with_env(NoEnv), emu).await
+}
+
+/// `provider` (the waddle provider's configuration schema) configured for `emu`.
+pub async fn harness_of<P: Provider>(provider: P, emu: &PveEmulator) -> Harness {
+    let h = Harness::new(provider);
     let mut pc = provider_schema().null_value();
     for (k, v) in [
         ("endpoint", emu.endpoint()),
