@@ -1,7 +1,7 @@
 //! The provider binary under test and the filesystem mirror `init -plugin-dir` reads.
 //!
-//! `WADDLE_PROVIDER_BIN` names a prebuilt binary (what `scripts/test.sh` passes: the test
-//! build's `terraform-provider-waddle`, or the release build with `WADDLE_TEST_RELEASE=1`). Without it the harness runs `cargo build -p terraform-provider-waddle` once per test
+//! `WADDLE_PROVIDER_BIN` names a prebuilt binary (what `scripts/test.sh` passes: the release
+//! build, or the test build's with `WADDLE_TEST_RELEASE=0`). Without it the harness runs `cargo build -p terraform-provider-waddle` once per test
 //! process — dev profile by default, so a developer's `cargo test -p waddle-acceptance` reuses the
 //! debug artefacts; `WADDLE_PROVIDER_PROFILE=release` (or any cargo profile) to change — and takes
 //! the executable path cargo reports, so any `CARGO_TARGET_DIR` / cargo config is honoured.
